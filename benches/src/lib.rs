@@ -1,0 +1,1 @@
+//! Criterion benchmarks for voicemail; see `benches/`.

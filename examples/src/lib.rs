@@ -1,0 +1,1 @@
+//! Runnable examples for voicemail; see the `[[example]]` targets.

@@ -1,0 +1,98 @@
+//! Inputs to and outputs from a [`Call`](crate::call::Call).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::call::CallState;
+use crate::message::MessageMeta;
+use crate::rtp::dtmf::DtmfDigit;
+
+/// Something that happened to the call, fed in with [`Call::handle_input`](crate::call::Call::handle_input).
+/// Every input carries the time it happened; time never goes backwards.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// The call was answered (SIP 200 OK sent/ACKed): start the greeting.
+    Answered(Instant),
+    /// A datagram arrived on the call's RTP port. Anything may be in it.
+    Rtp(Instant, &'a [u8]),
+    /// A DTMF digit arrived out of band (SIP INFO).
+    Dtmf(Instant, DtmfDigit),
+    /// The caller hung up (BYE or CANCEL).
+    Hangup(Instant),
+    /// Time passed (a deadline given by [`Output::Timeout`] was reached).
+    Tick(Instant),
+}
+
+impl Input<'_> {
+    /// The time the input carries.
+    pub fn time(&self) -> Instant {
+        match *self {
+            Input::Answered(t) | Input::Rtp(t, _) | Input::Dtmf(t, _) | Input::Hangup(t) | Input::Tick(t) => t,
+        }
+    }
+}
+
+/// What the call wants done next, pulled with [`Call::poll_output`](crate::call::Call::poll_output).
+#[derive(Debug)]
+#[must_use]
+pub enum Output {
+    /// Send this RTP packet to the caller now.
+    SendRtp(RtpOut),
+    /// Something happened.
+    Event(Event),
+    /// Nothing more to do until this time (or until the next input). `None`-like deadlines are
+    /// never returned: an ended call returns a timeout far in the future.
+    Timeout(Instant),
+}
+
+/// An outgoing RTP packet: a 12-byte header and a payload shared with the greeting cache
+/// (cloning it does not copy or allocate).
+#[derive(Debug, Clone)]
+pub struct RtpOut {
+    /// The RTP header (version 2, no CSRC, no extension).
+    pub header: [u8; 12],
+    /// The encoded payload.
+    pub payload: Bytes,
+}
+
+impl RtpOut {
+    /// The packet's total length.
+    pub fn len(&self) -> usize {
+        12 + self.payload.len()
+    }
+
+    /// Always false: a packet has at least a header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Copies the packet into `buf` and returns its length, or `None` when `buf` is too short.
+    pub fn write_to(&self, buf: &mut [u8]) -> Option<usize> {
+        let n = self.len();
+        let dst = buf.get_mut(..n)?;
+        dst[..12].copy_from_slice(&self.header);
+        dst[12..].copy_from_slice(&self.payload);
+        Some(n)
+    }
+
+    /// The packet as a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        v.extend_from_slice(&self.header);
+        v.extend_from_slice(&self.payload);
+        v
+    }
+}
+
+/// Something the call reports.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The call moved to a new state.
+    StateChanged(CallState),
+    /// A DTMF digit was received (RFC 4733 or SIP INFO), once per key press.
+    DtmfReceived(DtmfDigit),
+    /// The call ended and its message is complete: the WAV is finalised. Exactly once per call.
+    MessageRecorded(Box<MessageMeta>),
+}

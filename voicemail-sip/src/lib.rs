@@ -1,0 +1,1 @@
+//! SIP adapter for voicemail-core: not implemented yet (tracked in issue 4); this crate exposes nothing.
