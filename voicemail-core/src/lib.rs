@@ -12,13 +12,19 @@
 
 pub mod call;
 pub mod codec;
+pub mod config;
+pub mod deliver;
+pub mod directory;
 pub mod error;
 pub mod greeting;
 pub mod io;
 pub mod jitter;
+pub mod mailbox;
 pub mod message;
+pub mod outbox;
 pub mod recording;
 pub mod rtp;
+pub mod schedule;
 
 pub use call::{Call, CallConfig, CallState};
 pub use codec::{Codec, CodecKind};

@@ -1,11 +1,63 @@
-//! The call state machine (placeholder, being written).
+//! The call state machine: Ringing → Answered → Greeting → Beep → Recording → Ended.
+//!
+//! A [`Call`] is driven with [`Call::handle_input`] and drained with [`Call::poll_output`]
+//! (the str0m/quinn-proto pattern). It owns no socket, no thread and no clock: every input
+//! carries its `Instant`, and the call only ever compares instants it was given.
+//!
+//! ```no_run
+//! # use std::time::Instant;
+//! # use voicemail_core::{Call, CallConfig, Input, Output, Prompt, Recording};
+//! # fn main() -> voicemail_core::Result<()> {
+//! let now = Instant::now(); // the adapter's clock, never the core's
+//! let cfg = CallConfig::new("msg-1", "+74951234567", jiff::Timestamp::UNIX_EPOCH);
+//! let recording = Recording::new(std::io::Cursor::new(Vec::new()))?;
+//! let mut call = Call::new(cfg, Prompt::default_greeting(), recording, now)?;
+//! call.handle_input(Input::Answered(now))?;
+//! loop {
+//!     match call.poll_output() {
+//!         Output::SendRtp(packet) => { /* socket.send(&packet.to_vec()) */ }
+//!         Output::Event(event) => { /* log, persist MessageRecorded */ }
+//!         Output::Timeout(at) => { /* wait for `at` or a datagram, then handle_input */ break; }
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Every call yields exactly one [`Event::MessageRecorded`], however it ends: a hang-up during
+//! the greeting, or even before the answer, still produces a message with a valid zero-length
+//! WAV.
+
+use std::collections::VecDeque;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::{Codec, CodecKind};
+use crate::error::{Error, Result};
+use crate::greeting::Prompt;
+use crate::io::{Event, Input, Output, RtpOut};
+use crate::jitter::{Frame, JitterBuffer, JitterConfig};
+use crate::message::{EndReason, MediaStats, MessageMeta};
+use crate::recording::{Recording, RecordingError};
+use crate::rtp::dtmf::{DtmfDetector, DtmfDigit};
+use crate::rtp::{Packetizer, RtpPacket};
+
+/// Samples per second of every supported codec's RTP clock.
+const RATE: u64 = 8000;
+/// The comfort-noise payload type (RFC 3389); carries no audio worth recording.
+const PT_CN: u8 = 13;
+/// The most silence added after the last frame at a hang-up (covers lost final packets).
+const TAIL_CAP: u64 = RATE * 60 / 1000;
+/// How long after the last expected deadline an ended call's timeout lies.
+const IDLE: Duration = Duration::from_secs(24 * 3600);
 
 /// Where a call is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallState {
     /// Created, not answered yet.
     Ringing,
-    /// Answered.
+    /// Answered; the greeting starts at once.
     Answered,
     /// Playing the greeting.
     Greeting,
@@ -17,9 +69,612 @@ pub enum CallState {
     Ended,
 }
 
-/// Placeholder.
+impl CallState {
+    /// The lowercase name (`ringing`, `greeting`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Ringing => "ringing",
+            CallState::Answered => "answered",
+            CallState::Greeting => "greeting",
+            CallState::Beep => "beep",
+            CallState::Recording => "recording",
+            CallState::Ended => "ended",
+        }
+    }
+}
+
+/// Everything a call needs to know. Build with [`CallConfig::new`] and adjust the fields.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    /// The message id (unique within the spool).
+    pub id: String,
+    /// The caller's number.
+    pub caller: String,
+    /// The caller's display name.
+    pub caller_name: Option<String>,
+    /// The called number (mailbox).
+    pub called: String,
+    /// Wall-clock time of the call (UTC), recorded in the metadata.
+    pub started_at: jiff::Timestamp,
+    /// The negotiated audio codec.
+    pub codec: CodecKind,
+    /// The payload type of the audio codec (its static type by default; L16 needs one).
+    pub payload_type: u8,
+    /// The negotiated telephone-event payload type (RFC 4733), if any.
+    pub dtmf_payload_type: Option<u8>,
+    /// Packetization time of the greeting and beep (10 to 120 ms).
+    pub ptime: Duration,
+    /// The key that ends the recording (and skips the greeting); `None` disables it.
+    pub finish_key: Option<DtmfDigit>,
+    /// The longest recording.
+    pub max_length: Duration,
+    /// End the recording after this much continuous silence; `None` disables it.
+    pub silence_timeout: Option<Duration>,
+    /// Peak amplitude below which a frame counts as silence.
+    pub silence_threshold: i16,
+    /// End the call when no RTP arrives for this long after the answer.
+    pub media_timeout: Duration,
+    /// The beep played after the greeting; `None` plays none.
+    pub beep: Option<Prompt>,
+    /// Seed for the outgoing stream's SSRC, sequence and timestamp start values.
+    pub rtp_seed: u64,
+    /// Jitter buffer settings.
+    pub jitter: JitterConfig,
+}
+
+impl CallConfig {
+    /// A configuration with the defaults: PCMU, telephone-event 101, 20 ms, `#` finishes,
+    /// 5 minutes maximum, 10 s silence timeout, 30 s media timeout, 1 kHz 250 ms beep.
+    pub fn new(id: impl Into<String>, caller: impl Into<String>, started_at: jiff::Timestamp) -> Self {
+        Self {
+            id: id.into(),
+            caller: caller.into(),
+            caller_name: None,
+            called: String::new(),
+            started_at,
+            codec: CodecKind::Pcmu,
+            payload_type: 0,
+            dtmf_payload_type: Some(101),
+            ptime: Duration::from_millis(20),
+            finish_key: DtmfDigit::from_char('#'),
+            max_length: Duration::from_secs(300),
+            silence_timeout: Some(Duration::from_secs(10)),
+            silence_threshold: 256,
+            media_timeout: Duration::from_secs(30),
+            beep: default_beep(),
+            rtp_seed: 0,
+            jitter: JitterConfig::default(),
+        }
+    }
+
+    /// Sets the codec and its static payload type (96 for L16).
+    pub fn with_codec(mut self, codec: CodecKind) -> Self {
+        self.codec = codec;
+        self.payload_type = codec.static_payload_type().unwrap_or(96);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ms = self.ptime.as_millis();
+        if !(10..=120).contains(&ms) || !ms.is_multiple_of(10) {
+            return Err(Error::InvalidConfig("ptime must be a multiple of 10 ms between 10 and 120 ms"));
+        }
+        if self.payload_type > 127 || self.dtmf_payload_type.is_some_and(|pt| pt > 127) {
+            return Err(Error::InvalidConfig("payload types must be 0..=127"));
+        }
+        if self.dtmf_payload_type == Some(self.payload_type) {
+            return Err(Error::InvalidConfig("telephone-event and audio payload types must differ"));
+        }
+        if self.max_length.is_zero() || self.media_timeout.is_zero() {
+            return Err(Error::InvalidConfig("max_length and media_timeout must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// The default beep, generated once and shared by every call.
+fn default_beep() -> Option<Prompt> {
+    static BEEP: OnceLock<Option<Prompt>> = OnceLock::new();
+    BEEP.get_or_init(|| Prompt::beep(1000.0, Duration::from_millis(250)).ok()).clone()
+}
+
+/// A prompt being played: the encoded bytes and the position in samples.
 #[derive(Debug)]
-pub struct Call;
-/// Placeholder.
+struct Playback {
+    encoded: Bytes,
+    bytes_per_sample: usize,
+    total: usize,
+    pos: usize,
+    next_send: Instant,
+}
+
+/// Writes released frames to the recording: decodes, fills gaps with silence, enforces the
+/// length limit and detects silence.
 #[derive(Debug)]
-pub struct CallConfig;
+struct Recorder {
+    recording: Option<Recording>,
+    codec: CodecKind,
+    pcm: Vec<i16>,
+    /// When recording began (wall time anchor for the first frame and the tail).
+    started: Option<Instant>,
+    /// The RTP timestamp the next audio frame should carry.
+    expected_ts: Option<u32>,
+    /// Arrival and length of the last audio frame written.
+    last_arrival: Option<Instant>,
+    last_samples: u64,
+    pending_new_stream: bool,
+    written: u64,
+    max_samples: u64,
+    silent_run: u64,
+    silence_samples: Option<u64>,
+    threshold: i16,
+    concealed: u64,
+    stop: Option<EndReason>,
+    error: Option<RecordingError>,
+}
+
+impl Recorder {
+    fn wall_samples(from: Instant, to: Instant) -> u64 {
+        let d = to.saturating_duration_since(from);
+        (d.as_nanos() * u128::from(RATE) / 1_000_000_000) as u64
+    }
+
+    fn on_frame(&mut self, f: Frame<'_>) {
+        if self.stop.is_some() {
+            return;
+        }
+        if f.new_stream {
+            self.pending_new_stream = true;
+        }
+        if !f.audio {
+            return;
+        }
+        // Silence to insert before this frame.
+        let gap = match (self.last_arrival, self.expected_ts) {
+            (None, _) => self.started.map_or(0, |s| Self::wall_samples(s, f.arrival)),
+            (Some(last), expected) => {
+                let wall = Self::wall_samples(last, f.arrival).saturating_sub(self.last_samples);
+                match expected {
+                    Some(e) if !self.pending_new_stream => {
+                        let ts_gap = i64::from(f.timestamp.wrapping_sub(e) as i32).max(0) as u64;
+                        // A timestamp jump far beyond the time that really passed is a sender
+                        // discontinuity, not a pause: follow the wall clock instead.
+                        if ts_gap > wall + RATE { wall } else { ts_gap }
+                    }
+                    _ => wall,
+                }
+            }
+        };
+        self.pending_new_stream = false;
+        if gap > 0 {
+            self.concealed += gap;
+            self.write_silence(gap);
+        }
+        self.pcm.clear();
+        self.codec.decode(f.payload, &mut self.pcm);
+        let n = self.pcm.len() as u64;
+        let take = n.min(self.max_samples - self.written) as usize;
+        if take > 0 {
+            if let Some(rec) = self.recording.as_mut()
+                && let Err(e) = rec.write(&self.pcm[..take])
+            {
+                self.fail(e);
+                return;
+            }
+            self.written += take as u64;
+        }
+        let peak = self.pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        if peak < self.threshold.unsigned_abs() {
+            self.silent_run += n;
+        } else {
+            self.silent_run = 0;
+        }
+        self.expected_ts = Some(f.timestamp.wrapping_add(n as u32));
+        self.last_arrival = Some(f.arrival);
+        self.last_samples = n;
+        self.check_limits();
+    }
+
+    fn write_silence(&mut self, n: u64) {
+        let n = n.min(self.max_samples - self.written);
+        if n == 0 {
+            return;
+        }
+        if let Some(rec) = self.recording.as_mut()
+            && let Err(e) = rec.write_silence(n)
+        {
+            self.fail(e);
+            return;
+        }
+        self.written += n;
+        self.silent_run += n;
+        self.check_limits();
+    }
+
+    /// Silence from the end of the last frame to `end` (a hang-up), at most `cap` samples, so
+    /// a lost final packet does not shorten the message.
+    fn write_tail(&mut self, end: Instant, cap: u64) {
+        if self.stop.is_some() {
+            return;
+        }
+        if let Some(last) = self.last_arrival {
+            let tail = Self::wall_samples(last, end).saturating_sub(self.last_samples);
+            self.write_silence(tail.min(cap));
+        }
+    }
+
+    fn check_limits(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        if self.written >= self.max_samples {
+            self.stop = Some(EndReason::MaxLength);
+        } else if self.silence_samples.is_some_and(|s| self.silent_run >= s) {
+            self.stop = Some(EndReason::SilenceTimeout);
+        }
+    }
+
+    fn fail(&mut self, e: RecordingError) {
+        tracing::warn!(error = %e, "recording failed; keeping what was written");
+        self.error = Some(e);
+        self.stop = Some(EndReason::RecordingFailed);
+    }
+}
+
+/// One call. See the [module docs](self).
+#[derive(Debug)]
+pub struct Call {
+    config: CallConfig,
+    greeting: Prompt,
+    state: CallState,
+    now: Instant,
+    events: VecDeque<Event>,
+    packetizer: Packetizer,
+    samples_per_packet: usize,
+    playback: Option<Playback>,
+    /// When the beep's last packet has played out and recording begins.
+    recording_at: Option<Instant>,
+    recording_started: Option<Instant>,
+    last_rtp: Instant,
+    jitter: JitterBuffer,
+    dtmf: DtmfDetector,
+    digits: String,
+    recorder: Recorder,
+    stats: MediaStats,
+}
+
+impl Call {
+    /// A new call at `now`, not yet answered. The recording is usually
+    /// [`Recording::create`]d in the spool; its header is valid from the start.
+    pub fn new(config: CallConfig, greeting: Prompt, recording: Recording, now: Instant) -> Result<Self> {
+        config.validate()?;
+        let samples_per_packet = (config.ptime.as_millis() as u64 * RATE / 1000) as usize;
+        let recorder = Recorder {
+            recording: Some(recording),
+            codec: config.codec,
+            pcm: Vec::with_capacity(samples_per_packet * 2),
+            started: None,
+            expected_ts: None,
+            last_arrival: None,
+            last_samples: 0,
+            pending_new_stream: false,
+            written: 0,
+            max_samples: (config.max_length.as_millis() as u64 * RATE / 1000).max(1),
+            silent_run: 0,
+            silence_samples: config.silence_timeout.map(|d| d.as_millis() as u64 * RATE / 1000),
+            threshold: config.silence_threshold,
+            concealed: 0,
+            stop: None,
+            error: None,
+        };
+        Ok(Self {
+            packetizer: Packetizer::new(config.payload_type, config.rtp_seed),
+            jitter: JitterBuffer::new(config.jitter, now),
+            samples_per_packet,
+            greeting,
+            state: CallState::Ringing,
+            now,
+            events: VecDeque::with_capacity(8),
+            playback: None,
+            recording_at: None,
+            recording_started: None,
+            last_rtp: now,
+            dtmf: DtmfDetector::new(),
+            digits: String::new(),
+            recorder,
+            stats: MediaStats::default(),
+            config,
+        })
+    }
+
+    /// The current state.
+    pub fn state(&self) -> CallState {
+        self.state
+    }
+
+    /// The call's configuration.
+    pub fn config(&self) -> &CallConfig {
+        &self.config
+    }
+
+    /// Media counters so far.
+    pub fn stats(&self) -> MediaStats {
+        let j = self.jitter.stats();
+        MediaStats {
+            duplicates: j.duplicates,
+            late: j.late,
+            lost: j.lost,
+            ssrc_changes: j.ssrc_changes + j.restarts,
+            concealed_samples: self.recorder.concealed,
+            ..self.stats
+        }
+    }
+
+    /// Samples recorded so far.
+    pub fn recorded_samples(&self) -> u64 {
+        self.recorder.written
+    }
+
+    /// Feeds one input. Errors only on caller misuse: an input after the call ended, or time
+    /// going backwards. Malformed RTP is dropped and counted in [`Call::stats`].
+    pub fn handle_input(&mut self, input: Input<'_>) -> Result<()> {
+        if self.state == CallState::Ended {
+            return Err(Error::CallEnded);
+        }
+        let now = input.time();
+        if now < self.now {
+            return Err(Error::TimeWentBackwards);
+        }
+        self.now = now;
+        match input {
+            Input::Answered(_) => self.on_answered(now),
+            Input::Rtp(_, datagram) => self.on_rtp(now, datagram),
+            Input::Dtmf(_, digit) => self.on_digit(now, digit),
+            Input::Hangup(_) => self.end(EndReason::HangUp, now),
+            Input::Tick(_) => {}
+        }
+        self.on_time(now);
+        Ok(())
+    }
+
+    /// The next thing to do: an event, a packet to send now, or the time to call back.
+    /// Drain it until it returns [`Output::Timeout`] after every input.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(ev) = self.events.pop_front() {
+            return Output::Event(ev);
+        }
+        if let Some(pkt) = self.next_packet() {
+            return Output::SendRtp(pkt);
+        }
+        if let Some(ev) = self.events.pop_front() {
+            return Output::Event(ev);
+        }
+        Output::Timeout(self.deadline())
+    }
+
+    fn deadline(&self) -> Instant {
+        let idle = self.now.checked_add(IDLE).unwrap_or(self.now);
+        if self.state == CallState::Ended || self.state == CallState::Ringing {
+            return idle;
+        }
+        let mut at = self.last_rtp.checked_add(self.config.media_timeout).unwrap_or(idle);
+        if let Some(p) = &self.playback {
+            at = at.min(p.next_send);
+        }
+        if let Some(t) = self.recording_at {
+            at = at.min(t);
+        }
+        if let Some(t) = self.jitter.deadline() {
+            at = at.min(t);
+        }
+        if let Some(start) = self.recording_started {
+            // Wall-clock backstop for senders whose clock runs slow.
+            let limit = start.checked_add(self.config.max_length + Duration::from_secs(2)).unwrap_or(idle);
+            at = at.min(limit);
+        }
+        at
+    }
+
+    fn set_state(&mut self, state: CallState) {
+        self.state = state;
+        self.events.push_back(Event::StateChanged(state));
+    }
+
+    fn play(&mut self, prompt: &Prompt, at: Instant) {
+        let codec = self.config.codec;
+        self.playback = Some(Playback {
+            encoded: prompt.encoded(codec).clone(),
+            bytes_per_sample: codec.bytes_per_sample(),
+            total: prompt.samples(),
+            pos: 0,
+            next_send: at,
+        });
+    }
+
+    fn on_answered(&mut self, now: Instant) {
+        if self.state != CallState::Ringing {
+            return; // a repeated answer (e.g. a retransmitted ACK) changes nothing
+        }
+        self.set_state(CallState::Answered);
+        self.last_rtp = now;
+        self.set_state(CallState::Greeting);
+        let greeting = self.greeting.clone();
+        self.play(&greeting, now);
+        self.packetizer.mark_talkspurt();
+    }
+
+    /// Moves on when a prompt has been sent completely: greeting → beep → recording.
+    fn prompt_done(&mut self, ends_at: Instant) {
+        self.playback = None;
+        match self.state {
+            CallState::Greeting => {
+                self.set_state(CallState::Beep);
+                match self.config.beep.clone() {
+                    Some(beep) => self.play(&beep, ends_at),
+                    None => self.recording_at = Some(ends_at),
+                }
+            }
+            CallState::Beep => self.recording_at = Some(ends_at),
+            _ => {}
+        }
+    }
+
+    fn next_packet(&mut self) -> Option<RtpOut> {
+        let p = self.playback.as_mut()?;
+        if p.next_send > self.now {
+            return None;
+        }
+        let n = self.samples_per_packet.min(p.total - p.pos);
+        let (a, b) = (p.pos * p.bytes_per_sample, (p.pos + n) * p.bytes_per_sample);
+        let payload = p.encoded.slice(a..b);
+        p.pos += n;
+        let sent_at = p.next_send;
+        p.next_send += self.config.ptime;
+        let done = p.pos >= p.total;
+        let header = self.packetizer.next_header(n as u32);
+        if done {
+            let ends_at = sent_at + Duration::from_nanos(n as u64 * 1_000_000_000 / RATE);
+            self.prompt_done(ends_at);
+        }
+        Some(RtpOut { header, payload })
+    }
+
+    fn on_time(&mut self, now: Instant) {
+        if self.state == CallState::Ended {
+            return;
+        }
+        if self.recording_at.is_some_and(|t| t <= now) {
+            self.recording_at = None;
+            self.start_recording(now);
+        }
+        if self.state == CallState::Recording {
+            let Self { jitter, recorder, .. } = self;
+            jitter.poll(now, &mut |f| recorder.on_frame(f));
+            if let Some(reason) = self.recorder.stop {
+                self.end(reason, now);
+                return;
+            }
+            if self
+                .recording_started
+                .is_some_and(|s| now.saturating_duration_since(s) >= self.config.max_length + Duration::from_secs(2))
+            {
+                self.end(EndReason::MaxLength, now);
+                return;
+            }
+        }
+        if matches!(self.state, CallState::Greeting | CallState::Beep | CallState::Recording)
+            && now.saturating_duration_since(self.last_rtp) >= self.config.media_timeout
+        {
+            self.end(EndReason::MediaTimeout, now);
+        }
+    }
+
+    fn start_recording(&mut self, now: Instant) {
+        self.set_state(CallState::Recording);
+        self.recording_started = Some(now);
+        self.recorder.started = Some(now);
+        self.jitter = JitterBuffer::new(self.config.jitter, now);
+    }
+
+    fn on_rtp(&mut self, now: Instant, datagram: &[u8]) {
+        self.stats.packets_received += 1;
+        let pkt = match RtpPacket::parse(datagram) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if self.state == CallState::Ringing {
+            return; // early media from the caller is not expected; ignore it
+        }
+        self.last_rtp = now;
+        let is_dtmf = Some(pkt.payload_type) == self.config.dtmf_payload_type;
+        let audio = pkt.payload_type == self.config.payload_type;
+        if is_dtmf {
+            if let Some(digit) = self.dtmf.on_packet(pkt.ssrc, pkt.timestamp, pkt.payload) {
+                self.on_digit(now, digit);
+                if self.state == CallState::Ended {
+                    return;
+                }
+            }
+        } else if !audio && pkt.payload_type != PT_CN {
+            self.stats.unknown_payload_type += 1;
+        }
+        if self.state != CallState::Recording {
+            return; // the caller's audio before the beep is not part of the message
+        }
+        let Self { jitter, recorder, .. } = self;
+        let payload = if audio { pkt.payload } else { &[] };
+        jitter.push(now, pkt.ssrc, pkt.sequence, pkt.timestamp, payload, audio, &mut |f| recorder.on_frame(f));
+        if let Some(reason) = self.recorder.stop {
+            self.end(reason, now);
+        }
+    }
+
+    fn on_digit(&mut self, now: Instant, digit: DtmfDigit) {
+        self.digits.push(digit.as_char());
+        self.events.push_back(Event::DtmfReceived(digit));
+        if Some(digit) != self.config.finish_key {
+            return;
+        }
+        match self.state {
+            CallState::Greeting => {
+                // The finish key skips the rest of the greeting.
+                let at = self.playback.as_ref().map_or(now, |p| p.next_send.min(now));
+                self.prompt_done(at);
+            }
+            CallState::Recording => self.end(EndReason::FinishKey, now),
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, reason: EndReason, now: Instant) {
+        if self.state == CallState::Ended {
+            return;
+        }
+        let mut reason = reason;
+        if self.state == CallState::Recording {
+            let Self { jitter, recorder, .. } = self;
+            jitter.drain(&mut |f| recorder.on_frame(f));
+            if reason == EndReason::HangUp {
+                self.recorder.write_tail(now, TAIL_CAP);
+            }
+            if let Some(r) = self.recorder.stop {
+                // A limit reached while draining wins over the hang-up that triggered it.
+                if r == EndReason::RecordingFailed || reason == EndReason::HangUp {
+                    reason = r;
+                }
+            }
+        }
+        self.playback = None;
+        self.recording_at = None;
+        let wav_path = self.recorder.recording.as_ref().and_then(|r| r.path().map(|p| p.to_path_buf()));
+        if let Some(rec) = self.recorder.recording.take()
+            && let Err(e) = rec.finalize()
+        {
+            tracing::warn!(error = %e, id = %self.config.id, "finalizing the recording failed");
+            reason = EndReason::RecordingFailed;
+        }
+        if self.recorder.error.is_some() {
+            reason = EndReason::RecordingFailed;
+        }
+        self.set_state(CallState::Ended);
+        let c = &self.config;
+        let meta = MessageMeta {
+            id: c.id.clone(),
+            caller: c.caller.clone(),
+            caller_name: c.caller_name.clone(),
+            called: c.called.clone(),
+            started_at: c.started_at,
+            duration_ms: self.recorder.written * 1000 / RATE,
+            end_reason: reason,
+            codec: c.codec,
+            greeting: self.greeting.name().to_owned(),
+            dtmf: self.digits.clone(),
+            wav_path,
+            media: self.stats(),
+        };
+        self.events.push_back(Event::MessageRecorded(Box::new(meta)));
+    }
+}

@@ -1,0 +1,993 @@
+//! The configuration of one mailbox, read from a TOML file.
+//!
+//! `examples/voicemail.toml` in the repository documents every key. In short:
+//!
+//! ```toml
+//! mailbox = "Sales"
+//! number = "+74951234567"
+//! timezone = "Europe/Moscow"
+//! spool = "voicemail-data/spool"
+//!
+//! [recording]
+//! max_length = "3m"
+//! silence_timeout = "10s"
+//!
+//! [greetings]
+//! default = "builtin:default"
+//! after_hours = "greetings/after-hours.wav"
+//!
+//! [schedule]
+//! after_hours_greeting = "after_hours"
+//! [schedule.business_hours]
+//! monday = "09:00-13:00, 14:00-18:00"
+//! # ... every weekday, "closed" for closed days
+//!
+//! [[schedule.holidays]]
+//! name = "New Year"
+//! dates = "12-31..01-08"
+//! greeting = "default"
+//!
+//! [delivery.maildir]
+//! root = "voicemail-data/Maildir"
+//! folder = "Voicemail"
+//! ```
+//!
+//! Reading is strict: an unknown key, a value of the wrong type, a malformed duration, time
+//! range or date, an unknown time zone or region, a greeting name the schedule uses but
+//! `[greetings]` does not define, and a greeting file that is missing or does not decode are
+//! all errors ([`ConfigError`]) that name the key path and say what was expected. Nothing
+//! falls back silently; keys that may be omitted say so, with their default, in the example.
+//!
+//! Reading happens in two steps. [`Config::from_toml_str`] parses and validates the text
+//! without touching the file system; [`Config::load_prompts`] and [`Config::load_directory`]
+//! then load the greeting files and the client directory. [`Config::load`] does all of it for
+//! a file, resolving relative paths against the file's directory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::Weekday;
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+
+use crate::call::CallConfig;
+use crate::deliver::{ImapTarget, MaildirTarget, SmtpTarget};
+use crate::directory::{self, Directory, DirectoryError};
+use crate::greeting::{GreetingError, Prompt};
+use crate::rtp::dtmf::DtmfDigit;
+use crate::schedule::{
+    DateRange, DayHours, GreetingChoice, Holiday, Schedule, TemporaryGreeting, WeekHours, parse_instant,
+};
+
+/// The greeting file value that selects the greeting bundled with the crate.
+pub const BUILTIN_DEFAULT_GREETING: &str = "builtin:default";
+
+/// The name of the default greeting in `[greetings]`.
+pub const DEFAULT_GREETING_NAME: &str = "default";
+
+/// Why a configuration could not be read. Every variant names the key path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, a key is unknown or missing, or a value has the wrong type.
+    #[error("{}", display_parse(.key.as_deref(), .message, .line))]
+    Parse {
+        /// The key path (`schedule.business_hours.monday`), when it could be located.
+        key: Option<String>,
+        /// What went wrong and what was expected.
+        message: String,
+        /// The 1-based line and column, when known.
+        line: Option<(usize, usize)>,
+        /// TOML's full report, with the offending line and a caret under the span.
+        detail: String,
+    },
+    /// A value is well-typed but not valid.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key path.
+        key: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A greeting file exists but could not be decoded.
+    #[error("{key}: {source}")]
+    Greeting {
+        /// The key path (`greetings.after_hours`).
+        key: String,
+        /// Why the greeting could not be loaded.
+        #[source]
+        source: GreetingError,
+    },
+    /// The client directory could not be loaded.
+    #[error("{key}: {source}")]
+    Directory {
+        /// The key path (`directory.path`).
+        key: String,
+        /// Why the directory could not be loaded.
+        #[source]
+        source: DirectoryError,
+    },
+}
+
+fn display_parse(key: Option<&str>, message: &str, line: &Option<(usize, usize)>) -> String {
+    let mut out = String::new();
+    if let Some(key) = key {
+        out.push_str(key);
+        out.push_str(": ");
+    }
+    out.push_str(message.trim_end());
+    if let Some((l, c)) = line {
+        out.push_str(&format!(" (line {l}, column {c})"));
+    }
+    out
+}
+
+impl ConfigError {
+    /// The key path the error is about, if known.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { key, .. } => key.as_deref(),
+            ConfigError::Invalid { key, .. }
+            | ConfigError::Greeting { key, .. }
+            | ConfigError::Directory { key, .. } => Some(key),
+        }
+    }
+
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), message: message.into() }
+    }
+}
+
+/// Where a greeting's audio comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GreetingSource {
+    /// The greeting bundled with the crate ([`Prompt::default_greeting`]), written
+    /// `"builtin:default"`.
+    BuiltinDefault,
+    /// An audio file (WAV, MP3, FLAC, Ogg/Vorbis).
+    File(PathBuf),
+}
+
+/// Recording limits and the beep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordingConfig {
+    /// The longest message (`max_length`, default 5 minutes).
+    pub max_length: Duration,
+    /// Silence that ends the recording (`silence_timeout`, default 10 s; `None` when `"off"`).
+    pub silence_timeout: Option<Duration>,
+    /// No RTP for this long ends the call (`media_timeout`, default 30 s).
+    pub media_timeout: Duration,
+    /// The DTMF key that ends the recording (`finish_key`, default `#`; `None` when `"none"`).
+    pub finish_key: Option<char>,
+    /// The beep's frequency in Hz (`beep_frequency_hz`, default 1000).
+    pub beep_frequency_hz: u32,
+    /// The beep's length (`beep_length`, default 250 ms).
+    pub beep_length: Duration,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            max_length: Duration::from_secs(300),
+            silence_timeout: Some(Duration::from_secs(10)),
+            media_timeout: Duration::from_secs(30),
+            finish_key: Some('#'),
+            beep_frequency_hz: 1000,
+            beep_length: Duration::from_millis(250),
+        }
+    }
+}
+
+impl RecordingConfig {
+    /// Copies the limits, the finish key and the beep into a call's configuration.
+    pub fn apply_to(&self, call: &mut CallConfig) -> Result<(), GreetingError> {
+        call.max_length = self.max_length;
+        call.silence_timeout = self.silence_timeout;
+        call.media_timeout = self.media_timeout;
+        call.finish_key = self.finish_key.and_then(DtmfDigit::from_char);
+        // Frequencies are validated to 100..=3800 Hz, exactly representable as f32.
+        #[allow(clippy::cast_precision_loss)]
+        let frequency = self.beep_frequency_hz as f32;
+        call.beep = Some(Prompt::beep(frequency, self.beep_length)?);
+        Ok(())
+    }
+}
+
+/// The delivery targets; each one that is set receives every message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// A local Maildir++ folder (`[delivery.maildir]`).
+    pub maildir: Option<MaildirTarget>,
+    /// An SMTP server (`[delivery.smtp]`).
+    pub smtp: Option<SmtpTarget>,
+    /// An IMAP folder (`[delivery.imap]`).
+    pub imap: Option<ImapTarget>,
+}
+
+impl DeliveryConfig {
+    /// Whether no target is configured (messages then stay in the spool only).
+    pub fn is_empty(&self) -> bool {
+        self.maildir.is_none() && self.smtp.is_none() && self.imap.is_none()
+    }
+}
+
+/// Where the client directory is (`[directory]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    /// The CSV file (`path`).
+    pub path: PathBuf,
+    /// The ISO 3166 region national numbers are read in (`default_region`, like `"RU"`).
+    pub default_region: String,
+}
+
+/// The configuration of one mailbox. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The mailbox's name (`mailbox`), shown in e-mails.
+    pub mailbox: String,
+    /// The mailbox's own number (`number`), if given.
+    pub number: Option<String>,
+    /// The IANA time zone the calendar and e-mails use (`timezone`).
+    pub timezone: TimeZone,
+    /// The spool directory (`spool`), where recordings and metadata are written first.
+    pub spool: PathBuf,
+    /// Recording limits (`[recording]`).
+    pub recording: RecordingConfig,
+    /// The greetings by name (`[greetings]`); always has `"default"`.
+    pub greetings: BTreeMap<String, GreetingSource>,
+    /// The greeting calendar (`[schedule]`).
+    pub schedule: Schedule,
+    /// Delivery targets (`[delivery]`).
+    pub delivery: DeliveryConfig,
+    /// The client directory (`[directory]`), if any.
+    pub directory: Option<DirectoryConfig>,
+    prompts: BTreeMap<String, Prompt>,
+    client_directory: Option<Directory>,
+}
+
+impl Config {
+    /// The configuration the answering machine runs on without a file: the bundled default
+    /// greeting, spool `./voicemail-data/spool`, delivery into the Maildir folder `Voicemail`
+    /// under `./voicemail-data/Maildir`, time zone UTC, no SMTP or IMAP, no client directory.
+    /// Call [`Config::load_prompts`] before using [`Config::prompt`].
+    pub fn default_embedded() -> Self {
+        let mut greetings = BTreeMap::new();
+        greetings.insert(DEFAULT_GREETING_NAME.to_owned(), GreetingSource::BuiltinDefault);
+        Config {
+            mailbox: "voicemail".to_owned(),
+            number: None,
+            timezone: TimeZone::UTC,
+            spool: PathBuf::from("./voicemail-data/spool"),
+            recording: RecordingConfig::default(),
+            greetings,
+            schedule: Schedule::new(TimeZone::UTC, DEFAULT_GREETING_NAME),
+            delivery: DeliveryConfig {
+                maildir: Some(MaildirTarget {
+                    root: PathBuf::from("./voicemail-data/Maildir"),
+                    folder: "Voicemail".to_owned(),
+                }),
+                smtp: None,
+                imap: None,
+            },
+            directory: None,
+            prompts: BTreeMap::new(),
+            client_directory: None,
+        }
+    }
+
+    /// Parses and validates a configuration. Relative paths stay relative (to the current
+    /// directory). Touches no file: greeting files and the directory are loaded by
+    /// [`Config::load_prompts`] and [`Config::load_directory`].
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, None)
+    }
+
+    /// Like [`Config::from_toml_str`], resolving relative paths against `base_dir`.
+    pub fn from_toml_str_in(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        Self::parse(text, Some(base_dir))
+    }
+
+    /// Reads a configuration file, resolves relative paths against its directory, and loads
+    /// (and so validates) every greeting file and the client directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut config = Self::parse(&text, Some(&base))?;
+        config.load_prompts()?;
+        config.load_directory()?;
+        Ok(config)
+    }
+
+    /// Loads every greeting (idempotent). A missing file is `greetings.NAME: file not found`.
+    pub fn load_prompts(&mut self) -> Result<(), ConfigError> {
+        let mut prompts = BTreeMap::new();
+        let mut builtin: Option<Prompt> = None;
+        for (name, source) in &self.greetings {
+            let key = format!("greetings.{name}");
+            let prompt = match source {
+                GreetingSource::BuiltinDefault => builtin.get_or_insert_with(Prompt::default_greeting).clone(),
+                GreetingSource::File(path) => {
+                    if !path.is_file() {
+                        return Err(ConfigError::invalid(key, format!("file not found: {}", path.display())));
+                    }
+                    Prompt::load(path).map_err(|source| ConfigError::Greeting { key, source })?
+                }
+            };
+            prompts.insert(name.clone(), prompt);
+        }
+        self.prompts = prompts;
+        Ok(())
+    }
+
+    /// Loads the client directory, if one is configured (idempotent).
+    pub fn load_directory(&mut self) -> Result<Option<&Directory>, ConfigError> {
+        self.client_directory = match &self.directory {
+            None => None,
+            Some(d) => Some(
+                Directory::load(&d.path, &d.default_region)
+                    .map_err(|source| ConfigError::Directory { key: "directory.path".to_owned(), source })?,
+            ),
+        };
+        Ok(self.client_directory.as_ref())
+    }
+
+    /// The loaded prompt of a greeting name (after [`Config::load_prompts`]).
+    pub fn prompt(&self, name: &str) -> Option<&Prompt> {
+        self.prompts.get(name)
+    }
+
+    /// The loaded client directory (after [`Config::load_directory`]), if one is configured.
+    pub fn client_directory(&self) -> Option<&Directory> {
+        self.client_directory.as_ref()
+    }
+
+    /// The greeting that plays at `at` (see [`Schedule::greeting_at`]).
+    pub fn greeting_at(&self, at: Timestamp) -> GreetingChoice {
+        self.schedule.greeting_at(at)
+    }
+
+    /// The IANA name of the time zone (`"Europe/Moscow"`, `"UTC"`).
+    pub fn timezone_name(&self) -> &str {
+        self.timezone.iana_name().unwrap_or("UTC")
+    }
+
+    fn parse(text: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        raw.validate(base)
+    }
+}
+
+/// Converts a toml error, locating the key path from the error's span.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let span = e.span();
+    let key = span
+        .as_ref()
+        .and_then(|s| header_path_at(text, s.start).or_else(|| key_path_at(text, s.start)))
+        .filter(|k| !k.is_empty());
+    let line = span.map(|s| line_column(text, s.start));
+    ConfigError::Parse { key, message: e.message().trim_end().to_owned(), line, detail: e.to_string() }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The key path of a table header (`[a.b]`, `[[a.b]]`) starting at `offset`: errors about a
+/// whole table (a missing field) point at its header. An array-of-tables header gets the
+/// index of this occurrence (`schedule.holidays[1]`).
+fn header_path_at(text: &str, offset: usize) -> Option<String> {
+    let rest = text.get(offset..)?;
+    if !rest.starts_with('[') {
+        return None;
+    }
+    let line = rest.lines().next()?;
+    let (inner, array) = if let Some(inner) = line.strip_prefix("[[") {
+        (inner.split("]]").next()?, true)
+    } else {
+        (line.strip_prefix('[')?.split(']').next()?, false)
+    };
+    let same_header = |h: &str| h.split('.').map(str::trim).eq(inner.split('.').map(str::trim));
+    let mut path = inner
+        .split('.')
+        .map(|k| k.trim().trim_matches(|c| c == '"' || c == '\'').to_owned())
+        .collect::<Vec<_>>()
+        .join(".");
+    if array {
+        let before = text.get(..offset)?;
+        let index = before
+            .lines()
+            .filter(|l| l.trim_start().strip_prefix("[[").and_then(|l| l.split("]]").next()).is_some_and(same_header))
+            .count();
+        path.push_str(&format!("[{index}]"));
+    }
+    Some(path)
+}
+
+/// The dotted key path of the deepest key or value whose span contains `offset`.
+fn key_path_at(text: &str, offset: usize) -> Option<String> {
+    use toml::Spanned;
+    use toml::de::{DeTable, DeValue};
+
+    fn walk(table: &DeTable<'_>, offset: usize, path: &str) -> Option<String> {
+        for (k, v) in table {
+            let key = k.get_ref();
+            let here = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+            if k.span().contains(&offset) {
+                return Some(here);
+            }
+            if let Some(found) = walk_value(v, offset, &here) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    fn walk_value(v: &Spanned<DeValue<'_>>, offset: usize, here: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::Table(t) => walk(t, offset, here),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(found) = walk_value(item, offset, &format!("{here}[{i}]")) {
+                        return Some(found);
+                    }
+                }
+                v.span().contains(&offset).then(|| here.to_owned())
+            }
+            _ => v.span().contains(&offset).then(|| here.to_owned()),
+        }
+    }
+
+    let doc = DeTable::parse(text).ok()?;
+    walk(doc.get_ref(), offset, "")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw, serde-facing shape of the file. Strings are validated afterwards, with key paths.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    mailbox: String,
+    number: Option<String>,
+    timezone: String,
+    spool: PathBuf,
+    #[serde(default)]
+    recording: RawRecording,
+    #[serde(default)]
+    greetings: BTreeMap<String, String>,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    delivery: DeliveryConfig,
+    directory: Option<RawDirectory>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRecording {
+    max_length: Option<String>,
+    silence_timeout: Option<String>,
+    media_timeout: Option<String>,
+    finish_key: Option<String>,
+    beep_frequency_hz: Option<u32>,
+    beep_length: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    default_greeting: Option<String>,
+    business_hours_greeting: Option<String>,
+    after_hours_greeting: Option<String>,
+    business_hours: Option<RawWeek>,
+    #[serde(default)]
+    holidays: Vec<RawHoliday>,
+    temporary: Option<RawTemporary>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeek {
+    monday: String,
+    tuesday: String,
+    wednesday: String,
+    thursday: String,
+    friday: String,
+    saturday: String,
+    sunday: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHoliday {
+    name: String,
+    dates: String,
+    greeting: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemporary {
+    greeting: String,
+    from: Option<DateTimeValue>,
+    until: DateTimeValue,
+}
+
+/// A date-time written as a string or as a bare TOML date-time.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "expected a date-time like \"2026-12-01T18:00\" or 2026-12-01T18:00:00+03:00")]
+enum DateTimeValue {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+impl DateTimeValue {
+    fn as_text(&self) -> String {
+        match self {
+            DateTimeValue::Text(s) => s.clone(),
+            DateTimeValue::Toml(d) => d.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    path: PathBuf,
+    default_region: String,
+}
+
+impl RawConfig {
+    fn validate(self, base: Option<&Path>) -> Result<Config, ConfigError> {
+        let resolve = |p: &Path| match base {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p.to_path_buf(),
+        };
+
+        check_text("mailbox", &self.mailbox)?;
+        if let Some(number) = &self.number {
+            check_text("number", number)?;
+        }
+
+        let timezone = parse_timezone(&self.timezone)?;
+
+        if self.spool.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("spool", "expected a directory path, found an empty string"));
+        }
+        let spool = resolve(&self.spool);
+
+        let recording = self.recording.validate()?;
+
+        let mut greetings = BTreeMap::new();
+        for (name, value) in &self.greetings {
+            let key = format!("greetings.{name}");
+            check_greeting_name(&key, name)?;
+            let source = if let Some(builtin) = value.strip_prefix("builtin:") {
+                if value != BUILTIN_DEFAULT_GREETING {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!(
+                            "unknown built-in greeting {builtin:?}: expected \"{BUILTIN_DEFAULT_GREETING}\" or a file path"
+                        ),
+                    ));
+                }
+                GreetingSource::BuiltinDefault
+            } else if value.is_empty() {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("expected a file path or \"{BUILTIN_DEFAULT_GREETING}\", found an empty string"),
+                ));
+            } else {
+                GreetingSource::File(resolve(Path::new(value)))
+            };
+            greetings.insert(name.clone(), source);
+        }
+        greetings.entry(DEFAULT_GREETING_NAME.to_owned()).or_insert(GreetingSource::BuiltinDefault);
+
+        let schedule = self.schedule.validate(&timezone, &greetings)?;
+
+        let mut delivery = self.delivery;
+        if let Some(m) = &mut delivery.maildir {
+            if m.root.as_os_str().is_empty() {
+                return Err(ConfigError::invalid(
+                    "delivery.maildir.root",
+                    "expected a directory path, found an empty string",
+                ));
+            }
+            if m.folder.is_empty()
+                || m.folder.starts_with('.')
+                || m.folder.contains(['/', '\\', '\0'])
+                || m.folder.chars().any(char::is_control)
+            {
+                return Err(ConfigError::invalid(
+                    "delivery.maildir.folder",
+                    format!(
+                        "expected a folder name without '/', a leading '.' or control characters (like \"Voicemail\"), found {:?}",
+                        m.folder
+                    ),
+                ));
+            }
+            m.root = resolve(&m.root);
+        }
+        if let Some(s) = &delivery.smtp {
+            check_host("delivery.smtp.host", &s.host)?;
+            check_port("delivery.smtp.port", s.port)?;
+            check_address("delivery.smtp.from", &s.from)?;
+            for (i, to) in s.to.iter().enumerate() {
+                check_address(&format!("delivery.smtp.to[{i}]"), to)?;
+            }
+            if s.username.is_some() != s.password.is_some() {
+                return Err(ConfigError::invalid(
+                    "delivery.smtp",
+                    "username and password must be given together (or neither, for no AUTH)",
+                ));
+            }
+        }
+        if let Some(i) = &delivery.imap {
+            check_host("delivery.imap.host", &i.host)?;
+            check_port("delivery.imap.port", i.port)?;
+            check_text("delivery.imap.username", &i.username)?;
+            check_text("delivery.imap.folder", &i.folder)?;
+        }
+
+        let directory = match self.directory {
+            None => None,
+            Some(d) => {
+                if d.path.as_os_str().is_empty() {
+                    return Err(ConfigError::invalid(
+                        "directory.path",
+                        "expected a CSV file path, found an empty string",
+                    ));
+                }
+                directory::parse_region(&d.default_region)
+                    .map_err(|e| ConfigError::invalid("directory.default_region", e.to_string()))?;
+                Some(DirectoryConfig { path: resolve(&d.path), default_region: d.default_region })
+            }
+        };
+
+        Ok(Config {
+            mailbox: self.mailbox,
+            number: self.number,
+            timezone,
+            spool,
+            recording,
+            greetings,
+            schedule,
+            delivery,
+            directory,
+            prompts: BTreeMap::new(),
+            client_directory: None,
+        })
+    }
+}
+
+impl RawRecording {
+    fn validate(&self) -> Result<RecordingConfig, ConfigError> {
+        let d = RecordingConfig::default();
+        let dur = |key: &str, value: &Option<String>, default: Duration, min: Duration, max: Duration| {
+            let Some(text) = value else { return Ok(default) };
+            let full = format!("recording.{key}");
+            let v = parse_duration(text).map_err(|m| ConfigError::invalid(&full, m))?;
+            if v < min || v > max {
+                return Err(ConfigError::invalid(
+                    full,
+                    format!("expected between {} and {}, found {text:?}", fmt_duration(min), fmt_duration(max)),
+                ));
+            }
+            Ok(v)
+        };
+        let max_length =
+            dur("max_length", &self.max_length, d.max_length, Duration::from_secs(1), Duration::from_secs(3600))?;
+        let silence_timeout = match self.silence_timeout.as_deref() {
+            Some("off") => None,
+            _ => Some(dur(
+                "silence_timeout",
+                &self.silence_timeout,
+                d.silence_timeout.unwrap_or(Duration::from_secs(10)),
+                Duration::from_secs(1),
+                Duration::from_secs(600),
+            )?),
+        };
+        let media_timeout = dur(
+            "media_timeout",
+            &self.media_timeout,
+            d.media_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(600),
+        )?;
+        let beep_length =
+            dur("beep_length", &self.beep_length, d.beep_length, Duration::from_millis(50), Duration::from_secs(5))?;
+        let finish_key = match self.finish_key.as_deref() {
+            None => d.finish_key,
+            Some("none") => None,
+            Some(k) => {
+                let mut chars = k.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if matches!(c, '0'..='9' | '*' | '#' | 'A'..='D') => Some(c),
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "recording.finish_key",
+                            format!("expected one DTMF key (0-9, *, #, A-D) or \"none\", found {k:?}"),
+                        ));
+                    }
+                }
+            }
+        };
+        let beep_frequency_hz = match self.beep_frequency_hz {
+            None => d.beep_frequency_hz,
+            Some(f) if (100..=3800).contains(&f) => f,
+            Some(f) => {
+                return Err(ConfigError::invalid(
+                    "recording.beep_frequency_hz",
+                    format!("expected a frequency between 100 and 3800 Hz (the line is 8 kHz), found {f}"),
+                ));
+            }
+        };
+        Ok(RecordingConfig { max_length, silence_timeout, media_timeout, finish_key, beep_frequency_hz, beep_length })
+    }
+}
+
+impl RawSchedule {
+    fn validate(&self, tz: &TimeZone, greetings: &BTreeMap<String, GreetingSource>) -> Result<Schedule, ConfigError> {
+        let known = |key: &str, name: &str| -> Result<String, ConfigError> {
+            if greetings.contains_key(name) {
+                Ok(name.to_owned())
+            } else {
+                let defined: Vec<&str> = greetings.keys().map(String::as_str).collect();
+                Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "unknown greeting {name:?}: expected a name defined in [greetings] ({})",
+                        defined.join(", ")
+                    ),
+                ))
+            }
+        };
+        let default = match &self.default_greeting {
+            Some(name) => known("schedule.default_greeting", name)?,
+            None => DEFAULT_GREETING_NAME.to_owned(),
+        };
+        let mut schedule = Schedule::new(tz.clone(), default);
+
+        if let Some(week) = &self.business_hours {
+            let mut hours = WeekHours::closed();
+            for (day, name, text) in [
+                (Weekday::Monday, "monday", &week.monday),
+                (Weekday::Tuesday, "tuesday", &week.tuesday),
+                (Weekday::Wednesday, "wednesday", &week.wednesday),
+                (Weekday::Thursday, "thursday", &week.thursday),
+                (Weekday::Friday, "friday", &week.friday),
+                (Weekday::Saturday, "saturday", &week.saturday),
+                (Weekday::Sunday, "sunday", &week.sunday),
+            ] {
+                let parsed = DayHours::parse(text)
+                    .map_err(|e| ConfigError::invalid(format!("schedule.business_hours.{name}"), e.message()))?;
+                hours.set(day, parsed);
+            }
+            schedule = schedule.with_business_hours(hours);
+        }
+        if let Some(name) = &self.business_hours_greeting {
+            if self.business_hours.is_none() {
+                return Err(ConfigError::invalid(
+                    "schedule.business_hours_greeting",
+                    "needs [schedule.business_hours] to know when business hours are",
+                ));
+            }
+            schedule = schedule.with_business_hours_greeting(known("schedule.business_hours_greeting", name)?);
+        }
+        if let Some(name) = &self.after_hours_greeting {
+            if self.business_hours.is_none() {
+                return Err(ConfigError::invalid(
+                    "schedule.after_hours_greeting",
+                    "needs [schedule.business_hours] to know when business hours are",
+                ));
+            }
+            schedule = schedule.with_after_hours_greeting(known("schedule.after_hours_greeting", name)?);
+        }
+        for (i, h) in self.holidays.iter().enumerate() {
+            let key = format!("schedule.holidays[{i}]");
+            check_text(&format!("{key}.name"), &h.name)?;
+            let dates =
+                DateRange::parse(&h.dates).map_err(|e| ConfigError::invalid(format!("{key}.dates"), e.message()))?;
+            let greeting = known(&format!("{key}.greeting"), &h.greeting)?;
+            schedule = schedule.with_holiday(Holiday { name: h.name.clone(), dates, greeting });
+        }
+        if let Some(t) = &self.temporary {
+            let greeting = known("schedule.temporary.greeting", &t.greeting)?;
+            let until = parse_instant(&t.until.as_text(), tz)
+                .map_err(|e| ConfigError::invalid("schedule.temporary.until", e.message()))?;
+            let from = match &t.from {
+                None => None,
+                Some(f) => Some(
+                    parse_instant(&f.as_text(), tz)
+                        .map_err(|e| ConfigError::invalid("schedule.temporary.from", e.message()))?,
+                ),
+            };
+            if from.is_some_and(|f| f >= until) {
+                return Err(ConfigError::invalid("schedule.temporary", "from must be before until"));
+            }
+            schedule = schedule.with_temporary(Some(TemporaryGreeting { greeting, from, until }));
+        }
+        Ok(schedule)
+    }
+}
+
+fn parse_timezone(name: &str) -> Result<TimeZone, ConfigError> {
+    let unknown = || {
+        ConfigError::invalid(
+            "timezone",
+            format!("unknown time zone {name:?}: expected an IANA name like \"Europe/Moscow\" or \"UTC\""),
+        )
+    };
+    // Names only: no paths, no POSIX TZ strings.
+    if name.is_empty()
+        || name.len() > 64
+        || name.starts_with('/')
+        || name.contains("..")
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+    {
+        return Err(unknown());
+    }
+    let tz = TimeZone::get(name).map_err(|_| unknown())?;
+    if tz.is_unknown() {
+        return Err(unknown());
+    }
+    Ok(tz)
+}
+
+/// Parses a strict duration: one or more `<digits><unit>` groups with units `h`, `m`, `s`,
+/// `ms`, each at most once and in that order, without spaces (`"90s"`, `"2m"`, `"1m30s"`,
+/// `"500ms"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let expected = || {
+        format!("expected a duration like \"90s\", \"2m\", \"1m30s\" or \"500ms\" (units h, m, s, ms), found {text:?}")
+    };
+    if text.is_empty() {
+        return Err(expected());
+    }
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut total_ms: u64 = 0;
+    let mut last_rank = 0u8; // 1 = h, 2 = m, 3 = s, 4 = ms
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start || i - start > 9 {
+            return Err(expected());
+        }
+        let value: u64 = text.get(start..i).and_then(|s| s.parse().ok()).ok_or_else(expected)?;
+        let rest = text.get(i..).unwrap_or("");
+        let (rank, unit_ms, len) = if rest.starts_with("ms") {
+            (4, 1, 2)
+        } else if rest.starts_with('h') {
+            (1, 3_600_000, 1)
+        } else if rest.starts_with('m') {
+            (2, 60_000, 1)
+        } else if rest.starts_with('s') {
+            (3, 1000, 1)
+        } else {
+            return Err(expected());
+        };
+        if rank <= last_rank {
+            return Err(expected());
+        }
+        last_rank = rank;
+        i += len;
+        total_ms = value.checked_mul(unit_ms).and_then(|v| total_ms.checked_add(v)).ok_or_else(expected)?;
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn check_text(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::invalid(key, "expected a non-empty string"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(key, format!("control characters are not allowed, found {value:?}")));
+    }
+    Ok(())
+}
+
+fn check_greeting_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(ConfigError::invalid(key, "greeting names are 1 to 64 ASCII letters, digits, '_' or '-'"));
+    }
+    Ok(())
+}
+
+fn check_host(key: &str, host: &str) -> Result<(), ConfigError> {
+    if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')) {
+        return Err(ConfigError::invalid(key, format!("expected a host name or IP address, found {host:?}")));
+    }
+    Ok(())
+}
+
+fn check_port(key: &str, port: u16) -> Result<(), ConfigError> {
+    if port == 0 {
+        return Err(ConfigError::invalid(key, "expected a port between 1 and 65535, found 0"));
+    }
+    Ok(())
+}
+
+fn check_address(key: &str, addr: &str) -> Result<(), ConfigError> {
+    let ok = addr.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && addr.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | ',' | ';' | '"' | '\\'));
+    if !ok {
+        return Err(ConfigError::invalid(
+            key,
+            format!("expected an e-mail address like \"voicemail@example.com\", found {addr:?}"),
+        ));
+    }
+    Ok(())
+}
+
+impl fmt::Display for GreetingSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GreetingSource::BuiltinDefault => f.write_str(BUILTIN_DEFAULT_GREETING),
+            GreetingSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_strict() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in
+            ["", "90", "2 m", " 2m", "2m ", "-1s", "1.5s", "2min", "30s1m", "1s1s", "s", "1x", "9999999999s", "1m 30s"]
+        {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn key_path_is_found_from_a_span() {
+        let text = "a = 1\n[b]\nc = 2\n[[d]]\ne = 3\n";
+        let at = |needle: &str| text.find(needle).map(|o| key_path_at(text, o));
+        assert_eq!(at("c ="), Some(Some("b.c".to_owned())));
+        assert_eq!(at("2"), Some(Some("b.c".to_owned())));
+        assert_eq!(at("e ="), Some(Some("d[0].e".to_owned())));
+    }
+}

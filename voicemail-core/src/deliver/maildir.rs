@@ -1,0 +1,111 @@
+//! Delivery into a Maildir++ folder on the local file system.
+//!
+//! A message is stored under a file name derived from its `Message-ID`
+//! (`voicemail.<id>.<hash>`), not the usual time/pid/host name the `maildir` crate's
+//! `store_new` picks. That makes delivery idempotent: before storing, `new/` and `cur/` are
+//! scanned for that name (also with a `:2,flags` or `,S=size` suffix, which mail readers and
+//! Dovecot add when they move or index a message), and a retry after a crash acknowledges the
+//! copy it finds instead of storing a second one. The write itself follows the Maildir
+//! protocol like `store_new`: write into `tmp/`, `fsync` the file, `rename` into `new/`, and
+//! then also `fsync` the `new/` directory so the rename survives a power loss. The `maildir`
+//! crate creates the folder's `tmp/new/cur` directories.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Ack, DeliveryError, MaildirTarget, OutgoingEmail, Target, fnv1a64};
+
+impl MaildirTarget {
+    /// The folder's directory: `<root>/.<folder>`.
+    pub fn folder_path(&self) -> PathBuf {
+        self.root.join(format!(".{}", self.folder))
+    }
+
+    /// The file name (without flags) a message is stored under in this folder.
+    pub fn file_name_for(email: &OutgoingEmail) -> String {
+        let safe: String = email
+            .voicemail_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            .take(64)
+            .collect();
+        format!("voicemail.{safe}.{:016x}", fnv1a64(email.message_id.as_bytes()))
+    }
+
+    fn check_folder_name(&self) -> Result<(), DeliveryError> {
+        let f = &self.folder;
+        if f.is_empty() || f.starts_with('.') || f.contains(['/', '\\']) || f.chars().any(char::is_control) {
+            return Err(DeliveryError::Config(format!(
+                "maildir folder {f:?} must be a non-empty Maildir++ name without '/' or a leading '.'"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DeliveryError + '_ {
+    move |source| DeliveryError::Maildir { path: path.to_owned(), source }
+}
+
+fn sync_dir(path: &Path) -> Result<(), DeliveryError> {
+    fs::File::open(path).and_then(|d| d.sync_all()).map_err(io_err(path))
+}
+
+/// Looks for `name` (optionally followed by `:` or `,` and more) in `dir`.
+fn find_in(dir: &Path, name: &str) -> Result<Option<PathBuf>, DeliveryError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else { continue };
+        if let Some(rest) = file_name.strip_prefix(name)
+            && (rest.is_empty() || rest.starts_with(':') || rest.starts_with(','))
+        {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
+impl Target for MaildirTarget {
+    fn key(&self) -> String {
+        "maildir".to_owned()
+    }
+
+    fn deliver(&self, email: &OutgoingEmail) -> Result<Ack, DeliveryError> {
+        self.check_folder_name()?;
+        let dir = self.folder_path();
+        let existed = dir.join("new").is_dir();
+        maildir::Maildir::from(self.root.clone())
+            .create_subfolder_dirs(&format!(".{}", self.folder))
+            .map_err(|e| DeliveryError::Maildir { path: dir.clone(), source: std::io::Error::other(e.to_string()) })?;
+        if !existed {
+            sync_dir(&dir)?;
+            sync_dir(&self.root)?;
+        }
+
+        let name = Self::file_name_for(email);
+        for sub in ["new", "cur"] {
+            if let Some(found) = find_in(&dir.join(sub), &name)? {
+                return Ok(Ack { detail: format!("already stored as {}", found.display()), already_present: true });
+            }
+        }
+
+        let tmp = dir.join("tmp").join(&name);
+        let new = dir.join("new").join(&name);
+        {
+            let mut f =
+                fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(&email.bytes).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &new).map_err(io_err(&new))?;
+        sync_dir(&dir.join("new"))?;
+        Ok(Ack { detail: format!("stored as {}", new.display()), already_present: false })
+    }
+}

@@ -1,0 +1,95 @@
+//! No sequence of inputs panics a Call: arbitrary datagrams, digits, ticks and hang-ups in any
+//! order. Misuse is an error, malformed media is counted, and the call still ends with exactly
+//! one message.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use proptest::prelude::*;
+use voicemail_core::{CallState, DtmfDigit, Event, Input, Output};
+
+#[derive(Debug, Clone)]
+enum Step {
+    Answer,
+    Rtp(Vec<u8>),
+    RtpLike { pt: u8, seq: u16, ts: u32, ssrc: u32, payload: Vec<u8> },
+    Dtmf(char),
+    Tick,
+    Hangup,
+    Wait(u16),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        1 => Just(Step::Answer),
+        2 => proptest::collection::vec(any::<u8>(), 0..200).prop_map(Step::Rtp),
+        6 => (prop_oneof![Just(0u8), Just(8), Just(101), Just(13), any::<u8>()], any::<u16>(), any::<u32>(), 0u32..3, proptest::collection::vec(any::<u8>(), 0..400))
+            .prop_map(|(pt, seq, ts, ssrc, payload)| Step::RtpLike { pt, seq, ts, ssrc, payload }),
+        1 => prop_oneof![Just('#'), Just('1'), Just('*')].prop_map(Step::Dtmf),
+        2 => Just(Step::Tick),
+        1 => Just(Step::Hangup),
+        3 => any::<u16>().prop_map(Step::Wait),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn no_input_sequence_panics(steps in proptest::collection::vec(step(), 0..300)) {
+        let mut cfg = TestCall::config();
+        cfg.max_length = Duration::from_secs(20);
+        let mut t = TestCall::new(cfg);
+        let mut now = t.now;
+        for s in steps {
+            let r = match &s {
+                Step::Answer => t.call.handle_input(Input::Answered(now)),
+                Step::Rtp(b) => t.call.handle_input(Input::Rtp(now, b)),
+                Step::RtpLike { pt, seq, ts, ssrc, payload } => {
+                    let mut p = vec![0x80, pt & 0x7f];
+                    p.extend_from_slice(&seq.to_be_bytes());
+                    p.extend_from_slice(&ts.to_be_bytes());
+                    p.extend_from_slice(&ssrc.to_be_bytes());
+                    p.extend_from_slice(payload);
+                    t.call.handle_input(Input::Rtp(now, &p))
+                }
+                Step::Dtmf(c) => t.call.handle_input(Input::Dtmf(now, DtmfDigit::from_char(*c).unwrap())),
+                Step::Tick => t.call.handle_input(Input::Tick(now)),
+                Step::Hangup => t.call.handle_input(Input::Hangup(now)),
+                Step::Wait(ms) => { now += Duration::from_millis(u64::from(*ms) % 5000); Ok(()) }
+            };
+            if t.call.state() == CallState::Ended {
+                prop_assert!(r.is_ok() || matches!(r, Err(voicemail_core::Error::CallEnded)));
+            } else {
+                prop_assert!(r.is_ok(), "{s:?} -> {r:?}");
+            }
+            let mut guard = 0;
+            loop {
+                guard += 1;
+                prop_assert!(guard < 100_000, "poll_output never reached a timeout");
+                match t.call.poll_output() {
+                    Output::Timeout(_) => break,
+                    Output::Event(e) => t.events.push((now, e)),
+                    Output::SendRtp(_) => {}
+                }
+            }
+        }
+        if t.call.state() != CallState::Ended {
+            t.call.handle_input(Input::Hangup(now)).unwrap();
+            loop {
+                match t.call.poll_output() {
+                    Output::Timeout(_) => break,
+                    Output::Event(e) => t.events.push((now, e)),
+                    Output::SendRtp(_) => {}
+                }
+            }
+        }
+        let n = t.events.iter().filter(|(_, e)| matches!(e, Event::MessageRecorded(_))).count();
+        prop_assert_eq!(n, 1);
+        let m = t.message();
+        prop_assert_eq!(t.wav.samples().len() as u64 * 1000 / 8000, m.duration_ms);
+    }
+}

@@ -1,0 +1,415 @@
+//! The mailbox configuration is strict and its errors are useful: unknown keys, wrong types,
+//! malformed durations, time ranges and dates, unknown time zones and regions, greeting names
+//! the calendar uses but `[greetings]` lacks, and missing or undecodable greeting files are
+//! all errors that name the key path and say what was expected. Also: the documented example
+//! `examples/voicemail.toml` loads (with every relative path resolved against its directory),
+//! and the embedded defaults are what the answering machine runs on without a file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use voicemail_core::config::{Config, ConfigError, GreetingSource};
+use voicemail_core::schedule::GreetingReason;
+
+const MINIMAL: &str = r#"
+mailbox = "Sales"
+timezone = "Europe/Moscow"
+spool = "spool"
+"#;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn err(text: &str) -> ConfigError {
+    match Config::from_toml_str(text) {
+        Ok(_) => panic!("should be rejected:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error names `key` and its message contains every `needle`.
+fn assert_err(text: &str, key: &str, needles: &[&str]) {
+    let e = err(text);
+    let shown = e.to_string();
+    assert_eq!(e.key(), Some(key), "{shown}");
+    assert!(shown.starts_with(&format!("{key}: ")), "{shown:?} should start with the key {key:?}");
+    for needle in needles {
+        assert!(shown.contains(needle), "{shown:?} should contain {needle:?}");
+    }
+}
+
+fn tmp_dir(test: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("config-{test}-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    if let Err(e) = fs::create_dir_all(&dir) {
+        panic!("{e}");
+    }
+    dir
+}
+
+fn write(path: &Path, text: &str) {
+    if let Err(e) = fs::write(path, text) {
+        panic!("write {}: {e}", path.display());
+    }
+}
+
+#[test]
+fn minimal_config_takes_documented_defaults() {
+    let c = match Config::from_toml_str(MINIMAL) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.mailbox, "Sales");
+    assert_eq!(c.timezone_name(), "Europe/Moscow");
+    assert_eq!(c.spool, PathBuf::from("spool"));
+    assert_eq!(c.recording.max_length, Duration::from_secs(300));
+    assert_eq!(c.recording.finish_key, Some('#'));
+    assert_eq!(c.greetings.get("default"), Some(&GreetingSource::BuiltinDefault));
+    assert!(c.delivery.is_empty());
+    assert!(c.directory.is_none());
+    assert_eq!(c.greeting_at(jiff::Timestamp::UNIX_EPOCH).reason, GreetingReason::Default);
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    assert_err(
+        &format!("{MINIMAL}colour = \"blue\"\n"),
+        "colour",
+        &["unknown field `colour`", "expected one of", "line 5"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[recording]\nmax_lenght = \"2m\"\n"),
+        "recording.max_lenght",
+        &["unknown field `max_lenght`", "max_length"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[schedule.business_hours]\nmonday = \"closed\"\nmondy = \"closed\"\n"),
+        "schedule.business_hours.mondy",
+        &["unknown field `mondy`"],
+    );
+    assert_err(
+        &format!(
+            "{MINIMAL}[[schedule.holidays]]\nname = \"x\"\ndates = \"01-01\"\ngreeting = \"default\"\ncolor = 1\n"
+        ),
+        "schedule.holidays[0].color",
+        &["unknown field `color`"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[delivery.maildir]\nroot = \"m\"\nfolder = \"V\"\nfoo = 1\n"),
+        "delivery.maildir.foo",
+        &["unknown field `foo`"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[delivery.pigeon]\nx = 1\n"),
+        "delivery.pigeon",
+        &["unknown field `pigeon`", "maildir"],
+    );
+}
+
+#[test]
+fn missing_and_mistyped_values_are_errors() {
+    let e = err("timezone = \"UTC\"\nspool = \"s\"\n");
+    assert!(e.to_string().contains("missing field `mailbox`"), "{e}");
+    assert_err(
+        &format!("{MINIMAL}[recording]\nbeep_frequency_hz = \"loud\"\n"),
+        "recording.beep_frequency_hz",
+        &["invalid type", "u32"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[recording]\nmax_length = 120\n"),
+        "recording.max_length",
+        &["invalid type", "string"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[delivery.smtp]\nhost = \"h\"\nport = 70000\nfrom = \"a@b.c\"\n"),
+        "delivery.smtp.port",
+        &["u16"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[delivery.smtp]\nport = 25\nfrom = \"a@b.c\"\n"),
+        "delivery.smtp",
+        &["missing field `host`"],
+    );
+    assert_err(
+        &format!(
+            "{MINIMAL}[[schedule.holidays]]\nname = \"a\"\ndates = \"01-01\"\ngreeting = \"default\"\n[[schedule.holidays]]\nname = \"b\"\ndates = \"01-02\"\n"
+        ),
+        "schedule.holidays[1]",
+        &["missing field `greeting`"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[schedule.temporary]\ngreeting = \"default\"\nuntil = 5\n"),
+        "schedule.temporary.until",
+        &["date-time"],
+    );
+    // Malformed TOML says where.
+    let e = err("mailbox = \"Sales\ntimezone = \"UTC\"\n");
+    assert!(matches!(e, ConfigError::Parse { line: Some(_), .. }), "{e:?}");
+}
+
+#[test]
+fn bad_values_name_the_key_and_what_was_expected() {
+    assert_err(
+        &MINIMAL.replace("Europe/Moscow", "Mars/Base"),
+        "timezone",
+        &["unknown time zone \"Mars/Base\"", "IANA"],
+    );
+    assert_err(&MINIMAL.replace("Europe/Moscow", "../../etc/passwd"), "timezone", &["unknown time zone"]);
+    assert_err(&MINIMAL.replace("Europe/Moscow", ""), "timezone", &["unknown time zone"]);
+    assert_err(&MINIMAL.replace("\"spool\"", "\"\""), "spool", &["empty"]);
+    assert_err(&MINIMAL.replace("Sales", ""), "mailbox", &["non-empty"]);
+    for (value, needle) in [
+        ("2", "expected a duration"),
+        ("2 m", "expected a duration"),
+        ("1.5m", "expected a duration"),
+        ("2min", "expected a duration"),
+        ("0s", "between 1s and 60m"),
+        ("2h", "between 1s and 60m"),
+    ] {
+        assert_err(&format!("{MINIMAL}[recording]\nmax_length = \"{value}\"\n"), "recording.max_length", &[needle]);
+    }
+    assert_err(
+        &format!("{MINIMAL}[recording]\nsilence_timeout = \"-5s\"\n"),
+        "recording.silence_timeout",
+        &["expected a duration"],
+    );
+    assert_err(&format!("{MINIMAL}[recording]\nfinish_key = \"##\"\n"), "recording.finish_key", &["one DTMF key"]);
+    assert_err(
+        &format!("{MINIMAL}[recording]\nbeep_frequency_hz = 20000\n"),
+        "recording.beep_frequency_hz",
+        &["between 100 and 3800"],
+    );
+
+    let week = |monday: &str| {
+        format!(
+            "{MINIMAL}[schedule.business_hours]\nmonday = \"{monday}\"\ntuesday = \"closed\"\nwednesday = \"closed\"\nthursday = \"closed\"\nfriday = \"closed\"\nsaturday = \"closed\"\nsunday = \"closed\"\n"
+        )
+    };
+    for bad in ["9-18", "09:00", "09:00-18", "open", "", "18:00-09:00", "09:00-13:00,12:00-14:00", "09:00-25:00"] {
+        assert_err(&week(bad), "schedule.business_hours.monday", &[]);
+    }
+    assert_err(&week("9-18"), "schedule.business_hours.monday", &["expected \"HH:MM-HH:MM\""]);
+    assert_err(&week("18:00-09:00"), "schedule.business_hours.monday", &["crossing midnight"]);
+    // All seven days must be given.
+    assert_err(
+        &format!("{MINIMAL}[schedule.business_hours]\nmonday = \"closed\"\n"),
+        "schedule.business_hours",
+        &["missing field `tuesday`"],
+    );
+
+    let holiday = |dates: &str, greeting: &str| {
+        format!(
+            "{MINIMAL}[greetings]\nny = \"builtin:default\"\n[[schedule.holidays]]\nname = \"NY\"\ndates = \"{dates}\"\ngreeting = \"{greeting}\"\n"
+        )
+    };
+    assert!(Config::from_toml_str(&holiday("12-31..01-08", "ny")).is_ok());
+    assert_err(&holiday("12-32..01-08", "ny"), "schedule.holidays[0].dates", &["not a day of the year"]);
+    assert_err(&holiday("2027-02-29", "ny"), "schedule.holidays[0].dates", &["not a valid date"]);
+    assert_err(&holiday("12-31..2027-01-08", "ny"), "schedule.holidays[0].dates", &["both ends"]);
+    assert_err(&holiday("Christmas", "ny"), "schedule.holidays[0].dates", &["expected \"MM-DD..MM-DD\""]);
+    assert_err(
+        &holiday("12-31..01-08", "xmas"),
+        "schedule.holidays[0].greeting",
+        &["unknown greeting \"xmas\"", "default, ny"],
+    );
+
+    assert_err(
+        &format!("{MINIMAL}[schedule]\nafter_hours_greeting = \"default\"\n"),
+        "schedule.after_hours_greeting",
+        &["needs [schedule.business_hours]"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[schedule]\ndefault_greeting = \"nope\"\n"),
+        "schedule.default_greeting",
+        &["unknown greeting"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[schedule.temporary]\ngreeting = \"default\"\nuntil = \"next week\"\n"),
+        "schedule.temporary.until",
+        &["expected a date-time"],
+    );
+    assert_err(
+        &format!(
+            "{MINIMAL}[schedule.temporary]\ngreeting = \"default\"\nfrom = \"2026-09-01T00:00\"\nuntil = \"2026-08-01T00:00\"\n"
+        ),
+        "schedule.temporary",
+        &["from must be before until"],
+    );
+
+    assert_err(
+        &format!("{MINIMAL}[greetings]\nafter_hours = \"builtin:beep\"\n"),
+        "greetings.after_hours",
+        &["unknown built-in greeting"],
+    );
+    assert_err(&format!("{MINIMAL}[greetings]\nafter_hours = \"\"\n"), "greetings.after_hours", &["empty"]);
+    assert_err(&format!("{MINIMAL}[greetings]\n\"bad name\" = \"x.wav\"\n"), "greetings.bad name", &["greeting names"]);
+
+    assert_err(
+        &format!("{MINIMAL}[directory]\npath = \"c.csv\"\ndefault_region = \"Russia\"\n"),
+        "directory.default_region",
+        &["unknown region \"Russia\""],
+    );
+    assert_err(
+        &format!("{MINIMAL}[delivery.maildir]\nroot = \"m\"\nfolder = \"../x\"\n"),
+        "delivery.maildir.folder",
+        &["folder name"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[delivery.smtp]\nhost = \"h\"\nport = 25\nfrom = \"not an address\"\n"),
+        "delivery.smtp.from",
+        &["e-mail address"],
+    );
+    assert_err(
+        &format!(
+            "{MINIMAL}[delivery.smtp]\nhost = \"h\"\nport = 25\nfrom = \"a@b.c\"\nto = [\"x@y.z\\r\\nBcc: e@f.g\"]\n"
+        ),
+        "delivery.smtp.to[0]",
+        &["e-mail address"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[delivery.smtp]\nhost = \"h\"\nport = 25\nfrom = \"a@b.c\"\nusername = \"u\"\n"),
+        "delivery.smtp",
+        &["username and password"],
+    );
+}
+
+#[test]
+fn greeting_files_are_checked_at_load_time() {
+    let dir = tmp_dir("greetings");
+    let tone = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/greeting/tone-8000-mono.wav");
+    let garbage = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/greeting/garbage.wav");
+
+    let config = |greetings: &str| format!("{MINIMAL}[greetings]\n{greetings}\n");
+    write(&dir.join("missing.toml"), &config("after_hours = \"after-hours.wav\""));
+    match Config::load(&dir.join("missing.toml")) {
+        Err(e) => {
+            assert_eq!(e.key(), Some("greetings.after_hours"));
+            let shown = e.to_string();
+            assert!(shown.starts_with("greetings.after_hours: file not found: "), "{shown}");
+            // The relative path was resolved against the config file's directory.
+            assert!(shown.contains(&dir.join("after-hours.wav").display().to_string()), "{shown}");
+        }
+        Ok(_) => panic!("a missing greeting file must be an error"),
+    }
+
+    write(&dir.join("garbage.toml"), &config(&format!("after_hours = {:?}", garbage.display().to_string())));
+    match Config::load(&dir.join("garbage.toml")) {
+        Err(e @ ConfigError::Greeting { .. }) => assert_eq!(e.key(), Some("greetings.after_hours"), "{e}"),
+        other => panic!("an undecodable greeting must be an error, got {other:?}"),
+    }
+
+    if let Err(e) = fs::copy(&tone, dir.join("after-hours.wav")) {
+        panic!("{e}");
+    }
+    let loaded = match Config::load(&dir.join("missing.toml")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(loaded.spool, dir.join("spool"));
+    assert!(loaded.prompt("after_hours").is_some_and(|p| p.samples() > 0));
+    assert!(loaded.prompt("default").is_some_and(|p| p.samples() > 0), "builtin:default loads the bundled greeting");
+    assert!(loaded.prompt("nope").is_none());
+}
+
+#[test]
+fn unreadable_config_file_and_directory_errors() {
+    let dir = tmp_dir("files");
+    assert!(matches!(Config::load(&dir.join("nope.toml")), Err(ConfigError::Read { .. })));
+    write(&dir.join("dir.toml"), &format!("{MINIMAL}[directory]\npath = \"clients.csv\"\ndefault_region = \"RU\"\n"));
+    match Config::load(&dir.join("dir.toml")) {
+        Err(e @ ConfigError::Directory { .. }) => assert_eq!(e.key(), Some("directory.path"), "{e}"),
+        other => panic!("a missing directory must be an error, got {other:?}"),
+    }
+    write(
+        &dir.join("clients.csv"),
+        "number,client,manager_name,manager_email\n+74951234567,A,Anna,anna@example.com\nbogus,B,Boris,boris@example.com\n",
+    );
+    match Config::load(&dir.join("dir.toml")) {
+        Err(e) => assert!(e.to_string().starts_with("directory.path: line 3: "), "{e}"),
+        Ok(_) => panic!("a bad directory row must be an error"),
+    }
+}
+
+#[test]
+fn the_example_config_loads() {
+    let path = repo_root().join("examples/voicemail.toml");
+    let c = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("examples/voicemail.toml: {e}"),
+    };
+    let examples = repo_root().join("examples");
+    assert_eq!(c.mailbox, "Sales");
+    assert_eq!(c.timezone_name(), "Europe/Moscow");
+    assert_eq!(c.spool, examples.join("../voicemail-data/spool"));
+    assert_eq!(c.recording.max_length, Duration::from_secs(180));
+    assert_eq!(c.delivery.maildir.as_ref().map(|m| m.root.clone()), Some(examples.join("../voicemail-data/Maildir")));
+    assert_eq!(c.delivery.maildir.as_ref().map(|m| m.folder.as_str()), Some("Voicemail"));
+    assert!(c.delivery.smtp.is_some());
+    assert!(c.delivery.imap.is_none());
+    for name in ["default", "after_hours", "new_year", "may_holidays", "vacation"] {
+        assert!(c.prompt(name).is_some(), "greeting {name} loaded");
+    }
+    // The holiday from 12-31 to 01-08, in Moscow time.
+    let at = |s: &str| c.greeting_at(s.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH));
+    let ny = at("2026-12-31T09:00:00Z");
+    assert_eq!(ny.name, "new_year");
+    assert!(matches!(ny.reason, GreetingReason::Holiday { .. }));
+    assert_eq!(at("2026-06-10T08:00:00Z").name, "default"); // Wednesday 11:00 MSK
+    assert_eq!(at("2026-06-10T10:30:00Z").name, "after_hours"); // lunch
+    assert_eq!(at("2026-08-05T08:00:00Z").name, "vacation");
+    // The example client directory.
+    let dir = c.client_directory();
+    assert!(dir.is_some());
+    if let Some(dir) = dir {
+        assert_eq!(dir.lookup("8 (495) 123-45-67").map(|e| e.manager_email.as_str()), Some("anna.petrova@example.com"));
+        assert_eq!(dir.lookup("88005553535").map(|e| e.client.as_str()), Some("Horns & Hooves Ltd"));
+        assert!(dir.lookup("+74957654321").is_none());
+    }
+}
+
+#[test]
+fn embedded_defaults() {
+    let mut c = Config::default_embedded();
+    assert_eq!(c.timezone_name(), "UTC");
+    assert_eq!(c.spool, PathBuf::from("./voicemail-data/spool"));
+    let maildir = c.delivery.maildir.clone();
+    assert_eq!(maildir.as_ref().map(|m| m.root.clone()), Some(PathBuf::from("./voicemail-data/Maildir")));
+    assert_eq!(maildir.as_ref().map(|m| m.folder.as_str()), Some("Voicemail"));
+    assert!(c.delivery.smtp.is_none() && c.delivery.imap.is_none());
+    assert_eq!(c.greetings.get("default"), Some(&GreetingSource::BuiltinDefault));
+    assert_eq!(c.greeting_at(jiff::Timestamp::UNIX_EPOCH).name, "default");
+    assert!(c.prompt("default").is_none());
+    if let Err(e) = c.load_prompts() {
+        panic!("{e}");
+    }
+    assert!(c.prompt("default").is_some_and(|p| p.samples() > 0));
+}
+
+#[test]
+fn recording_limits_reach_the_call() {
+    let text = format!(
+        "{MINIMAL}[recording]\nmax_length = \"1m30s\"\nsilence_timeout = \"off\"\nmedia_timeout = \"20s\"\nfinish_key = \"*\"\nbeep_frequency_hz = 800\nbeep_length = \"200ms\"\n"
+    );
+    let c = match Config::from_toml_str(&text) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.recording.silence_timeout, None);
+    let mut call = voicemail_core::CallConfig::new("m1", "+74951234567", jiff::Timestamp::UNIX_EPOCH);
+    if let Err(e) = c.recording.apply_to(&mut call) {
+        panic!("{e}");
+    }
+    assert_eq!(call.max_length, Duration::from_secs(90));
+    assert_eq!(call.silence_timeout, None);
+    assert_eq!(call.media_timeout, Duration::from_secs(20));
+    assert_eq!(call.finish_key.map(|k| k.as_char()), Some('*'));
+    assert!(call.beep.as_ref().is_some_and(|b| b.samples() == 1600), "200 ms at 8 kHz");
+
+    let none = format!("{MINIMAL}[recording]\nfinish_key = \"none\"\n");
+    assert!(Config::from_toml_str(&none).is_ok_and(|c| c.recording.finish_key.is_none()));
+}

@@ -1,0 +1,183 @@
+//! IMAP APPEND against a real Dovecot (Debian `dovecot-imapd`) started by the test on
+//! 127.0.0.1 with its own configuration in a temporary directory (plaintext LOGIN, a
+//! passwd-file user, Maildir storage in the temp dir), stopped by PID at the end. Through the
+//! outbox, the message lands in folder `Voicemail` (checked on disk: exactly one file with the
+//! right `Message-ID` and an attachment equal to the spooled WAV); delivering it again (a
+//! retry after a crash) finds it by `Message-ID` and does not append a second copy; a wrong
+//! password, a required STARTTLS the server does not offer (no plaintext LOGIN follows) and a
+//! stopped server are delivery errors, not panics. Without a dovecot binary
+//! the test prints "skipped: dovecot not installed" and passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use voicemail_core::deliver::{EmailContext, ImapTarget, Target, build_email};
+use voicemail_core::outbox::{DeliveryState, Destination, Outbox};
+
+const DOVECOT: &str = "/usr/sbin/dovecot";
+
+fn command_output(cmd: &str, arg: &str) -> String {
+    let out = Command::new(cmd).arg(arg).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A Dovecot instance in `dir`, listening on 127.0.0.1:`port`, user `vm` / `secret`.
+struct Dovecot {
+    server: support::ServerGuard,
+    port: u16,
+    maildir: PathBuf,
+    log: PathBuf,
+}
+
+impl Dovecot {
+    fn start(dir: &Path) -> Dovecot {
+        let port = support::free_port();
+        let home = dir.join("home").join("vm");
+        std::fs::create_dir_all(&home).unwrap();
+        // Dovecot refuses mail access as root: as root the mail user is nobody/nogroup and owns
+        // its home; otherwise everything runs as the current user.
+        let uid: u32 = command_output("id", "-u").parse().unwrap();
+        let (mail_uid, mail_gid, extra) = if uid == 0 {
+            std::os::unix::fs::chown(dir.join("home"), Some(65534), Some(65534)).unwrap();
+            std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+            (65534, 65534, String::new())
+        } else {
+            let gid: u32 = command_output("id", "-g").parse().unwrap();
+            let user = command_output("id", "-un");
+            let group = command_output("id", "-gn");
+            (
+                uid,
+                gid,
+                format!(
+                    "default_login_user = {user}\ndefault_internal_user = {user}\ndefault_internal_group = {group}\n"
+                ),
+            )
+        };
+        let passwd = dir.join("passwd");
+        std::fs::write(&passwd, format!("vm:{{PLAIN}}secret:{mail_uid}:{mail_gid}::{}::\n", home.display())).unwrap();
+        let log = dir.join("dovecot.log");
+        let d = dir.display();
+        let conf = format!(
+            "protocols = imap
+listen = 127.0.0.1
+base_dir = {d}/run
+state_dir = {d}/state
+instance_name = voicemail-test-{port}
+log_path = {log}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+{extra}passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {passwd}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+",
+            log = log.display(),
+            passwd = passwd.display(),
+        );
+        let conf_path = dir.join("dovecot.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut server = support::ServerGuard::spawn(
+            "dovecot",
+            Command::new(DOVECOT).arg("-F").arg("-c").arg(&conf_path).stdout(Stdio::null()).stderr(Stdio::inherit()),
+        );
+        let up = support::wait_for_port(port, Duration::from_secs(20));
+        if !up {
+            eprintln!("dovecot log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        server.assert_running("while starting");
+        assert!(up, "dovecot did not listen on 127.0.0.1:{port} within 20 s");
+        Dovecot { server, port, maildir: home.join("Maildir"), log }
+    }
+
+    fn target(&self, password: &str) -> ImapTarget {
+        ImapTarget {
+            host: "127.0.0.1".to_owned(),
+            port: self.port,
+            starttls: false,
+            username: "vm".to_owned(),
+            password: password.to_owned(),
+            folder: "Voicemail".to_owned(),
+        }
+    }
+}
+
+#[test]
+fn append_into_dovecot_folder_once() {
+    if !Path::new(DOVECOT).exists() {
+        eprintln!("skipped: dovecot not installed (apt-get install dovecot-imapd)");
+        return;
+    }
+    let tmp = support::TempDir::new("imap");
+    let spool = tmp.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let mut dovecot = Dovecot::start(&tmp.path().join("dovecot"));
+    let target = dovecot.target("secret");
+
+    let t0: Timestamp = "2026-11-27T11:33:00Z".parse().unwrap();
+    let wav = support::sample_wav(4000, 21);
+    let meta = support::spool_message(&spool, "imap-1", "+74951234567", &wav);
+    let ctx = EmailContext::new(support::moscow(), "voicemail@example.org");
+    let outbox = Outbox::open(&spool).unwrap();
+    outbox.enqueue(&meta, &ctx, &[Destination::imap()], t0).unwrap();
+    let report = outbox.run_due(t0, &[&target]);
+    if !report.failed.is_empty() {
+        eprintln!("dovecot log:\n{}", std::fs::read_to_string(&dovecot.log).unwrap_or_default());
+    }
+    assert_eq!(report.delivered, [("imap-1".to_owned(), "imap".to_owned())], "{report:?}");
+    let record = outbox.record("imap-1").unwrap().unwrap();
+    let ack = record.pairs[0].ack.clone().unwrap();
+    assert!(ack.contains("APPENDUID"), "{ack}");
+    assert!(outbox.status().unwrap().iter().all(|s| s.state == DeliveryState::Delivered));
+
+    let folder = dovecot.maildir.join(".Voicemail");
+    let files = support::maildir_files(&folder);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (message_id, attachment) = support::message_id_and_attachment(&std::fs::read(&files[0]).unwrap());
+    assert_eq!(message_id, record.message_id);
+    assert_eq!(attachment, wav);
+
+    // A retry after a crash (the outbox never recorded the OK): found by Message-ID.
+    let again = build_email(&meta, &wav, &ctx).unwrap();
+    assert_eq!(again.message_id, record.message_id);
+    let ack = target.deliver(&again).unwrap();
+    assert!(ack.already_present, "{ack:?}");
+    assert_eq!(support::maildir_files(&folder).len(), 1);
+
+    // Wrong password: an error naming the server, nothing stored.
+    let err = dovecot.target("wrong").deliver(&again).unwrap_err();
+    assert!(err.to_string().contains("LOGIN"), "{err}");
+
+    // STARTTLS required but the server offers none (ssl = no): refused, never a plaintext LOGIN.
+    let mut tls = dovecot.target("secret");
+    tls.starttls = true;
+    let err = tls.deliver(&again).unwrap_err();
+    assert!(err.to_string().contains("STARTTLS"), "{err}");
+    let log = std::fs::read_to_string(&dovecot.log).unwrap_or_default();
+    // Two logins so far (delivery and retry); the STARTTLS attempt added none.
+    assert!(log.matches("Login: user=<vm>").count() <= 2, "{log}");
+
+    // Server gone: connection refused is an error too.
+    dovecot.server.stop();
+    let err = target.deliver(&again).unwrap_err();
+    assert!(err.to_string().contains(&format!("127.0.0.1:{}", dovecot.port)), "{err}");
+}

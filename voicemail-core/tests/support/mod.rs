@@ -1,0 +1,192 @@
+//! Helpers for the delivery tests: unique temporary directories, free ports on 127.0.0.1,
+//! real servers started as child processes and stopped by PID (even when a test fails), and
+//! sample messages.
+//!
+//! Each test binary uses a subset, hence `dead_code` is allowed; the items are `pub` for the
+//! test files that include this module, hence `unreachable_pub` is allowed too.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use voicemail_core::CodecKind;
+use voicemail_core::message::{EndReason, MediaStats, MessageMeta};
+
+/// A directory under the system temp dir, unique per process and call, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `<tmp>/voicemail-<prefix>-<pid>-<nanos>-<n>`.
+    pub fn new(prefix: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("voicemail-{prefix}-{}-{nanos}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Waits (at most `timeout`) until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A server child process, stopped by PID when dropped: SIGTERM, up to 5 s to exit, then
+/// SIGKILL.
+pub struct ServerGuard {
+    child: Child,
+    name: &'static str,
+}
+
+impl ServerGuard {
+    /// Spawns `command` and owns the process from now on.
+    pub fn spawn(name: &'static str, command: &mut Command) -> ServerGuard {
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        ServerGuard { child, name }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Panics with `why` if the process already exited.
+    pub fn assert_running(&mut self, why: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}) {why}", self.name);
+        }
+    }
+
+    /// Stops the process now (also done on drop).
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A PCM WAV (8 kHz, 16-bit, mono) of `samples` samples whose content depends on `seed`.
+pub fn sample_wav(samples: u32, seed: u32) -> Vec<u8> {
+    let data_len = samples * 2;
+    let mut w = Vec::with_capacity(44 + data_len as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    for _ in 0..samples {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        w.extend_from_slice(&((x >> 16) as i16).to_le_bytes());
+    }
+    w
+}
+
+/// Metadata of a message started at 2026-11-27T11:32:05Z (14:32:05 in Moscow), 42.4 s long.
+pub fn sample_meta(id: &str, caller: &str, caller_name: Option<&str>) -> MessageMeta {
+    MessageMeta {
+        id: id.to_owned(),
+        caller: caller.to_owned(),
+        caller_name: caller_name.map(str::to_owned),
+        called: "+74950000000".to_owned(),
+        started_at: "2026-11-27T11:32:05Z".parse().unwrap(),
+        duration_ms: 42_400,
+        end_reason: EndReason::HangUp,
+        codec: CodecKind::Pcmu,
+        greeting: "business-hours".to_owned(),
+        dtmf: String::new(),
+        wav_path: None,
+        media: MediaStats::default(),
+    }
+}
+
+/// Writes `<spool>/<id>.wav` and returns the metadata pointing at it.
+pub fn spool_message(spool: &Path, id: &str, caller: &str, wav: &[u8]) -> MessageMeta {
+    let path = spool.join(format!("{id}.wav"));
+    std::fs::write(&path, wav).unwrap();
+    let mut meta = sample_meta(id, caller, Some("Ivan Petrov"));
+    meta.wav_path = Some(path);
+    meta
+}
+
+/// The Moscow time zone (from the system zoneinfo, like the product).
+pub fn moscow() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get("Europe/Moscow").unwrap()
+}
+
+/// Every file in `<maildir>/new` and `<maildir>/cur`.
+pub fn maildir_files(folder: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(entries) = std::fs::read_dir(folder.join(sub)) {
+            for e in entries {
+                out.push(e.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Parses `bytes` with mail-parser and returns (Message-ID, first attachment's bytes).
+pub fn message_id_and_attachment(bytes: &[u8]) -> (String, Vec<u8>) {
+    let msg = mail_parser::MessageParser::default().parse(bytes).expect("parsable e-mail");
+    let id = msg.message_id().expect("Message-ID").to_owned();
+    let att = msg.attachment(0).expect("an attachment").contents().to_vec();
+    (id, att)
+}
