@@ -254,6 +254,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The client directory (`[directory]`), if any.
     pub directory: Option<DirectoryConfig>,
+    /// SIP endpoint settings (`[sip]`), kept as a raw table: validated by voicemail-sip.
+    pub sip: Option<toml::Table>,
     prompts: BTreeMap<String, Prompt>,
     client_directory: Option<Directory>,
 }
@@ -283,6 +285,7 @@ impl Config {
                 imap: None,
             },
             directory: None,
+            sip: None,
             prompts: BTreeMap::new(),
             client_directory: None,
         }
@@ -330,7 +333,7 @@ impl Config {
                     Prompt::load(path).map_err(|source| ConfigError::Greeting { key, source })?
                 }
             };
-            prompts.insert(name.clone(), prompt);
+            prompts.insert(name.clone(), prompt.renamed(name));
         }
         self.prompts = prompts;
         Ok(())
@@ -481,6 +484,8 @@ struct RawConfig {
     #[serde(default)]
     delivery: DeliveryConfig,
     directory: Option<RawDirectory>,
+    #[serde(default)]
+    sip: Option<toml::Table>,
 }
 
 #[derive(Deserialize, Default)]
@@ -676,6 +681,7 @@ impl RawConfig {
             schedule,
             delivery,
             directory,
+            sip: self.sip,
             prompts: BTreeMap::new(),
             client_directory: None,
         })

@@ -237,6 +237,18 @@ impl Prompt {
         Ok(Self::from_parts("beep".to_owned(), pcm))
     }
 
+    /// The same audio under another name (the encodings are shared, not copied). The config
+    /// names each greeting after its key, so messages record the calendar's choice.
+    pub fn renamed(&self, name: &str) -> Prompt {
+        Prompt {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                pcm: self.inner.pcm.clone(),
+                encoded: self.inner.encoded.clone(),
+            }),
+        }
+    }
+
     /// The prompt's name (recorded in message metadata as the greeting used).
     pub fn name(&self) -> &str {
         &self.inner.name

@@ -23,8 +23,10 @@ pub mod mailbox;
 pub mod message;
 pub mod outbox;
 pub mod recording;
+pub mod route;
 pub mod rtp;
 pub mod schedule;
+pub mod spool;
 
 pub use call::{Call, CallConfig, CallState};
 pub use codec::{Codec, CodecKind};

@@ -24,6 +24,8 @@ pub enum EndReason {
     MediaTimeout,
     /// Writing the recording failed (for example a full disk); what was written is kept.
     RecordingFailed,
+    /// The process stopped during the call; the message was recovered at start-up.
+    Interrupted,
 }
 
 impl EndReason {
@@ -36,6 +38,7 @@ impl EndReason {
             EndReason::SilenceTimeout => "silence-timeout",
             EndReason::MediaTimeout => "media-timeout",
             EndReason::RecordingFailed => "recording-failed",
+            EndReason::Interrupted => "interrupted",
         }
     }
 }

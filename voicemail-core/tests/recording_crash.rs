@@ -374,25 +374,3 @@ fn recover_spool_repairs_what_it_can() -> TestResult {
     assert!(recording::recover_spool(&dir.path("no-such-dir")).is_err());
     Ok(())
 }
-
-#[test]
-fn zz_tmp_throughput() -> TestResult {
-    let dir = TempDir::new("tput")?;
-    let audio = signal(8000 * 600);
-    for (name, frame) in [("160", 160usize), ("4000", 4000), ("all", audio.len())] {
-        let path = dir.path(&format!("{name}.wav"));
-        let t = std::time::Instant::now();
-        let mut rec = Recording::create(&path)?;
-        for f in audio.chunks(frame) {
-            rec.write(f)?;
-        }
-        rec.finalize()?;
-        let s = t.elapsed().as_secs_f64();
-        eprintln!("frames {name}: {:.1} MB/s", (audio.len() * 2) as f64 / s / 1e6);
-    }
-    let t = std::time::Instant::now();
-    let mut rec = Recording::new(Cursor::new(Vec::with_capacity(20_000_000)))?;
-    rec.write_silence(8000 * 600)?;
-    eprintln!("silence cursor: {:.1} MB/s", (8000.0 * 600.0 * 2.0) / t.elapsed().as_secs_f64() / 1e6);
-    Ok(())
-}

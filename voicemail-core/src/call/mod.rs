@@ -410,6 +410,27 @@ impl Call {
         }
     }
 
+    /// The message's metadata as known now, for [`Spool::begin`](crate::spool::Spool::begin)
+    /// at the start of the call: what a crash recovery completes. Its end reason is
+    /// [`EndReason::Interrupted`] until the call really ends.
+    pub fn provisional_meta(&self) -> MessageMeta {
+        let c = &self.config;
+        MessageMeta {
+            id: c.id.clone(),
+            caller: c.caller.clone(),
+            caller_name: c.caller_name.clone(),
+            called: c.called.clone(),
+            started_at: c.started_at,
+            duration_ms: self.recorder.written * 1000 / RATE,
+            end_reason: EndReason::Interrupted,
+            codec: c.codec,
+            greeting: self.greeting.name().to_owned(),
+            dtmf: self.digits.clone(),
+            wav_path: self.recorder.recording.as_ref().and_then(|r| r.path().map(|p| p.to_path_buf())),
+            media: self.stats(),
+        }
+    }
+
     /// Samples recorded so far.
     pub fn recorded_samples(&self) -> u64 {
         self.recorder.written
@@ -660,21 +681,7 @@ impl Call {
             reason = EndReason::RecordingFailed;
         }
         self.set_state(CallState::Ended);
-        let c = &self.config;
-        let meta = MessageMeta {
-            id: c.id.clone(),
-            caller: c.caller.clone(),
-            caller_name: c.caller_name.clone(),
-            called: c.called.clone(),
-            started_at: c.started_at,
-            duration_ms: self.recorder.written * 1000 / RATE,
-            end_reason: reason,
-            codec: c.codec,
-            greeting: self.greeting.name().to_owned(),
-            dtmf: self.digits.clone(),
-            wav_path,
-            media: self.stats(),
-        };
+        let meta = MessageMeta { end_reason: reason, wav_path, ..self.provisional_meta() };
         self.events.push_back(Event::MessageRecorded(Box::new(meta)));
     }
 }

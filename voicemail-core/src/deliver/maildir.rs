@@ -8,7 +8,7 @@
 //! copy it finds instead of storing a second one. The write itself follows the Maildir
 //! protocol like `store_new`: write into `tmp/`, `fsync` the file, `rename` into `new/`, and
 //! then also `fsync` the `new/` directory so the rename survives a power loss. The `maildir`
-//! crate creates the folder's `tmp/new/cur` directories.
+//! crate creates the root's and the folder's `tmp/new/cur` directories.
 
 use std::fs;
 use std::io::Write;
@@ -31,6 +31,21 @@ impl MaildirTarget {
             .take(64)
             .collect();
         format!("voicemail.{safe}.{:016x}", fnv1a64(email.message_id.as_bytes()))
+    }
+
+    /// Creates the root's own `tmp/new/cur`, the folder's, and the folder's `maildirfolder`
+    /// marker (Maildir++), then syncs the directories so they survive a crash.
+    fn create_folder(&self, dir: &Path) -> Result<(), DeliveryError> {
+        let md = maildir::Maildir::from(self.root.clone());
+        let as_io = |e: maildir::MaildirError| std::io::Error::other(e.to_string());
+        md.create_dirs().map_err(io_err(&self.root))?;
+        md.create_subfolder_dirs(&format!(".{}", self.folder)).map_err(|e| io_err(dir)(as_io(e)))?;
+        let marker = dir.join("maildirfolder");
+        if !marker.exists() {
+            fs::File::create(&marker).and_then(|f| f.sync_all()).map_err(io_err(&marker))?;
+        }
+        sync_dir(dir)?;
+        sync_dir(&self.root)
     }
 
     fn check_folder_name(&self) -> Result<(), DeliveryError> {
@@ -80,13 +95,8 @@ impl Target for MaildirTarget {
     fn deliver(&self, email: &OutgoingEmail) -> Result<Ack, DeliveryError> {
         self.check_folder_name()?;
         let dir = self.folder_path();
-        let existed = dir.join("new").is_dir();
-        maildir::Maildir::from(self.root.clone())
-            .create_subfolder_dirs(&format!(".{}", self.folder))
-            .map_err(|e| DeliveryError::Maildir { path: dir.clone(), source: std::io::Error::other(e.to_string()) })?;
-        if !existed {
-            sync_dir(&dir)?;
-            sync_dir(&self.root)?;
+        if !dir.join("new").is_dir() {
+            self.create_folder(&dir)?;
         }
 
         let name = Self::file_name_for(email);

@@ -1,0 +1,408 @@
+//! The endpoint's settings: the `[sip]` table of the mailbox's TOML file.
+//!
+//! voicemail-core keeps `[sip]` as a raw table ([`Config::sip`](voicemail_core::config::Config));
+//! [`SipConfig::from_table`] validates it strictly, like the rest of the file: an unknown key,
+//! a value of the wrong type or an invalid value is an error that names the key
+//! (`sip.rtp_ports: ...`). Every key may be left out; `examples/voicemail.toml` documents them.
+//!
+//! ```toml
+//! [sip]
+//! listen = "127.0.0.1:5060"        # UDP and TCP
+//! transports = ["udp", "tcp"]
+//! advertise_ip = "192.0.2.10"      # Contact and SDP address, when listen is a wildcard
+//! rtp_ports = "20000-20999"        # even ports are used
+//! max_calls = 100                  # more get 486 Busy Here
+//! ring_delay = "0s"                # between 180 Ringing and 200 OK
+//! allow_from = ["127.0.0.1", "192.0.2.0/24"]   # empty: INVITEs from anywhere
+//! user = "voicemail"               # user part of our Contact
+//!
+//! [[sip.accounts]]                 # optional registrations
+//! registrar = "sip:pbx.example.com"
+//! username = "voicemail"
+//! password = "secret"
+//! expires = 600
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::register::Account;
+
+/// Why the `[sip]` table is not valid. The message names the key (`sip.max_calls`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SipConfigError {
+    /// The key path, like `sip.rtp_ports` or `sip.accounts[0].username`.
+    pub key: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl SipConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+/// One entry of the INVITE source allow-list: an address or a CIDR network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrRule {
+    /// The network address.
+    pub addr: IpAddr,
+    /// The prefix length (32 or 128 for a single address).
+    pub prefix: u8,
+}
+
+impl AddrRule {
+    /// Parses `"192.0.2.1"`, `"192.0.2.0/24"`, `"::1"` or `"2001:db8::/32"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected an IP address or CIDR network like \"192.0.2.0/24\", found {text:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("prefix length must be 0..={max}, found {text:?}")),
+            },
+        };
+        Ok(Self { addr: normalize(addr), prefix })
+    }
+
+    /// Whether `ip` lies inside this rule (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, normalize(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_match(&net.octets(), &ip.octets(), self.prefix),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_match(&net.octets(), &ip.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn prefix_match(net: &[u8], ip: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if net.get(..full) != ip.get(..full) {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    match (net.get(full), ip.get(full)) {
+        (Some(a), Some(b)) => a & mask == b & mask,
+        _ => false,
+    }
+}
+
+/// The SIP endpoint's settings. [`SipConfig::default`] is what an absent `[sip]` table means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipConfig {
+    /// Address and port SIP listens on, for UDP and TCP (`listen`, default `127.0.0.1:5060`).
+    /// Port 0 picks a free port (the same for UDP and TCP); see
+    /// [`Endpoint::local_addr`](crate::Endpoint::local_addr).
+    pub listen: SocketAddr,
+    /// Listen on UDP (`transports` contains `"udp"`; default true).
+    pub udp: bool,
+    /// Listen on TCP (`transports` contains `"tcp"`; default true).
+    pub tcp: bool,
+    /// The address written into Contact and SDP (`advertise_ip`); default: the listen address.
+    /// Required when `listen` is a wildcard address.
+    pub advertise_ip: Option<IpAddr>,
+    /// The RTP port range, inclusive (`rtp_ports`, default `"20000-20999"`); even ports only.
+    pub rtp_ports: (u16, u16),
+    /// The most calls at once (`max_calls`, default 100); more INVITEs get 486 Busy Here.
+    pub max_calls: usize,
+    /// Time between 180 Ringing and 200 OK (`ring_delay`, default `"0s"`).
+    pub ring_delay: Duration,
+    /// Sources INVITEs are accepted from (`allow_from`); empty accepts every source.
+    pub allow_from: Vec<AddrRule>,
+    /// User part of our Contact (`user`, default `"voicemail"`).
+    pub user: String,
+    /// Accounts to REGISTER with a registrar (`[[sip.accounts]]`).
+    pub accounts: Vec<Account>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5060),
+            udp: true,
+            tcp: true,
+            advertise_ip: None,
+            rtp_ports: (20000, 20999),
+            max_calls: 100,
+            ring_delay: Duration::ZERO,
+            allow_from: Vec::new(),
+            user: "voicemail".to_owned(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+const KEYS: &[&str] =
+    &["listen", "transports", "advertise_ip", "rtp_ports", "max_calls", "ring_delay", "allow_from", "user", "accounts"];
+const ACCOUNT_KEYS: &[&str] = &["registrar", "username", "password", "expires", "contact_user"];
+
+impl SipConfig {
+    /// Validates the `[sip]` table (`None`: the defaults).
+    pub fn from_table(table: Option<&toml::Table>) -> Result<Self, SipConfigError> {
+        let mut config = Self::default();
+        let Some(table) = table else {
+            return Ok(config);
+        };
+        for (key, value) in table {
+            let path = format!("sip.{key}");
+            match key.as_str() {
+                "listen" => {
+                    let s = string(&path, value)?;
+                    config.listen = s.parse().map_err(|_| {
+                        SipConfigError::new(&path, format!("expected \"IP:PORT\" like \"127.0.0.1:5060\", found {s:?}"))
+                    })?;
+                }
+                "transports" => {
+                    config.udp = false;
+                    config.tcp = false;
+                    for (i, item) in array(&path, value)?.iter().enumerate() {
+                        let item_path = format!("{path}[{i}]");
+                        match string(&item_path, item)?.to_ascii_lowercase().as_str() {
+                            "udp" => config.udp = true,
+                            "tcp" => config.tcp = true,
+                            other => {
+                                return Err(SipConfigError::new(
+                                    item_path,
+                                    format!("expected \"udp\" or \"tcp\", found {other:?}"),
+                                ));
+                            }
+                        }
+                    }
+                    if !config.udp && !config.tcp {
+                        return Err(SipConfigError::new(path, "expected at least one of \"udp\", \"tcp\""));
+                    }
+                }
+                "advertise_ip" => {
+                    let s = string(&path, value)?;
+                    let ip: IpAddr = s
+                        .parse()
+                        .map_err(|_| SipConfigError::new(&path, format!("expected an IP address, found {s:?}")))?;
+                    if ip.is_unspecified() {
+                        return Err(SipConfigError::new(path, "expected a concrete address, not a wildcard"));
+                    }
+                    config.advertise_ip = Some(ip);
+                }
+                "rtp_ports" => config.rtp_ports = parse_port_range(string(&path, value)?).map_err(|m| SipConfigError::new(&path, m))?,
+                "max_calls" => {
+                    let n = integer(&path, value)?;
+                    config.max_calls = match usize::try_from(n) {
+                        Ok(n) if (1..=100_000).contains(&n) => n,
+                        _ => return Err(SipConfigError::new(path, format!("expected 1 to 100000, found {n}"))),
+                    };
+                }
+                "ring_delay" => {
+                    let s = string(&path, value)?;
+                    let d = if s == "0" { Ok(Duration::ZERO) } else { voicemail_core::config::parse_duration(s) };
+                    let d = d.map_err(|m| SipConfigError::new(&path, m))?;
+                    if d > Duration::from_secs(60) {
+                        return Err(SipConfigError::new(path, format!("expected at most 60s, found {s:?}")));
+                    }
+                    config.ring_delay = d;
+                }
+                "allow_from" => {
+                    config.allow_from.clear();
+                    for (i, item) in array(&path, value)?.iter().enumerate() {
+                        let item_path = format!("{path}[{i}]");
+                        let rule = AddrRule::parse(string(&item_path, item)?).map_err(|m| SipConfigError::new(&item_path, m))?;
+                        config.allow_from.push(rule);
+                    }
+                }
+                "user" => {
+                    let s = string(&path, value)?;
+                    if s.is_empty() || s.len() > 64 || !s.chars().all(is_user_char) {
+                        return Err(SipConfigError::new(
+                            path,
+                            format!("expected 1-64 letters, digits, '+', '-', '_' or '.', found {s:?}"),
+                        ));
+                    }
+                    config.user = s.to_owned();
+                }
+                "accounts" => {
+                    for (i, item) in array(&path, value)?.iter().enumerate() {
+                        config.accounts.push(parse_account(&format!("{path}[{i}]"), item)?);
+                    }
+                }
+                _ => {
+                    return Err(SipConfigError::new(path, format!("unknown key, expected one of: {}", KEYS.join(", "))));
+                }
+            }
+        }
+        if config.listen.ip().is_unspecified() && config.advertise_ip.is_none() {
+            return Err(SipConfigError::new(
+                "sip.advertise_ip",
+                "required when sip.listen is a wildcard address (it goes into Contact and SDP)",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Parses a TOML text holding a `[sip]` table (a convenience for tests and tools).
+    pub fn from_toml_str(text: &str) -> Result<Self, SipConfigError> {
+        let doc: toml::Table = toml::from_str(text).map_err(|e| SipConfigError::new("sip", e.message().to_owned()))?;
+        match doc.get("sip") {
+            None => Self::from_table(None),
+            Some(toml::Value::Table(t)) => Self::from_table(Some(t)),
+            Some(other) => Err(SipConfigError::new("sip", format!("expected a table, found {}", other.type_str()))),
+        }
+    }
+
+    /// The address written into Contact and SDP.
+    pub fn advertised_ip(&self) -> IpAddr {
+        self.advertise_ip.unwrap_or(self.listen.ip())
+    }
+}
+
+fn is_user_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '_' | '.')
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let expected = || format!("expected \"LOW-HIGH\" like \"20000-20999\" (1024-65535, at least two ports), found {s:?}");
+    let (lo, hi) = s.split_once('-').ok_or_else(expected)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| expected())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| expected())?;
+    if lo < 1024 || hi <= lo {
+        return Err(expected());
+    }
+    Ok((lo, hi))
+}
+
+fn parse_account(path: &str, value: &toml::Value) -> Result<Account, SipConfigError> {
+    let table = value
+        .as_table()
+        .ok_or_else(|| SipConfigError::new(path, format!("expected a table, found {}", value.type_str())))?;
+    for key in table.keys() {
+        if !ACCOUNT_KEYS.contains(&key.as_str()) {
+            return Err(SipConfigError::new(
+                format!("{path}.{key}"),
+                format!("unknown key, expected one of: {}", ACCOUNT_KEYS.join(", ")),
+            ));
+        }
+    }
+    let required = |key: &str| -> Result<String, SipConfigError> {
+        let p = format!("{path}.{key}");
+        match table.get(key) {
+            Some(v) => Ok(string(&p, v)?.to_owned()),
+            None => Err(SipConfigError::new(p, "required key is missing")),
+        }
+    };
+    let registrar = required("registrar")?;
+    if !(registrar.starts_with("sip:") || registrar.starts_with("sips:")) {
+        return Err(SipConfigError::new(
+            format!("{path}.registrar"),
+            format!("expected a SIP URI like \"sip:pbx.example.com\", found {registrar:?}"),
+        ));
+    }
+    let username = required("username")?;
+    let password = required("password")?;
+    let expires = match table.get("expires") {
+        None => 600,
+        Some(v) => {
+            let p = format!("{path}.expires");
+            let n = integer(&p, v)?;
+            match u32::try_from(n) {
+                Ok(n) if (30..=86_400).contains(&n) => n,
+                _ => return Err(SipConfigError::new(p, format!("expected 30 to 86400 seconds, found {n}"))),
+            }
+        }
+    };
+    let contact_user = match table.get("contact_user") {
+        None => None,
+        Some(v) => Some(string(&format!("{path}.contact_user"), v)?.to_owned()),
+    };
+    Ok(Account { registrar, username, password, expires, contact_user })
+}
+
+fn string<'a>(path: &str, value: &'a toml::Value) -> Result<&'a str, SipConfigError> {
+    value.as_str().ok_or_else(|| SipConfigError::new(path, format!("expected a string, found {}", value.type_str())))
+}
+
+fn integer(path: &str, value: &toml::Value) -> Result<i64, SipConfigError> {
+    value.as_integer().ok_or_else(|| SipConfigError::new(path, format!("expected an integer, found {}", value.type_str())))
+}
+
+fn array<'a>(path: &str, value: &'a toml::Value) -> Result<&'a Vec<toml::Value>, SipConfigError> {
+    value.as_array().ok_or_else(|| SipConfigError::new(path, format!("expected an array, found {}", value.type_str())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_table() {
+        let c = SipConfig::from_toml_str("").unwrap();
+        assert_eq!(c, SipConfig::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5060");
+    }
+
+    #[test]
+    fn full_table() {
+        let c = SipConfig::from_toml_str(
+            r#"
+            [sip]
+            listen = "0.0.0.0:5070"
+            advertise_ip = "192.0.2.10"
+            transports = ["udp"]
+            rtp_ports = "30000-30100"
+            max_calls = 7
+            ring_delay = "2s"
+            allow_from = ["127.0.0.1", "10.0.0.0/8"]
+            [[sip.accounts]]
+            registrar = "sip:127.0.0.1:5062"
+            username = "vm"
+            password = "pw"
+            "#,
+        )
+        .unwrap();
+        assert!(c.udp && !c.tcp);
+        assert_eq!(c.rtp_ports, (30000, 30100));
+        assert_eq!(c.max_calls, 7);
+        assert_eq!(c.ring_delay, Duration::from_secs(2));
+        assert!(c.allow_from[1].contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.allow_from[1].contains("11.1.2.3".parse().unwrap()));
+        assert!(c.allow_from[0].contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert_eq!(c.accounts[0].expires, 600);
+        assert_eq!(c.advertised_ip().to_string(), "192.0.2.10");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[sip]\nlisten = \"nope\"", "sip.listen"),
+            ("[sip]\nbogus = 1", "sip.bogus"),
+            ("[sip]\nrtp_ports = \"5-4\"", "sip.rtp_ports"),
+            ("[sip]\nmax_calls = 0", "sip.max_calls"),
+            ("[sip]\nallow_from = [\"1.2.3.4/40\"]", "sip.allow_from[0]"),
+            ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.advertise_ip"),
+            ("[sip]\ntransports = [\"sctp\"]", "sip.transports[0]"),
+            ("[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"", "sip.accounts[0].password"),
+            ("[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"\npassword = \"p\"\nfoo = 1", "sip.accounts[0].foo"),
+        ];
+        for (text, key) in cases {
+            let e = SipConfig::from_toml_str(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,773 @@
+//! SDP offer/answer (RFC 3264, RFC 4566) for the voicemail endpoint.
+//!
+//! [`negotiate`] takes the raw body of an INVITE (or re-INVITE) and either produces an answer for
+//! the 200 OK ([`Negotiated`]) or says why the offer cannot be answered ([`SdpError`]: 488 or 400).
+//!
+//! What is accepted:
+//! - the first `m=audio` line with a non-zero port over plain `RTP/AVP` that offers PCMU or PCMA
+//!   (static payload types 0 and 8 even without `a=rtpmap`, dynamic ones by their `a=rtpmap`
+//!   name, case-insensitive, at 8000 Hz, mono). The codec is the first of the two in the offer's
+//!   order of preference (RFC 3264 §6.1);
+//! - RFC 4733 `telephone-event/8000` with whatever payload type the offer uses for it in that
+//!   m-line. A payload type with conflicting `a=rtpmap` lines is ambiguous and never used;
+//! - `a=ptime` (media level, else session level, the first line if there are several), rounded to
+//!   a multiple of 10 ms between 10 and 120 ms; 20 ms when absent or unreadable.
+//!
+//! The answer has as many m-lines as the offer, in the same order (RFC 3264 §6): the chosen audio
+//! stream with our port, and every other stream rejected with port 0, keeping its media type,
+//! transport and one of its formats.
+//!
+//! Parsing uses `ezk-sdp-types`. Real offers carry lines that parser refuses (`a=rtpmap:98 iLBC`
+//! without a clock rate, `b=CT 1000`, unknown media types such as `m=image`): when the whole
+//! offer does not parse, each line is checked on its own, bad attribute lines are dropped and bad
+//! m-lines are kept as rejected placeholders, so one odd line never costs the call.
+//!
+//! Nothing here panics on any input, allocates more than a small multiple of the input size, or
+//! loops over counts taken from the input (such as a `c=` address count); the property tests below
+//! and the `sdp_offer` fuzz target check this.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ezk_sdp_types::{
+    Direction as SdpDirection, MediaDescription, MediaType, SessionDescription, TaggedAddress, TransportProtocol,
+};
+use voicemail_core::CodecKind;
+
+/// Largest SDP body accepted (bytes). Bigger bodies are [`SdpError::Malformed`].
+pub const MAX_OFFER_LEN: usize = 64 * 1024;
+
+/// Default packetization time when the offer has no usable `a=ptime`.
+pub const DEFAULT_PTIME: Duration = Duration::from_millis(20);
+
+/// Attributes whose value `ezk-sdp-types` parses strictly (a bad value fails the whole body).
+const STRICT_ATTRIBUTES: [&str; 15] = [
+    "group",
+    "rtcp",
+    "rtcp-fb",
+    "msid",
+    "rtpmap",
+    "fmtp",
+    "ice-options",
+    "ice-ufrag",
+    "ice-pwd",
+    "candidate",
+    "crypto",
+    "extmap",
+    "ssrc",
+    "fingerprint",
+    "imageattr",
+];
+
+/// Stand-in for an m-line the parser refuses; it is always answered as rejected.
+const PLACEHOLDER_MLINE: &str = "m=application 0 RTP/AVP 0";
+
+/// Longest token copied from an offered m-line into a rejected m-line of the answer.
+const MAX_TOKEN_LEN: usize = 64;
+
+/// Our side of the media session, as written into the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalMedia {
+    /// Address the RTP socket is reachable at (written into `o=` and `c=`).
+    pub ip: IpAddr,
+    /// RTP port of the call's socket.
+    pub port: u16,
+    /// `o=` session id; keep it for the whole dialog.
+    pub session_id: u64,
+    /// `o=` session version; increment it for every new answer in the same dialog (RFC 3264 §8).
+    pub version: u64,
+}
+
+/// Media direction of the accepted stream, as offered by the remote side (RFC 3264 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Direction {
+    /// `a=sendrecv`, also the default when no direction attribute is present.
+    #[default]
+    SendRecv,
+    /// `a=sendonly`: the remote only sends (we answer `recvonly`). Typical for hold.
+    SendOnly,
+    /// `a=recvonly`: the remote only receives (we answer `sendonly`).
+    RecvOnly,
+    /// `a=inactive`: no media in either direction (we answer `inactive`).
+    Inactive,
+}
+
+impl Direction {
+    /// The direction attribute we put into the answer for this offered direction.
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendRecv => Direction::SendRecv,
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            Direction::Inactive => Direction::Inactive,
+        }
+    }
+
+    /// The attribute name (`sendrecv`, `sendonly`, `recvonly`, `inactive`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// Whether the remote sends media to us in this direction.
+    pub fn remote_sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// Whether the remote wants media from us in this direction.
+    pub fn remote_receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+impl From<SdpDirection> for Direction {
+    fn from(direction: SdpDirection) -> Self {
+        match direction {
+            SdpDirection::SendRecv => Direction::SendRecv,
+            SdpDirection::SendOnly => Direction::SendOnly,
+            SdpDirection::RecvOnly => Direction::RecvOnly,
+            SdpDirection::Inactive => Direction::Inactive,
+        }
+    }
+}
+
+/// The result of a successful negotiation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The SDP answer for the 200 OK (`application/sdp`, CRLF line ends).
+    pub answer: String,
+    /// The chosen audio codec (PCMU or PCMA).
+    pub codec: CodecKind,
+    /// The RTP payload type the offer uses for the chosen codec (we send and expect this one).
+    pub payload_type: u8,
+    /// The RFC 4733 telephone-event payload type of the offer, if it has one at 8000 Hz.
+    pub dtmf_payload_type: Option<u8>,
+    /// Packetization time: 10 to 120 ms in steps of 10 ms.
+    pub ptime: Duration,
+    /// Where the remote wants RTP sent: `None` for hold (`c=IN IP4 0.0.0.0`), port 0, a
+    /// multicast or broadcast address, or a host name (we do no DNS lookups for media). Symmetric
+    /// RTP can still latch onto the address the caller really sends from.
+    pub remote_rtp: Option<SocketAddr>,
+    /// The direction the remote offered for the accepted stream (media level overrides session
+    /// level).
+    pub direction: Direction,
+}
+
+/// Why an offer could not be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// A valid offer with nothing we can accept: answer `488 Not Acceptable Here`.
+    #[error("no acceptable media: {0}")]
+    NotAcceptable(String),
+    /// The body is not usable SDP: answer `400 Bad Request`.
+    #[error("malformed sdp: {0}")]
+    Malformed(String),
+}
+
+impl SdpError {
+    /// The SIP status code to answer an INVITE carrying this offer with.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            SdpError::NotAcceptable(_) => 488,
+            SdpError::Malformed(_) => 400,
+        }
+    }
+}
+
+/// One `m=` line as written in the offer, kept for rejecting it in the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RawMLine {
+    media: String,
+    proto: String,
+    format: String,
+}
+
+impl RawMLine {
+    fn from_line(line: &str) -> Self {
+        let mut tokens = line.get(2..).unwrap_or_default().split_ascii_whitespace();
+        let media = clean_token(tokens.next()).unwrap_or_else(|| "application".to_owned());
+        let _port = tokens.next();
+        let proto = clean_token(tokens.next()).unwrap_or_else(|| "RTP/AVP".to_owned());
+        let format = clean_token(tokens.next()).unwrap_or_else(|| "0".to_owned());
+        RawMLine { media, proto, format }
+    }
+}
+
+/// A token safe to copy into our answer: visible ASCII only, bounded length.
+fn clean_token(token: Option<&str>) -> Option<String> {
+    let token = token?;
+    (!token.is_empty() && token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| token.to_owned())
+}
+
+/// What a payload type of an m-line stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    G711(CodecKind),
+    TelephoneEvent,
+    Other,
+}
+
+/// Negotiates our answer to an SDP `offer` (RFC 3264 §6).
+///
+/// See the module documentation for what is accepted. The returned answer always has as many
+/// m-lines as the offer, in the same order.
+///
+/// # Errors
+/// [`SdpError::NotAcceptable`] (488) when no audio stream offers PCMU or PCMA over RTP/AVP;
+/// [`SdpError::Malformed`] (400) when the body is not SDP (too big, or no usable `o=`, `s=`, `t=`).
+pub fn negotiate(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> {
+    let (session, raw_mlines) = parse_offer(offer)?;
+    if session.media_descriptions.is_empty() {
+        return Err(SdpError::NotAcceptable("the offer has no media stream".into()));
+    }
+
+    let mut chosen = None;
+    for (index, media) in session.media_descriptions.iter().enumerate() {
+        if let Some(selection) = select_audio(media) {
+            chosen = Some((index, media, selection));
+            break;
+        }
+    }
+    let Some((chosen_index, media, (codec, payload_type, dtmf_payload_type))) = chosen else {
+        return Err(SdpError::NotAcceptable("no audio stream offers PCMU or PCMA over RTP/AVP".into()));
+    };
+
+    let ptime = ptime_of(&session, media);
+    let direction = Direction::from(media.direction);
+    let connection = media.connection.as_ref().or(session.connection.as_ref());
+    let remote_rtp = connection.and_then(|c| usable_address(&c.address)).and_then(|ip| {
+        let port = media.media.port;
+        (port != 0).then_some(SocketAddr::new(ip, port))
+    });
+
+    let answer = write_answer(
+        local,
+        &raw_mlines,
+        chosen_index,
+        codec,
+        payload_type,
+        dtmf_payload_type,
+        ptime,
+        direction.answer(),
+    );
+    Ok(Negotiated { answer, codec, payload_type, dtmf_payload_type, ptime, remote_rtp, direction })
+}
+
+/// Parses the offer with `ezk-sdp-types`, leniently (see the module docs).
+///
+/// Returns the session and, for each of its media descriptions, the offered m-line tokens.
+fn parse_offer(offer: &[u8]) -> Result<(SessionDescription, Vec<RawMLine>), SdpError> {
+    if offer.len() > MAX_OFFER_LEN {
+        return Err(SdpError::Malformed(format!("body of {} bytes exceeds {MAX_OFFER_LEN}", offer.len())));
+    }
+    let text = String::from_utf8_lossy(offer);
+    let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim_end).filter(|line| !line.is_empty()).collect();
+    let raw_mlines: Vec<RawMLine> =
+        lines.iter().filter(|line| line.starts_with("m=")).map(|line| RawMLine::from_line(line)).collect();
+
+    let session = match parse_lines(lines.iter().copied()) {
+        Ok(session) => session,
+        Err(strict_error) => {
+            let mut in_media = false;
+            let kept = lines.iter().filter_map(|&line| {
+                if line.starts_with("m=") {
+                    in_media = true;
+                    Some(if line_parses(line, false) { line } else { PLACEHOLDER_MLINE })
+                } else if line.get(2..).is_none() {
+                    None
+                } else if !needs_check(line) || line_parses(line, in_media) {
+                    Some(line)
+                } else {
+                    None
+                }
+            });
+            parse_lines(kept).map_err(|_| SdpError::Malformed(shorten(&strict_error.to_string())))?
+        }
+    };
+
+    if session.media_descriptions.len() != raw_mlines.len() {
+        return Err(SdpError::Malformed("m-lines could not be matched to the offer".into()));
+    }
+    Ok((session, raw_mlines))
+}
+
+fn parse_lines<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<SessionDescription, ezk_sdp_types::ParseSessionDescriptionError> {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    SessionDescription::parse(&text.into())
+}
+
+/// Whether `ezk-sdp-types` may refuse this line (the others it takes whatever they contain).
+fn needs_check(line: &str) -> bool {
+    match line.as_bytes() {
+        [b'o' | b't' | b'c' | b'b' | b'm', b'=', ..] => true,
+        [b'a', b'=', ..] => line
+            .get(2..)
+            .and_then(|attribute| attribute.split_once(':'))
+            .is_some_and(|(name, _)| STRICT_ATTRIBUTES.contains(&name)),
+        _ => false,
+    }
+}
+
+/// Whether one line parses on its own, at session level or inside a media description.
+fn line_parses(line: &str, in_media: bool) -> bool {
+    let media = if in_media { "m=audio 9 RTP/AVP 0\r\n" } else { "" };
+    let text = format!("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{media}{line}\r\n");
+    SessionDescription::parse(&text.into()).is_ok()
+}
+
+/// Error text from the network, cut to a reasonable length for logs and reason phrases.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 160;
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(MAX).collect();
+    if text.chars().count() > MAX {
+        out.push('…');
+    }
+    out
+}
+
+/// PCMU/PCMA, payload type and telephone-event payload type for an acceptable audio stream.
+fn select_audio(media: &MediaDescription) -> Option<(CodecKind, u8, Option<u8>)> {
+    if media.media.media_type != MediaType::Audio
+        || media.media.proto != TransportProtocol::RtpAvp
+        || media.media.port == 0
+    {
+        return None;
+    }
+    let mut codec = None;
+    let mut dtmf = None;
+    for &payload_type in &media.media.fmts {
+        match format_of(media, payload_type) {
+            Format::G711(kind) if codec.is_none() => codec = Some((kind, payload_type)),
+            Format::TelephoneEvent if dtmf.is_none() => dtmf = Some(payload_type),
+            _ => {}
+        }
+    }
+    codec.map(|(kind, payload_type)| (kind, payload_type, dtmf))
+}
+
+/// What `payload_type` means in `media`: its `a=rtpmap`, else the RFC 3551 static assignment.
+fn format_of(media: &MediaDescription, payload_type: u8) -> Format {
+    let mut maps = media.rtpmap.iter().filter(|map| map.payload == payload_type);
+    let Some(first) = maps.next() else {
+        return match payload_type {
+            0 => Format::G711(CodecKind::Pcmu),
+            8 => Format::G711(CodecKind::Pcma),
+            _ => Format::Other,
+        };
+    };
+    let describe = |map: &ezk_sdp_types::RtpMap| {
+        let channels = map.params.as_ref().map(|p| p.trim().to_owned());
+        (map.encoding.trim().to_ascii_lowercase(), map.clock_rate, channels)
+    };
+    let (encoding, clock_rate, channels) = describe(first);
+    // The same payload type mapped twice to different encodings: ambiguous, use neither.
+    if maps.any(|other| describe(other) != (encoding.clone(), clock_rate, channels.clone())) {
+        return Format::Other;
+    }
+    let mono = matches!(channels.as_deref(), None | Some("1"));
+    match (encoding.as_str(), clock_rate) {
+        ("pcmu", 8000) if mono => Format::G711(CodecKind::Pcmu),
+        ("pcma", 8000) if mono => Format::G711(CodecKind::Pcma),
+        ("telephone-event", 8000) => Format::TelephoneEvent,
+        _ => Format::Other,
+    }
+}
+
+/// `a=ptime` of the stream (else of the session), rounded to 10..=120 ms in steps of 10 ms.
+fn ptime_of(session: &SessionDescription, media: &MediaDescription) -> Duration {
+    let first_ptime = |attributes: &[ezk_sdp_types::UnknownAttribute]| {
+        attributes
+            .iter()
+            .find(|attribute| attribute.name.eq_ignore_ascii_case("ptime"))
+            .and_then(|attribute| attribute.value.as_ref())
+            .map(|value| value.trim().to_owned())
+    };
+    let value = first_ptime(&media.attributes).or_else(|| first_ptime(&session.attributes));
+    value.and_then(|value| value.parse::<f64>().ok()).filter(|ms| ms.is_finite()).map_or(DEFAULT_PTIME, |ms| {
+        let tens = (ms / 10.0).round().clamp(1.0, 12.0);
+        // `tens` is a whole number in 1..=12, so the conversion is exact.
+        Duration::from_millis(tens as u64 * 10)
+    })
+}
+
+/// The address RTP can be sent to, if the connection address is a usable unicast IP.
+fn usable_address(address: &TaggedAddress) -> Option<IpAddr> {
+    let ip = match address {
+        TaggedAddress::IP4(ip) => IpAddr::V4(*ip),
+        TaggedAddress::IP6(ip) => IpAddr::V6(*ip),
+        TaggedAddress::IP4FQDN(_) | TaggedAddress::IP6FQDN(_) => return None,
+    };
+    let unusable = match ip {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    };
+    (!unusable).then_some(ip)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_answer(
+    local: &LocalMedia,
+    raw_mlines: &[RawMLine],
+    chosen_index: usize,
+    codec: CodecKind,
+    payload_type: u8,
+    dtmf_payload_type: Option<u8>,
+    ptime: Duration,
+    direction: Direction,
+) -> String {
+    let address = match local.ip {
+        IpAddr::V4(ip) => format!("IN IP4 {ip}"),
+        IpAddr::V6(ip) => format!("IN IP6 {ip}"),
+    };
+    let mut sdp = String::with_capacity(256 + raw_mlines.len() * 32);
+    // Writing into a String cannot fail; the results are ignored on purpose.
+    let _ = write!(sdp, "v=0\r\no=voicemail {} {} {address}\r\ns=voicemail\r\n", local.session_id, local.version);
+    let _ = write!(sdp, "c={address}\r\nt=0 0\r\n");
+    for (index, raw) in raw_mlines.iter().enumerate() {
+        if index != chosen_index {
+            let _ = write!(sdp, "m={} 0 {} {}\r\n", raw.media, raw.proto, raw.format);
+            continue;
+        }
+        let encoding = match codec {
+            CodecKind::Pcma => "PCMA",
+            _ => "PCMU",
+        };
+        let _ = write!(sdp, "m=audio {} RTP/AVP {payload_type}", local.port);
+        if let Some(dtmf) = dtmf_payload_type {
+            let _ = write!(sdp, " {dtmf}");
+        }
+        let _ = write!(sdp, "\r\na=rtpmap:{payload_type} {encoding}/8000\r\n");
+        if let Some(dtmf) = dtmf_payload_type {
+            let _ = write!(sdp, "a=rtpmap:{dtmf} telephone-event/8000\r\na=fmtp:{dtmf} 0-15\r\n");
+        }
+        let _ = write!(sdp, "a=ptime:{}\r\na={}\r\n", ptime.as_millis(), direction.as_str());
+    }
+    sdp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const LOCAL: LocalMedia =
+        LocalMedia { ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), port: 40000, session_id: 42, version: 1 };
+
+    const SIPP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+        t=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    const BARESIP: &str = "v=0\no=- 1 2 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+        m=audio 10000 RTP/AVP 96 8 0 101\na=rtpmap:96 opus/48000/2\na=rtpmap:8 PCMA/8000\n\
+        a=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na=ptime:20\na=sendrecv\n";
+
+    fn offer(media: &str) -> String {
+        format!("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n{media}")
+    }
+
+    fn reparse(answer: &str) -> SessionDescription {
+        SessionDescription::parse(&answer.to_owned().into()).unwrap()
+    }
+
+    #[test]
+    fn sipp_default_offer_gives_pcmu() {
+        let n = negotiate(SIPP.as_bytes(), &LOCAL).unwrap();
+        assert_eq!(n.codec, CodecKind::Pcmu);
+        assert_eq!(n.payload_type, 0);
+        assert_eq!(n.dtmf_payload_type, None);
+        assert_eq!(n.ptime, Duration::from_millis(20));
+        assert_eq!(n.remote_rtp, Some("127.0.0.1:6000".parse().unwrap()));
+        assert_eq!(n.direction, Direction::SendRecv);
+        assert_eq!(
+            n.answer,
+            "v=0\r\no=voicemail 42 1 IN IP4 127.0.0.1\r\ns=voicemail\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+    }
+
+    #[test]
+    fn lf_only_offer_in_preference_order() {
+        let n = negotiate(BARESIP.as_bytes(), &LOCAL).unwrap();
+        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (CodecKind::Pcma, 8, Some(101)));
+        let answer = reparse(&n.answer);
+        let media = &answer.media_descriptions[0];
+        assert_eq!(media.media.fmts, [8, 101]);
+        assert_eq!(media.media.port, 40000);
+        assert!(n.answer.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"));
+    }
+
+    #[test]
+    fn dynamic_pcmu_and_odd_telephone_event_payload_types() {
+        let n = negotiate(
+            offer("m=audio 5000 RTP/AVP 97 120\r\na=rtpmap:97 pcmu/8000\r\na=rtpmap:120 TELEPHONE-EVENT/8000\r\n")
+                .as_bytes(),
+            &LOCAL,
+        )
+        .unwrap();
+        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (CodecKind::Pcmu, 97, Some(120)));
+        assert!(n.answer.contains("m=audio 40000 RTP/AVP 97 120\r\na=rtpmap:97 PCMU/8000\r\n"));
+    }
+
+    #[test]
+    fn wrong_clock_or_stereo_is_not_g711() {
+        let e = negotiate(
+            offer("m=audio 5000 RTP/AVP 97 98\r\na=rtpmap:97 PCMU/16000\r\na=rtpmap:98 PCMA/8000/2\r\n").as_bytes(),
+            &LOCAL,
+        );
+        assert!(matches!(e, Err(SdpError::NotAcceptable(_))), "{e:?}");
+    }
+
+    #[test]
+    fn telephone_event_at_other_rates_is_ignored() {
+        let n = negotiate(
+            offer("m=audio 5000 RTP/AVP 0 110 126\r\na=rtpmap:110 telephone-event/48000\r\na=rtpmap:126 telephone-event/8000\r\n")
+                .as_bytes(),
+            &LOCAL,
+        )
+        .unwrap();
+        assert_eq!(n.dtmf_payload_type, Some(126));
+    }
+
+    #[test]
+    fn payload_type_with_two_rtpmaps_is_not_telephone_event() {
+        let n = negotiate(
+            offer("m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=rtpmap:101 G726-24/8000\r\n")
+                .as_bytes(),
+            &LOCAL,
+        )
+        .unwrap();
+        assert_eq!(n.dtmf_payload_type, None);
+        assert!(n.answer.contains("m=audio 40000 RTP/AVP 0\r\n"));
+    }
+
+    #[test]
+    fn ptime_rules() {
+        let cases = [
+            ("", 20),
+            ("a=ptime:30\r\n", 30),
+            ("a=ptime:33\r\n", 30),
+            ("a=ptime:35\r\n", 40),
+            ("a=ptime:5\r\n", 10),
+            ("a=ptime:0\r\n", 10),
+            ("a=ptime:1000\r\n", 120),
+            ("a=ptime:-20\r\n", 10),
+            ("a=ptime:20.0\r\n", 20),
+            ("a=ptime:abc\r\n", 20),
+            ("a=ptime:NaN\r\n", 20),
+            ("a=ptime:inf\r\n", 20),
+            ("a=ptime:40\r\na=ptime:20\r\n", 40),
+        ];
+        for (attribute, ms) in cases {
+            let n = negotiate(offer(&format!("m=audio 5000 RTP/AVP 0\r\n{attribute}")).as_bytes(), &LOCAL).unwrap();
+            assert_eq!(n.ptime, Duration::from_millis(ms), "{attribute:?}");
+            assert!(n.answer.contains(&format!("a=ptime:{ms}\r\n")));
+        }
+        // Session level applies when the media level has none; media level wins otherwise.
+        let session = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\na=ptime:60\r\n";
+        let n = negotiate(format!("{session}m=audio 5000 RTP/AVP 0\r\n").as_bytes(), &LOCAL).unwrap();
+        assert_eq!(n.ptime, Duration::from_millis(60));
+        let n = negotiate(format!("{session}m=audio 5000 RTP/AVP 0\r\na=ptime:10\r\n").as_bytes(), &LOCAL).unwrap();
+        assert_eq!(n.ptime, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn directions_are_answered_per_rfc3264() {
+        let cases = [
+            ("a=sendrecv\r\n", Direction::SendRecv, "a=sendrecv"),
+            ("a=sendonly\r\n", Direction::SendOnly, "a=recvonly"),
+            ("a=recvonly\r\n", Direction::RecvOnly, "a=sendonly"),
+            ("a=inactive\r\n", Direction::Inactive, "a=inactive"),
+            ("", Direction::SendRecv, "a=sendrecv"),
+        ];
+        for (attribute, offered, answered) in cases {
+            let n = negotiate(offer(&format!("m=audio 5000 RTP/AVP 0\r\n{attribute}")).as_bytes(), &LOCAL).unwrap();
+            assert_eq!(n.direction, offered);
+            assert!(n.answer.ends_with(&format!("{answered}\r\n")), "{}", n.answer);
+        }
+    }
+
+    #[test]
+    fn media_level_direction_overrides_session_level() {
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\na=inactive\r\n\
+                   m=audio 5000 RTP/AVP 0\r\na=sendonly\r\n";
+        assert_eq!(negotiate(sdp.as_bytes(), &LOCAL).unwrap().direction, Direction::SendOnly);
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\na=sendonly\r\n\
+                   m=audio 5000 RTP/AVP 0\r\n";
+        assert_eq!(negotiate(sdp.as_bytes(), &LOCAL).unwrap().direction, Direction::SendOnly);
+    }
+
+    #[test]
+    fn remote_address_rules() {
+        // Media-level c= overrides session level.
+        let n = negotiate(offer("m=audio 5000 RTP/AVP 0\r\nc=IN IP4 198.51.100.7\r\n").as_bytes(), &LOCAL).unwrap();
+        assert_eq!(n.remote_rtp, Some("198.51.100.7:5000".parse().unwrap()));
+        // RFC 2543 hold.
+        let hold = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+        let n = negotiate(hold.as_bytes(), &LOCAL).unwrap();
+        assert_eq!((n.remote_rtp, n.direction), (None, Direction::SendRecv));
+        // IPv6, and a v6 answer.
+        let v6 = "v=0\r\no=- 1 2 IN IP6 2001:db8::1\r\ns=-\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 8\r\n";
+        let local6 = LocalMedia { ip: IpAddr::V6(Ipv6Addr::LOCALHOST), ..LOCAL };
+        let n = negotiate(v6.as_bytes(), &local6).unwrap();
+        assert_eq!(n.remote_rtp, Some("[2001:db8::1]:5000".parse().unwrap()));
+        assert!(n.answer.contains("o=voicemail 42 1 IN IP6 ::1\r\n") && n.answer.contains("c=IN IP6 ::1\r\n"));
+        reparse(&n.answer);
+        // Multicast with a huge address count, a host name, no c= at all.
+        for c in ["c=IN IP4 224.2.1.1/127/2000000000\r\n", "c=IN IP4 pbx.example.com\r\n", "c=IN IP6 ff0e::1/3\r\n"] {
+            let sdp = format!("v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n{c}");
+            assert_eq!(negotiate(sdp.as_bytes(), &LOCAL).unwrap().remote_rtp, None, "{c}");
+        }
+        let sdp = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+        assert_eq!(negotiate(sdp.as_bytes(), &LOCAL).unwrap().remote_rtp, None);
+    }
+
+    #[test]
+    fn port_zero_stream_is_removed_and_next_one_accepted() {
+        let n = negotiate(
+            offer("m=audio 0 RTP/AVP 0\r\nm=audio 5002 RTP/AVP 8\r\nm=audio 5004 RTP/AVP 0\r\n").as_bytes(),
+            &LOCAL,
+        )
+        .unwrap();
+        assert_eq!((n.codec, n.remote_rtp), (CodecKind::Pcma, Some("192.0.2.1:5002".parse().unwrap())));
+        let answer = reparse(&n.answer);
+        let ports: Vec<u16> = answer.media_descriptions.iter().map(|m| m.media.port).collect();
+        assert_eq!(ports, [0, 40000, 0]);
+        let e = negotiate(offer("m=audio 0 RTP/AVP 0\r\n").as_bytes(), &LOCAL);
+        assert!(matches!(e, Err(SdpError::NotAcceptable(_))));
+    }
+
+    #[test]
+    fn other_streams_rejected_in_order() {
+        let n = negotiate(
+            offer(
+                "m=video 5002 RTP/AVP 31 34\r\nm=audio 5000 RTP/SAVP 0\r\nm=audio 5004 RTP/AVP 18 0\r\n\
+                 m=image 5006 udptl t38\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n",
+            )
+            .as_bytes(),
+            &LOCAL,
+        )
+        .unwrap();
+        let lines: Vec<&str> = n.answer.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            lines,
+            [
+                "m=video 0 RTP/AVP 31",
+                "m=audio 0 RTP/SAVP 0",
+                "m=audio 40000 RTP/AVP 0",
+                "m=image 0 udptl t38",
+                "m=application 0 UDP/DTLS/SCTP webrtc-datachannel"
+            ]
+        );
+    }
+
+    #[test]
+    fn not_acceptable_offers() {
+        for media in [
+            "m=audio 5000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
+            "m=audio 5000 RTP/SAVP 0 8\r\n",
+            "m=audio 5000 UDP/TLS/RTP/SAVPF 0 8\r\n",
+            "m=audio 5000 RTP/AVP 96\r\na=rtpmap:96 AMR/8000\r\n",
+            "m=audio 5000 RTP/AVP 96\r\n",
+            "m=video 5000 RTP/AVP 0\r\n",
+            "",
+        ] {
+            let e = negotiate(offer(media).as_bytes(), &LOCAL).unwrap_err();
+            assert!(matches!(e, SdpError::NotAcceptable(_)), "{media:?}: {e:?}");
+            assert_eq!(e.status_code(), 488);
+        }
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        for body in [&b""[..], b"hello", b"\xff\xfe\x00", b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n", &[b'a'; MAX_OFFER_LEN + 1]]
+        {
+            let e = negotiate(body, &LOCAL).unwrap_err();
+            assert!(matches!(e, SdpError::Malformed(_)), "{e:?}");
+            assert_eq!(e.status_code(), 400);
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_dropped_not_fatal() {
+        let n = negotiate(
+            offer(
+                "b=CT 1000\r\nm=audio 5000 RTP/AVP 98 8 101\r\na=rtpmap:98 iLBC\r\na=rtpmap:101 telephone-event/8000\r\n\
+                 a=fmtp\r\nx\r\na=crypto:garbage\r\nm=bogus 1 2 3\r\n",
+            )
+            .as_bytes(),
+            &LOCAL,
+        )
+        .unwrap();
+        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (CodecKind::Pcma, 8, Some(101)));
+        let lines: Vec<&str> = n.answer.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(lines, ["m=audio 40000 RTP/AVP 8 101", "m=bogus 0 2 3"]);
+    }
+
+    #[test]
+    fn non_ascii_tokens_are_not_echoed() {
+        let n = negotiate(offer("m=audio 5000 RTP/AVP 0\r\nm=vidéo 1 RTP/AVP 31\r\n").as_bytes(), &LOCAL).unwrap();
+        assert!(n.answer.is_ascii());
+        assert!(n.answer.contains("m=application 0 RTP/AVP 31\r\n"), "{}", n.answer);
+    }
+
+    fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        let mut bytes = base.to_vec();
+        for &(position, op, value) in edits {
+            let at = if bytes.is_empty() { 0 } else { position % (bytes.len() + 1) };
+            match op % 3 {
+                0 => bytes.insert(at, value),
+                1 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ if at < bytes.len() => bytes[at] = value,
+                _ => bytes.push(value),
+            }
+        }
+        bytes
+    }
+
+    fn check_no_panic(body: &[u8]) {
+        if let Ok(n) = negotiate(body, &LOCAL) {
+            let answer = reparse(&n.answer);
+            let offered = String::from_utf8_lossy(body).split(['\r', '\n']).filter(|l| l.starts_with("m=")).count();
+            assert_eq!(answer.media_descriptions.len(), offered);
+            assert!((10..=120).contains(&n.ptime.as_millis()) && n.ptime.as_millis() % 10 == 0);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            check_no_panic(&body);
+        }
+
+        #[test]
+        fn sdp_like_lines_never_panic(lines in proptest::collection::vec(
+            "(v=0|o=[ -~]{0,40}|s=[ -~]{0,10}|c=IN IP[46] [0-9a-f.:/]{0,30}|t=[0-9 ]{0,10}|m=(audio|video|x) [0-9/]{0,8} (RTP/AVP|RTP/SAVP|[A-Z/]{0,8})( [0-9]{1,4}){0,6}|a=(rtpmap|fmtp|ptime|sendonly|inactive|crypto|candidate|ssrc|rtcp)[: ]?[ -~]{0,30}|[ -~]{0,20})",
+            0..24,
+        )) {
+            check_no_panic(lines.join("\r\n").as_bytes());
+        }
+
+        #[test]
+        fn mutated_real_offers_never_panic(
+            which in 0usize..2,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..12),
+        ) {
+            let base = [SIPP, BARESIP][which].as_bytes();
+            check_no_panic(&mutate(base, &edits));
+        }
+    }
+}
