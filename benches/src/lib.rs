@@ -1,1 +1,67 @@
-//! Criterion benchmarks for voicemail; see `benches/`.
+//! Criterion benchmarks for voicemail (see `benches/`), and the simulated call they share.
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use voicemail_core::{
+    Call, CallConfig, CallState, Codec, CodecKind, Event, Input, MessageMeta, Output, Prompt, Recording,
+};
+
+/// RTP packets of `seconds` of a caller's audio (PCMU, 20 ms), built once.
+pub fn caller_packets(seconds: u32) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for i in 0..seconds * 50 {
+        let pcm: Vec<i16> =
+            (0..160).map(|k| (((i * 160 + k) as f32 * 0.07).sin() * 6000.0) as i16).collect();
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&(i as u16).to_be_bytes());
+        p.extend_from_slice(&(i * 160).to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        CodecKind::Pcmu.encode(&pcm, &mut p);
+        out.push(p);
+    }
+    out
+}
+
+/// One whole call through the core with a simulated clock: answer, the greeting and beep sent
+/// as RTP, the caller's packets recorded into an in-memory WAV, hang-up. Returns the message
+/// and the call's length in simulated time.
+pub fn offline_call(greeting: &Prompt, packets: &[Vec<u8>]) -> (MessageMeta, Duration) {
+    let base = Instant::now();
+    let rec = Recording::new(Cursor::new(Vec::with_capacity(44 + packets.len() * 320))).expect("in-memory WAV");
+    let mut cfg = CallConfig::new("bench", "+74951234567", jiff::Timestamp::UNIX_EPOCH);
+    cfg.silence_timeout = None;
+    let mut call = Call::new(cfg, greeting.clone(), rec, base).expect("valid config");
+    let mut now = base;
+    call.handle_input(Input::Answered(now)).expect("answer");
+    let mut recording_at = None;
+    let mut next = 0;
+    loop {
+        let deadline = loop {
+            match call.poll_output() {
+                Output::SendRtp(p) => {
+                    std::hint::black_box(&p);
+                }
+                Output::Event(Event::StateChanged(CallState::Recording)) => recording_at = Some(now),
+                Output::Event(Event::MessageRecorded(m)) => return (*m, now - base),
+                Output::Event(_) => {}
+                Output::Timeout(t) => break t,
+            }
+        };
+        match recording_at {
+            Some(start) if next < packets.len() => {
+                now = start + Duration::from_millis(20 * next as u64);
+                call.handle_input(Input::Rtp(now, &packets[next])).expect("rtp");
+                next += 1;
+            }
+            Some(_) => {
+                now += Duration::from_millis(20);
+                call.handle_input(Input::Hangup(now)).expect("hangup");
+            }
+            None => {
+                now = deadline;
+                call.handle_input(Input::Tick(now)).expect("tick");
+            }
+        }
+    }
+}

@@ -188,21 +188,28 @@ struct RawMLine {
 }
 
 impl RawMLine {
+    /// Tokens of an offered `m=` line; anything that is not an RFC 4566 token is replaced.
     fn from_line(line: &str) -> Self {
         let mut tokens = line.get(2..).unwrap_or_default().split_ascii_whitespace();
-        let media = clean_token(tokens.next()).unwrap_or_else(|| "application".to_owned());
+        let media = clean_token(tokens.next(), false).unwrap_or_else(|| "application".to_owned());
         let _port = tokens.next();
-        let proto = clean_token(tokens.next()).unwrap_or_else(|| "RTP/AVP".to_owned());
-        let format = clean_token(tokens.next()).unwrap_or_else(|| "0".to_owned());
+        let proto = clean_token(tokens.next(), true).unwrap_or_else(|| "RTP/AVP".to_owned());
+        let format = clean_token(tokens.next(), false).unwrap_or_else(|| "0".to_owned());
         RawMLine { media, proto, format }
     }
 }
 
-/// A token safe to copy into our answer: visible ASCII only, bounded length.
-fn clean_token(token: Option<&str>) -> Option<String> {
+/// A token safe to copy into our answer: RFC 4566 `token` characters (and `/` between tokens
+/// for a transport), bounded length.
+fn clean_token(token: Option<&str>, slashes: bool) -> Option<String> {
     let token = token?;
-    (!token.is_empty() && token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_graphic()))
-        .then(|| token.to_owned())
+    let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`{|}~".contains(&b);
+    let valid = if slashes {
+        token.split('/').all(|part| !part.is_empty() && part.bytes().all(token_char))
+    } else {
+        !token.is_empty() && token.bytes().all(token_char)
+    };
+    (valid && token.len() <= MAX_TOKEN_LEN).then(|| token.to_owned())
 }
 
 /// What a payload type of an m-line stands for.
@@ -738,12 +745,23 @@ mod tests {
         bytes
     }
 
+    /// Invariants of every answer: one m-line per offered m-line, exactly one accepted, and the
+    /// answer re-parses with ezk-sdp-types (which knows only these four media types).
+    fn check_answer(offer: &[u8], n: &Negotiated) {
+        let offered = String::from_utf8_lossy(offer).split(['\r', '\n']).filter(|l| l.starts_with("m=")).count();
+        let mlines: Vec<&str> = n.answer.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(mlines.len(), offered, "{}", n.answer);
+        assert_eq!(mlines.iter().filter(|l| !l.split(' ').nth(1).is_some_and(|p| p == "0")).count(), 1);
+        assert!((10..=120).contains(&n.ptime.as_millis()) && n.ptime.as_millis() % 10 == 0);
+        let known = ["m=audio ", "m=video ", "m=text ", "m=application "];
+        if mlines.iter().all(|l| known.iter().any(|k| l.starts_with(k))) {
+            assert_eq!(reparse(&n.answer).media_descriptions.len(), offered);
+        }
+    }
+
     fn check_no_panic(body: &[u8]) {
         if let Ok(n) = negotiate(body, &LOCAL) {
-            let answer = reparse(&n.answer);
-            let offered = String::from_utf8_lossy(body).split(['\r', '\n']).filter(|l| l.starts_with("m=")).count();
-            assert_eq!(answer.media_descriptions.len(), offered);
-            assert!((10..=120).contains(&n.ptime.as_millis()) && n.ptime.as_millis() % 10 == 0);
+            check_answer(body, &n);
         }
     }
 

@@ -1,0 +1,528 @@
+//! What to do with an incoming SIP request: a pure function of the request, its source and
+//! the endpoint's state, with no socket and no clock.
+//!
+//! The endpoint calls [`classify_request`] for every request the SIP stack delivers and then
+//! does what the [`Decision`] says: start a call, hand the request to its dialog, or answer
+//! with a status. [`classify_bytes`] runs the same logic on raw bytes (parsing them with
+//! rsipstack first); the fuzz target and the corpus replay test use it.
+//!
+//! The answers follow RFC 3261: 400 for a malformed request (missing or repeated
+//! single-value headers, a CSeq method that differs from the request's, a Content-Length
+//! beyond the body), 416 for an unsupported Request-URI scheme, 420 for a `Require`d
+//! extension, 415 for a body that is not SDP, 481 for a request in an unknown dialog, 405 for
+//! methods the endpoint knows but does not accept (REGISTER, SUBSCRIBE, ...), 501 for unknown
+//! methods, 505 for another SIP version, 403 for INVITEs from a source outside the
+//! allow-list, 503 while shutting down, 486 at the call limit, and 488 or 400 from the SDP
+//! offer/answer.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Header, Method, Request, Scheme, SipMessage, Uri};
+
+use crate::config::AddrRule;
+use crate::sdp::{self, LocalMedia, Negotiated, SdpError};
+
+/// The methods the endpoint accepts (the `Allow` header).
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+
+/// The bodies the endpoint understands (the `Accept` header).
+pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
+
+/// The longest caller number, display name or called number kept from a request.
+const MAX_PARTY_LEN: usize = 64;
+
+/// The endpoint's state that a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// False while shutting down: new INVITEs get 503.
+    pub accepting: bool,
+    /// Sources INVITEs are accepted from; empty accepts all.
+    pub allow_from: &'a [AddrRule],
+    /// Calls in progress.
+    pub active_calls: usize,
+    /// The most calls at once; beyond it INVITEs get 486.
+    pub max_calls: usize,
+}
+
+impl Policy<'_> {
+    /// A policy that accepts everything (for tests and fuzzing).
+    pub fn permissive() -> Policy<'static> {
+        Policy { accepting: true, allow_from: &[], active_calls: 0, max_calls: usize::MAX }
+    }
+}
+
+/// Headers a reply carries besides the mandatory ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyExtra {
+    /// Nothing else.
+    None,
+    /// `Allow` and `Accept` (OPTIONS, 405, 415).
+    AllowAccept,
+    /// `Unsupported` with the extensions the request required (420).
+    Unsupported(String),
+    /// `Retry-After` in seconds (503).
+    RetryAfter(u32),
+}
+
+/// A response to send without creating a dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// Extra headers.
+    pub extra: ReplyExtra,
+    /// Why, for logs.
+    pub why: String,
+}
+
+impl Reply {
+    fn new(status: u16, why: impl Into<String>) -> Self {
+        Self { status, extra: ReplyExtra::None, why: why.into() }
+    }
+
+    fn with(mut self, extra: ReplyExtra) -> Self {
+        self.extra = extra;
+        self
+    }
+}
+
+/// Who calls whom, taken from the request and cleaned of anything unprintable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parties {
+    /// The caller's number: the user part of P-Asserted-Identity, else of From (`anonymous`
+    /// when neither has one).
+    pub caller: String,
+    /// The display name of From, if any.
+    pub caller_name: Option<String>,
+    /// The called number: the user part of To, else of the Request-URI (may be empty).
+    pub called: String,
+}
+
+/// A new call to set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCall {
+    /// Caller and called party.
+    pub parties: Parties,
+    /// The negotiated media (computed against a placeholder local address; the endpoint
+    /// negotiates again with the call's real RTP port).
+    pub negotiated: Negotiated,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer an INVITE and start a call.
+    NewCall(Box<NewCall>),
+    /// Hand the request to its existing dialog.
+    InDialog,
+    /// Answer with this response.
+    Reply(Reply),
+    /// Absorb the message silently (a stray ACK or response).
+    Ignore,
+    /// The bytes are not a SIP message: drop them.
+    Drop,
+}
+
+impl Decision {
+    /// The status code of a [`Decision::Reply`], 200 for a new call (the final answer it
+    /// gets when all goes well), `None` otherwise.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Decision::Reply(r) => Some(r.status),
+            Decision::NewCall(_) => Some(200),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `bytes` with rsipstack's parser and classifies the request. Responses are
+/// ignored; what does not parse gets 400, 501 (unknown method) or 505 (other SIP version) when
+/// it looks like a request line, and is dropped otherwise. Never panics.
+pub fn classify_bytes(bytes: &[u8], source: IpAddr, policy: &Policy<'_>) -> Decision {
+    match SipMessage::try_from(bytes) {
+        Ok(SipMessage::Request(req)) => classify_request(&req, source, false, policy),
+        Ok(SipMessage::Response(_)) => Decision::Ignore,
+        Err(e) => classify_unparsed(bytes, &e.to_string()),
+    }
+}
+
+fn classify_unparsed(bytes: &[u8], error: &str) -> Decision {
+    let line_end = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
+    let Ok(line) = std::str::from_utf8(&bytes[..line_end]) else {
+        return Decision::Drop;
+    };
+    let parts: Vec<&str> = line.split(' ').collect();
+    if parts.len() != 3 || parts[0].starts_with("SIP/") {
+        return Decision::Drop;
+    }
+    let (method, version) = (parts[0], parts[2]);
+    if !method.chars().all(is_token_char) || method.is_empty() {
+        return Decision::Drop;
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        if version.starts_with("SIP/") {
+            return Decision::Reply(Reply::new(505, format!("unsupported version {version:?}")));
+        }
+        return Decision::Drop;
+    }
+    if method.parse::<Method>().is_err() {
+        return Decision::Reply(Reply::new(501, "unknown method"));
+    }
+    Decision::Reply(Reply::new(400, format!("malformed request: {error}")))
+}
+
+/// RFC 3261 `token` characters.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
+/// Classifies a parsed request from `source`. `dialog_known` says whether the request's
+/// dialog (Call-ID, To tag, From tag) exists.
+pub fn classify_request(req: &Request, source: IpAddr, dialog_known: bool, policy: &Policy<'_>) -> Decision {
+    if let Err(why) = validate(req) {
+        return match req.method {
+            Method::Ack => Decision::Ignore,
+            _ => Decision::Reply(Reply::new(400, why)),
+        };
+    }
+    let has_to_tag = req.to_header().ok().and_then(|t| t.tag().ok().flatten()).is_some();
+    if has_to_tag {
+        return match (dialog_known, &req.method) {
+            (true, _) => Decision::InDialog,
+            (false, Method::Ack) => Decision::Ignore,
+            (false, _) => Decision::Reply(Reply::new(481, "no such dialog")),
+        };
+    }
+    match req.method {
+        Method::Invite => classify_invite(req, source, policy),
+        Method::Options => Decision::Reply(Reply::new(200, "options").with(ReplyExtra::AllowAccept)),
+        Method::Ack => Decision::Ignore,
+        Method::Bye | Method::Cancel | Method::Info | Method::Update | Method::PRack => {
+            Decision::Reply(Reply::new(481, "no such dialog or transaction"))
+        }
+        Method::Register
+        | Method::Subscribe
+        | Method::Notify
+        | Method::Publish
+        | Method::Message
+        | Method::Refer => {
+            Decision::Reply(Reply::new(405, format!("{} not allowed", req.method)).with(ReplyExtra::AllowAccept))
+        }
+    }
+}
+
+fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decision {
+    if !policy.allow_from.is_empty() && !policy.allow_from.iter().any(|r| r.contains(source)) {
+        return Decision::Reply(Reply::new(403, format!("source {source} is not in sip.allow_from")));
+    }
+    if !policy.accepting {
+        return Decision::Reply(Reply::new(503, "shutting down").with(ReplyExtra::RetryAfter(30)));
+    }
+    if !matches!(req.uri.scheme, None | Some(Scheme::Sip) | Some(Scheme::Sips))
+        && !matches!(&req.uri.scheme, Some(Scheme::Other(s)) if s.eq_ignore_ascii_case("tel"))
+    {
+        return Decision::Reply(Reply::new(416, "unsupported Request-URI scheme"));
+    }
+    let required: Vec<String> = req
+        .headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Require(r) => Some(r.value().to_owned()),
+            _ => None,
+        })
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !required.is_empty() {
+        let list = required.join(", ");
+        return Decision::Reply(Reply::new(420, "unsupported extension").with(ReplyExtra::Unsupported(list)));
+    }
+    if let Some(ct) = content_type(req)
+        && !req.body.is_empty()
+        && ct != "application/sdp"
+    {
+        return Decision::Reply(Reply::new(415, format!("body type {ct:?} is not SDP")).with(ReplyExtra::AllowAccept));
+    }
+    if let Some(accept) = header_value(req, "Accept")
+        && !accept.split(',').any(|a| {
+            let a = a.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            a == "application/sdp" || a == "application/*" || a == "*/*"
+        })
+    {
+        return Decision::Reply(Reply::new(406, "the caller does not accept SDP").with(ReplyExtra::AllowAccept));
+    }
+    if policy.active_calls >= policy.max_calls {
+        return Decision::Reply(Reply::new(486, "call limit reached"));
+    }
+    if req.body.is_empty() {
+        // Offer-less INVITEs (offer in the 200, answer in the ACK) are not supported.
+        return Decision::Reply(Reply::new(488, "no SDP offer in the INVITE"));
+    }
+    let placeholder = LocalMedia { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 40000, session_id: 1, version: 1 };
+    match sdp::negotiate(&req.body, &placeholder) {
+        Ok(negotiated) => Decision::NewCall(Box::new(NewCall { parties: parties(req), negotiated })),
+        Err(SdpError::NotAcceptable(why)) => Decision::Reply(Reply::new(488, why)),
+        Err(SdpError::Malformed(why)) => Decision::Reply(Reply::new(400, format!("malformed SDP: {why}"))),
+    }
+}
+
+/// The lower-case media type of Content-Type, without parameters.
+pub fn content_type(req: &Request) -> Option<String> {
+    let v = header_value(req, "Content-Type")?;
+    Some(v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+fn header_value(req: &Request, name: &str) -> Option<String> {
+    req.headers.iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| h.value().trim().to_owned())
+}
+
+/// The checks every request must pass; the error says what is wrong.
+fn validate(req: &Request) -> Result<(), String> {
+    if req.version != rsipstack::sip::Version::V2 {
+        return Err("unsupported SIP version".into());
+    }
+    for name in ["From", "To", "Call-ID", "CSeq", "Content-Length", "Content-Type", "Max-Forwards"] {
+        if req.headers.iter().filter(|h| h.name().eq_ignore_ascii_case(name)).count() > 1 {
+            return Err(format!("more than one {name} header"));
+        }
+    }
+    let from = req.from_header().map_err(|_| "missing From".to_owned())?;
+    from.typed().map_err(|e| format!("bad From: {e}"))?;
+    let to = req.to_header().map_err(|_| "missing To".to_owned())?;
+    to.typed().map_err(|e| format!("bad To: {e}"))?;
+    let call_id = req.call_id_header().map_err(|_| "missing Call-ID".to_owned())?;
+    if call_id.value().trim().is_empty() || call_id.value().contains(char::is_whitespace) {
+        return Err("bad Call-ID".into());
+    }
+    let via = req.via_header().map_err(|_| "missing Via".to_owned())?;
+    via.typed().map_err(|e| format!("bad Via: {e}"))?;
+    let cseq = req.cseq_header().map_err(|_| "missing CSeq".to_owned())?;
+    let seq = cseq.seq().map_err(|e| format!("bad CSeq: {e}"))?;
+    if seq >= 1 << 31 {
+        return Err("CSeq number out of range".into());
+    }
+    let method = cseq.method().map_err(|e| format!("bad CSeq: {e}"))?;
+    if method != req.method {
+        return Err(format!("CSeq method {method} differs from the request's {}", req.method));
+    }
+    if let Some(v) = header_value(req, "Max-Forwards")
+        && v.parse::<u8>().is_err()
+    {
+        return Err("bad Max-Forwards".into());
+    }
+    if let Some(v) = header_value(req, "Content-Length") {
+        let declared: usize = v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
+        if declared > req.body.len() {
+            return Err(format!("Content-Length {declared} exceeds the body ({} bytes)", req.body.len()));
+        }
+    }
+    Ok(())
+}
+
+/// The user part of a URI (for `tel:` URIs, the number), if any.
+fn user_of(uri: &Uri) -> Option<String> {
+    if let Some(auth) = &uri.auth {
+        return Some(auth.user.clone());
+    }
+    match &uri.scheme {
+        Some(Scheme::Other(s)) if s.eq_ignore_ascii_case("tel") => Some(uri.host_with_port.host.to_string()),
+        _ => None,
+    }
+}
+
+/// Keeps printable characters only and at most [`MAX_PARTY_LEN`] of them; percent-escapes
+/// in user parts are decoded first.
+pub fn clean(text: &str) -> String {
+    let decoded = percent_decode(text);
+    decoded
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}'))
+        .take(MAX_PARTY_LEN)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = bytes.get(i + 1..i + 3)
+            && let Ok(s) = std::str::from_utf8(hex)
+            && let Ok(b) = u8::from_str_radix(s, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Caller and called party of an INVITE.
+pub fn parties(req: &Request) -> Parties {
+    let from = req.from_header().ok().and_then(|f| f.typed().ok());
+    let pai = req
+        .p_asserted_identity_header()
+        .and_then(|h| h.value().split(',').next().map(str::to_owned))
+        .and_then(|v| rsipstack::sip::parse_uri(&extract_uri(&v)).ok())
+        .and_then(|u| user_of(&u));
+    let caller = pai
+        .or_else(|| from.as_ref().and_then(|f| user_of(&f.uri)))
+        .map(|u| clean(&u))
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "anonymous".to_owned());
+    let caller_name = from
+        .as_ref()
+        .and_then(|f| f.display_name.as_deref())
+        .map(|n| clean(n.trim_matches('"')))
+        .filter(|n| !n.is_empty());
+    let to = req.to_header().ok().and_then(|t| t.typed().ok());
+    let called = to.and_then(|t| user_of(&t.uri)).or_else(|| user_of(&req.uri)).map(|u| clean(&u)).unwrap_or_default();
+    Parties { caller, caller_name, called }
+}
+
+/// The URI inside a name-addr (`"Name" <sip:...>`), or the value itself.
+fn extract_uri(value: &str) -> String {
+    match (value.find('<'), value.rfind('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].to_owned(),
+        _ => value.trim().to_owned(),
+    }
+}
+
+/// A DTMF digit carried by a SIP INFO body, by content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfoDtmf {
+    /// A digit was found.
+    Digit(voicemail_core::DtmfDigit),
+    /// The body is empty (a keep-alive INFO): answer 200.
+    Empty,
+    /// The content type is not a DTMF one: answer 415.
+    UnsupportedType,
+    /// A DTMF content type without a valid digit: answer 400.
+    Invalid,
+}
+
+/// Parses an INFO body: `application/dtmf-relay` (`Signal=5` / `Signal=#` / `Signal=11`,
+/// `Duration=160`) or `application/dtmf` (the digit itself).
+pub fn info_dtmf(content_type: Option<&str>, body: &[u8]) -> InfoDtmf {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return InfoDtmf::Empty;
+    }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return InfoDtmf::Invalid;
+    };
+    let signal = match content_type {
+        Some("application/dtmf-relay") => text.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim().to_owned())
+        }),
+        Some("application/dtmf") => Some(text.trim().to_owned()),
+        _ => return InfoDtmf::UnsupportedType,
+    };
+    let Some(signal) = signal else {
+        return InfoDtmf::Invalid;
+    };
+    let digit = match signal.parse::<u8>() {
+        Ok(code) if signal.len() == 2 => voicemail_core::DtmfDigit::from_event(code),
+        _ => {
+            let mut chars = signal.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => voicemail_core::DtmfDigit::from_char(c.to_ascii_uppercase()),
+                _ => None,
+            }
+        }
+    };
+    digit.map_or(InfoDtmf::Invalid, InfoDtmf::Digit)
+}
+
+/// How long a ring delay may be before the caller's transaction times out (a sanity bound for
+/// [`SipConfig::ring_delay`](crate::SipConfig::ring_delay)).
+pub const MAX_RING_DELAY: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:4951234500@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n\
+From: \"Ivan\\r\\nX: y\" <sip:+74951234567@127.0.0.1:5070>;tag=a\r\n\
+To: <sip:4951234500@127.0.0.1>\r\n\
+Call-ID: c1@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:caller@127.0.0.1:5070>\r\n\
+Max-Forwards: 70\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: LEN\r\n\r\nBODY";
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    fn invite(body: &str) -> String {
+        INVITE.replace("LEN", &body.len().to_string()).replace("BODY", body)
+    }
+
+    fn localhost() -> IpAddr {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+
+    #[test]
+    fn options_get_200_with_allow() {
+        let msg = invite("").replace("INVITE sip", "OPTIONS sip").replace("1 INVITE", "1 OPTIONS");
+        let d = classify_bytes(msg.as_bytes(), localhost(), &Policy::permissive());
+        assert_eq!(d, Decision::Reply(Reply::new(200, "options").with(ReplyExtra::AllowAccept)));
+    }
+
+    #[test]
+    fn policy_answers() {
+        let msg = invite(SDP);
+        let rules = [AddrRule::parse("10.0.0.0/8").unwrap()];
+        let denied = Policy { allow_from: &rules, ..Policy::permissive() };
+        assert_eq!(classify_bytes(msg.as_bytes(), localhost(), &denied).status(), Some(403));
+        let closing = Policy { accepting: false, ..Policy::permissive() };
+        assert_eq!(classify_bytes(msg.as_bytes(), localhost(), &closing).status(), Some(503));
+        let full = Policy { active_calls: 3, max_calls: 3, ..Policy::permissive() };
+        assert_eq!(classify_bytes(msg.as_bytes(), localhost(), &full).status(), Some(486));
+    }
+
+    #[test]
+    fn methods() {
+        let base = invite("");
+        for (method, status) in [("BYE", Some(481)), ("REGISTER", Some(405)), ("ACK", None), ("INFO", Some(481))] {
+            let msg = base.replace("INVITE sip", &format!("{method} sip")).replace("1 INVITE", &format!("1 {method}"));
+            assert_eq!(classify_bytes(msg.as_bytes(), localhost(), &Policy::permissive()).status(), status, "{method}");
+        }
+        let unknown = base.replace("INVITE sip", "FOO sip").replace("1 INVITE", "1 FOO");
+        assert_eq!(classify_bytes(unknown.as_bytes(), localhost(), &Policy::permissive()).status(), Some(501));
+        let mismatch = base.replace("1 INVITE", "1 BYE");
+        assert_eq!(classify_bytes(mismatch.as_bytes(), localhost(), &Policy::permissive()).status(), Some(400));
+        assert_eq!(classify_bytes(b"\x00\x01garbage", localhost(), &Policy::permissive()), Decision::Drop);
+    }
+
+    #[test]
+    fn parties_are_cleaned() {
+        let msg = invite(SDP);
+        let Ok(SipMessage::Request(req)) = SipMessage::try_from(msg.as_bytes()) else { panic!("parse") };
+        let p = parties(&req);
+        assert_eq!(p.caller, "+74951234567");
+        assert_eq!(p.called, "4951234500");
+        assert!(p.caller_name.as_deref().is_some_and(|n| !n.contains('\r') && !n.contains('\n')));
+    }
+
+    #[test]
+    fn info_bodies() {
+        let pound = voicemail_core::DtmfDigit::from_char('#').unwrap();
+        assert_eq!(info_dtmf(Some("application/dtmf-relay"), b"Signal=#\r\nDuration=160\r\n"), InfoDtmf::Digit(pound));
+        assert_eq!(info_dtmf(Some("application/dtmf-relay"), b"Signal=11\r\nDuration=160\r\n"), InfoDtmf::Digit(pound));
+        assert_eq!(info_dtmf(Some("application/dtmf"), b"#"), InfoDtmf::Digit(pound));
+        assert_eq!(info_dtmf(Some("text/plain"), b"#"), InfoDtmf::UnsupportedType);
+        assert_eq!(info_dtmf(None, b""), InfoDtmf::Empty);
+        assert_eq!(info_dtmf(Some("application/dtmf-relay"), b"Signal=xyz"), InfoDtmf::Invalid);
+    }
+}

@@ -1,0 +1,678 @@
+//! The SIP endpoint: transports, the request loop, and one supervisor per call.
+//!
+//! ```text
+//!  UDP/TCP ──► rsipstack (transport, transactions, dialogs)
+//!                 │ incoming transactions
+//!                 ▼
+//!           Endpoint::run ── classify_request ──► Reply (4xx/5xx/OPTIONS 200)
+//!                 │                       └─────► InDialog (BYE, ACK, INFO, re-INVITE → dialog)
+//!                 ▼ NewCall
+//!           call supervisor (one task per call): RTP socket, SDP answer, 180, ring delay, 200,
+//!           dialog events ─► MediaCommand ─► media task (one per call, drives the core Call)
+//!                 │ call ended
+//!                 ▼
+//!           <spool>/<id>.json written, MessageMeta sent to the application, BYE if the call
+//!           ended on our side
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::{Header, Method, Request, StatusCode, Transport};
+use rsipstack::transaction::TransactionReceiver;
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{TcpListenerConnection, TransportLayer};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use voicemail_core::config::Config;
+use voicemail_core::{Call, CallConfig, MessageMeta, Prompt, Recording};
+
+use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
+use crate::config::SipConfig;
+use crate::error::{Error, Result};
+use crate::media::{self, MediaCommand, PortPool};
+use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
+
+/// How long the endpoint waits for calls to finish after a shutdown request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// The longest wait for the answer to our BYE before the call's resources are released.
+const BYE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SIP voicemail endpoint. Create it with [`Endpoint::bind`], take the message stream
+/// with [`Endpoint::messages`], then [`Endpoint::run`] it until [`EndpointHandle::shutdown`].
+pub struct Endpoint {
+    shared: Arc<Shared>,
+    stack: rsipstack::transaction::Endpoint,
+    incoming: TransactionReceiver,
+    messages: Option<mpsc::UnboundedReceiver<MessageMeta>>,
+    stack_token: CancellationToken,
+}
+
+/// A cloneable handle to a running endpoint: ask it to shut down, read its counters.
+#[derive(Clone)]
+pub struct EndpointHandle {
+    shared: Arc<Shared>,
+}
+
+impl EndpointHandle {
+    /// Stops accepting calls (new INVITEs get 503), hangs up the calls in progress (they
+    /// finish their messages), and makes [`Endpoint::run`] return.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.shared.active.load(Ordering::SeqCst)
+    }
+
+    /// The address SIP listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+}
+
+struct Shared {
+    sip: SipConfig,
+    mailbox: Arc<Config>,
+    dialogs: DialogLayer,
+    ports: PortPool,
+    active: AtomicUsize,
+    idle: Notify,
+    accepting: AtomicBool,
+    shutdown: CancellationToken,
+    messages: mpsc::UnboundedSender<MessageMeta>,
+    local_addr: SocketAddr,
+    rng: std::sync::Mutex<rand::rngs::SmallRng>,
+}
+
+impl Shared {
+    fn random(&self) -> u64 {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner()).random()
+    }
+}
+
+/// Releases a call slot when the call's supervisor ends (also when it panics).
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_one();
+        }
+    }
+}
+
+impl Endpoint {
+    /// Binds the SIP transports of `sip` and prepares the endpoint for the mailbox `mailbox`
+    /// (greetings loaded with [`Config::load_prompts`], recording limits, spool directory,
+    /// which is created if missing).
+    pub async fn bind(sip: SipConfig, mailbox: Arc<Config>) -> Result<Self> {
+        std::fs::create_dir_all(&mailbox.spool)
+            .map_err(|source| Error::Spool { path: mailbox.spool.clone(), source })?;
+        let stack_token = CancellationToken::new();
+        let transports = TransportLayer::new(stack_token.clone());
+        let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
+        let stack = rsipstack::EndpointBuilder::new()
+            .with_user_agent(concat!("voicemail/", env!("CARGO_PKG_VERSION")))
+            .with_cancel_token(stack_token.clone())
+            .with_transport_layer(transports)
+            .with_allows(vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Bye,
+                Method::Cancel,
+                Method::Options,
+                Method::Info,
+                Method::Update,
+            ])
+            .build();
+        let incoming = stack.incoming_transactions()?;
+        let dialogs = DialogLayer::new(stack.inner.clone());
+        let (messages_tx, messages_rx) = mpsc::unbounded_channel();
+        let seed = seed();
+        // RTP binds where SIP listens; the SDP names the advertised address.
+        let ports = PortPool::new(sip.listen.ip(), sip.rtp_ports.0, sip.rtp_ports.1);
+        let shared = Arc::new(Shared {
+            sip,
+            mailbox,
+            dialogs,
+            ports,
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            accepting: AtomicBool::new(true),
+            shutdown: CancellationToken::new(),
+            messages: messages_tx,
+            local_addr,
+            rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
+        });
+        if !shared.sip.accounts.is_empty() {
+            tracing::warn!("sip.accounts is set, but registration is not wired in yet");
+        }
+        Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token })
+    }
+
+    /// The address SIP listens on (with the real port when the configuration asked for 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The stream of recorded messages: each call's metadata, sent once `<id>.json` is in
+    /// the spool. Returns `None` after the first call.
+    pub fn messages(&mut self) -> Option<mpsc::UnboundedReceiver<MessageMeta>> {
+        self.messages.take()
+    }
+
+    /// A handle to shut the endpoint down and read its counters.
+    pub fn handle(&self) -> EndpointHandle {
+        EndpointHandle { shared: self.shared.clone() }
+    }
+
+    /// Serves SIP until [`EndpointHandle::shutdown`], then lets the calls in progress end
+    /// (they are hung up with BYE and finish their messages) and returns.
+    pub async fn run(mut self) -> Result<()> {
+        let inner = self.stack.inner.clone();
+        let mut serve = tokio::spawn(async move { inner.serve().await });
+        let shared = self.shared.clone();
+        let mut grace_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if grace_deadline.is_some() && shared.active.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            let grace = async {
+                match grace_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                tx = self.incoming.recv() => match tx {
+                    Some(tx) => on_transaction(&shared, tx),
+                    None => break,
+                },
+                () = shared.shutdown.cancelled(), if grace_deadline.is_none() => {
+                    shared.accepting.store(false, Ordering::SeqCst);
+                    let calls = shared.active.load(Ordering::SeqCst);
+                    tracing::info!(calls, "shutting down: new calls get 503, calls in progress are hung up");
+                    grace_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                }
+                () = shared.idle.notified() => {}
+                () = grace => {
+                    tracing::warn!(calls = shared.active.load(Ordering::SeqCst), "calls still running after the shutdown grace period");
+                    break;
+                }
+                r = &mut serve => {
+                    let e = match r {
+                        Ok(Err(e)) => e.to_string(),
+                        Ok(Ok(())) => "stopped".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::error!(error = %e, "the sip stack stopped");
+                    break;
+                }
+            }
+        }
+        self.stack_token.cancel();
+        shared.shutdown.cancel();
+        Ok(())
+    }
+}
+
+/// A seed from the OS's per-process hash keys and the clock.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Binds UDP and TCP on the configured address; port 0 picks one free for both.
+async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &CancellationToken) -> Result<SocketAddr> {
+    let want = sip.listen;
+    for _attempt in 0..20 {
+        let mut addr = want;
+        let udp = if sip.udp {
+            let conn = UdpConnection::create_connection(addr, None, Some(token.child_token()))
+                .await
+                .map_err(|e| Error::Bind { transport: "udp", addr, source: std::io::Error::other(e.to_string()) })?;
+            let bound = conn.get_addr().get_socketaddr().unwrap_or(addr);
+            addr.set_port(bound.port());
+            Some(conn)
+        } else {
+            None
+        };
+        if sip.tcp {
+            if want.port() == 0 && !sip.udp {
+                let l = std::net::TcpListener::bind(addr)
+                    .map_err(|source| Error::Bind { transport: "tcp", addr, source })?;
+                addr = l.local_addr().map_err(|source| Error::Bind { transport: "tcp", addr, source })?;
+            }
+            // rsipstack binds the listener only when serving; check the port now.
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => drop(l),
+                Err(_) if want.port() == 0 => continue,
+                Err(source) => return Err(Error::Bind { transport: "tcp", addr, source }),
+            }
+            let tcp = TcpListenerConnection::new(addr, None).await?;
+            layer.add_transport(tcp.into());
+        }
+        if let Some(udp) = udp {
+            layer.add_transport(udp.into());
+        }
+        return Ok(addr);
+    }
+    Err(Error::Bind { transport: "tcp", addr: want, source: std::io::Error::other("no port free for both UDP and TCP") })
+}
+
+/// The source IP of a transaction's request (loopback when unknown).
+fn source_of(tx: &Transaction) -> IpAddr {
+    tx.connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok())
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip())
+}
+
+fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
+    let source = source_of(&tx);
+    let dialog = shared.dialogs.match_dialog(&tx);
+    let allow_from = shared.sip.allow_from.as_slice();
+    let policy = Policy {
+        accepting: shared.accepting.load(Ordering::SeqCst),
+        allow_from,
+        active_calls: shared.active.load(Ordering::SeqCst),
+        max_calls: shared.sip.max_calls,
+    };
+    let decision = classify::classify_request(&tx.original, source, dialog.is_some(), &policy);
+    match decision {
+        Decision::NewCall(new_call) => {
+            shared.active.fetch_add(1, Ordering::SeqCst);
+            let slot = Slot(shared.clone());
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                run_call(shared, tx, new_call, slot).await;
+            });
+        }
+        Decision::InDialog => {
+            if let Some(mut dialog) = dialog {
+                tokio::spawn(async move {
+                    let mut tx = tx;
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        tracing::debug!(error = %e, "in-dialog request");
+                    }
+                });
+            }
+        }
+        Decision::Reply(reply) => {
+            if reply.status >= 400 {
+                tracing::debug!(method = %tx.original.method, status = reply.status, why = %reply.why, %source, "rejected");
+            }
+            tokio::spawn(send_reply(tx, reply));
+        }
+        Decision::Ignore | Decision::Drop => {}
+    }
+}
+
+fn extra_headers(extra: &ReplyExtra) -> Vec<Header> {
+    match extra {
+        ReplyExtra::None => Vec::new(),
+        ReplyExtra::AllowAccept => {
+            vec![Header::Allow(rsipstack::sip::Allow::new(ALLOW)), Header::Accept(rsipstack::sip::Accept::new(ACCEPT))]
+        }
+        ReplyExtra::Unsupported(list) => vec![Header::Unsupported(rsipstack::sip::Unsupported::new(list.clone()))],
+        ReplyExtra::RetryAfter(s) => vec![Header::RetryAfter(rsipstack::sip::RetryAfter::new(s.to_string()))],
+    }
+}
+
+async fn send_reply(mut tx: Transaction, reply: Reply) {
+    let headers = extra_headers(&reply.extra);
+    if let Err(e) = tx.reply_with(StatusCode::from(reply.status), headers, None).await {
+        tracing::debug!(error = %e, status = reply.status, "sending a reply failed");
+    }
+}
+
+/// A new message id: UTC time to the second plus 64 random bits (`20261127T102633Z-…`).
+fn new_message_id(shared: &Shared) -> String {
+    let now = jiff::Timestamp::now();
+    format!("{}-{:016x}", now.strftime("%Y%m%dT%H%M%SZ"), shared.random())
+}
+
+fn contact_uri(shared: &Shared, transport: Transport) -> Option<rsipstack::sip::Uri> {
+    let ip = shared.sip.advertised_ip();
+    let host = match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let mut uri = format!("sip:{}@{}:{}", shared.sip.user, host, shared.local_addr.port());
+    if transport == Transport::Tcp {
+        uri.push_str(";transport=tcp");
+    }
+    rsipstack::sip::Uri::try_from(uri.as_str()).ok()
+}
+
+fn greeting_for(mailbox: &Config, at: jiff::Timestamp) -> Prompt {
+    let choice = mailbox.greeting_at(at);
+    mailbox.prompt(&choice.name).cloned().unwrap_or_else(Prompt::default_greeting)
+}
+
+/// Whether a negotiated direction lets us send RTP.
+fn may_send(n: &Negotiated) -> bool {
+    n.remote_rtp.is_some() && matches!(n.direction, Direction::SendRecv | Direction::RecvOnly)
+}
+
+async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCall>, _slot: Slot) {
+    let source = tx.connection.as_ref().and_then(|c| c.get_remote_addr()).map(|a| a.to_string()).unwrap_or_default();
+    let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
+    // 1. The RTP socket, and the answer with its port.
+    let socket = match shared.ports.bind() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no RTP port for a new call");
+            send_reply(tx, Reply { status: 503, extra: ReplyExtra::RetryAfter(5), why: e.to_string() }).await;
+            return;
+        }
+    };
+    let port = socket.local_addr().map_or(0, |a| a.port());
+    let mut local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
+    let offer = tx.original.body.clone();
+    let negotiated = match sdp::negotiate(&offer, &local) {
+        Ok(n) => n,
+        Err(e) => {
+            let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
+            send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
+            return;
+        }
+    };
+    // 2. The message: id, recording in the spool, the core call.
+    let id = new_message_id(&shared);
+    let started_at = jiff::Timestamp::now();
+    let wav_path = shared.mailbox.spool.join(format!("{id}.wav"));
+    let recording = match Recording::create(&wav_path) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, path = %wav_path.display(), "cannot create the recording");
+            send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
+            return;
+        }
+    };
+    let parties = &new_call.parties;
+    let mut cfg = CallConfig::new(id.clone(), parties.caller.clone(), started_at).with_codec(negotiated.codec);
+    cfg.payload_type = negotiated.payload_type;
+    cfg.dtmf_payload_type = negotiated.dtmf_payload_type.filter(|pt| *pt != negotiated.payload_type);
+    cfg.ptime = negotiated.ptime;
+    cfg.caller_name = parties.caller_name.clone();
+    cfg.called = parties.called.clone();
+    cfg.rtp_seed = shared.random();
+    if let Err(e) = shared.mailbox.recording.apply_to(&mut cfg) {
+        tracing::warn!(error = %e, "recording settings: keeping the defaults");
+    }
+    let call = match Call::new(cfg, greeting_for(&shared.mailbox, started_at), recording, Instant::now()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the call");
+            send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
+            return;
+        }
+    };
+    // 3. The dialog and the INVITE transaction.
+    let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
+    let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, contact_uri(&shared, transport))
+    {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the dialog");
+            send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
+            return;
+        }
+    };
+    let dialog_id = dialog.id();
+    {
+        let mut d = dialog.clone();
+        tokio::spawn(async move {
+            if let Err(e) = d.handle(&mut tx).await {
+                tracing::debug!(error = %e, "invite transaction");
+            }
+        });
+    }
+    tracing::debug!(%id, caller = %parties.caller, called = %parties.called, %source, codec = ?negotiated.codec, "incoming call");
+    // 4. Media.
+    let (commands, command_rx) = mpsc::channel(32);
+    let mut media = tokio::spawn(media::run(call, socket, negotiated.remote_rtp, may_send(&negotiated), command_rx));
+    let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false };
+    // 5. 180 Ringing, the ring delay, 200 OK.
+    if let Err(e) = dialog.ringing(None, None) {
+        tracing::debug!(error = %e, "180 ringing");
+    }
+    let ring = tokio::time::sleep(shared.sip.ring_delay);
+    tokio::pin!(ring);
+    let mut answered = false;
+    while !call_state.remote_ended && !answered {
+        tokio::select! {
+            () = &mut ring => {
+                let headers = vec![Header::ContentType(rsipstack::sip::ContentType::new("application/sdp"))];
+                if let Err(e) = dialog.accept(Some(headers), Some(negotiated.answer.clone().into_bytes())) {
+                    tracing::warn!(error = %e, "sending 200 OK failed");
+                }
+                answered = true;
+                let _ = commands.send(MediaCommand::Answered).await;
+            }
+            st = states.recv() => match st {
+                Some(DialogState::Terminated(_, reason)) => {
+                    call_state.remote_ended = true;
+                    tracing::debug!(%id, ?reason, "ended before the answer");
+                    let _ = commands.send(MediaCommand::Hangup).await;
+                }
+                Some(_) => {}
+                None => {
+                    call_state.remote_ended = true;
+                    let _ = commands.send(MediaCommand::Hangup).await;
+                }
+            },
+            () = shared.shutdown.cancelled() => {
+                let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), Some("shutting down".into()));
+                call_state.remote_ended = true;
+                let _ = commands.send(MediaCommand::Hangup).await;
+            }
+        }
+    }
+    // 6. The call, until its media task ends.
+    let mut offer_state = OfferState { offer, negotiated: negotiated.clone() };
+    let outcome = loop {
+        tokio::select! {
+            r = &mut media => break r,
+            st = states.recv() => match st {
+                Some(state) => {
+                    on_dialog_state(state, &mut local, &mut offer_state, &commands, &mut call_state).await;
+                }
+                None => {
+                    if !call_state.remote_ended {
+                        call_state.remote_ended = true;
+                        let _ = commands.send(MediaCommand::Hangup).await;
+                    }
+                    // Keep waiting for the media task only.
+                    break (&mut media).await;
+                }
+            },
+            () = shared.shutdown.cancelled(), if !call_state.shutdown_hangup && !call_state.remote_ended => {
+                call_state.shutdown_hangup = true;
+                let _ = commands.send(MediaCommand::Hangup).await;
+            }
+        }
+    };
+    drop(commands);
+    // 7. The message: metadata into the spool, then to the application; then the BYE.
+    let (meta, ended_by_call) = match outcome {
+        Ok(o) => (o.meta, o.ended_by_call),
+        Err(e) => {
+            tracing::error!(%id, error = %e, "the media task failed");
+            (None, true)
+        }
+    };
+    match meta {
+        Some(meta) => {
+            let spool = shared.mailbox.spool.clone();
+            let json = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+            let mid = meta.id.clone();
+            let written = tokio::task::spawn_blocking(move || write_atomic(&spool, &mid, &json)).await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(%id, error = %e, "writing the message metadata failed"),
+                Err(e) => tracing::error!(%id, error = %e, "writing the message metadata failed"),
+            }
+            tracing::info!(
+                %id,
+                caller = %meta.caller,
+                called = %meta.called,
+                duration_ms = meta.duration_ms,
+                end_reason = %meta.end_reason,
+                codec = ?meta.codec,
+                dtmf = %meta.dtmf,
+                %source,
+                "call recorded"
+            );
+            let _ = shared.messages.send(meta);
+        }
+        None => tracing::error!(%id, "the call ended without a message; its WAV stays in the spool"),
+    }
+    let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup);
+    if we_end {
+        match dialog.state() {
+            DialogState::Confirmed(..) | DialogState::WaitAck(..) => {
+                match tokio::time::timeout(BYE_TIMEOUT, dialog.bye()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%id, error = %e, "BYE"),
+                    Err(_) => tracing::debug!(%id, "no answer to our BYE"),
+                }
+            }
+            DialogState::Terminated(..) => {}
+            _ => {
+                let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), None);
+            }
+        }
+    }
+    shared.dialogs.remove_dialog(&dialog_id);
+}
+
+struct CallSignal {
+    /// The caller (or the stack) ended the dialog: no BYE from us.
+    remote_ended: bool,
+    /// We hung the call up because of a shutdown.
+    shutdown_hangup: bool,
+}
+
+struct OfferState {
+    offer: Vec<u8>,
+    negotiated: Negotiated,
+}
+
+async fn on_dialog_state(
+    state: DialogState,
+    local: &mut LocalMedia,
+    offers: &mut OfferState,
+    commands: &mpsc::Sender<MediaCommand>,
+    call: &mut CallSignal,
+) {
+    match state {
+        DialogState::Terminated(_, reason) => {
+            if !matches!(reason, TerminatedReason::UasBye) && !call.remote_ended {
+                call.remote_ended = true;
+                let _ = commands.send(MediaCommand::Hangup).await;
+            }
+        }
+        DialogState::Updated(_, req, handle) => on_offer(req, handle, local, offers, commands).await,
+        DialogState::Info(_, req, handle) => {
+            let ct = classify::content_type(&req);
+            let status = match classify::info_dtmf(ct.as_deref(), &req.body) {
+                InfoDtmf::Digit(d) => {
+                    let _ = commands.send(MediaCommand::Dtmf(d)).await;
+                    StatusCode::OK
+                }
+                InfoDtmf::Empty => StatusCode::OK,
+                InfoDtmf::UnsupportedType => StatusCode::UnsupportedMediaType,
+                InfoDtmf::Invalid => StatusCode::BadRequest,
+            };
+            let headers = if status == StatusCode::UnsupportedMediaType {
+                Some(extra_headers(&ReplyExtra::AllowAccept))
+            } else {
+                None
+            };
+            let _ = handle.respond(status, headers, None).await;
+        }
+        DialogState::Options(_, _, handle) => {
+            let _ = handle.respond(StatusCode::OK, Some(extra_headers(&ReplyExtra::AllowAccept)), None).await;
+        }
+        DialogState::Refer(_, _, handle)
+        | DialogState::Message(_, _, handle)
+        | DialogState::Notify(_, _, handle)
+        | DialogState::Publish(_, _, handle) => {
+            let _ = handle.respond(StatusCode::MethodNotAllowed, Some(extra_headers(&ReplyExtra::AllowAccept)), None).await;
+        }
+        DialogState::Calling(_)
+        | DialogState::Trying(_)
+        | DialogState::Early(..)
+        | DialogState::WaitAck(..)
+        | DialogState::Confirmed(..) => {}
+    }
+}
+
+/// A re-INVITE or UPDATE: answer a new offer (hold, unhold, a new address) or, without
+/// one, offer the session as it is. The codec cannot change mid-call (the recording has one).
+async fn on_offer(
+    req: Request,
+    handle: TransactionHandle,
+    local: &mut LocalMedia,
+    offers: &mut OfferState,
+    commands: &mpsc::Sender<MediaCommand>,
+) {
+    let sdp_header = || vec![Header::ContentType(rsipstack::sip::ContentType::new("application/sdp"))];
+    let body = if req.body.is_empty() { offers.offer.clone() } else { req.body.clone() };
+    let mut next = *local;
+    next.version = local.version.saturating_add(1);
+    match sdp::negotiate(&body, &next) {
+        Ok(n) if n.codec == offers.negotiated.codec && n.payload_type == offers.negotiated.payload_type => {
+            *local = next;
+            let _ = commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n) }).await;
+            tracing::debug!(direction = ?n.direction, remote = ?n.remote_rtp, "session modified");
+            let answer = n.answer.clone().into_bytes();
+            if !req.body.is_empty() {
+                offers.offer = req.body;
+            }
+            offers.negotiated = n;
+            let _ = handle.respond(StatusCode::OK, Some(sdp_header()), Some(answer)).await;
+        }
+        Ok(_) => {
+            let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
+        }
+        Err(SdpError::NotAcceptable(_)) => {
+            let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
+        }
+        Err(SdpError::Malformed(_)) => {
+            let _ = handle.respond(StatusCode::BadRequest, None, None).await;
+        }
+    }
+}
+
+/// Writes `<spool>/<id>.json` through a synced temporary file and a rename.
+fn write_atomic(spool: &Path, id: &str, json: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let path: PathBuf = spool.join(format!("{id}.json"));
+    let tmp = spool.join(format!(".{id}.json.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(json)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    if let Ok(dir) = std::fs::File::open(spool) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Errors of the SIP endpoint.
+
+use std::net::SocketAddr;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why the endpoint could not start or run. Problems of single calls are never errors of the
+/// endpoint: they are answered on the wire (4xx/5xx) and logged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The `[sip]` configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::SipConfigError),
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {transport} {addr}: {source}")]
+    Bind {
+        /// `"udp"` or `"tcp"`.
+        transport: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The spool directory could not be created.
+    #[error("cannot create the spool directory {path}: {source}")]
+    Spool {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The SIP stack failed.
+    #[error("sip stack: {0}")]
+    Stack(#[from] rsipstack::Error),
+}

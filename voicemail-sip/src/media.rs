@@ -1,0 +1,206 @@
+//! RTP for one call: the port pool and the task that drives the core [`Call`].
+//!
+//! The task is a thin driver in the quinn style: it drains [`Call::poll_output`] (sending
+//! each RTP packet to the caller, reporting events, keeping the deadline), then waits for
+//! whichever comes first: a datagram on the call's socket ([`Input::Rtp`]), the deadline
+//! ([`Input::Tick`]) or a command from the call's signalling ([`MediaCommand`]). It ends when
+//! the call is [`CallState::Ended`] and returns the message's metadata.
+//!
+//! Nothing is allocated per packet: one receive buffer and one send buffer are reused, the
+//! greeting's payloads are shared [`bytes::Bytes`] slices, and the timer is reset in place.
+//!
+//! Symmetric RTP: packets go to the address the SDP names until the first RTP packet
+//! arrives; from then on they go to (and are only accepted from) the address the caller
+//! really sends from. RTCP arriving on the RTP port is handed to the core, which drops and
+//! counts it, and never moves the latch.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use voicemail_core::{Call, CallState, DtmfDigit, Event, Input, MessageMeta, Output};
+
+/// The largest datagram the task accepts (larger ones are truncated, and then malformed).
+const RECV_BUF: usize = 2048;
+
+/// A command from the call's signalling to its media task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// The 200 OK was sent: start the greeting.
+    Answered,
+    /// A DTMF digit arrived by SIP INFO.
+    Dtmf(DtmfDigit),
+    /// The call is over (BYE, CANCEL, no ACK, or shutdown).
+    Hangup,
+    /// A re-INVITE changed where media goes (`None`: hold with `c=0.0.0.0`) and whether we
+    /// may send (`false` for sendonly or inactive offers).
+    Remote {
+        /// The new remote RTP address.
+        addr: Option<SocketAddr>,
+        /// Whether to send RTP at all.
+        send: bool,
+    },
+}
+
+/// Hands out RTP sockets from a port range, even ports only, round robin.
+#[derive(Debug)]
+pub struct PortPool {
+    ip: IpAddr,
+    low: u16,
+    high: u16,
+    next: Mutex<u16>,
+}
+
+impl PortPool {
+    /// A pool binding on `ip` within `low..=high`.
+    pub fn new(ip: IpAddr, low: u16, high: u16) -> Self {
+        let low = low.saturating_add(low % 2);
+        Self { ip, low, high, next: Mutex::new(low) }
+    }
+
+    /// Binds a socket on the next free even port.
+    pub fn bind(&self) -> io::Result<UdpSocket> {
+        let slots = usize::from((self.high.saturating_sub(self.low)) / 2 + 1);
+        for _ in 0..slots {
+            let port = {
+                let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+                let port = *next;
+                *next = match port.checked_add(2) {
+                    Some(p) if p <= self.high => p,
+                    _ => self.low,
+                };
+                port
+            };
+            let addr = SocketAddr::new(self.ip, port);
+            match std::net::UdpSocket::bind(addr) {
+                Ok(s) => {
+                    s.set_nonblocking(true)?;
+                    return UdpSocket::from_std(s);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("no free RTP port in {}-{} on {}", self.low, self.high, self.ip),
+        ))
+    }
+}
+
+/// How the media task ended.
+#[derive(Debug)]
+pub struct MediaOutcome {
+    /// The message, when the call reported one (always, unless the core refused an input).
+    pub meta: Option<MessageMeta>,
+    /// Whether the call ended without a [`MediaCommand::Hangup`] (finish key, limits, media
+    /// timeout): the endpoint then sends the BYE.
+    pub ended_by_call: bool,
+    /// RTP packets sent to the caller (greeting and beep).
+    pub packets_sent: u64,
+}
+
+/// Drives `call` until it ends. `remote` is the SDP's RTP address, `send` whether the
+/// offer lets us send.
+pub async fn run(
+    mut call: Call,
+    socket: UdpSocket,
+    mut remote: Option<SocketAddr>,
+    mut send: bool,
+    mut commands: mpsc::Receiver<MediaCommand>,
+) -> MediaOutcome {
+    let mut recv_buf = vec![0u8; RECV_BUF];
+    let mut send_buf = vec![0u8; RECV_BUF];
+    let mut latched = false;
+    let mut meta = None;
+    let mut hung_up = false;
+    let mut commands_open = true;
+    let mut packets_sent = 0u64;
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
+    loop {
+        let deadline = loop {
+            match call.poll_output() {
+                Output::SendRtp(pkt) => {
+                    if let (true, Some(to)) = (send, remote)
+                        && let Some(n) = pkt.write_to(&mut send_buf)
+                    {
+                        // A lost datagram is like a lost packet on the wire; never fatal.
+                        if socket.send_to(&send_buf[..n], to).await.is_ok() {
+                            packets_sent += 1;
+                        }
+                    }
+                }
+                Output::Event(Event::MessageRecorded(m)) => meta = Some(*m),
+                Output::Event(_) => {}
+                Output::Timeout(at) => break at,
+            }
+        };
+        if call.state() == CallState::Ended {
+            break;
+        }
+        sleep.as_mut().reset(tokio::time::Instant::from_std(deadline));
+        let input_result = tokio::select! {
+            r = socket.recv_from(&mut recv_buf) => match r {
+                Ok((n, from)) => {
+                    let now = Instant::now();
+                    let datagram = &recv_buf[..n];
+                    if latched && Some(from) != remote {
+                        continue; // not the caller's stream
+                    }
+                    if !latched && looks_like_rtp(datagram) {
+                        remote = Some(from);
+                        latched = true;
+                    }
+                    call.handle_input(Input::Rtp(now, datagram))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "rtp receive error");
+                    continue;
+                }
+            },
+            () = &mut sleep => call.handle_input(Input::Tick(Instant::now())),
+            cmd = commands.recv(), if commands_open => {
+                let now = Instant::now();
+                match cmd {
+                    Some(MediaCommand::Answered) => call.handle_input(Input::Answered(now)),
+                    Some(MediaCommand::Dtmf(d)) => call.handle_input(Input::Dtmf(now, d)),
+                    Some(MediaCommand::Remote { addr, send: s }) => {
+                        remote = addr;
+                        send = s;
+                        latched = false;
+                        Ok(())
+                    }
+                    Some(MediaCommand::Hangup) => {
+                        hung_up = true;
+                        call.handle_input(Input::Hangup(now))
+                    }
+                    None => {
+                        commands_open = false;
+                        hung_up = true;
+                        call.handle_input(Input::Hangup(now))
+                    }
+                }
+            }
+        };
+        if let Err(e) = input_result {
+            // Only caller misuse can fail; end the call rather than spin.
+            tracing::warn!(error = %e, "the call refused an input; ending it");
+            if call.state() != CallState::Ended {
+                hung_up = true;
+                if call.handle_input(Input::Hangup(Instant::now())).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    MediaOutcome { meta, ended_by_call: !hung_up, packets_sent }
+}
+
+/// RTP version 2 and a payload type outside the RTCP range (RFC 5761 §4).
+fn looks_like_rtp(d: &[u8]) -> bool {
+    d.len() >= 12 && d[0] >> 6 == 2 && !(72..=95).contains(&(d[1] & 0x7f))
+}
