@@ -297,3 +297,120 @@ impl JitterBuffer {
         stream.next += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn collect(jb: &mut JitterBuffer, now: Instant, seq: u16, ts: u32, out: &mut Vec<(u32, bool)>) -> Push {
+        jb.push(now, 1, seq, ts, &[seq as u8], true, &mut |f| out.push((f.timestamp, f.new_stream)))
+    }
+
+    #[test]
+    fn in_order_is_released_at_once() {
+        let t = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default(), t);
+        let mut out = Vec::new();
+        for i in 0..5u16 {
+            collect(&mut jb, t, i, u32::from(i) * 160, &mut out);
+        }
+        assert_eq!(out.len(), 5);
+        assert!(out[0].1 && !out[1].1, "only the first frame starts a stream");
+        assert_eq!(jb.held(), 0);
+    }
+
+    #[test]
+    fn reordered_packet_slots_in() {
+        let t = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default(), t);
+        let mut out = Vec::new();
+        for seq in [0u16, 2, 3, 1, 4] {
+            collect(&mut jb, t, seq, u32::from(seq) * 160, &mut out);
+        }
+        let ts: Vec<u32> = out.iter().map(|o| o.0).collect();
+        assert_eq!(ts, [0, 160, 320, 480, 640]);
+        assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn gap_is_given_up_after_depth_or_delay() {
+        let t = Instant::now();
+        let cfg = JitterConfig { depth: 3, max_delay: Duration::from_millis(100) };
+        let mut jb = JitterBuffer::new(cfg, t);
+        let mut out = Vec::new();
+        collect(&mut jb, t, 0, 0, &mut out);
+        collect(&mut jb, t, 2, 320, &mut out);
+        assert_eq!(out.len(), 1, "waits for 1");
+        assert_eq!(jb.deadline(), Some(t + Duration::from_millis(100)));
+        jb.poll(t + Duration::from_millis(100), &mut |f| out.push((f.timestamp, f.new_stream)));
+        assert_eq!(out.len(), 2);
+        assert_eq!(jb.stats().lost, 1);
+        // Late arrival of 1 is dropped and counted.
+        assert_eq!(collect(&mut jb, t, 1, 160, &mut out), Push::Late);
+        // Depth: three held packets with a gap in front give up at once.
+        collect(&mut jb, t, 4, 640, &mut out);
+        collect(&mut jb, t, 5, 800, &mut out);
+        assert_eq!(out.len(), 2);
+        collect(&mut jb, t, 6, 960, &mut out);
+        assert_eq!(out.len(), 5);
+    }
+
+    #[test]
+    fn duplicates_are_dropped() {
+        let t = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default(), t);
+        let mut out = Vec::new();
+        collect(&mut jb, t, 10, 0, &mut out);
+        assert_eq!(collect(&mut jb, t, 10, 0, &mut out), Push::Duplicate);
+        collect(&mut jb, t, 12, 320, &mut out);
+        assert_eq!(collect(&mut jb, t, 12, 320, &mut out), Push::Duplicate);
+        assert_eq!(jb.stats().duplicates, 2);
+    }
+
+    #[test]
+    fn ssrc_change_drains_and_restarts() {
+        let t = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default(), t);
+        let mut out = Vec::new();
+        collect(&mut jb, t, 0, 0, &mut out);
+        collect(&mut jb, t, 2, 320, &mut out); // held, waiting for 1
+        jb.push(t, 2, 5000, 9999, &[1], true, &mut |f| out.push((f.timestamp, f.new_stream)));
+        assert_eq!(out, [(0, true), (320, false), (9999, true)]);
+        assert_eq!(jb.stats().ssrc_changes, 1);
+    }
+
+    #[test]
+    fn far_jump_is_a_new_stream() {
+        let t = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default(), t);
+        let mut out = Vec::new();
+        collect(&mut jb, t, 0, 0, &mut out);
+        collect(&mut jb, t, 30_000, 5, &mut out);
+        assert_eq!(jb.stats().restarts, 1);
+        assert_eq!(out.last(), Some(&(5, true)));
+    }
+
+    proptest! {
+        /// Whatever arrives: memory stays bounded, released frames come out in increasing
+        /// extended sequence order, and everything held is released by drain.
+        #[test]
+        fn invariants(pkts in proptest::collection::vec((0u16..80, 0u64..50), 0..400)) {
+            let t0 = Instant::now();
+            let mut jb = JitterBuffer::new(JitterConfig::default(), t0);
+            let mut now = t0;
+            let mut released = Vec::new();
+            for (seq, dt) in pkts {
+                now += Duration::from_millis(dt);
+                let r = jb.push(now, 7, seq, u32::from(seq) * 160, &[0; 160], true, &mut |f| released.push(f.timestamp / 160));
+                prop_assert!(jb.held() <= CAPACITY);
+                prop_assert!(r != Push::Oversized);
+                jb.poll(now, &mut |f| released.push(f.timestamp / 160));
+            }
+            jb.drain(&mut |f| released.push(f.timestamp / 160));
+            prop_assert_eq!(jb.held(), 0);
+            prop_assert!(released.windows(2).all(|w| w[0] < w[1]), "in order: {:?}", released);
+            prop_assert_eq!(jb.stats().released, released.len() as u64);
+        }
+    }
+}

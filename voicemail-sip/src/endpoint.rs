@@ -16,7 +16,6 @@
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +31,7 @@ use rsipstack::transport::{TcpListenerConnection, TransportLayer};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use voicemail_core::config::Config;
+use voicemail_core::spool::Spool;
 use voicemail_core::{Call, CallConfig, MessageMeta, Prompt, Recording};
 
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
@@ -82,6 +82,7 @@ impl EndpointHandle {
 struct Shared {
     sip: SipConfig,
     mailbox: Arc<Config>,
+    spool: Spool,
     dialogs: DialogLayer,
     ports: PortPool,
     active: AtomicUsize,
@@ -115,8 +116,8 @@ impl Endpoint {
     /// (greetings loaded with [`Config::load_prompts`], recording limits, spool directory,
     /// which is created if missing).
     pub async fn bind(sip: SipConfig, mailbox: Arc<Config>) -> Result<Self> {
-        std::fs::create_dir_all(&mailbox.spool)
-            .map_err(|source| Error::Spool { path: mailbox.spool.clone(), source })?;
+        let spool =
+            Spool::open(&mailbox.spool).map_err(|source| Error::Spool { path: mailbox.spool.clone(), source })?;
         let stack_token = CancellationToken::new();
         let transports = TransportLayer::new(stack_token.clone());
         let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
@@ -143,6 +144,7 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             sip,
             mailbox,
+            spool,
             dialogs,
             ports,
             active: AtomicUsize::new(0),
@@ -394,7 +396,7 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     // 2. The message: id, recording in the spool, the core call.
     let id = new_message_id(&shared);
     let started_at = jiff::Timestamp::now();
-    let wav_path = shared.mailbox.spool.join(format!("{id}.wav"));
+    let wav_path = shared.spool.wav_path(&id);
     let recording = match Recording::create(&wav_path) {
         Ok(r) => r,
         Err(e) => {
@@ -422,6 +424,9 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
             return;
         }
     };
+    if let Err(e) = shared.spool.begin(&call.provisional_meta()) {
+        tracing::warn!(%id, error = %e, "cannot write the provisional metadata");
+    }
     // 3. The dialog and the INVITE transaction.
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
     let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, contact_uri(&shared, transport))
@@ -518,12 +523,11 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     };
     match meta {
         Some(meta) => {
-            let spool = shared.mailbox.spool.clone();
-            let json = serde_json::to_vec_pretty(&meta).unwrap_or_default();
-            let mid = meta.id.clone();
-            let written = tokio::task::spawn_blocking(move || write_atomic(&spool, &mid, &json)).await;
+            let spool = shared.spool.clone();
+            let finished = meta.clone();
+            let written = tokio::task::spawn_blocking(move || spool.finish(&finished)).await;
             match written {
-                Ok(Ok(())) => {}
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(%id, error = %e, "writing the message metadata failed"),
                 Err(e) => tracing::error!(%id, error = %e, "writing the message metadata failed"),
             }
@@ -658,21 +662,4 @@ async fn on_offer(
             let _ = handle.respond(StatusCode::BadRequest, None, None).await;
         }
     }
-}
-
-/// Writes `<spool>/<id>.json` through a synced temporary file and a rename.
-fn write_atomic(spool: &Path, id: &str, json: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let path: PathBuf = spool.join(format!("{id}.json"));
-    let tmp = spool.join(format!(".{id}.json.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(json)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    if let Ok(dir) = std::fs::File::open(spool) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }

@@ -240,10 +240,17 @@ pub fn spawn_registrations(
 
 fn parse_registrar(uri: &str) -> Result<Uri, RegisterError> {
     let invalid = |reason: &str| RegisterError::InvalidRegistrar { uri: uri.to_owned(), reason: reason.to_owned() };
-    let parsed = Uri::try_from(uri.trim()).map_err(|e| invalid(&e.to_string()))?;
+    let trimmed = uri.trim();
+    if !trimmed.get(..4).is_some_and(|scheme| scheme.eq_ignore_ascii_case("sip:")) {
+        return Err(invalid("expected a sip: URI such as sip:pbx.example.com:5060"));
+    }
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("contains white space"));
+    }
+    let parsed = Uri::try_from(trimmed).map_err(|e| invalid(&e.to_string()))?;
     match parsed.scheme {
-        Some(Scheme::Sip) | None => Ok(parsed),
-        _ => Err(invalid("only sip: registrars are supported")),
+        Some(Scheme::Sip) => Ok(parsed),
+        _ => Err(invalid("expected a sip: URI such as sip:pbx.example.com:5060")),
     }
 }
 
@@ -426,7 +433,9 @@ mod tests {
     fn registrar_and_user_validation() {
         assert!(parse_registrar("sip:127.0.0.1:5070").is_ok());
         assert!(parse_registrar("sip:pbx.example.com;transport=tcp").is_ok());
-        assert!(matches!(parse_registrar("not a uri"), Err(RegisterError::InvalidRegistrar { .. })));
+        for bad in ["not a uri", "sip:pbx example.com", "pbx.example.com", "tel:+4930123"] {
+            assert!(matches!(parse_registrar(bad), Err(RegisterError::InvalidRegistrar { .. })), "{bad}");
+        }
         assert!(matches!(parse_registrar("sips:pbx.example.com"), Err(RegisterError::InvalidRegistrar { .. })));
         assert!(check_user("voicemail").is_ok());
         assert!(check_user("+4930123").is_ok());
