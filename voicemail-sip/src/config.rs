@@ -317,7 +317,7 @@ fn parse_account(path: &str, value: &toml::Value) -> Result<Account, SipConfigEr
     let username = required("username")?;
     let password = required("password")?;
     let expires = match table.get("expires") {
-        None => 600,
+        None => crate::register::DEFAULT_EXPIRES,
         Some(v) => {
             let p = format!("{path}.expires");
             let n = integer(&p, v)?;

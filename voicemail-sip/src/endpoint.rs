@@ -38,6 +38,7 @@ use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, 
 use crate::config::SipConfig;
 use crate::error::{Error, Result};
 use crate::media::{self, MediaCommand, PortPool};
+use crate::register::{AccountStatus, RegistrationHandle};
 use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
 
 /// How long the endpoint waits for calls to finish after a shutdown request.
@@ -77,6 +78,12 @@ impl EndpointHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
     }
+
+    /// The registration state of every `[[sip.accounts]]` entry (empty before
+    /// [`Endpoint::run`] starts them, or without accounts).
+    pub fn registrations(&self) -> Vec<AccountStatus> {
+        self.shared.registrations.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|r| r.status()).unwrap_or_default()
+    }
 }
 
 struct Shared {
@@ -92,6 +99,7 @@ struct Shared {
     messages: mpsc::UnboundedSender<MessageMeta>,
     local_addr: SocketAddr,
     rng: std::sync::Mutex<rand::rngs::SmallRng>,
+    registrations: std::sync::Mutex<Option<RegistrationHandle>>,
 }
 
 impl Shared {
@@ -154,10 +162,8 @@ impl Endpoint {
             messages: messages_tx,
             local_addr,
             rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
+            registrations: std::sync::Mutex::new(None),
         });
-        if !shared.sip.accounts.is_empty() {
-            tracing::warn!("sip.accounts is set, but registration is not wired in yet");
-        }
         Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token })
     }
 
@@ -183,6 +189,14 @@ impl Endpoint {
         let inner = self.stack.inner.clone();
         let mut serve = tokio::spawn(async move { inner.serve().await });
         let shared = self.shared.clone();
+        if !shared.sip.accounts.is_empty() {
+            let handle = crate::register::spawn_registrations(
+                self.stack.inner.clone(),
+                shared.sip.accounts.clone(),
+                &self.stack_token,
+            )?;
+            *shared.registrations.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        }
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         loop {
             if grace_deadline.is_some() && shared.active.load(Ordering::SeqCst) == 0 {
@@ -221,8 +235,12 @@ impl Endpoint {
                 }
             }
         }
-        self.stack_token.cancel();
         shared.shutdown.cancel();
+        let registrations = shared.registrations.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(r) = registrations {
+            r.shutdown().await;
+        }
+        self.stack_token.cancel();
         Ok(())
     }
 }

@@ -31,6 +31,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An account of `[[sip.accounts]]` cannot be registered.
+    #[error(transparent)]
+    Register(#[from] crate::register::RegisterError),
     /// The SIP stack failed.
     #[error("sip stack: {0}")]
     Stack(#[from] rsipstack::Error),

@@ -152,6 +152,11 @@ impl RegistrationHandle {
         self.status.borrow().clone()
     }
 
+    /// A receiver that sees every status change (also after [`RegistrationHandle::shutdown`]).
+    pub fn watch(&self) -> watch::Receiver<Vec<AccountStatus>> {
+        self.status.clone()
+    }
+
     /// Whether every account is registered right now.
     pub fn all_registered(&self) -> bool {
         self.status.borrow().iter().all(|s| matches!(s.state, RegistrationState::Registered { .. }))

@@ -1,0 +1,568 @@
+//! Interop with a real Kamailio registrar/proxy (`examples/kamailio/kamailio.cfg`).
+//!
+//! - The registrar challenges REGISTER with `401` Digest `qop="auth"` (MD5).
+//! - `voicemail_sip::register` registers through a real rsipstack endpoint with digest auth,
+//!   Kamailio holds the binding (`kamcmd ul.dump`), the binding is refreshed before it
+//!   expires, and shutdown removes it (`Expires: 0`).
+//! - A wrong password is reported as a failing registration, not as registered.
+//! - The full path: the voicemail [`Endpoint`] REGISTERs with Kamailio (`[[sip.accounts]]`),
+//!   SIPp calls `sip:voicemail@<kamailio>`, Kamailio routes the INVITE to the registered contact
+//!   (`lookup("location")` + `t_relay()`, record-routed), audio flows, the caller hangs up, and the
+//!   delivered message (`<spool>/<id>.json` + WAV) carries the caller's number and the expected
+//!   length.
+//!
+//! Needs the Debian packages `kamailio` and `sip-tester` (SIPp). Without them the tests print
+//! `SKIPPED` and pass, unless `VOICEMAIL_REQUIRE_INTEROP=1` is set (as `.ci/run` does), which
+//! turns a missing tool into a failure. Everything runs on 127.0.0.1 with free ports; every
+//! Kamailio is started in its own process group and stopped by that id.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rsipstack::EndpointBuilder;
+use rsipstack::transport::TransportLayer;
+use rsipstack::transport::udp::UdpConnection;
+use tokio_util::sync::CancellationToken;
+use voicemail_sip::register::{Account, RegistrationState, spawn_registrations};
+
+const KAMAILIO_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kamailio/kamailio.cfg");
+const MODULE_DIRS: [&str; 3] =
+    ["/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules"];
+const USER: &str = "voicemail";
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("voicemail-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("VOICEMAIL_KEEP_TEMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn find_tool(name: &str, candidates: &[&str]) -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
+        .unwrap_or_default();
+    candidates.iter().map(PathBuf::from).chain(from_path).find(|p| p.is_file())
+}
+
+/// The tools, or `None` after printing why the test is skipped (a failure when
+/// `VOICEMAIL_REQUIRE_INTEROP` is set).
+fn tools(need_sipp: bool) -> Option<(PathBuf, PathBuf, Option<PathBuf>)> {
+    let kamailio = find_tool("kamailio", &["/usr/sbin/kamailio"]);
+    let kamcmd = find_tool("kamcmd", &["/usr/sbin/kamcmd"]);
+    let sipp = find_tool("sipp", &["/usr/bin/sipp"]);
+    let missing: Vec<&str> = [
+        kamailio.is_none().then_some("kamailio (Debian package kamailio)"),
+        kamcmd.is_none().then_some("kamcmd (Debian package kamailio)"),
+        (need_sipp && sipp.is_none()).then_some("sipp (Debian package sip-tester)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !missing.is_empty() {
+        let message = format!("SKIPPED: missing {}", missing.join(", "));
+        assert!(std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_none(), "{message}");
+        eprintln!("{message}");
+        return None;
+    }
+    Some((kamailio?, kamcmd?, sipp))
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// A Kamailio running `examples/kamailio/kamailio.cfg` in the foreground, in its own process
+/// group; stopped (SIGTERM, then SIGKILL) by that group id on drop.
+struct Kamailio {
+    child: Child,
+    port: u16,
+    kamcmd: PathBuf,
+    ctl: String,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    fn start(binary: &Path, kamcmd: &Path, dir: &Path, password: &str) -> Kamailio {
+        let port = free_port();
+        let ctl = format!("unix:{}", dir.join("kamailio.ctl").display());
+        let log = dir.join("kamailio.log");
+        let mut command = Command::new(binary);
+        command
+            .args(["-DD", "-E", "-f", KAMAILIO_CFG])
+            .args(["-A", &format!("LISTEN_PORT={port}")])
+            .args(["-A", &format!("VM_USER=\"{USER}\"")])
+            .args(["-A", &format!("VM_PASSWORD=\"{password}\"")])
+            .args(["-A", &format!("CTL_SOCKET=\"{ctl}\"")])
+            .args(["-Y", &dir.display().to_string()])
+            .args(["-P", &dir.join("kamailio.pid").display().to_string()])
+            .args(["-w", &dir.display().to_string()])
+            .args(["-m", "32", "-M", "4"]);
+        if let Some(modules) = MODULE_DIRS.iter().find(|d| Path::new(d).is_dir()) {
+            command.args(["-L", modules]);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut kamailio = Kamailio { child, port, kamcmd: kamcmd.to_owned(), ctl, log };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = kamailio.child.try_wait().unwrap() {
+                panic!("kamailio exited with {status}:\n{}", kamailio.log_text());
+            }
+            if kamailio.rpc(&["core.version"]).is_some() {
+                return kamailio;
+            }
+            assert!(Instant::now() < deadline, "kamailio did not start:\n{}", kamailio.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn rpc(&self, args: &[&str]) -> Option<String> {
+        let output = Command::new(&self.kamcmd).args(["-s", &self.ctl]).args(args).output().ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// The location table (`ul.dump`).
+    fn locations(&self) -> String {
+        self.rpc(&["ul.dump"]).unwrap_or_default()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `ul.dump` satisfies `check`.
+    async fn wait_locations(&self, timeout: Duration, check: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let dump = self.locations();
+            if check(&dump) {
+                return Some(dump);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `CSeq` number of the first contact in an `ul.dump`.
+fn cseq_of(dump: &str) -> Option<u32> {
+    dump.lines().find_map(|l| l.trim().strip_prefix("CSeq:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// A real rsipstack endpoint on UDP 127.0.0.1 (free port), served in the background.
+async fn sip_endpoint(token: &CancellationToken) -> (rsipstack::transaction::endpoint::Endpoint, SocketAddr) {
+    let transport_layer = TransportLayer::new(token.child_token());
+    let udp = UdpConnection::create_connection("127.0.0.1:0".parse().unwrap(), None, Some(token.child_token()))
+        .await
+        .unwrap();
+    transport_layer.add_transport(udp.into());
+    let endpoint =
+        EndpointBuilder::new().with_cancel_token(token.child_token()).with_transport_layer(transport_layer).build();
+    let addr = endpoint.get_addrs().first().unwrap().addr.to_string().parse().unwrap();
+    let inner = endpoint.inner.clone();
+    tokio::spawn(async move {
+        let _ = inner.serve().await;
+    });
+    (endpoint, addr)
+}
+
+fn password() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("pw-{nanos:x}")
+}
+
+#[test]
+fn registrar_challenges_with_digest_md5_qop_auth() {
+    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
+    let dir = TempDir::new("kam-challenge");
+    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password());
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = socket.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-challenge-1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{USER}@127.0.0.1:{port}>;tag=1\r\nTo: <sip:{USER}@127.0.0.1:{port}>\r\n\
+         Call-ID: challenge-{}@127.0.0.1\r\nCSeq: 1 REGISTER\r\nContact: <sip:{USER}@{local}>\r\nExpires: 60\r\n\
+         Content-Length: 0\r\n\r\n",
+        std::process::id(),
+        port = kam.port
+    );
+    socket.send_to(register.as_bytes(), ("127.0.0.1", kam.port)).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
+    let response = String::from_utf8_lossy(&buf[..n]);
+    assert!(response.starts_with("SIP/2.0 401 "), "{response}");
+    let challenge = response
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .unwrap_or_else(|| panic!("no WWW-Authenticate in {response}"));
+    assert!(challenge.contains("Digest"), "{challenge}");
+    assert!(challenge.contains("qop=\"auth\""), "{challenge}");
+    // RFC 2617: no algorithm parameter means MD5.
+    assert!(!challenge.contains("algorithm=") || challenge.contains("algorithm=MD5"), "{challenge}");
+    assert!(!kam.locations().contains(&format!("AoR: {USER}")), "an unauthenticated REGISTER was saved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_refreshes_and_unregisters_with_digest_auth() {
+    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
+    let dir = TempDir::new("kam-register");
+    let password = password();
+    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password);
+    let token = CancellationToken::new();
+    let (endpoint, local) = sip_endpoint(&token).await;
+
+    let account = Account {
+        registrar: format!("sip:127.0.0.1:{}", kam.port),
+        username: USER.into(),
+        password,
+        expires: 4,
+        contact_user: Some("vm".into()),
+    };
+    let handle = spawn_registrations(endpoint.inner.clone(), vec![account], &token).unwrap();
+    assert!(handle.wait_registered(Duration::from_secs(10)).await, "not registered: {:?}", handle.status());
+    assert_eq!(handle.status()[0].state, RegistrationState::Registered { expires: 4 });
+
+    let contact = format!("sip:vm@{local}");
+    let dump = kam
+        .wait_locations(Duration::from_secs(5), |d| d.contains(&format!("AoR: {USER}")) && d.contains(&contact))
+        .await
+        .unwrap_or_else(|| panic!("binding {contact} not in ul.dump:\n{}", kam.locations()));
+    eprintln!("ul.dump after registration:\n{dump}");
+    let first_cseq = cseq_of(&dump).unwrap();
+
+    // Granted 4 s: rsipstack refreshes at 75 % (3 s), each refresh being challenged again
+    // (REGISTER + authenticated REGISTER, CSeq + 2); two refreshes within 8 s.
+    kam.wait_locations(Duration::from_secs(8), |d| d.contains(&contact) && cseq_of(d).is_some_and(|c| c >= first_cseq + 4))
+        .await
+        .unwrap_or_else(|| panic!("binding was not refreshed twice within 8 s:\n{}", kam.locations()));
+    assert!(handle.all_registered(), "{:?}", handle.status());
+
+    // Shutdown sends Expires: 0; the binding goes away at once, not when it expires.
+    let status = handle.watch();
+    let started = Instant::now();
+    handle.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert_eq!(status.borrow()[0].state, RegistrationState::Unregistered);
+    let dump = kam.locations();
+    assert!(!dump.contains(&contact), "binding still present after unregistration:\n{dump}");
+    token.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_reported_as_failing() {
+    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
+    let dir = TempDir::new("kam-badpw");
+    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password());
+    let token = CancellationToken::new();
+    let (endpoint, _) = sip_endpoint(&token).await;
+    let account = Account {
+        registrar: format!("sip:127.0.0.1:{}", kam.port),
+        username: USER.into(),
+        password: "not-the-password".into(),
+        expires: 60,
+        contact_user: None,
+    };
+    let handle = spawn_registrations(endpoint.inner.clone(), vec![account], &token).unwrap();
+    let mut status = handle.watch();
+    let failing = tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| matches!(s[0].state, RegistrationState::Failing { .. })),
+    )
+    .await;
+    assert!(failing.is_ok(), "{:?}", handle.status());
+    match &handle.status()[0].state {
+        RegistrationState::Failing { last_error, failures } => {
+            assert!(last_error.contains("401"), "{last_error}");
+            assert!(*failures >= 1);
+            assert!(!last_error.contains("not-the-password"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!handle.all_registered());
+    assert!(!kam.locations().contains(&format!("AoR: {USER}")));
+    handle.shutdown().await;
+    token.cancel();
+}
+
+const CALLER: &str = "+4930123456";
+
+/// SIPp UAC: INVITE to `[service]` via the proxy, record-routed ACK and BYE, `AUDIO` streamed
+/// as PCMU with `rtp_stream` for `PAUSE_MS` before hanging up.
+const SIPP_CALL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="call through kamailio">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Kamailio Test" <sip:CALLER@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:CALLER@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Subject: voicemail via kamailio
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=sipp 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: "Kamailio Test" <sip:CALLER@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:CALLER@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <nop>
+    <action>
+      <exec rtp_stream="AUDIO,1,0"/>
+    </action>
+  </nop>
+  <pause milliseconds="PAUSE_MS"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: "Kamailio Test" <sip:CALLER@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:CALLER@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"#;
+
+/// `seconds` of a 440 Hz tone as raw PCMU (what SIPp's `rtp_stream` plays).
+fn tone_ulaw(seconds: f64) -> Vec<u8> {
+    let samples = (seconds * 8000.0) as usize;
+    (0..samples)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            voicemail_core::codec::g711::linear_to_ulaw((8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
+        })
+        .collect()
+}
+
+/// A short greeting: `seconds` of a quiet 600 Hz tone, 8 kHz mono WAV.
+fn write_greeting(path: &Path, seconds: f64) {
+    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(seconds * 8000.0) as usize {
+        let t = i as f64 / 8000.0;
+        writer.write_sample((2000.0 * (2.0 * std::f64::consts::PI * 600.0 * t).sin()) as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_through_kamailio_reaches_the_registered_endpoint() {
+    use voicemail_sip::{Endpoint, SipConfig};
+
+    let Some((kamailio, kamcmd, Some(sipp))) = tools(true) else { return };
+    let dir = TempDir::new("kam-call");
+    let password = password();
+    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password);
+
+    // The voicemail endpoint, registering with Kamailio as `voicemail`.
+    const GREETING_S: f64 = 1.0;
+    const BEEP_S: f64 = 0.25;
+    let greeting = dir.path().join("greeting.wav");
+    write_greeting(&greeting, GREETING_S);
+    let spool = dir.path().join("spool");
+    let rtp_base = 40000 + (std::process::id() % 500) as u16 * 40;
+    let config = format!(
+        r#"
+mailbox = "Kamailio interop"
+timezone = "UTC"
+spool = "{spool}"
+
+[recording]
+silence_timeout = "off"
+
+[greetings]
+default = "{greeting}"
+
+[sip]
+listen = "127.0.0.1:0"
+rtp_ports = "{rtp_low}-{rtp_high}"
+
+[[sip.accounts]]
+registrar = "sip:127.0.0.1:{kport}"
+username = "{USER}"
+password = "{password}"
+expires = 60
+"#,
+        spool = spool.display(),
+        greeting = greeting.display(),
+        rtp_low = rtp_base,
+        rtp_high = rtp_base + 39,
+        kport = kam.port,
+    );
+    let mut mailbox = voicemail_core::config::Config::from_toml_str_in(&config, dir.path()).unwrap();
+    mailbox.load_prompts().unwrap();
+    let sip = SipConfig::from_table(mailbox.sip.as_ref()).unwrap();
+    let mut endpoint = Endpoint::bind(sip, Arc::new(mailbox)).await.unwrap();
+    let endpoint_addr = endpoint.local_addr();
+    let mut messages = endpoint.messages().unwrap();
+    let handle = endpoint.handle();
+    let running = tokio::spawn(endpoint.run());
+
+    // Kamailio holds the endpoint's binding.
+    let contact = format!("@{endpoint_addr}");
+    kam.wait_locations(Duration::from_secs(15), |d| d.contains(&format!("AoR: {USER}")) && d.contains(&contact))
+        .await
+        .unwrap_or_else(|| {
+            panic!("endpoint not registered: {:?}\nul.dump:\n{}", handle.registrations(), kam.locations())
+        });
+    let registrations = handle.registrations();
+    assert!(matches!(registrations[0].state, RegistrationState::Registered { .. }), "{registrations:?}");
+
+    // SIPp calls the AoR through Kamailio and streams 5 s of audio, hanging up after 5.5 s.
+    const AUDIO_S: f64 = 5.0;
+    const CALL_MS: u64 = 5500;
+    let audio = dir.path().join("caller.ulaw");
+    std::fs::write(&audio, tone_ulaw(AUDIO_S)).unwrap();
+    let scenario = dir.path().join("call.xml");
+    let xml = SIPP_CALL
+        .replace("CALLER", CALLER)
+        .replace("AUDIO", &audio.display().to_string())
+        .replace("PAUSE_MS", &CALL_MS.to_string());
+    std::fs::write(&scenario, xml).unwrap();
+    let sipp_port = free_port();
+    let media_port = free_port();
+    let mut command = Command::new(&sipp);
+    command
+        .arg(format!("127.0.0.1:{}", kam.port))
+        .args(["-sf", &scenario.display().to_string()])
+        .args(["-s", USER, "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-p", &sipp_port.to_string(), "-mp", &media_port.to_string()])
+        .args(["-m", "1", "-l", "1", "-timeout", "40s", "-timeout_error", "-nostdin"])
+        .args(["-trace_err", "-trace_msg", "-message_file", &dir.path().join("sipp-messages.log").display().to_string()])
+        .args(["-error_file", &dir.path().join("sipp-errors.log").display().to_string()])
+        .current_dir(dir.path());
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    let sipp_log = std::fs::read_to_string(dir.path().join("sipp-messages.log")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "sipp failed ({}):\n{}\n{}\nerrors:\n{}\nkamailio:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        sipp_log,
+        std::fs::read_to_string(dir.path().join("sipp-errors.log")).unwrap_or_default(),
+        kam.log_text()
+    );
+    // The INVITE really went through the proxy: the endpoint's answer is record-routed by it.
+    assert!(sipp_log.contains(&format!("Record-Route: <sip:127.0.0.1:{}", kam.port)), "{sipp_log}");
+
+    // The delivered message.
+    let meta = tokio::time::timeout(Duration::from_secs(20), messages.recv())
+        .await
+        .expect("no message within 20 s of the hang-up")
+        .expect("message channel closed");
+    assert_eq!(meta.caller, CALLER);
+    let json_path = spool.join(format!("{}.json", meta.id));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(json["caller"], CALLER, "{json}");
+    let wav_path = meta.wav_path.clone().expect("no wav path");
+    assert!(wav_path.starts_with(&spool), "{}", wav_path.display());
+    let reader = hound::WavReader::open(&wav_path).unwrap();
+    assert_eq!(reader.spec().sample_rate, 8000);
+    let samples: Vec<i16> = reader.into_samples::<i16>().map(Result::unwrap).collect();
+    let wav_s = samples.len() as f64 / 8000.0;
+    // Recording starts after the greeting and the beep and holds the caller's audio up to the
+    // BYE (the stream ends 0.5 s before it).
+    let expected_s = AUDIO_S.min(CALL_MS as f64 / 1000.0) - GREETING_S - BEEP_S;
+    assert!((wav_s - expected_s).abs() <= 0.6, "wav {wav_s:.2} s, expected about {expected_s:.2} s: {meta:?}");
+    assert!((meta.duration_ms as f64 / 1000.0 - wav_s).abs() < 0.05, "{meta:?}");
+    // It is the caller's tone, not silence.
+    let loud = samples.iter().filter(|s| s.unsigned_abs() > 2000).count();
+    assert!(loud as f64 > samples.len() as f64 * 0.3, "recording is mostly silent: {loud}/{}", samples.len());
+    eprintln!("message {} from {}: {wav_s:.2} s ({:?})", meta.id, meta.caller, meta.end_reason);
+
+    handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
+    // Shutdown unregistered the endpoint.
+    let dump = kam.locations();
+    assert!(!dump.contains(&contact), "binding left after shutdown:\n{dump}");
+}

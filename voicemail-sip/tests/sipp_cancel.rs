@@ -1,0 +1,34 @@
+//! CANCEL before the answer: with a 3 s ring delay the endpoint sends 100 and 180 and waits;
+//! SIPp cancels, gets 200 for the CANCEL and 487 for the INVITE (and ACKs it), and the call
+//! still becomes a message: zero-length WAV, end reason `hang-up`, the caller's number.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestEndpoint, run_sipp, scenario};
+use voicemail_core::EndReason;
+
+#[test]
+fn cancel_while_ringing_gets_487_and_leaves_an_empty_message() {
+    let Some(sipp) = common::tool("sipp", "sip-tester") else { return };
+    let mut ep = TestEndpoint::start("cancel", "ring_delay = \"3s\"", "");
+    let dir = ep.dir.path().join("sipp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let xml = scenario(&dir, "uac_cancel", &[("CALLER", "+74950000001".into())]);
+    let started = Instant::now();
+    let run = run_sipp(&sipp, &dir, &ep.target(), &["-sf", xml.to_str().unwrap(), "-s", "vm", "-m", "1", "-trace_msg"], Duration::from_secs(30));
+    assert!(run.success(), "{}", run.describe());
+    assert!(started.elapsed() < Duration::from_secs(3), "the CANCEL should end the call before the ring delay");
+    let log = run.logs("_messages.log");
+    assert!(log.contains("SIP/2.0 487"), "no 487 in\n{log}");
+    assert!(!log.contains("SIP/2.0 200 OK\r\n") || !log.contains("CSeq: 1 INVITE\r\nContent-Type: application/sdp"), "the INVITE must not be answered");
+
+    let meta = ep.next_message(Duration::from_secs(10)).expect("a message for the call");
+    assert_eq!(meta.caller, "+74950000001");
+    assert_eq!(meta.end_reason, EndReason::HangUp);
+    assert_eq!(meta.duration_ms, 0);
+    common::assert_spool_json(&ep.spool, &meta);
+    assert!(common::read_recording(&meta).is_empty());
+    ep.stop();
+}

@@ -1,0 +1,55 @@
+//! The same call as `sipp_stream`, over TCP (`sipp -t t1`): INVITE, 200, ACK and BYE travel on
+//! one TCP connection, the Contact says `transport=tcp`, and the delivered message has the
+//! streamed audio (3 s of A-law at 1 kHz, ±100 ms) and the caller's number.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEndpoint, greeting_and_beep, run_sipp, scenario, write_g711_wav};
+use voicemail_core::{CodecKind, EndReason};
+
+#[test]
+fn a_call_over_tcp_is_recorded() {
+    let Some(sipp) = common::tool("sipp", "sip-tester") else { return };
+    let mut ep = TestEndpoint::start("tcp", "", "");
+    let dir = ep.dir.path().join("sipp");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_g711_wav(&dir.join("tone.wav"), CodecKind::Pcma, 3.0, 1000.0);
+    let xml = scenario(
+        &dir,
+        "uac_stream",
+        &[
+            ("CALLER", "84951234567".into()),
+            ("PT", "8".into()),
+            ("CODEC", "PCMA".into()),
+            ("GREETING_MS", (greeting_and_beep().as_millis() + 20).to_string()),
+            ("FILE", "tone.wav".into()),
+            ("STREAM_MS", "3000".into()),
+        ],
+    );
+    let run = run_sipp(
+        &sipp,
+        &dir,
+        &ep.target(),
+        &["-sf", xml.to_str().unwrap(), "-s", "vm", "-m", "1", "-t", "t1", "-trace_msg"],
+        Duration::from_secs(60),
+    );
+    assert!(run.success(), "{}", run.describe());
+    let log = run.logs("_messages.log");
+    assert!(log.contains("TCP message received"), "SIPp did not use TCP:\n{log}");
+    assert!(log.to_ascii_lowercase().contains("transport=tcp"), "our Contact should name TCP:\n{log}");
+
+    let meta = ep.next_message(Duration::from_secs(10)).expect("a message for the call");
+    assert_eq!(meta.caller, "84951234567");
+    assert_eq!(meta.end_reason, EndReason::HangUp);
+    assert_eq!(meta.codec, CodecKind::Pcma);
+    common::assert_spool_json(&ep.spool, &meta);
+    let samples = common::read_recording(&meta);
+    let ms = samples.len() as u64 / 8;
+    eprintln!("recorded {ms} ms");
+    assert!((2900..=3100).contains(&ms), "WAV is {ms} ms, expected 3000 ± 100");
+    let f = common::dominant_frequency(&samples[4000..20000]);
+    assert!((990.0..=1010.0).contains(&f), "dominant frequency {f} Hz, expected 1000");
+    ep.stop();
+}
