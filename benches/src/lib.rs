@@ -11,8 +11,7 @@ use voicemail_core::{
 pub fn caller_packets(seconds: u32) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for i in 0..seconds * 50 {
-        let pcm: Vec<i16> =
-            (0..160).map(|k| (((i * 160 + k) as f32 * 0.07).sin() * 6000.0) as i16).collect();
+        let pcm: Vec<i16> = (0..160).map(|k| (((i * 160 + k) as f32 * 0.07).sin() * 6000.0) as i16).collect();
         let mut p = vec![0x80, 0];
         p.extend_from_slice(&(i as u16).to_be_bytes());
         p.extend_from_slice(&(i * 160).to_be_bytes());

@@ -236,7 +236,13 @@ pub fn run(a: &Args) -> Result<Outcome, String> {
 }
 
 /// Drives the call with the simulated caller until its message is recorded.
-fn simulate(call: &mut Call, input: &Prompt, a: &Args, rng: &mut SmallRng, base: Instant) -> Result<MessageMeta, String> {
+fn simulate(
+    call: &mut Call,
+    input: &Prompt,
+    a: &Args,
+    rng: &mut SmallRng,
+    base: Instant,
+) -> Result<MessageMeta, String> {
     let mut caller = Some(Caller::new(input.pcm(), a.codec, a, rng));
     let file_len = Duration::from_nanos(input.samples() as u64 * 125_000);
     let mut hangup = a.hangup_at.map(|s| base + Duration::from_secs_f64(s));

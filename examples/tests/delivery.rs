@@ -124,7 +124,10 @@ fn hostile_caller_strings_add_no_header_and_no_file() {
     let out = call(&config, &input, number, name, "2027-03-06T23:00:00+03:00");
     assert_eq!(out.meta.greeting, "after_hours");
 
-    for path in maildir_messages(&dir.path().join("Maildir/.Voicemail")).iter().chain(&maildir_messages(&dir.path().join("smtp"))) {
+    for path in maildir_messages(&dir.path().join("Maildir/.Voicemail"))
+        .iter()
+        .chain(&maildir_messages(&dir.path().join("smtp")))
+    {
         let mail = Mail::read(path);
         let names = mail.header_names();
         for bad in ["bcc", "x-injected", "x-evil"] {
@@ -137,7 +140,11 @@ fn hostile_caller_strings_add_no_header_and_no_file() {
     for f in all_files(dir.path()) {
         let rel = f.strip_prefix(dir.path()).unwrap();
         let top = rel.components().next().unwrap().as_os_str().to_string_lossy().to_string();
-        assert!(["spool", "Maildir", "smtp", "voicemail.toml", "speech.wav"].contains(&top.as_str()), "{}", f.display());
+        assert!(
+            ["spool", "Maildir", "smtp", "voicemail.toml", "speech.wav"].contains(&top.as_str()),
+            "{}",
+            f.display()
+        );
     }
     assert!(!Path::new("/etc/passwd.wav").exists());
 }

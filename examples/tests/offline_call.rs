@@ -101,5 +101,8 @@ fn missing_or_garbage_input_is_a_one_line_error() {
     let e = run(&args(&garbage, dir.path())).unwrap_err();
     assert!(!e.contains('\n') && e.contains("decode"), "{e}");
     assert!(Args::parse(["--input".into(), "x".into()]).is_err(), "--caller is required");
-    assert!(Args::parse(["--input".into(), "x".into(), "--caller".into(), "1".into(), "--loss".into(), "2".into()]).is_err());
+    assert!(
+        Args::parse(["--input".into(), "x".into(), "--caller".into(), "1".into(), "--loss".into(), "2".into()])
+            .is_err()
+    );
 }

@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod deliver;
 pub mod directory;
+mod durable;
 pub mod error;
 pub mod greeting;
 pub mod io;

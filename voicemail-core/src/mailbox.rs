@@ -26,13 +26,14 @@
 //! the spool. Time is always passed in (`at`); this module never reads the clock.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::durable;
 use crate::message::MessageMeta;
 
 /// File name of the deletion log in the spool.
@@ -459,21 +460,10 @@ impl Mailbox {
 
     fn write_state(&self, id: &str, record: &WorkflowRecord) -> Result<(), MailboxError> {
         let path = self.state_path(id);
-        let tmp = self.spool.join(format!(".{id}{STATE_SUFFIX}.tmp"));
-        let io_err = |action: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| MailboxError::Io { action, path, source }
-        };
         let mut bytes = serde_json::to_vec_pretty(record)
             .map_err(|source| MailboxError::CorruptState { path: path.clone(), source })?;
         bytes.push(b'\n');
-        {
-            let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-            file.write_all(&bytes).map_err(io_err("cannot write", &tmp))?;
-            file.sync_all().map_err(io_err("cannot sync", &tmp))?;
-        }
-        fs::rename(&tmp, &path).map_err(io_err("cannot rename into place", &path))?;
-        sync_dir(&self.spool)
+        durable::write_atomic(&path, &bytes).map_err(|source| MailboxError::Io { action: "cannot write", path, source })
     }
 
     fn append_deletion(&self, record: &DeletionRecord) -> Result<(), MailboxError> {
@@ -536,7 +526,7 @@ fn check_note(value: &str) -> Result<(), MailboxError> {
 
 /// `fsync`s a directory so a rename or removal in it is durable.
 fn sync_dir(dir: &Path) -> Result<(), MailboxError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| MailboxError::Io {
+    durable::sync_dir(dir).map_err(|source| MailboxError::Io {
         action: "cannot sync directory",
         path: dir.to_path_buf(),
         source,

@@ -31,8 +31,7 @@
 //! [`Outbox::next_due`]).
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +39,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::deliver::{self, EmailContext, EmailError, OutgoingEmail, Target};
+use crate::durable;
 use crate::message::MessageMeta;
 
 const OUTBOX_DIR: &str = "outbox";
@@ -643,27 +643,12 @@ fn list_ids(dir: &Path) -> Result<Vec<String>, OutboxError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error("syncing", dir, e))
+    durable::sync_dir(dir).map_err(|e| io_error("syncing", dir, e))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it (`.<name>.tmp`), `fsync`,
-/// `rename`, `fsync` of the directory.
+/// Writes `bytes` to `path` atomically (see [`durable::write_atomic`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutboxError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| io_error("creating", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| io_error("writing", &tmp, e))?;
-        f.sync_all().map_err(|e| io_error("syncing", &tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| io_error("renaming into", path, e))?;
-    sync_dir(dir)
+    durable::write_atomic(path, bytes).map_err(|e| io_error("writing", path, e))
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //! with [`EndReason::Interrupted`].
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::durable::write_atomic;
 use crate::message::{EndReason, MessageMeta};
 use crate::recording::{RepairOutcome, repair_wav};
 
@@ -113,21 +114,4 @@ fn wav_samples(path: &Path) -> Option<u64> {
 
 fn to_json(meta: &MessageMeta) -> io::Result<Vec<u8>> {
     serde_json::to_vec_pretty(meta).map_err(io::Error::other)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

@@ -52,7 +52,11 @@ fn sipp_g711a_capture_records_its_length() {
 #[test]
 fn asterisk_40ms_alaw_capture_records_its_length() {
     let Some((samples, span, m)) = replay("asterisk-testsuite/40msalaw.pcap", CodecKind::Pcma) else { return };
-    assert!(samples as u64 >= span && samples as u64 <= span + 480, "{samples} samples for a {span}-sample stream; {:?}", m.media);
+    assert!(
+        samples as u64 >= span && samples as u64 <= span + 480,
+        "{samples} samples for a {span}-sample stream; {:?}",
+        m.media
+    );
 }
 
 #[test]

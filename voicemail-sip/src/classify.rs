@@ -202,12 +202,7 @@ pub fn classify_request(req: &Request, source: IpAddr, dialog_known: bool, polic
         Method::Bye | Method::Cancel | Method::Info | Method::Update | Method::PRack => {
             Decision::Reply(Reply::new(481, "no such dialog or transaction"))
         }
-        Method::Register
-        | Method::Subscribe
-        | Method::Notify
-        | Method::Publish
-        | Method::Message
-        | Method::Refer => {
+        Method::Register | Method::Subscribe | Method::Notify | Method::Publish | Method::Message | Method::Refer => {
             Decision::Reply(Reply::new(405, format!("{} not allowed", req.method)).with(ReplyExtra::AllowAccept))
         }
     }

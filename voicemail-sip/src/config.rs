@@ -203,7 +203,10 @@ impl SipConfig {
                     }
                     config.advertise_ip = Some(ip);
                 }
-                "rtp_ports" => config.rtp_ports = parse_port_range(string(&path, value)?).map_err(|m| SipConfigError::new(&path, m))?,
+                "rtp_ports" => {
+                    config.rtp_ports =
+                        parse_port_range(string(&path, value)?).map_err(|m| SipConfigError::new(&path, m))?
+                }
                 "max_calls" => {
                     let n = integer(&path, value)?;
                     config.max_calls = match usize::try_from(n) {
@@ -224,7 +227,8 @@ impl SipConfig {
                     config.allow_from.clear();
                     for (i, item) in array(&path, value)?.iter().enumerate() {
                         let item_path = format!("{path}[{i}]");
-                        let rule = AddrRule::parse(string(&item_path, item)?).map_err(|m| SipConfigError::new(&item_path, m))?;
+                        let rule = AddrRule::parse(string(&item_path, item)?)
+                            .map_err(|m| SipConfigError::new(&item_path, m))?;
                         config.allow_from.push(rule);
                     }
                 }
@@ -244,7 +248,10 @@ impl SipConfig {
                     }
                 }
                 _ => {
-                    return Err(SipConfigError::new(path, format!("unknown key, expected one of: {}", KEYS.join(", "))));
+                    return Err(SipConfigError::new(
+                        path,
+                        format!("unknown key, expected one of: {}", KEYS.join(", ")),
+                    ));
                 }
             }
         }
@@ -278,7 +285,8 @@ fn is_user_char(c: char) -> bool {
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let expected = || format!("expected \"LOW-HIGH\" like \"20000-20999\" (1024-65535, at least two ports), found {s:?}");
+    let expected =
+        || format!("expected \"LOW-HIGH\" like \"20000-20999\" (1024-65535, at least two ports), found {s:?}");
     let (lo, hi) = s.split_once('-').ok_or_else(expected)?;
     let lo: u16 = lo.trim().parse().map_err(|_| expected())?;
     let hi: u16 = hi.trim().parse().map_err(|_| expected())?;
@@ -339,7 +347,9 @@ fn string<'a>(path: &str, value: &'a toml::Value) -> Result<&'a str, SipConfigEr
 }
 
 fn integer(path: &str, value: &toml::Value) -> Result<i64, SipConfigError> {
-    value.as_integer().ok_or_else(|| SipConfigError::new(path, format!("expected an integer, found {}", value.type_str())))
+    value
+        .as_integer()
+        .ok_or_else(|| SipConfigError::new(path, format!("expected an integer, found {}", value.type_str())))
 }
 
 fn array<'a>(path: &str, value: &'a toml::Value) -> Result<&'a Vec<toml::Value>, SipConfigError> {
@@ -398,7 +408,10 @@ mod tests {
             ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.advertise_ip"),
             ("[sip]\ntransports = [\"sctp\"]", "sip.transports[0]"),
             ("[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"", "sip.accounts[0].password"),
-            ("[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"\npassword = \"p\"\nfoo = 1", "sip.accounts[0].foo"),
+            (
+                "[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"\npassword = \"p\"\nfoo = 1",
+                "sip.accounts[0].foo",
+            ),
         ];
         for (text, key) in cases {
             let e = SipConfig::from_toml_str(text).unwrap_err();

@@ -82,7 +82,13 @@ impl EndpointHandle {
     /// The registration state of every `[[sip.accounts]]` entry (empty before
     /// [`Endpoint::run`] starts them, or without accounts).
     pub fn registrations(&self) -> Vec<AccountStatus> {
-        self.shared.registrations.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|r| r.status()).unwrap_or_default()
+        self.shared
+            .registrations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|r| r.status())
+            .unwrap_or_default()
     }
 }
 
@@ -271,8 +277,11 @@ async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &Cancel
         };
         if sip.tcp {
             if want.port() == 0 && !sip.udp {
-                let l = std::net::TcpListener::bind(addr)
-                    .map_err(|source| Error::Bind { transport: "tcp", addr, source })?;
+                let l = std::net::TcpListener::bind(addr).map_err(|source| Error::Bind {
+                    transport: "tcp",
+                    addr,
+                    source,
+                })?;
                 addr = l.local_addr().map_err(|source| Error::Bind { transport: "tcp", addr, source })?;
             }
             // rsipstack binds the listener only when serving; check the port now.
@@ -289,7 +298,11 @@ async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &Cancel
         }
         return Ok(addr);
     }
-    Err(Error::Bind { transport: "tcp", addr: want, source: std::io::Error::other("no port free for both UDP and TCP") })
+    Err(Error::Bind {
+        transport: "tcp",
+        addr: want,
+        source: std::io::Error::other("no port free for both UDP and TCP"),
+    })
 }
 
 /// The source IP of a transaction's request (loopback when unknown).
@@ -391,6 +404,9 @@ fn may_send(n: &Negotiated) -> bool {
 async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCall>, _slot: Slot) {
     let source = tx.connection.as_ref().and_then(|c| c.get_remote_addr()).map(|a| a.to_string()).unwrap_or_default();
     let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
+    if let Err(e) = tx.send_trying().await {
+        tracing::debug!(error = %e, "100 trying");
+    }
     // 1. The RTP socket, and the answer with its port.
     let socket = match shared.ports.bind() {
         Ok(s) => s,
@@ -635,7 +651,8 @@ async fn on_dialog_state(
         | DialogState::Message(_, _, handle)
         | DialogState::Notify(_, _, handle)
         | DialogState::Publish(_, _, handle) => {
-            let _ = handle.respond(StatusCode::MethodNotAllowed, Some(extra_headers(&ReplyExtra::AllowAccept)), None).await;
+            let _ =
+                handle.respond(StatusCode::MethodNotAllowed, Some(extra_headers(&ReplyExtra::AllowAccept)), None).await;
         }
         DialogState::Calling(_)
         | DialogState::Trying(_)

@@ -309,7 +309,9 @@ impl AccountTask {
         let addrs = self.endpoint.get_addrs();
         let local = addrs
             .iter()
-            .find(|a| a.r#type == transport || (transport.is_none() && a.r#type == Some(rsipstack::sip::Transport::Udp)))
+            .find(|a| {
+                a.r#type == transport || (transport.is_none() && a.r#type == Some(rsipstack::sip::Transport::Udp))
+            })
             .or(addrs.first())?;
         let params = transport.map(|t| vec![Param::Transport(t)]).unwrap_or_default();
         Some(rsipstack::sip::typed::Contact {

@@ -625,7 +625,8 @@ mod tests {
         let n = negotiate(hold.as_bytes(), &LOCAL).unwrap();
         assert_eq!((n.remote_rtp, n.direction), (None, Direction::SendRecv));
         // IPv6, and a v6 answer.
-        let v6 = "v=0\r\no=- 1 2 IN IP6 2001:db8::1\r\ns=-\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 8\r\n";
+        let v6 =
+            "v=0\r\no=- 1 2 IN IP6 2001:db8::1\r\ns=-\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 8\r\n";
         let local6 = LocalMedia { ip: IpAddr::V6(Ipv6Addr::LOCALHOST), ..LOCAL };
         let n = negotiate(v6.as_bytes(), &local6).unwrap();
         assert_eq!(n.remote_rtp, Some("[2001:db8::1]:5000".parse().unwrap()));
@@ -698,7 +699,8 @@ mod tests {
 
     #[test]
     fn malformed_bodies() {
-        for body in [&b""[..], b"hello", b"\xff\xfe\x00", b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n", &[b'a'; MAX_OFFER_LEN + 1]]
+        for body in
+            [&b""[..], b"hello", b"\xff\xfe\x00", b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n", &[b'a'; MAX_OFFER_LEN + 1]]
         {
             let e = negotiate(body, &LOCAL).unwrap_err();
             assert!(matches!(e, SdpError::Malformed(_)), "{e:?}");

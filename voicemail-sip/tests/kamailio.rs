@@ -30,8 +30,11 @@ use tokio_util::sync::CancellationToken;
 use voicemail_sip::register::{Account, RegistrationState, spawn_registrations};
 
 const KAMAILIO_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kamailio/kamailio.cfg");
-const MODULE_DIRS: [&str; 3] =
-    ["/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules"];
+const MODULE_DIRS: [&str; 3] = [
+    "/usr/lib/x86_64-linux-gnu/kamailio/modules",
+    "/usr/lib/aarch64-linux-gnu/kamailio/modules",
+    "/usr/lib/kamailio/modules",
+];
 const USER: &str = "voicemail";
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -286,9 +289,11 @@ async fn registers_refreshes_and_unregisters_with_digest_auth() {
 
     // Granted 4 s: rsipstack refreshes at 75 % (3 s), each refresh being challenged again
     // (REGISTER + authenticated REGISTER, CSeq + 2); two refreshes within 8 s.
-    kam.wait_locations(Duration::from_secs(8), |d| d.contains(&contact) && cseq_of(d).is_some_and(|c| c >= first_cseq + 4))
-        .await
-        .unwrap_or_else(|| panic!("binding was not refreshed twice within 8 s:\n{}", kam.locations()));
+    kam.wait_locations(Duration::from_secs(8), |d| {
+        d.contains(&contact) && cseq_of(d).is_some_and(|c| c >= first_cseq + 4)
+    })
+    .await
+    .unwrap_or_else(|| panic!("binding was not refreshed twice within 8 s:\n{}", kam.locations()));
     assert!(handle.all_registered(), "{:?}", handle.status());
 
     // Shutdown sends Expires: 0; the binding goes away at once, not when it expires.
@@ -419,14 +424,17 @@ fn tone_ulaw(seconds: f64) -> Vec<u8> {
     (0..samples)
         .map(|i| {
             let t = i as f64 / 8000.0;
-            voicemail_core::codec::g711::linear_to_ulaw((8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
+            voicemail_core::codec::g711::linear_to_ulaw(
+                (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16,
+            )
         })
         .collect()
 }
 
 /// A short greeting: `seconds` of a quiet 600 Hz tone, 8 kHz mono WAV.
 fn write_greeting(path: &Path, seconds: f64) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut writer = hound::WavWriter::create(path, spec).unwrap();
     for i in 0..(seconds * 8000.0) as usize {
         let t = i as f64 / 8000.0;
@@ -518,7 +526,12 @@ expires = 60
         .args(["-s", USER, "-i", "127.0.0.1", "-mi", "127.0.0.1"])
         .args(["-p", &sipp_port.to_string(), "-mp", &media_port.to_string()])
         .args(["-m", "1", "-l", "1", "-timeout", "40s", "-timeout_error", "-nostdin"])
-        .args(["-trace_err", "-trace_msg", "-message_file", &dir.path().join("sipp-messages.log").display().to_string()])
+        .args([
+            "-trace_err",
+            "-trace_msg",
+            "-message_file",
+            &dir.path().join("sipp-messages.log").display().to_string(),
+        ])
         .args(["-error_file", &dir.path().join("sipp-errors.log").display().to_string()])
         .current_dir(dir.path());
     let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();

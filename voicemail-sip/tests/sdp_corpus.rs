@@ -66,7 +66,10 @@ fn expectations() -> Vec<(&'static str, Expect)> {
         // PT 101 is G.726-16 here; two a=ptime lines, the first (20) counts.
         ("sdp/gateway-g729-first-pt101-is-g726-dup-ptime.sdp", accept(Pcma, 8, None, 20, Some("77.75.1.10:54424"), 1)),
         ("sdp/lg-ip-phone-audio-video.sdp", accept(Pcma, 8, Some(101), 20, Some("85.112.135.82:17412"), 2)),
-        ("sdp/linphone-talk-speex-static-pts-no-rtpmap.sdp", accept(Pcmu, 0, Some(101), 20, Some("192.168.0.18:7078"), 2)),
+        (
+            "sdp/linphone-talk-speex-static-pts-no-rtpmap.sdp",
+            accept(Pcmu, 0, Some(101), 20, Some("192.168.0.18:7078"), 2),
+        ),
         (
             "sdp/pjsip-session-inactive-media-sendonly.sdp",
             Expect::Accept {
@@ -85,7 +88,10 @@ fn expectations() -> Vec<(&'static str, Expect)> {
         ("sdp/sofia-own5-ipv6-amr-only.sdp", Expect::NotAcceptable),
         ("sdp/vgw-isac-only-trailing-space-mline.sdp", Expect::NotAcceptable),
         ("sdp/x-lite-ilbc-only-te101.sdp", Expect::NotAcceptable),
-        ("sdp/x-lite-lowercase-codec-rtpmap-without-clock.sdp", accept(Pcma, 8, Some(101), 20, Some("192.168.2.15:8000"), 1)),
+        (
+            "sdp/x-lite-lowercase-codec-rtpmap-without-clock.sdp",
+            accept(Pcma, 8, Some(101), 20, Some("192.168.2.15:8000"), 1),
+        ),
         // invites/ (the body after the first blank line)
         ("invites/asterisk-chan_sip-2008-pjsip-ml.sip", accept(Pcmu, 0, Some(101), 20, Some("192.168.1.11:14390"), 1)),
         ("invites/cisco-ios-gw-tel-uri.sip", accept(Pcmu, 0, Some(101), 20, Some("192.0.2.10:18676"), 1)),
@@ -94,9 +100,15 @@ fn expectations() -> Vec<(&'static str, Expect)> {
         ("invites/microsip-3.19.8-tls-sdes-srtp.sip", accept(Pcma, 8, Some(101), 20, Some("10.2.19.102:4000"), 1)),
         // PT 101 is listed twice and mapped to both telephone-event and G726-24: not used.
         ("invites/netgear-ta612v-duplicate-pt101.sip", accept(Pcmu, 0, None, 20, Some("88.8.88.88:10000"), 1)),
-        ("invites/polycom-spip601-replaces-ruri-headers.sip", accept(Pcmu, 0, Some(101), 20, Some("192.122.24.109:2224"), 1)),
+        (
+            "invites/polycom-spip601-replaces-ruri-headers.sip",
+            accept(Pcmu, 0, Some(101), 20, Some("192.122.24.109:2224"), 1),
+        ),
         ("invites/sofia-own5-ipv6-amr-only.sip", Expect::NotAcceptable),
-        ("invites/vericall-edge-unquoted-8bit-display-name.sip", accept(Pcmu, 0, Some(101), 20, Some("172.16.42.1:20506"), 2)),
+        (
+            "invites/vericall-edge-unquoted-8bit-display-name.sip",
+            accept(Pcmu, 0, Some(101), 20, Some("172.16.42.1:20506"), 2),
+        ),
     ]
 }
 
@@ -186,7 +198,10 @@ fn corpus_offers_get_the_expected_answer() {
                 fmts.extend(*dtmf);
                 assert_eq!(accepted[0].media.fmts, fmts, "{name}");
                 assert_eq!(accepted[0].media.port, LOCAL.port, "{name}");
-                eprintln!("{name}: 200 {:?}/{} te={:?} ptime={:?} remote={:?}", n.codec, n.payload_type, n.dtmf_payload_type, n.ptime, n.remote_rtp);
+                eprintln!(
+                    "{name}: 200 {:?}/{} te={:?} ptime={:?} remote={:?}",
+                    n.codec, n.payload_type, n.dtmf_payload_type, n.ptime, n.remote_rtp
+                );
             }
             (expect, got) => panic!("{name}: expected {expect:?}, got {got:?}"),
         }

@@ -30,7 +30,13 @@ fn finish_with(name: &str, tag: &str, pcap: Option<String>) {
         vars.push(("DTMF_PCAP", p));
     }
     let xml = scenario(&dir, name, &vars);
-    let run = run_sipp(&sipp, &dir, &ep.target(), &["-sf", xml.to_str().unwrap(), "-s", "vm", "-m", "1"], Duration::from_secs(40));
+    let run = run_sipp(
+        &sipp,
+        &dir,
+        &ep.target(),
+        &["-sf", xml.to_str().unwrap(), "-s", "vm", "-m", "1"],
+        Duration::from_secs(40),
+    );
     assert!(run.success(), "{}", run.describe());
 
     let meta = ep.next_message(Duration::from_secs(10)).expect("a message for the call");

@@ -16,7 +16,13 @@ fn hang_up_during_the_greeting_leaves_an_empty_message() {
     let dir = ep.dir.path().join("sipp");
     std::fs::create_dir_all(&dir).unwrap();
     let xml = scenario(&dir, "uac_hangup_greeting", &[("CALLER", "+15551230000".into()), ("HANGUP_MS", "1500".into())]);
-    let run = run_sipp(&sipp, &dir, &ep.target(), &["-sf", xml.to_str().unwrap(), "-s", "1000", "-m", "1"], Duration::from_secs(30));
+    let run = run_sipp(
+        &sipp,
+        &dir,
+        &ep.target(),
+        &["-sf", xml.to_str().unwrap(), "-s", "1000", "-m", "1"],
+        Duration::from_secs(30),
+    );
     assert!(run.success(), "{}", run.describe());
 
     let meta = ep.next_message(Duration::from_secs(10)).expect("a message for the call");

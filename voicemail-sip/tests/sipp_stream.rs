@@ -29,7 +29,13 @@ fn ten_seconds_of_audio_become_a_ten_second_message() {
             ("STREAM_MS", "10000".into()),
         ],
     );
-    let run = run_sipp(&sipp, &dir, &ep.target(), &["-sf", xml.to_str().unwrap(), "-s", "4951234500", "-m", "1"], Duration::from_secs(60));
+    let run = run_sipp(
+        &sipp,
+        &dir,
+        &ep.target(),
+        &["-sf", xml.to_str().unwrap(), "-s", "4951234500", "-m", "1"],
+        Duration::from_secs(60),
+    );
     assert!(run.success(), "{}", run.describe());
 
     let meta = ep.next_message(Duration::from_secs(10)).expect("a message for the call");

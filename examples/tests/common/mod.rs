@@ -49,7 +49,8 @@ pub fn speechlike(samples: usize) -> Vec<i16> {
 
 /// Writes an 8 kHz 16-bit mono WAV.
 pub fn write_wav(path: &Path, pcm: &[i16]) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for &s in pcm {
         w.write_sample(s).unwrap();
@@ -88,11 +89,8 @@ pub const PYTHON: &str = "/usr/bin/python3";
 /// we are not in CI; in CI (CI=true) its absence is a failure.
 pub fn start_smtp(dir: &Path) -> Option<(Server, u16)> {
     use std::process::{Command, Stdio};
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok =
+        Command::new(PYTHON).args(["-c", "import aiosmtpd"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "aiosmtpd is missing in CI: .ci/run must install python3-aiosmtpd");
         eprintln!("skipped: /usr/bin/python3 has no aiosmtpd (apt-get install python3-aiosmtpd)");

@@ -217,6 +217,24 @@ impl SippRun {
         out
     }
 
+    /// The SIP messages SIPp received (with `-trace_msg`), in order.
+    pub fn received(&self) -> Vec<String> {
+        self.logs("_messages.log")
+            .split("-----------------------------------------------")
+            .filter(|m| m.contains("message received"))
+            .map(|m| m.split_once(" :").map_or(m, |(_, msg)| msg).trim().to_owned())
+            .collect()
+    }
+
+    /// The SIP messages SIPp sent (with `-trace_msg`), in order.
+    pub fn sent(&self) -> Vec<String> {
+        self.logs("_messages.log")
+            .split("-----------------------------------------------")
+            .filter(|m| m.contains("message sent"))
+            .map(|m| m.split_once("):").map_or(m, |(_, msg)| msg).trim().to_owned())
+            .collect()
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "sipp status {:?}\n--- stdout (tail)\n{}\n--- stderr\n{}\n--- errors.log\n{}",
@@ -296,7 +314,8 @@ pub fn free_udp_port() -> u16 {
 /// `-mp` and `[auto_media_port]`, which spreads calls over 4 ports each), outside the
 /// endpoint's RTP range.
 pub fn media_port_block(span: u16) -> u16 {
-    let seed = std::process::id() as u64 ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let mut x = seed | 1;
     for _ in 0..200 {
         x ^= x << 13;
@@ -343,7 +362,8 @@ pub fn write_g711_wav(path: &Path, codec: CodecKind, seconds: f64, freq: f64) {
 
 /// Writes a 16-bit PCM WAV of a sine tone (for baresip's aufile source).
 pub fn write_pcm_wav(path: &Path, rate: u32, seconds: f64, freq: f64) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     let n = (seconds * rate as f64).round() as usize;
     for i in 0..n {
@@ -377,7 +397,10 @@ pub fn tone_power(samples: &[i16], freq: f64) -> f64 {
 
 /// The frequency (10 Hz steps from 100 to 3800 Hz) with the most power.
 pub fn dominant_frequency(samples: &[i16]) -> f64 {
-    (10..=380).map(|f| f as f64 * 10.0).max_by(|a, b| tone_power(samples, *a).total_cmp(&tone_power(samples, *b))).unwrap()
+    (10..=380)
+        .map(|f| f as f64 * 10.0)
+        .max_by(|a, b| tone_power(samples, *a).total_cmp(&tone_power(samples, *b)))
+        .unwrap()
 }
 
 /// RMS of the samples.
