@@ -1,1 +1,60 @@
-//! Python bindings for voicemail-core: not implemented yet (tracked in issue 5); this crate exposes nothing.
+//! # voicemail-py
+//!
+//! Python bindings of the voicemail answering machine, built with PyO3 and maturin as the
+//! private extension module `voicemail._voicemail` (re-exported by the `voicemail` package):
+//!
+//! - [`call`]: `Call`, the sans-IO engine for integrators who bring their own SIP/RTP stack
+//!   (`now` is `time.monotonic()` seconds), its output classes, `Prompt` and the codecs;
+//! - [`config`]: `Config` (TOML), the greeting calendar and the client directory;
+//! - [`mailbox`]: the callback workflow (`Mailbox`) and the outbox status (`Outbox`);
+//! - [`delivery`]: `Delivery`, routing messages to Maildir/SMTP/IMAP with retries;
+//! - [`endpoint`]: `SipEndpoint`, the SIP answering machine (voicemail-sip);
+//! - [`errors`]: the `VoicemailError` hierarchy; I/O failures are builtin `OSError`s.
+//!
+//! The GIL is released whenever Rust does real work (audio, files, network).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod call;
+pub mod config;
+pub mod delivery;
+pub mod endpoint;
+pub mod errors;
+pub mod mailbox;
+pub mod message;
+mod time;
+
+/// Native core of the ``voicemail`` package (import ``voicemail`` instead).
+#[pyo3::pymodule]
+mod _voicemail {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::call::{
+        PyCall, PyDtmfReceived, PyMessageRecorded, PyPrompt, PySendRtp, PyStateChanged, PyTimeout, decode_audio,
+        encode_audio,
+    };
+    #[pymodule_export]
+    use crate::config::{PyClient, PyConfig, PyGreetingChoice};
+    #[pymodule_export]
+    use crate::delivery::{PyDelivery, PyDeliveryReport};
+    #[pymodule_export]
+    use crate::endpoint::PySipEndpoint;
+    #[pymodule_export]
+    use crate::errors::{
+        CallError, ConfigError, DeliveryError, GreetingError, InvalidTransitionError, MailboxError,
+        MessageNotFoundError, NotCalledBackError, RecordingError, SipError, VoicemailError,
+    };
+    #[pymodule_export]
+    use crate::mailbox::{PyDeletionRecord, PyDeliveryStatus, PyMailbox, PyMessageStatus, PyOutbox, PyWorkflowState};
+    #[pymodule_export]
+    use crate::message::{PyMediaStats, PyMessage};
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        // `key` is set on each raised ConfigError; the class attribute is its default.
+        m.getattr("ConfigError")?.setattr("key", m.py().None())?;
+        Ok(())
+    }
+}

@@ -16,7 +16,6 @@
 //! offer/answer.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
 
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Header, Method, Request, Scheme, SipMessage, Uri};
@@ -142,32 +141,64 @@ impl Decision {
 /// it looks like a request line, and is dropped otherwise. Never panics.
 pub fn classify_bytes(bytes: &[u8], source: IpAddr, policy: &Policy<'_>) -> Decision {
     match SipMessage::try_from(bytes) {
-        Ok(SipMessage::Request(req)) => classify_request(&req, source, false, policy),
+        Ok(SipMessage::Request(req)) => match check_request_line(bytes) {
+            Err(why) if req.method != Method::Ack => Decision::Reply(Reply::new(400, why)),
+            Err(_) => Decision::Ignore,
+            Ok(()) => classify_request(&req, source, false, policy),
+        },
         Ok(SipMessage::Response(_)) => Decision::Ignore,
         Err(e) => classify_unparsed(bytes, &e.to_string()),
     }
 }
 
+/// The request line as sent (rsipstack's parser normalises some of it away): exactly
+/// `METHOD SP Request-URI SP SIP-Version` with single spaces (trailing whitespace tolerated)
+/// and a Request-URI that is not enclosed in `<>` (RFC 4475 §3.1.2.7–9).
+fn check_request_line(bytes: &[u8]) -> Result<(), String> {
+    let line = first_line(bytes).ok_or("request line is not UTF-8")?;
+    let parts: Vec<&str> = line.trim_end_matches([' ', '\t']).split(' ').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        return Err("malformed request line (spaces)".into());
+    }
+    if parts[1].starts_with('<') {
+        return Err("Request-URI enclosed in <>".into());
+    }
+    Ok(())
+}
+
+fn first_line(bytes: &[u8]) -> Option<&str> {
+    let end = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
+    std::str::from_utf8(&bytes[..end]).ok()
+}
+
 fn classify_unparsed(bytes: &[u8], error: &str) -> Decision {
-    let line_end = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
-    let Ok(line) = std::str::from_utf8(&bytes[..line_end]) else {
+    let Some(line) = first_line(bytes) else {
         return Decision::Drop;
     };
-    let parts: Vec<&str> = line.split(' ').collect();
-    if parts.len() != 3 || parts[0].starts_with("SIP/") {
+    let line = line.trim_end_matches([' ', '\t']);
+    let (Some((method, _)), Some((_, version))) = (line.split_once(' '), line.rsplit_once(' ')) else {
+        return Decision::Drop;
+    };
+    if method.is_empty()
+        || !method.chars().all(is_token_char)
+        || !version.starts_with("SIP/")
+        || method.starts_with("SIP/")
+    {
         return Decision::Drop;
     }
-    let (method, version) = (parts[0], parts[2]);
-    if !method.chars().all(is_token_char) || method.is_empty() {
-        return Decision::Drop;
-    }
-    if !version.eq_ignore_ascii_case("SIP/2.0") {
-        if version.starts_with("SIP/") {
-            return Decision::Reply(Reply::new(505, format!("unsupported version {version:?}")));
-        }
-        return Decision::Drop;
+    if version != "SIP/2.0" {
+        return Decision::Reply(Reply::new(505, format!("unsupported version {version:?}")));
     }
     if method.parse::<Method>().is_err() {
+        // Still check what can be checked: a CSeq naming another method is a 400.
+        let text = String::from_utf8_lossy(bytes);
+        let cseq_method = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("CSeq").then(|| value.split_whitespace().nth(1).map(str::to_owned))?
+        });
+        if cseq_method.is_some_and(|m| m != method) {
+            return Decision::Reply(Reply::new(400, "CSeq method differs from the request's"));
+        }
         return Decision::Reply(Reply::new(501, "unknown method"));
     }
     Decision::Reply(Reply::new(400, format!("malformed request: {error}")))
@@ -181,10 +212,10 @@ fn is_token_char(c: char) -> bool {
 /// Classifies a parsed request from `source`. `dialog_known` says whether the request's
 /// dialog (Call-ID, To tag, From tag) exists.
 pub fn classify_request(req: &Request, source: IpAddr, dialog_known: bool, policy: &Policy<'_>) -> Decision {
-    if let Err(why) = validate(req) {
+    if let Err(reply) = validate(req) {
         return match req.method {
             Method::Ack => Decision::Ignore,
-            _ => Decision::Reply(Reply::new(400, why)),
+            _ => Decision::Reply(reply),
         };
     }
     let has_to_tag = req.to_header().ok().and_then(|t| t.tag().ok().flatten()).is_some();
@@ -215,24 +246,9 @@ fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decisi
     if !policy.accepting {
         return Decision::Reply(Reply::new(503, "shutting down").with(ReplyExtra::RetryAfter(30)));
     }
-    if !matches!(req.uri.scheme, None | Some(Scheme::Sip) | Some(Scheme::Sips))
-        && !matches!(&req.uri.scheme, Some(Scheme::Other(s)) if s.eq_ignore_ascii_case("tel"))
-    {
-        return Decision::Reply(Reply::new(416, "unsupported Request-URI scheme"));
-    }
-    let required: Vec<String> = req
-        .headers
-        .iter()
-        .filter_map(|h| match h {
-            Header::Require(r) => Some(r.value().to_owned()),
-            _ => None,
-        })
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if !required.is_empty() {
-        let list = required.join(", ");
-        return Decision::Reply(Reply::new(420, "unsupported extension").with(ReplyExtra::Unsupported(list)));
+    if req.headers.iter().any(|h| h.name().eq_ignore_ascii_case("Replaces")) {
+        // RFC 3891 §3: there is no dialog here to replace.
+        return Decision::Reply(Reply::new(481, "Replaces names an unknown dialog"));
     }
     if let Some(ct) = content_type(req)
         && !req.body.is_empty()
@@ -273,11 +289,40 @@ fn header_value(req: &Request, name: &str) -> Option<String> {
     req.headers.iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| h.value().trim().to_owned())
 }
 
-/// The checks every request must pass; the error says what is wrong.
-fn validate(req: &Request) -> Result<(), String> {
+/// The checks every request must pass; the error is the reply (400, 416, 420 or 505).
+fn validate(req: &Request) -> Result<(), Reply> {
     if req.version != rsipstack::sip::Version::V2 {
-        return Err("unsupported SIP version".into());
+        return Err(Reply::new(505, "unsupported SIP version"));
     }
+    check_headers(req).map_err(|why| Reply::new(400, why))?;
+    if !matches!(req.uri.scheme, Some(Scheme::Sip) | Some(Scheme::Sips))
+        && !matches!(&req.uri.scheme, Some(Scheme::Other(s)) if s.eq_ignore_ascii_case("tel"))
+    {
+        return Err(Reply::new(416, "unsupported Request-URI scheme"));
+    }
+    if !matches!(req.method, Method::Ack | Method::Cancel) {
+        let required: Vec<String> = req
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::Require(r) => Some(r.value().to_owned()),
+                _ => None,
+            })
+            .flat_map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if !required.is_empty() {
+            let list = required.join(", ");
+            return Err(Reply::new(420, "unsupported extension").with(ReplyExtra::Unsupported(list)));
+        }
+    }
+    Ok(())
+}
+
+/// Header syntax: single-value headers once, the mandatory ones present and parseable, CSeq
+/// consistent with the request, Content-Length within the body, balanced quotes and no empty
+/// list elements in the address headers.
+fn check_headers(req: &Request) -> Result<(), String> {
     for name in ["From", "To", "Call-ID", "CSeq", "Content-Length", "Content-Type", "Max-Forwards"] {
         if req.headers.iter().filter(|h| h.name().eq_ignore_ascii_case(name)).count() > 1 {
             return Err(format!("more than one {name} header"));
@@ -313,6 +358,48 @@ fn validate(req: &Request) -> Result<(), String> {
             return Err(format!("Content-Length {declared} exceeds the body ({} bytes)", req.body.len()));
         }
     }
+    for h in req.headers.iter() {
+        let name = h.name();
+        if ["From", "To", "Contact", "Via"].iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            check_address_syntax(h.value()).map_err(|why| format!("bad {name}: {why}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Quotes balanced, no whitespace just inside `<...>`, no empty `;` or `,` elements (a
+/// trailing separator is tolerated).
+fn check_address_syntax(value: &str) -> Result<(), &'static str> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut prev = ' ';
+    let mut prev_sep = false;
+    for c in value.chars() {
+        if in_quotes {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_quotes = false,
+                _ => {}
+            }
+            prev = c;
+            continue;
+        }
+        match c {
+            '"' => in_quotes = true,
+            ';' | ',' if prev_sep => return Err("empty list element"),
+            c if c.is_whitespace() && prev == '<' => return Err("whitespace inside <>"),
+            '>' if prev.is_whitespace() => return Err("whitespace inside <>"),
+            _ => {}
+        }
+        if !c.is_whitespace() {
+            prev_sep = matches!(c, ';' | ',');
+        }
+        prev = c;
+    }
+    if in_quotes {
+        return Err("unterminated quoted string");
+    }
     Ok(())
 }
 
@@ -327,7 +414,7 @@ fn user_of(uri: &Uri) -> Option<String> {
     }
 }
 
-/// Keeps printable characters only and at most [`MAX_PARTY_LEN`] of them; percent-escapes
+/// Keeps printable characters only and at most 64 of them; percent-escapes
 /// in user parts are decoded first.
 pub fn clean(text: &str) -> String {
     let decoded = percent_decode(text);
@@ -437,10 +524,6 @@ pub fn info_dtmf(content_type: Option<&str>, body: &[u8]) -> InfoDtmf {
     digit.map_or(InfoDtmf::Invalid, InfoDtmf::Digit)
 }
 
-/// How long a ring delay may be before the caller's transaction times out (a sanity bound for
-/// [`SipConfig::ring_delay`](crate::SipConfig::ring_delay)).
-pub const MAX_RING_DELAY: Duration = Duration::from_secs(60);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,6 +591,19 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-eve
         assert_eq!(p.caller, "+74951234567");
         assert_eq!(p.called, "4951234500");
         assert!(p.caller_name.as_deref().is_some_and(|n| !n.contains('\r') && !n.contains('\n')));
+    }
+
+    #[test]
+    fn p_asserted_identity_wins_over_from() {
+        let msg = invite(SDP).replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nP-Asserted-Identity: \"Trunk\" <sip:+74950001122@trunk.example>\r\n",
+        );
+        let Ok(SipMessage::Request(req)) = SipMessage::try_from(msg.as_bytes()) else { panic!("parse") };
+        assert_eq!(parties(&req).caller, "+74950001122");
+        let tel = invite(SDP).replace("<sip:+74951234567@127.0.0.1:5070>", "<tel:+74953334455>");
+        let Ok(SipMessage::Request(req)) = SipMessage::try_from(tel.as_bytes()) else { panic!("parse") };
+        assert_eq!(parties(&req).caller, "+74953334455");
     }
 
     #[test]

@@ -398,6 +398,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let c = SipConfig::from_toml_str(include_str!("../../examples/voicemail.toml")).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5060");
+        assert!(c.udp && c.tcp && c.allow_from.is_empty() && c.accounts.is_empty());
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             ("[sip]\nlisten = \"nope\"", "sip.listen"),

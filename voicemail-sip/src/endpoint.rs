@@ -102,7 +102,8 @@ struct Shared {
     idle: Notify,
     accepting: AtomicBool,
     shutdown: CancellationToken,
-    messages: mpsc::UnboundedSender<MessageMeta>,
+    /// Closed (taken) when [`Endpoint::run`] returns, which ends the application's stream.
+    messages: std::sync::Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>,
     local_addr: SocketAddr,
     rng: std::sync::Mutex<rand::rngs::SmallRng>,
     registrations: std::sync::Mutex<Option<RegistrationHandle>>,
@@ -165,7 +166,7 @@ impl Endpoint {
             idle: Notify::new(),
             accepting: AtomicBool::new(true),
             shutdown: CancellationToken::new(),
-            messages: messages_tx,
+            messages: std::sync::Mutex::new(Some(messages_tx)),
             local_addr,
             rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
             registrations: std::sync::Mutex::new(None),
@@ -179,7 +180,8 @@ impl Endpoint {
     }
 
     /// The stream of recorded messages: each call's metadata, sent once `<id>.json` is in
-    /// the spool. Returns `None` after the first call.
+    /// the spool. The stream ends when [`Endpoint::run`] returns. Returns `None` after the
+    /// first call.
     pub fn messages(&mut self) -> Option<mpsc::UnboundedReceiver<MessageMeta>> {
         self.messages.take()
     }
@@ -247,6 +249,8 @@ impl Endpoint {
             r.shutdown().await;
         }
         self.stack_token.cancel();
+        // Ends the application's message stream once every finished call has been sent.
+        shared.messages.lock().unwrap_or_else(|e| e.into_inner()).take();
         Ok(())
     }
 }
@@ -576,7 +580,13 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
                 %source,
                 "call recorded"
             );
-            let _ = shared.messages.send(meta);
+            let sender = shared.messages.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            match sender {
+                Some(tx) => {
+                    let _ = tx.send(meta);
+                }
+                None => tracing::warn!(%id, "the endpoint stopped; the message waits in the spool"),
+            }
         }
         None => tracing::error!(%id, "the call ended without a message; its WAV stays in the spool"),
     }

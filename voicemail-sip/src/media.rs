@@ -7,7 +7,7 @@
 //! the call is [`CallState::Ended`] and returns the message's metadata.
 //!
 //! Nothing is allocated per packet: one receive buffer and one send buffer are reused, the
-//! greeting's payloads are shared [`bytes::Bytes`] slices, and the timer is reset in place.
+//! greeting's payloads are shared `Bytes` slices, and the timer is reset in place.
 //!
 //! Symmetric RTP: packets go to the address the SDP names until the first RTP packet
 //! arrives; from then on they go to (and are only accepted from) the address the caller

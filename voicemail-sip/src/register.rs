@@ -153,6 +153,9 @@ impl RegistrationHandle {
     }
 
     /// A receiver that sees every status change (also after [`RegistrationHandle::shutdown`]).
+    ///
+    /// Do not hold the guard of `borrow()` or `wait_for()` across an `.await` or while calling
+    /// [`RegistrationHandle::status`]: the registration tasks cannot publish while it is held.
     pub fn watch(&self) -> watch::Receiver<Vec<AccountStatus>> {
         self.status.clone()
     }

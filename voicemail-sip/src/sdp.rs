@@ -22,6 +22,9 @@
 //! offer does not parse, each line is checked on its own, bad attribute lines are dropped and bad
 //! m-lines are kept as rejected placeholders, so one odd line never costs the call.
 //!
+//! Offers over [`MAX_OFFER_LEN`] bytes are malformed; offers with more than [`MAX_MEDIA_STREAMS`]
+//! m-lines are not acceptable.
+//!
 //! Nothing here panics on any input, allocates more than a small multiple of the input size, or
 //! loops over counts taken from the input (such as a `c=` address count); the property tests below
 //! and the `sdp_offer` fuzz target check this.
@@ -37,6 +40,10 @@ use voicemail_core::CodecKind;
 
 /// Largest SDP body accepted (bytes). Bigger bodies are [`SdpError::Malformed`].
 pub const MAX_OFFER_LEN: usize = 64 * 1024;
+
+/// Most m-lines an offer may have; more are [`SdpError::NotAcceptable`] (the answer would have to
+/// repeat every one of them).
+pub const MAX_MEDIA_STREAMS: usize = 64;
 
 /// Default packetization time when the offer has no usable `a=ptime`.
 pub const DEFAULT_PTIME: Duration = Duration::from_millis(20);
@@ -277,6 +284,12 @@ fn parse_offer(offer: &[u8]) -> Result<(SessionDescription, Vec<RawMLine>), SdpE
     let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim_end).filter(|line| !line.is_empty()).collect();
     let raw_mlines: Vec<RawMLine> =
         lines.iter().filter(|line| line.starts_with("m=")).map(|line| RawMLine::from_line(line)).collect();
+    if raw_mlines.len() > MAX_MEDIA_STREAMS {
+        return Err(SdpError::NotAcceptable(format!(
+            "{} media streams, at most {MAX_MEDIA_STREAMS} are answered",
+            raw_mlines.len()
+        )));
+    }
 
     let session = match parse_lines(lines.iter().copied()) {
         Ok(session) => session,
@@ -725,6 +738,15 @@ mod tests {
     }
 
     #[test]
+    fn too_many_media_streams() {
+        let many = "m=video 0 RTP/AVP 31\r\n".repeat(MAX_MEDIA_STREAMS);
+        assert!(negotiate(offer(&format!("m=audio 5000 RTP/AVP 0\r\n{many}")).as_bytes(), &LOCAL).is_err());
+        let fine = "m=video 0 RTP/AVP 31\r\n".repeat(MAX_MEDIA_STREAMS - 1);
+        let n = negotiate(offer(&format!("m=audio 5000 RTP/AVP 0\r\n{fine}")).as_bytes(), &LOCAL).unwrap();
+        assert_eq!(reparse(&n.answer).media_descriptions.len(), MAX_MEDIA_STREAMS);
+    }
+
+    #[test]
     fn non_ascii_tokens_are_not_echoed() {
         let n = negotiate(offer("m=audio 5000 RTP/AVP 0\r\nm=vidéo 1 RTP/AVP 31\r\n").as_bytes(), &LOCAL).unwrap();
         assert!(n.answer.is_ascii());
@@ -753,8 +775,8 @@ mod tests {
         let offered = String::from_utf8_lossy(offer).split(['\r', '\n']).filter(|l| l.starts_with("m=")).count();
         let mlines: Vec<&str> = n.answer.lines().filter(|l| l.starts_with("m=")).collect();
         assert_eq!(mlines.len(), offered, "{}", n.answer);
-        assert_eq!(mlines.iter().filter(|l| !l.split(' ').nth(1).is_some_and(|p| p == "0")).count(), 1);
-        assert!((10..=120).contains(&n.ptime.as_millis()) && n.ptime.as_millis() % 10 == 0);
+        assert_eq!(mlines.iter().filter(|l| l.split(' ').nth(1) != Some("0")).count(), 1);
+        assert!((10..=120).contains(&n.ptime.as_millis()) && n.ptime.as_millis().is_multiple_of(10));
         let known = ["m=audio ", "m=video ", "m=text ", "m=application "];
         if mlines.iter().all(|l| known.iter().any(|k| l.starts_with(k))) {
             assert_eq!(reparse(&n.answer).media_descriptions.len(), offered);

@@ -4,6 +4,8 @@
 //! is aligned with the source by cross-correlation, and the difference is only G.711
 //! quantisation noise (SNR above 20 dB); the caller's number is baresip's user name.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 mod common;
 
 use std::process::{Command, Stdio};

@@ -12,9 +12,10 @@
 //!   length.
 //!
 //! Needs the Debian packages `kamailio` and `sip-tester` (SIPp). Without them the tests print
-//! `SKIPPED` and pass, unless `VOICEMAIL_REQUIRE_INTEROP=1` is set (as `.ci/run` does), which
+//! `SKIPPED` and pass, unless `VOICEMAIL_REQUIRE_INTEROP=1` is set (meant for CI), which
 //! turns a missing tool into a failure. Everything runs on 127.0.0.1 with free ports; every
 //! Kamailio is started in its own process group and stopped by that id.
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
@@ -84,7 +85,8 @@ fn tools(need_sipp: bool) -> Option<(PathBuf, PathBuf, Option<PathBuf>)> {
     .collect();
     if !missing.is_empty() {
         let message = format!("SKIPPED: missing {}", missing.join(", "));
-        assert!(std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_none(), "{message}");
+        let required = std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_some_and(|v| v == "1");
+        assert!(!required, "{message}, and VOICEMAIL_REQUIRE_INTEROP=1");
         eprintln!("{message}");
         return None;
     }
@@ -118,8 +120,12 @@ impl Kamailio {
         let port = free_port();
         let ctl = format!("unix:{}", dir.join("kamailio.ctl").display());
         let log = dir.join("kamailio.log");
-        let mut command = Command::new(binary);
+        // `timeout` bounds Kamailio's life even if this test process is killed before its
+        // Drop runs; it shares Kamailio's process group, which Drop signals.
+        let mut command = Command::new("timeout");
         command
+            .args(["-s", "TERM", "600"])
+            .arg(binary)
             .args(["-DD", "-E", "-f", KAMAILIO_CFG])
             .args(["-A", &format!("LISTEN_PORT={port}")])
             .args(["-A", &format!("VM_USER=\"{USER}\"")])
@@ -323,12 +329,14 @@ async fn wrong_password_is_reported_as_failing() {
     };
     let handle = spawn_registrations(endpoint.inner.clone(), vec![account], &token).unwrap();
     let mut status = handle.watch();
+    // (`wait_for` returns a read guard: drop it at once, or the registration task blocks.)
     let failing = tokio::time::timeout(
         Duration::from_secs(10),
         status.wait_for(|s| matches!(s[0].state, RegistrationState::Failing { .. })),
     )
-    .await;
-    assert!(failing.is_ok(), "{:?}", handle.status());
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(failing, "{:?}", handle.status());
     match &handle.status()[0].state {
         RegistrationState::Failing { last_error, failures } => {
             assert!(last_error.contains("401"), "{last_error}");

@@ -7,6 +7,7 @@
 //!
 //! The corpus lives outside the repository (`VOICEMAIL_CORPUS` overrides its path); when it is
 //! absent the tests print why and pass without checking anything.
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! SIPp cancels, gets 200 for the CANCEL and 487 for the INVITE (and ACKs it), and the call
 //! still becomes a message: zero-length WAV, end reason `hang-up`, the caller's number.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -5,6 +5,8 @@
 //! it and answers 200), and the message has end reason `finish-key`, the digit `#`, and about
 //! 2 s of audio.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! the ACK, the endpoint answers 200, and the delivered message has a valid zero-length WAV,
 //! end reason `hang-up` and the caller's number. PCMA is chosen because the offer lists it first.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 mod common;
 
 use std::time::Duration;

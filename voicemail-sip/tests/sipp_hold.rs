@@ -4,6 +4,8 @@
 //! recording of the whole time (tone, 3 s of silence, tone), ended by the hang-up, not by
 //! the media timeout.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 mod common;
 
 use std::time::Duration;

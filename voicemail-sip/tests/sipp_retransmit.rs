@@ -2,6 +2,8 @@
 //! back for 2.2 s, and its message trace must show at least two 200 OKs for the INVITE; after
 //! the ACK the call proceeds normally and its message is delivered.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 mod common;
 
 use std::time::Duration;

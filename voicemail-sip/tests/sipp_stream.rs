@@ -3,6 +3,8 @@
 //! the spool matches the metadata handed to the application, the caller's number and display
 //! name come from From, and the WAV is 10 s long (±100 ms) and holds the tone.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 mod common;
 
 use std::time::Duration;

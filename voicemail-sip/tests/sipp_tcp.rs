@@ -2,6 +2,8 @@
 //! one TCP connection, the Contact says `transport=tcp`, and the delivered message has the
 //! streamed audio (3 s of A-law at 1 kHz, ±100 ms) and the caller's number.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 mod common;
 
 use std::time::Duration;

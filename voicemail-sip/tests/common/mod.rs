@@ -4,7 +4,7 @@
 //!
 //! Tools that are missing make a test print `SKIPPED` and pass, unless
 //! `VOICEMAIL_REQUIRE_INTEROP=1` is set (as `.ci/run` does): then a missing tool fails the test.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // shared by the tests; tests may unwrap
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,758 @@
+//! `voicemail.Call` (the sans-IO engine), its outputs, `voicemail.Prompt` and the codecs.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDateTime};
+use voicemail_core::codec::Codec;
+use voicemail_core::{Call, CallConfig, CodecKind, DtmfDigit, Event, Input, MessageMeta, Output, Prompt, Recording};
+
+use crate::config::PyConfig;
+use crate::errors::{BindingError, ConfigError};
+use crate::message::{PyMediaStats, PyMessage};
+use crate::time::{Clock, from_datetime};
+
+/// Parses a codec name (`pcmu`, `pcma`, `l16`; also `ulaw`, `alaw`).
+pub(crate) fn parse_codec(name: &str) -> PyResult<CodecKind> {
+    name.parse::<CodecKind>().map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Little-endian 16-bit PCM bytes as samples.
+fn pcm_from_bytes(pcm: &[u8]) -> PyResult<Vec<i16>> {
+    if !pcm.len().is_multiple_of(2) {
+        return Err(PyValueError::new_err("16-bit PCM needs an even number of bytes"));
+    }
+    Ok(pcm.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
+}
+
+/// Samples as little-endian 16-bit PCM bytes (the layout of a WAV file's data chunk).
+fn pcm_to_bytes(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+/// A duration in seconds from Python (finite, not negative).
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a finite, non-negative number of seconds")))
+}
+
+/// A random seed for the outgoing RTP stream (SSRC, first sequence number and timestamp).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+/// Encodes 16-bit little-endian PCM (8 kHz mono) with ``codec`` (``"pcmu"``, ``"pcma"`` or
+/// ``"l16"``), exactly as the engine encodes greetings.
+#[pyfunction]
+#[pyo3(signature = (codec, pcm, /))]
+pub(crate) fn encode_audio<'py>(py: Python<'py>, codec: &str, pcm: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let codec = parse_codec(codec)?;
+    let samples = pcm_from_bytes(pcm)?;
+    let mut out = Vec::with_capacity(samples.len() * codec.bytes_per_sample());
+    codec.encode(&samples, &mut out);
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Decodes an RTP payload of ``codec`` into 16-bit little-endian PCM, exactly as the engine
+/// decodes what it records (the bytes of the WAV's data chunk).
+#[pyfunction]
+#[pyo3(signature = (codec, payload, /))]
+pub(crate) fn decode_audio<'py>(py: Python<'py>, codec: &str, payload: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let codec = parse_codec(codec)?;
+    let mut samples = Vec::with_capacity(payload.len());
+    codec.decode(payload, &mut samples);
+    Ok(PyBytes::new(py, &pcm_to_bytes(&samples)))
+}
+
+/// A prompt (greeting or beep): 8 kHz mono audio, pre-encoded for every codec and shared
+/// between calls without copying.
+///
+/// Build one with ``Prompt.load(path)`` (WAV, MP3, FLAC, Ogg/Vorbis at any rate),
+/// ``Prompt.from_bytes(name, data)``, ``Prompt.from_pcm(name, pcm)``, ``Prompt.default()``
+/// (the bundled greeting) or ``Prompt.beep()``.
+#[pyclass(frozen, module = "voicemail", name = "Prompt")]
+#[derive(Debug, Clone)]
+pub struct PyPrompt {
+    pub(crate) prompt: Prompt,
+}
+
+#[pymethods]
+impl PyPrompt {
+    /// Loads and decodes an audio file (resampled to 8 kHz mono); the name is the file stem.
+    /// Raises ``FileNotFoundError`` (or another ``OSError``) if it cannot be read and
+    /// ``GreetingError`` if it does not decode.
+    #[staticmethod]
+    #[pyo3(signature = (path, /))]
+    fn load(py: Python<'_>, path: PathBuf) -> Result<Self, BindingError> {
+        let prompt = py.detach(|| Prompt::load(&path))?;
+        Ok(Self { prompt })
+    }
+
+    /// Decodes audio file contents held in memory (``format`` like ``"mp3"`` helps probing).
+    #[staticmethod]
+    #[pyo3(signature = (name, data, /, format = None))]
+    fn from_bytes(py: Python<'_>, name: &str, data: &[u8], format: Option<&str>) -> Result<Self, BindingError> {
+        let prompt = py.detach(|| Prompt::from_encoded_bytes(name, data.to_vec(), format))?;
+        Ok(Self { prompt })
+    }
+
+    /// A prompt from 16-bit little-endian PCM bytes, 8 kHz mono (not empty).
+    #[staticmethod]
+    #[pyo3(signature = (name, pcm, /))]
+    fn from_pcm(name: &str, pcm: &[u8]) -> PyResult<Self> {
+        let samples = pcm_from_bytes(pcm)?;
+        let prompt = Prompt::from_pcm(name, samples).map_err(BindingError::from)?;
+        Ok(Self { prompt })
+    }
+
+    /// The greeting bundled with the library (English speech, about 4.7 s), named
+    /// ``"default-greeting"``.
+    #[staticmethod]
+    fn default(py: Python<'_>) -> Self {
+        Self { prompt: py.detach(Prompt::default_greeting) }
+    }
+
+    /// A beep: a sine tone at -6 dBFS with 5 ms fades, named ``"beep"``. The frequency must
+    /// be below 4000 Hz; the length (seconds) at least one sample and at most ten minutes.
+    #[staticmethod]
+    #[pyo3(signature = (frequency_hz = 1000.0, length = 0.25))]
+    fn beep(frequency_hz: f32, length: f64) -> PyResult<Self> {
+        let prompt = Prompt::beep(frequency_hz, seconds("length", length)?).map_err(BindingError::from)?;
+        Ok(Self { prompt })
+    }
+
+    /// The same audio under another name (messages record the greeting's name).
+    #[pyo3(signature = (name, /))]
+    fn renamed(&self, name: &str) -> Self {
+        Self { prompt: self.prompt.renamed(name) }
+    }
+
+    /// The prompt's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.prompt.name()
+    }
+
+    /// The number of 8 kHz samples.
+    #[getter]
+    fn samples(&self) -> usize {
+        self.prompt.samples()
+    }
+
+    /// The length in seconds.
+    #[getter]
+    fn duration(&self) -> f64 {
+        self.prompt.duration().as_secs_f64()
+    }
+
+    /// The audio as 16-bit little-endian PCM bytes, 8 kHz mono.
+    fn pcm<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &pcm_to_bytes(self.prompt.pcm()))
+    }
+
+    /// The whole prompt encoded with ``codec``: the concatenated payloads of the RTP packets
+    /// a call sends while playing it.
+    #[pyo3(signature = (codec, /))]
+    fn encoded<'py>(&self, py: Python<'py>, codec: &str) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, self.prompt.encoded(parse_codec(codec)?)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Prompt(name={:?}, duration={:.3})", self.prompt.name(), self.prompt.duration().as_secs_f64())
+    }
+}
+
+/// Send this RTP packet (12-byte header + payload) to the caller now.
+#[pyclass(frozen, eq, module = "voicemail", name = "SendRtp")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PySendRtp {
+    packet: Vec<u8>,
+}
+
+#[pymethods]
+impl PySendRtp {
+    #[classattr]
+    fn __match_args__() -> (&'static str,) {
+        ("data",)
+    }
+
+    #[new]
+    #[pyo3(signature = (data))]
+    fn new(data: &[u8]) -> Self {
+        Self { packet: data.to_vec() }
+    }
+
+    /// The whole datagram: RTP header and payload.
+    #[getter]
+    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.packet)
+    }
+
+    /// The payload (the datagram without its 12-byte header).
+    #[getter]
+    fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.packet.get(12..).unwrap_or_default())
+    }
+
+    /// The RTP sequence number.
+    #[getter]
+    fn sequence(&self) -> u16 {
+        u16::from_be_bytes([self.byte(2), self.byte(3)])
+    }
+
+    /// The RTP timestamp (8 kHz media clock).
+    #[getter]
+    fn timestamp(&self) -> u32 {
+        u32::from_be_bytes([self.byte(4), self.byte(5), self.byte(6), self.byte(7)])
+    }
+
+    /// The RTP SSRC.
+    #[getter]
+    fn ssrc(&self) -> u32 {
+        u32::from_be_bytes([self.byte(8), self.byte(9), self.byte(10), self.byte(11)])
+    }
+
+    /// The RTP payload type.
+    #[getter]
+    fn payload_type(&self) -> u8 {
+        self.byte(1) & 0x7f
+    }
+
+    /// The RTP marker bit (set on the first packet of a talkspurt).
+    #[getter]
+    fn marker(&self) -> bool {
+        self.byte(1) & 0x80 != 0
+    }
+
+    fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        self.data(py)
+    }
+
+    fn __len__(&self) -> usize {
+        self.packet.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SendRtp(<{} bytes, seq={}, ts={}>)", self.packet.len(), self.sequence(), self.timestamp())
+    }
+}
+
+impl PySendRtp {
+    fn byte(&self, i: usize) -> u8 {
+        self.packet.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// Nothing more to do until ``at`` (``time.monotonic()`` seconds) or the next input: wait
+/// for a datagram or the deadline, then feed ``rtp``/``tick``. Always the last output of a
+/// drained call. Before the call saw its first time (no input yet) ``at`` is ``inf``.
+#[pyclass(frozen, eq, module = "voicemail", name = "Timeout")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyTimeout {
+    /// The deadline, in the call's clock (``time.monotonic()`` seconds).
+    #[pyo3(get)]
+    at: f64,
+}
+
+#[pymethods]
+impl PyTimeout {
+    #[classattr]
+    fn __match_args__() -> (&'static str,) {
+        ("at",)
+    }
+
+    #[new]
+    #[pyo3(signature = (at))]
+    fn new(at: f64) -> Self {
+        Self { at }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Timeout(at={})", self.at)
+    }
+}
+
+/// The call moved to a new state: ``"ringing"``, ``"answered"``, ``"greeting"``,
+/// ``"beep"``, ``"recording"`` or ``"ended"``.
+#[pyclass(frozen, eq, hash, module = "voicemail", name = "StateChanged")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PyStateChanged {
+    /// The new state.
+    #[pyo3(get)]
+    state: String,
+}
+
+#[pymethods]
+impl PyStateChanged {
+    #[classattr]
+    fn __match_args__() -> (&'static str,) {
+        ("state",)
+    }
+
+    #[new]
+    #[pyo3(signature = (state))]
+    fn new(state: String) -> Self {
+        Self { state }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("StateChanged(state={:?})", self.state)
+    }
+}
+
+/// A DTMF digit was received (RFC 4733 in the RTP, or ``Call.dtmf``), once per key press.
+#[pyclass(frozen, eq, hash, module = "voicemail", name = "DtmfReceived")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PyDtmfReceived {
+    /// The digit: ``0``-``9``, ``*``, ``#`` or ``A``-``D``.
+    #[pyo3(get)]
+    digit: String,
+}
+
+#[pymethods]
+impl PyDtmfReceived {
+    #[classattr]
+    fn __match_args__() -> (&'static str,) {
+        ("digit",)
+    }
+
+    #[new]
+    #[pyo3(signature = (digit))]
+    fn new(digit: String) -> Self {
+        Self { digit }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("DtmfReceived(digit={:?})", self.digit)
+    }
+}
+
+/// The call ended and its message is complete (the WAV is finalised). Exactly once per call.
+#[pyclass(frozen, module = "voicemail", name = "MessageRecorded")]
+#[derive(Debug)]
+pub struct PyMessageRecorded {
+    message: Py<PyMessage>,
+}
+
+#[pymethods]
+impl PyMessageRecorded {
+    #[classattr]
+    fn __match_args__() -> (&'static str,) {
+        ("message",)
+    }
+
+    #[new]
+    #[pyo3(signature = (message))]
+    fn new(message: Py<PyMessage>) -> Self {
+        Self { message }
+    }
+
+    /// The message's metadata.
+    #[getter]
+    fn message(&self, py: Python<'_>) -> Py<PyMessage> {
+        self.message.clone_ref(py)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyMessageRecorded>().is_ok_and(|o| self.message.get() == o.get().message.get())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("MessageRecorded(message={})", self.message.get().__repr__())
+    }
+}
+
+/// One output, copied out of the call so the GIL is not needed to produce it.
+enum Out {
+    Rtp(Vec<u8>),
+    Timeout(f64),
+    State(&'static str),
+    Dtmf(char),
+    Message(Box<MessageMeta>),
+}
+
+impl Out {
+    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(match self {
+            Out::Rtp(packet) => Py::new(py, PySendRtp { packet })?.into_any(),
+            Out::Timeout(at) => Py::new(py, PyTimeout { at })?.into_any(),
+            Out::State(s) => Py::new(py, PyStateChanged { state: s.to_owned() })?.into_any(),
+            Out::Dtmf(d) => Py::new(py, PyDtmfReceived { digit: d.to_string() })?.into_any(),
+            Out::Message(meta) => {
+                let message = Py::new(py, PyMessage::new(*meta))?;
+                Py::new(py, PyMessageRecorded { message })?.into_any()
+            }
+        })
+    }
+}
+
+/// The call and its clock, behind the mutex.
+struct Inner {
+    call: Call,
+    clock: Clock,
+}
+
+impl Inner {
+    /// The next output (skipping events this version does not know).
+    fn poll(&mut self) -> Out {
+        loop {
+            match self.call.poll_output() {
+                Output::SendRtp(p) => return Out::Rtp(p.to_vec()),
+                Output::Timeout(at) => return Out::Timeout(self.clock.seconds(at)),
+                Output::Event(Event::StateChanged(s)) => return Out::State(s.as_str()),
+                Output::Event(Event::DtmfReceived(d)) => return Out::Dtmf(d.as_char()),
+                Output::Event(Event::MessageRecorded(meta)) => return Out::Message(meta),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// Every output up to and including the next `Timeout`.
+    fn drain(&mut self, out: &mut Vec<Out>) {
+        loop {
+            let o = self.poll();
+            let done = matches!(o, Out::Timeout(_));
+            out.push(o);
+            if done {
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, now: f64, input: impl FnOnce(Instant) -> Input<'static>) -> PyResult<()> {
+        let t = self.clock.instant(now)?;
+        self.call.handle_input(input(t)).map_err(|e| BindingError::from(e).into())
+    }
+}
+
+/// What the greeting argument of `Call` holds.
+enum GreetingArg {
+    Prompt(Prompt),
+    Path(PathBuf),
+}
+
+/// One call through the voicemail engine, for integrators who bring their own SIP and RTP:
+/// the sans-IO contract of voicemail-core. It owns no socket, no thread and no clock.
+///
+/// Feed inputs with ``answered``, ``rtp``, ``dtmf``, ``hangup`` and ``tick``, each with the
+/// time it happened as ``time.monotonic()`` seconds (any monotonic float clock works; the
+/// first time seen is the call's origin). After every input drain ``poll_output()`` until it
+/// returns a ``Timeout``: ``SendRtp`` packets are the greeting and beep, paced by those
+/// timeouts; events report state changes, DTMF digits and, exactly once, the
+/// ``MessageRecorded`` message. A caller who hangs up during the greeting still leaves a
+/// message (a valid zero-length WAV).
+///
+/// Arguments (keyword-only):
+///
+/// - ``id``, ``caller``: the message id and the caller's number; ``caller_name``, ``called``
+///   (default: the config's ``number``) and ``started_at`` (aware ``datetime``, default now)
+///   go into the message too.
+/// - ``recording``: the WAV file to create (it must not exist; ``FileExistsError``).
+/// - ``greeting``: a ``Prompt`` or an audio file path; by default the config's greeting for
+///   ``started_at`` (the calendar), else the bundled one.
+/// - ``config``: a ``Config`` whose recording limits, finish key and beep apply; the other
+///   keyword arguments override it.
+/// - ``max_length``, ``silence_timeout``, ``media_timeout``: seconds (``silence_timeout=0``
+///   disables it); ``finish_key=""`` disables the finish key.
+/// - ``codec``: ``"pcmu"``, ``"pcma"`` or ``"l16"``; ``payload_type`` defaults to the codec's
+///   static type; ``dtmf_payload_type`` is the RFC 4733 type (``None``: no in-band DTMF);
+///   ``ptime_ms`` the greeting's packet length (10-120 ms).
+/// - ``beep``: ``True`` (the default 1 kHz beep or the config's), ``False``, or a ``Prompt``.
+/// - ``rtp_seed``: seeds the outgoing SSRC, sequence and timestamp (default random).
+/// - ``now``: the origin's time, if the first input's time should not be.
+///
+/// Misuse (an input after the call ended, time going backwards) raises ``CallError``. The
+/// GIL is released while the engine processes audio, so calls run in parallel in threads.
+#[pyclass(frozen, module = "voicemail", name = "Call")]
+pub struct PyCall {
+    inner: Mutex<Inner>,
+    id: String,
+}
+
+impl PyCall {
+    /// Runs `f` on the call with the GIL released.
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Inner) -> T + Send) -> T {
+        py.detach(|| {
+            let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+    }
+
+    fn input(&self, py: Python<'_>, now: f64, input: impl FnOnce(Instant) -> Input<'static> + Send) -> PyResult<()> {
+        self.with(py, |inner| inner.handle(now, input))
+    }
+}
+
+#[pymethods]
+impl PyCall {
+    #[new]
+    #[pyo3(
+        text_signature = "(*, id, caller, recording, caller_name=None, called=None, started_at=None, greeting=None, config=None, codec='pcmu', payload_type=None, dtmf_payload_type=101, ptime_ms=20, finish_key=None, max_length=None, silence_timeout=None, silence_threshold=None, media_timeout=None, beep=True, rtp_seed=None, now=None)"
+    )]
+    #[pyo3(signature = (
+        *,
+        id,
+        caller,
+        recording,
+        caller_name = None,
+        called = None,
+        started_at = None,
+        greeting = None,
+        config = None,
+        codec = "pcmu",
+        payload_type = None,
+        dtmf_payload_type = Some(101),
+        ptime_ms = 20,
+        finish_key = None,
+        max_length = None,
+        silence_timeout = None,
+        silence_threshold = None,
+        media_timeout = None,
+        beep = None,
+        rtp_seed = None,
+        now = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        id: String,
+        caller: String,
+        recording: PathBuf,
+        caller_name: Option<String>,
+        called: Option<String>,
+        started_at: Option<&Bound<'_, PyDateTime>>,
+        greeting: Option<&Bound<'_, PyAny>>,
+        config: Option<&Bound<'_, PyConfig>>,
+        codec: &str,
+        payload_type: Option<u8>,
+        dtmf_payload_type: Option<u8>,
+        ptime_ms: u64,
+        finish_key: Option<&str>,
+        max_length: Option<f64>,
+        silence_timeout: Option<f64>,
+        silence_threshold: Option<i16>,
+        media_timeout: Option<f64>,
+        beep: Option<&Bound<'_, PyAny>>,
+        rtp_seed: Option<u64>,
+        now: Option<f64>,
+    ) -> PyResult<Self> {
+        let started_at = match started_at {
+            Some(dt) => from_datetime(dt)?,
+            None => jiff::Timestamp::now(),
+        };
+        let mut cfg = CallConfig::new(id.clone(), caller, started_at).with_codec(parse_codec(codec)?);
+        cfg.caller_name = caller_name;
+        let config = config.map(|c| c.get());
+        if let Some(c) = config {
+            c.config.recording.apply_to(&mut cfg).map_err(BindingError::from)?;
+            if let Some(n) = &c.config.number {
+                cfg.called.clone_from(n);
+            }
+        }
+        if let Some(called) = called {
+            cfg.called = called;
+        }
+        if let Some(pt) = payload_type {
+            cfg.payload_type = pt;
+        }
+        cfg.dtmf_payload_type = dtmf_payload_type;
+        cfg.ptime = Duration::from_millis(ptime_ms);
+        if let Some(key) = finish_key {
+            let mut chars = key.chars();
+            cfg.finish_key = match (chars.next(), chars.next()) {
+                (None, _) => None,
+                (Some(c), None) => Some(DtmfDigit::from_char(c).ok_or_else(|| {
+                    PyValueError::new_err(format!("finish_key must be a DTMF key (0-9, *, #, A-D), got {key:?}"))
+                })?),
+                _ => return Err(PyValueError::new_err(format!("finish_key must be one key, got {key:?}"))),
+            };
+        }
+        if let Some(s) = max_length {
+            cfg.max_length = seconds("max_length", s)?;
+        }
+        if let Some(s) = silence_timeout {
+            let d = seconds("silence_timeout", s)?;
+            cfg.silence_timeout = (!d.is_zero()).then_some(d);
+        }
+        if let Some(t) = silence_threshold {
+            cfg.silence_threshold = t;
+        }
+        if let Some(s) = media_timeout {
+            cfg.media_timeout = seconds("media_timeout", s)?;
+        }
+        if let Some(b) = beep {
+            if let Ok(p) = b.cast::<PyPrompt>() {
+                cfg.beep = Some(p.get().prompt.clone());
+            } else if let Ok(flag) = b.extract::<bool>() {
+                if !flag {
+                    cfg.beep = None;
+                }
+            } else {
+                return Err(PyTypeError::new_err("beep must be True, False or a Prompt"));
+            }
+        }
+        cfg.rtp_seed = rtp_seed.unwrap_or_else(random_seed);
+
+        let greeting = match greeting {
+            Some(g) => match g.cast::<PyPrompt>() {
+                Ok(p) => GreetingArg::Prompt(p.get().prompt.clone()),
+                Err(_) => GreetingArg::Path(g.extract::<PathBuf>().map_err(|_| {
+                    PyTypeError::new_err("greeting must be a Prompt or an audio file path (str or os.PathLike)")
+                })?),
+            },
+            None => match config {
+                Some(c) => {
+                    let choice = c.config.greeting_at(started_at);
+                    match c.config.prompt(&choice.name) {
+                        Some(p) => GreetingArg::Prompt(p.clone()),
+                        None => {
+                            return Err(ConfigError::new_err(format!(
+                                "greetings.{}: the greeting is not loaded",
+                                choice.name
+                            )));
+                        }
+                    }
+                }
+                None => GreetingArg::Prompt(Prompt::default_greeting()),
+            },
+        };
+        let base = Instant::now();
+        let clock = Clock::new(base, now)?;
+        let call = py.detach(move || -> Result<Call, BindingError> {
+            let prompt = match greeting {
+                GreetingArg::Prompt(p) => p,
+                GreetingArg::Path(path) => Prompt::load(&path)?,
+            };
+            let rec = Recording::create(&recording)?;
+            Ok(Call::new(cfg, prompt, rec, base)?)
+        })?;
+        Ok(Self { inner: Mutex::new(Inner { call, clock }), id })
+    }
+
+    /// The call was answered (SIP 200 OK sent): the greeting starts at ``now``. A repeated
+    /// answer changes nothing.
+    #[pyo3(signature = (now, /))]
+    fn answered(&self, py: Python<'_>, now: f64) -> PyResult<()> {
+        self.input(py, now, Input::Answered)
+    }
+
+    /// A datagram arrived on the call's RTP port at ``now``. Anything may be in it: malformed
+    /// packets are dropped and counted in ``stats``, never raised.
+    #[pyo3(signature = (now, data, /))]
+    fn rtp(&self, py: Python<'_>, now: f64, data: &[u8]) -> PyResult<()> {
+        self.with(py, |inner| {
+            let t = inner.clock.instant(now)?;
+            inner.call.handle_input(Input::Rtp(t, data)).map_err(|e| BindingError::from(e).into())
+        })
+    }
+
+    /// A DTMF key arrived out of band (SIP INFO) at ``now``: ``0``-``9``, ``*``, ``#``,
+    /// ``A``-``D``. The finish key (``#`` by default) skips the greeting or ends the recording.
+    #[pyo3(signature = (now, digit, /))]
+    fn dtmf(&self, py: Python<'_>, now: f64, digit: &str) -> PyResult<()> {
+        let mut chars = digit.chars();
+        let d = match (chars.next(), chars.next()) {
+            (Some(c), None) => DtmfDigit::from_char(c),
+            _ => None,
+        }
+        .ok_or_else(|| PyValueError::new_err(format!("not a DTMF key (0-9, *, #, A-D): {digit:?}")))?;
+        self.input(py, now, move |t| Input::Dtmf(t, d))
+    }
+
+    /// The caller hung up (BYE or CANCEL) at ``now``: the call ends and reports its message.
+    #[pyo3(signature = (now, /))]
+    fn hangup(&self, py: Python<'_>, now: f64) -> PyResult<()> {
+        self.input(py, now, Input::Hangup)
+    }
+
+    /// Time passed: ``now`` reached (or passed) the last ``Timeout``'s ``at``.
+    #[pyo3(signature = (now, /))]
+    fn tick(&self, py: Python<'_>, now: f64) -> PyResult<()> {
+        self.input(py, now, Input::Tick)
+    }
+
+    /// The next thing to do: a ``SendRtp`` to send now, an event (``StateChanged``,
+    /// ``DtmfReceived``, ``MessageRecorded``), or the ``Timeout`` until which there is nothing
+    /// to do. Drain it until it returns a ``Timeout`` after every input.
+    fn poll_output(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.with(py, Inner::poll).into_py(py)
+    }
+
+    /// Every output up to and including the next ``Timeout`` (always the last item): the
+    /// same as calling ``poll_output()`` until it returns a ``Timeout``.
+    fn drain(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        let mut out = Vec::new();
+        self.with(py, |inner| inner.drain(&mut out));
+        out.into_iter().map(|o| o.into_py(py)).collect()
+    }
+
+    /// Feeds many datagrams, each ``(now, data)``, draining the outputs after each one as the
+    /// contract asks, with the GIL released for the whole batch: for recorded streams (a
+    /// capture, a file) or to amortise the call overhead. Returns the outputs, the last one
+    /// a ``Timeout``. Stops at the first misuse and raises it (earlier outputs are lost).
+    #[pyo3(signature = (packets, /))]
+    fn rtp_batch(&self, py: Python<'_>, packets: Vec<(f64, PyBackedBytes)>) -> PyResult<Vec<Py<PyAny>>> {
+        let mut out = Vec::new();
+        self.with(py, |inner| -> PyResult<()> {
+            for (now, data) in &packets {
+                let t = inner.clock.instant(*now)?;
+                inner.call.handle_input(Input::Rtp(t, data)).map_err(BindingError::from)?;
+                out.pop_if(|o| matches!(o, Out::Timeout(_)));
+                inner.drain(&mut out);
+            }
+            if out.is_empty() {
+                inner.drain(&mut out);
+            }
+            Ok(())
+        })?;
+        out.into_iter().map(|o| o.into_py(py)).collect()
+    }
+
+    /// The message id given at construction.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The current state: ``"ringing"``, ``"answered"``, ``"greeting"``, ``"beep"``,
+    /// ``"recording"`` or ``"ended"``.
+    #[getter]
+    fn state(&self, py: Python<'_>) -> &'static str {
+        self.with(py, |inner| inner.call.state().as_str())
+    }
+
+    /// Whether the call has ended (its ``MessageRecorded`` was or will be returned).
+    #[getter]
+    fn ended(&self, py: Python<'_>) -> bool {
+        self.with(py, |inner| inner.call.state() == voicemail_core::CallState::Ended)
+    }
+
+    /// Samples (8 kHz) recorded so far.
+    #[getter]
+    fn recorded_samples(&self, py: Python<'_>) -> u64 {
+        self.with(py, |inner| inner.call.recorded_samples())
+    }
+
+    /// Media counters so far.
+    #[getter]
+    fn stats(&self, py: Python<'_>) -> PyMediaStats {
+        PyMediaStats { stats: self.with(py, |inner| inner.call.stats()) }
+    }
+
+    /// The message as known now (end reason ``"interrupted"`` until the call really ends):
+    /// what a crash recovery would complete.
+    fn provisional_message(&self, py: Python<'_>) -> PyMessage {
+        PyMessage::new(self.with(py, |inner| inner.call.provisional_meta()))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("Call(id={:?}, state={:?})", self.id, self.state(py))
+    }
+}

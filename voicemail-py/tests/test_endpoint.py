@@ -1,0 +1,93 @@
+"""voicemail.SipEndpoint without a SIP peer: Ctrl-C stops a blocking ``run()`` cleanly,
+asyncio start/stop, and the sockets are released when an endpoint stops or is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import voicemail
+
+
+def make_config(tmp_path: Path) -> voicemail.Config:
+    return voicemail.Config.from_toml(
+        'mailbox = "x"\ntimezone = "UTC"\nspool = "spool"\n[sip]\nlisten = "127.0.0.1:0"\nrtp_ports = "30000-39999"\n',
+        base_dir=tmp_path,
+    )
+
+
+def assert_port_free(host: str, port: int) -> None:
+    gc.collect()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(50):
+            try:
+                s.bind((host, port))
+                return
+            except OSError:
+                time.sleep(0.1)
+    pytest.fail(f"{host}:{port} still bound after the endpoint stopped")
+
+
+def test_ctrl_c_stops_run_cleanly(tmp_path: Path) -> None:
+    endpoint = voicemail.SipEndpoint(make_config(tmp_path), deliver=False)
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        endpoint.run()
+    timer.join()
+    assert time.monotonic() - started < 10
+    assert not endpoint.running
+    # The port is free again once the endpoint stopped.
+    host, port = endpoint.local_addr
+    del endpoint
+    assert_port_free(host, port)
+
+
+def test_an_endpoint_that_never_ran_releases_its_port(tmp_path: Path) -> None:
+    endpoint = voicemail.SipEndpoint(make_config(tmp_path), deliver=False)
+    host, port = endpoint.local_addr
+    assert not endpoint.running and "ready" in repr(endpoint)
+    del endpoint
+    assert_port_free(host, port)
+
+
+def test_asyncio_start_and_stop(tmp_path: Path) -> None:
+    seen: list[voicemail.Message] = []
+    endpoint = voicemail.SipEndpoint(make_config(tmp_path), on_message=seen.append)
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="start"):
+            await endpoint.messages().__anext__()
+        await endpoint.start()
+        assert endpoint.running and endpoint.active_calls == 0
+        with pytest.raises(RuntimeError, match="already"):
+            await endpoint.start()
+        await endpoint.stop()
+        assert not endpoint.running
+        assert [m async for m in endpoint.messages()] == []
+        await endpoint.wait()
+
+    asyncio.run(scenario())
+    assert seen == []
+    assert endpoint.spool == tmp_path / "spool" and (tmp_path / "spool").is_dir()
+    assert_port_free(*endpoint.local_addr)
+
+
+def test_shutdown_before_run_returns_at_once(tmp_path: Path) -> None:
+    endpoint = voicemail.SipEndpoint(make_config(tmp_path), deliver=False)
+    endpoint.shutdown()
+    t = threading.Thread(target=endpoint.run)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    with pytest.raises(TypeError, match="callable"):
+        voicemail.SipEndpoint(make_config(tmp_path), on_message=42)  # type: ignore[arg-type]

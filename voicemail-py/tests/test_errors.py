@@ -1,0 +1,78 @@
+"""The exception hierarchy: VoicemailError and its subclasses; I/O failures as builtin
+OSError subclasses with errno and filename."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import voicemail
+
+
+@pytest.mark.parametrize(
+    ("cls", "base"),
+    [
+        (voicemail.VoicemailError, Exception),
+        (voicemail.ConfigError, voicemail.VoicemailError),
+        (voicemail.GreetingError, voicemail.VoicemailError),
+        (voicemail.RecordingError, voicemail.VoicemailError),
+        (voicemail.CallError, voicemail.VoicemailError),
+        (voicemail.MailboxError, voicemail.VoicemailError),
+        (voicemail.MessageNotFoundError, voicemail.MailboxError),
+        (voicemail.InvalidTransitionError, voicemail.MailboxError),
+        (voicemail.NotCalledBackError, voicemail.MailboxError),
+        (voicemail.DeliveryError, voicemail.VoicemailError),
+        (voicemail.SipError, voicemail.VoicemailError),
+    ],
+)
+def test_hierarchy(cls: type, base: type) -> None:
+    assert issubclass(cls, base)
+    assert cls.__module__ == "voicemail"
+    assert cls.__doc__
+    assert not issubclass(cls, OSError)
+
+
+def test_config_error_key_defaults_to_none() -> None:
+    assert voicemail.ConfigError("x").key is None
+
+
+def test_io_failures_are_os_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as e:
+        voicemail.Prompt.load(tmp_path / "nope.wav")
+    assert e.value.errno == 2 and e.value.filename == str(tmp_path / "nope.wav")
+    with pytest.raises(IsADirectoryError):
+        voicemail.Prompt.load(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        voicemail.Outbox(tmp_path / "nope")
+    (tmp_path / "taken.wav").write_bytes(b"")
+    with pytest.raises(FileExistsError):
+        voicemail.Call(id="x", caller="1", recording=tmp_path / "taken.wav")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_permission_denied(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(PermissionError) as e:
+            voicemail.Call(id="x", caller="1", recording=locked / "x.wav")
+        assert e.value.filename == str(locked / "x.wav")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_sip_bind_failure_is_an_os_error(tmp_path: Path) -> None:
+    import socket
+
+    config = voicemail.Config.from_toml(
+        'mailbox = "x"\ntimezone = "UTC"\nspool = "spool"\n[sip]\ntransports = ["udp"]\n', base_dir=tmp_path
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match="cannot listen"):
+            voicemail.SipEndpoint(config, deliver=False, listen=f"127.0.0.1:{port}")
+    with pytest.raises(ValueError, match="IP:PORT"):
+        voicemail.SipEndpoint(config, deliver=False, listen="localhost")
