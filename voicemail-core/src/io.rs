@@ -20,6 +20,10 @@ pub enum Input<'a> {
     Dtmf(Instant, DtmfDigit),
     /// The caller hung up (BYE or CANCEL).
     Hangup(Instant),
+    /// The call went on hold (`true`: a re-INVITE with sendonly, inactive or `c=0.0.0.0`) or
+    /// came off it (`false`). On hold, a silent media path does not end the call; the media
+    /// timeout starts afresh when the hold ends. The recording goes on either way.
+    Hold(Instant, bool),
     /// Time passed (a deadline given by [`Output::Timeout`] was reached).
     Tick(Instant),
 }
@@ -28,7 +32,12 @@ impl Input<'_> {
     /// The time the input carries.
     pub fn time(&self) -> Instant {
         match *self {
-            Input::Answered(t) | Input::Rtp(t, _) | Input::Dtmf(t, _) | Input::Hangup(t) | Input::Tick(t) => t,
+            Input::Answered(t)
+            | Input::Rtp(t, _)
+            | Input::Dtmf(t, _)
+            | Input::Hangup(t)
+            | Input::Hold(t, _)
+            | Input::Tick(t) => t,
         }
     }
 }

@@ -76,3 +76,37 @@ fn media_timeout_during_greeting_still_yields_a_message() {
     assert_eq!(m.end_reason, EndReason::MediaTimeout);
     assert_eq!(m.duration_ms, 0);
 }
+
+#[test]
+fn hold_suspends_the_media_timeout_and_the_recording_goes_on() {
+    let mut cfg = TestCall::config();
+    cfg.media_timeout = Duration::from_secs(5);
+    cfg.silence_timeout = None;
+    let mut t = TestCall::new(cfg);
+    t.answer();
+    t.run_until_state(CallState::Recording, Duration::from_secs(5));
+    let s = t.entered(CallState::Recording).unwrap();
+    let mut talker = Talker::new(CodecKind::Pcmu, 3, 0, 0);
+    for i in 0..50u32 {
+        let p = talker.packet(&tone(160));
+        t.rtp(s + FRAME * i, &p);
+    }
+    // On hold for a minute: no RTP, yet the call goes on.
+    let held = s + FRAME * 50;
+    t.advance_to(held);
+    t.input(voicemail_core::Input::Hold(held, true));
+    t.advance_to(held + Duration::from_secs(60));
+    assert_eq!(t.call.state(), CallState::Recording);
+    let back = held + Duration::from_secs(60);
+    t.input(voicemail_core::Input::Hold(back, false));
+    talker.ts = talker.ts.wrapping_add(60 * 8000); // the sender's clock ran on during the hold
+    for i in 0..50u32 {
+        let p = talker.packet(&tone(160));
+        t.rtp(back + FRAME * i, &p);
+    }
+    // Off hold, silence ends the call after the media timeout again.
+    t.advance_to(back + FRAME * 50 + Duration::from_secs(6));
+    let m = t.message();
+    assert_eq!(m.end_reason, EndReason::MediaTimeout);
+    assert_eq!(m.duration_ms, 62_000, "1 s, a minute of hold as silence, 1 s");
+}

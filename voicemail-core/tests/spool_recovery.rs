@@ -37,13 +37,11 @@ fn interrupted_call_is_recovered_with_its_caller_and_audio() {
     }
     let _ = drain(&mut call);
     // 3.5 s of audio, then the process dies (no finalize, buffers lost).
-    let mut seq = 0u16;
-    for i in 0..175u32 {
+    for (i, seq) in (0..175u32).zip(0u16..) {
         let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
         p[2..4].copy_from_slice(&seq.to_be_bytes());
         p[4..8].copy_from_slice(&(i * 160).to_be_bytes());
         CodecKind::Pcmu.encode(&[3000; 160], &mut p);
-        seq += 1;
         now += Duration::from_millis(20);
         call.handle_input(Input::Rtp(now, &p)).unwrap();
         let _ = drain(&mut call);

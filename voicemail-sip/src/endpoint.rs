@@ -688,7 +688,9 @@ async fn on_offer(
     match sdp::negotiate(&body, &next) {
         Ok(n) if n.codec == offers.negotiated.codec && n.payload_type == offers.negotiated.payload_type => {
             *local = next;
-            let _ = commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n) }).await;
+            // Any direction that is not two-way is a hold (RFC 3264 §8.4; `c=0.0.0.0` is RFC 2543's).
+            let hold = !may_send(&n) || !n.direction.remote_sends();
+            let _ = commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold }).await;
             tracing::debug!(direction = ?n.direction, remote = ?n.remote_rtp, "session modified");
             let answer = n.answer.clone().into_bytes();
             if !req.body.is_empty() {

@@ -42,6 +42,8 @@ pub enum MediaCommand {
         addr: Option<SocketAddr>,
         /// Whether to send RTP at all.
         send: bool,
+        /// Whether the call is on hold (one-way or no media): the media timeout is suspended.
+        hold: bool,
     },
 }
 
@@ -168,11 +170,11 @@ pub async fn run(
                 match cmd {
                     Some(MediaCommand::Answered) => call.handle_input(Input::Answered(now)),
                     Some(MediaCommand::Dtmf(d)) => call.handle_input(Input::Dtmf(now, d)),
-                    Some(MediaCommand::Remote { addr, send: s }) => {
+                    Some(MediaCommand::Remote { addr, send: s, hold }) => {
                         remote = addr;
                         send = s;
                         latched = false;
-                        Ok(())
+                        call.handle_input(Input::Hold(now, hold))
                     }
                     Some(MediaCommand::Hangup) => {
                         hung_up = true;

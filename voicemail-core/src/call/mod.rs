@@ -336,6 +336,8 @@ pub struct Call {
     recording_at: Option<Instant>,
     recording_started: Option<Instant>,
     last_rtp: Instant,
+    /// On hold: the media timeout is suspended.
+    on_hold: bool,
     jitter: JitterBuffer,
     dtmf: DtmfDetector,
     digits: String,
@@ -379,6 +381,7 @@ impl Call {
             recording_at: None,
             recording_started: None,
             last_rtp: now,
+            on_hold: false,
             dtmf: DtmfDetector::new(),
             digits: String::new(),
             recorder,
@@ -452,6 +455,10 @@ impl Call {
             Input::Rtp(_, datagram) => self.on_rtp(now, datagram),
             Input::Dtmf(_, digit) => self.on_digit(now, digit),
             Input::Hangup(_) => self.end(EndReason::HangUp, now),
+            Input::Hold(_, on_hold) => {
+                self.on_hold = on_hold;
+                self.last_rtp = now;
+            }
             Input::Tick(_) => {}
         }
         self.on_time(now);
@@ -478,7 +485,8 @@ impl Call {
         if self.state == CallState::Ended || self.state == CallState::Ringing {
             return idle;
         }
-        let mut at = self.last_rtp.checked_add(self.config.media_timeout).unwrap_or(idle);
+        let mut at =
+            if self.on_hold { idle } else { self.last_rtp.checked_add(self.config.media_timeout).unwrap_or(idle) };
         if let Some(p) = &self.playback {
             at = at.min(p.next_send);
         }
@@ -584,6 +592,7 @@ impl Call {
             }
         }
         if matches!(self.state, CallState::Greeting | CallState::Beep | CallState::Recording)
+            && !self.on_hold
             && now.saturating_duration_since(self.last_rtp) >= self.config.media_timeout
         {
             self.end(EndReason::MediaTimeout, now);
