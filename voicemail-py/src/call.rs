@@ -672,6 +672,14 @@ impl PyCall {
         self.input(py, now, Input::Hangup)
     }
 
+    /// The call went on hold at ``now`` (``on_hold=True``: a re-INVITE with sendonly,
+    /// inactive or ``c=0.0.0.0``) or came off it (``False``). On hold, a silent media path does
+    /// not end the call; the media timeout starts afresh when the hold ends.
+    #[pyo3(signature = (now, on_hold, /))]
+    fn hold(&self, py: Python<'_>, now: f64, on_hold: bool) -> PyResult<()> {
+        self.input(py, now, move |t| Input::Hold(t, on_hold))
+    }
+
     /// Time passed: ``now`` reached (or passed) the last ``Timeout``'s ``at``.
     #[pyo3(signature = (now, /))]
     fn tick(&self, py: Python<'_>, now: f64) -> PyResult<()> {

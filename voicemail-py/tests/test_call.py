@@ -212,6 +212,18 @@ def test_max_length_silence_and_media_timeouts(new_call: NewCall) -> None:
     assert d.message is not None and d.message.end_reason == "media-timeout"
 
 
+def test_hold_suspends_the_media_timeout(new_call: NewCall) -> None:
+    call = new_call("held", media_timeout=2.0)
+    d = Driver(call)
+    d.answer()
+    call.hold(d.now, True)  # straight away: the 2 s media timeout is shorter than the greeting
+    d.advance_to(d.now + 60)
+    assert d.message is None and call.state == "recording", "on hold, silence does not end the call"
+    call.hold(d.now, False)
+    d.advance_to(d.now + 3)
+    assert d.message is not None and d.message.end_reason == "media-timeout"
+
+
 def test_malformed_rtp_is_counted_not_raised(new_call: NewCall) -> None:
     call = new_call()
     call.answered(1.0)
