@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     while rest.len() >= 2 && call.state() != CallState::Ended {
         let (op, arg) = (rest[0], rest[1]);
         rest = &rest[2..];
-        let r = match op % 6 {
+        let r = match op % 7 {
             0 => call.handle_input(Input::Answered(now)),
             1 | 2 => {
                 let n = usize::from(arg).min(rest.len());
@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
                 now += Duration::from_millis(u64::from(arg) * 20);
                 call.handle_input(Input::Tick(now))
             }
+            5 => call.handle_input(Input::Hold(now, arg % 2 == 1)),
             _ => call.handle_input(Input::Hangup(now)),
         };
         assert!(r.is_ok(), "valid inputs in order are never an error: {r:?}");

@@ -20,6 +20,7 @@ enum Step {
     Dtmf(char),
     Tick,
     Hangup,
+    Hold(bool),
     Wait(u16),
 }
 
@@ -32,6 +33,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop_oneof![Just('#'), Just('1'), Just('*')].prop_map(Step::Dtmf),
         2 => Just(Step::Tick),
         1 => Just(Step::Hangup),
+        1 => any::<bool>().prop_map(Step::Hold),
         3 => any::<u16>().prop_map(Step::Wait),
     ]
 }
@@ -59,6 +61,7 @@ proptest! {
                 Step::Dtmf(c) => t.call.handle_input(Input::Dtmf(now, DtmfDigit::from_char(*c).unwrap())),
                 Step::Tick => t.call.handle_input(Input::Tick(now)),
                 Step::Hangup => t.call.handle_input(Input::Hangup(now)),
+                Step::Hold(h) => t.call.handle_input(Input::Hold(now, *h)),
                 Step::Wait(ms) => { now += Duration::from_millis(u64::from(*ms) % 5000); Ok(()) }
             };
             if t.call.state() == CallState::Ended {
