@@ -334,7 +334,6 @@ pub struct Call {
     playback: Option<Playback>,
     /// When the beep's last packet has played out and recording begins.
     recording_at: Option<Instant>,
-    recording_started: Option<Instant>,
     last_rtp: Instant,
     /// On hold: the media timeout is suspended.
     on_hold: bool,
@@ -379,7 +378,6 @@ impl Call {
             events: VecDeque::with_capacity(8),
             playback: None,
             recording_at: None,
-            recording_started: None,
             last_rtp: now,
             on_hold: false,
             dtmf: DtmfDetector::new(),
@@ -496,12 +494,16 @@ impl Call {
         if let Some(t) = self.jitter.deadline() {
             at = at.min(t);
         }
-        if let Some(start) = self.recording_started {
-            // Wall-clock backstop for senders whose clock runs slow.
-            let limit = start.checked_add(self.config.max_length + Duration::from_secs(2)).unwrap_or(idle);
+        if let Some(limit) = self.wall_limit() {
             at = at.min(limit);
         }
         at
+    }
+
+    /// Wall-clock backstop for the maximum length, for senders whose clock runs slow: the
+    /// recording's start plus the maximum length and two seconds of slack.
+    fn wall_limit(&self) -> Option<Instant> {
+        self.recorder.started?.checked_add(self.config.max_length.saturating_add(Duration::from_secs(2)))
     }
 
     fn set_state(&mut self, state: CallState) {
@@ -583,10 +585,7 @@ impl Call {
                 self.end(reason, now);
                 return;
             }
-            if self
-                .recording_started
-                .is_some_and(|s| now.saturating_duration_since(s) >= self.config.max_length + Duration::from_secs(2))
-            {
+            if self.wall_limit().is_some_and(|limit| now >= limit) {
                 self.end(EndReason::MaxLength, now);
                 return;
             }
@@ -601,7 +600,6 @@ impl Call {
 
     fn start_recording(&mut self, now: Instant) {
         self.set_state(CallState::Recording);
-        self.recording_started = Some(now);
         self.recorder.started = Some(now);
         self.jitter = JitterBuffer::new(self.config.jitter, now);
     }
