@@ -78,7 +78,7 @@ impl Router {
         self.config.client_directory()?.lookup(caller)
     }
 
-    /// The e-mail context for a message from `caller`.
+    /// The e-mail context for a message, naming the matched client and manager if any.
     fn context(&self, client: Option<&ClientEntry>) -> EmailContext {
         let smtp = self.config.delivery.smtp.as_ref();
         let from = smtp.map_or(DEFAULT_FROM, |s| s.from.as_str());
