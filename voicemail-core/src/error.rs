@@ -27,6 +27,9 @@ pub enum Error {
     /// Writing or repairing a recording failed.
     #[error(transparent)]
     Recording(#[from] crate::recording::RecordingError),
+    /// A string that is not a message id.
+    #[error(transparent)]
+    InvalidId(#[from] crate::message::InvalidMessageId),
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] io::Error),

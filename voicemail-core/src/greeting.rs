@@ -18,9 +18,8 @@
 //! ```
 
 use std::fmt;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -75,7 +74,7 @@ const RATE_HZ: u32 = 8000;
 const MAX_SECONDS: u64 = 600;
 
 /// The largest greeting file that is read into memory.
-const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The source sample rates accepted by the resampler.
 const MIN_SOURCE_RATE_HZ: u32 = 1000;
@@ -128,47 +127,20 @@ fn slot(codec: CodecKind) -> usize {
 }
 
 impl Prompt {
-    /// Loads and decodes an audio file; the name is the file stem.
+    /// Decodes audio bytes of any supported format (`ext_hint` like `"mp3"` helps probing).
     ///
     /// WAV, MP3, FLAC and Ogg/Vorbis are supported, at any sample rate from 1 kHz to 192 kHz
     /// and any channel count: the channels are averaged to mono and the rate converted to
-    /// 8 kHz (8 kHz audio passes through sample-exact). The extension is a probing hint only.
-    /// Files over 256 MiB and audio over ten minutes are refused.
-    ///
-    /// # Errors
-    ///
-    /// [`GreetingError::Io`] if the file cannot be read, [`GreetingError::Decode`] if it is
-    /// not decodable audio, [`GreetingError::Empty`] if it holds no samples. Errors name the path.
-    pub fn load(path: &Path) -> Result<Self, GreetingError> {
-        let io_error = |source| GreetingError::Io { path: path.to_path_buf(), source };
-        let label = path.display().to_string();
-        let mut file = std::fs::File::open(path).map_err(io_error)?;
-        let len = file.metadata().map_err(io_error)?.len();
-        if len > MAX_FILE_BYTES {
-            return Err(GreetingError::Decode {
-                name: label,
-                reason: format!("the file is larger than {} MiB", MAX_FILE_BYTES >> 20),
-            });
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        // `take` guards against a file that grows while it is read.
-        (&mut file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io_error)?;
+    /// 8 kHz (8 kHz audio passes through sample-exact). Data over 256 MiB and audio over ten
+    /// minutes are refused; errors carry `name`. (With the `mailbox` feature, `Prompt::load`
+    /// reads a file.)
+    pub fn from_encoded_bytes(name: &str, bytes: Vec<u8>, ext_hint: Option<&str>) -> Result<Self, GreetingError> {
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(GreetingError::Decode {
-                name: label,
+                name: name.to_owned(),
                 reason: format!("the file is larger than {} MiB", MAX_FILE_BYTES >> 20),
             });
         }
-        let name = path.file_stem().map_or_else(|| label.clone(), |s| s.to_string_lossy().into_owned());
-        let ext = path.extension().and_then(|e| e.to_str());
-        let pcm = decode_to_8k(Box::new(Cursor::new(bytes)), ext, &label)?;
-        Ok(Self::from_parts(name, pcm))
-    }
-
-    /// Decodes audio bytes of any supported format (`ext_hint` like `"mp3"` helps probing).
-    ///
-    /// The same as [`Prompt::load`] from memory; errors carry `name`.
-    pub fn from_encoded_bytes(name: &str, bytes: Vec<u8>, ext_hint: Option<&str>) -> Result<Self, GreetingError> {
         let pcm = decode_to_8k(Box::new(Cursor::new(bytes)), ext_hint, name)?;
         Ok(Self::from_parts(name.to_owned(), pcm))
     }

@@ -4,9 +4,39 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::call::CallState;
 use crate::message::MessageMeta;
 use crate::rtp::dtmf::DtmfDigit;
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallState {
+    /// Created, not answered yet.
+    Ringing,
+    /// Answered; the greeting starts at once.
+    Answered,
+    /// Playing the greeting.
+    Greeting,
+    /// Playing the beep.
+    Beep,
+    /// Recording the caller.
+    Recording,
+    /// Ended; the message has been reported.
+    Ended,
+}
+
+impl CallState {
+    /// The lowercase name (`ringing`, `greeting`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Ringing => "ringing",
+            CallState::Answered => "answered",
+            CallState::Greeting => "greeting",
+            CallState::Beep => "beep",
+            CallState::Recording => "recording",
+            CallState::Ended => "ended",
+        }
+    }
+}
 
 /// Something that happened to the call, fed in with [`Call::handle_input`](crate::call::Call::handle_input).
 /// Every input carries the time it happened; time never goes backwards.

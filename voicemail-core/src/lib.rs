@@ -1,39 +1,61 @@
 //! # voicemail-core
 //!
-//! The sans-IO engine of the voicemail answering machine: the call state machine, G.711 and
-//! L16 codecs, RTP parsing and packetizing, RFC 4733 DTMF, the jitter buffer, greetings and
-//! crash-safe WAV recording.
+//! The voicemail answering machine's engine and mailbox.
 //!
-//! The [`Call`] owns no socket, no thread and no clock: time enters only through inputs, and
-//! everything it wants done is pulled with [`Call::poll_output`]. Tests drive it with a
-//! simulated clock; the SIP adapter drives it from one task per call.
+//! **The engine** (always built) is sans-IO: the call state machine ([`Call`]), G.711 and L16
+//! codecs, RTP parsing and packetizing, RFC 4733 DTMF, the jitter buffer, greetings and WAV
+//! recording into a sink it is given, and the message metadata. It owns no file, socket,
+//! clock or thread: time enters only through inputs, and everything it wants done is pulled
+//! with [`Call::poll_output`]. `default-features = false` builds the engine alone.
+//!
+//! **The mailbox** (feature `mailbox`, on by default) owns the life of every message:
+//! [`Mailbox`](mailbox::Mailbox) starts calls (id, greeting from the calendar, recording in the
+//! spool), stores finished messages in an embedded SQLite store, recovers calls whose process
+//! died, delivers by e-mail (Maildir, SMTP, IMAP) with retries, and tracks the follow-up
+//! (New → Assigned → CalledBack) with its history. Modules: [`config`], [`schedule`],
+//! [`directory`], [`store`], [`deliver`], [`route`], [`followup`], [`mailbox`], [`runner`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod call;
 pub mod codec;
-pub mod config;
-pub mod deliver;
-pub mod directory;
-mod durable;
 pub mod error;
 pub mod greeting;
 pub mod io;
 pub mod jitter;
-pub mod mailbox;
 pub mod message;
-pub mod outbox;
 pub mod recording;
-pub mod route;
 pub mod rtp;
+
+#[cfg(feature = "mailbox")]
+pub mod config;
+#[cfg(feature = "mailbox")]
+pub mod deliver;
+#[cfg(feature = "mailbox")]
+pub mod directory;
+#[cfg(feature = "mailbox")]
+pub mod followup;
+#[cfg(feature = "mailbox")]
+mod greeting_file;
+#[cfg(feature = "mailbox")]
+pub mod mailbox;
+#[cfg(feature = "mailbox")]
+pub mod route;
+#[cfg(feature = "mailbox")]
+pub mod runner;
+#[cfg(feature = "mailbox")]
 pub mod schedule;
-pub mod spool;
+#[cfg(feature = "mailbox")]
+pub mod store;
 
 pub use call::{Call, CallConfig, CallState};
 pub use codec::{Codec, CodecKind};
 pub use error::{Error, Result};
 pub use greeting::Prompt;
 pub use io::{Event, Input, Output, RtpOut};
-pub use message::{EndReason, MediaStats, MessageMeta};
+pub use message::{EndReason, MediaStats, MessageId, MessageMeta};
 pub use recording::Recording;
 pub use rtp::dtmf::DtmfDigit;
+
+#[cfg(feature = "mailbox")]
+pub use mailbox::{CallLease, CallSetup, Mailbox, MailboxError, StartedCall};

@@ -1,536 +1,764 @@
-//! The mailbox workflow: who calls a message back, and when a message may be deleted.
+//! The [`Mailbox`]: the one owner of a message's life.
 //!
-//! Each message in the spool (`<id>.wav` plus its metadata `<id>.json`) goes through
-//! New → Assigned (to whom, when) → CalledBack (by whom, when, a note). A message can be
-//! reassigned while it is Assigned; once CalledBack it is final. Deleting a message before
-//! it was called back is refused unless forced with a reason; every deletion is appended to
-//! `deletions.log` in the spool, and a forced one is also logged with `tracing::warn!`.
+//! ```text
+//!  front-end (SIP endpoint, offline_call, Python)      inbox, web, Python
+//!      │ start_call ──► Call + CallLease                   │ list / show / assign /
+//!      │   (id, greeting by calendar, WAV in the spool,    │ called_back / delete /
+//!      │    provisional record in the store)               │ status / retry
+//!      │ finish_call(lease, meta) ──► stored + queued ──► listeners (JSON line, on_message)
+//!      ▼                                    │
+//!  recover(): calls whose process died      ▼
+//!  (lock on the WAV free) → `interrupted`   deliver_due(target): claim, deliver, record
+//! ```
 //!
-//! # On disk
+//! Every front-end goes through the mailbox and nothing else: it never names a spool file,
+//! never builds a [`CallConfig`] from the configuration itself and never runs recovery on its
+//! own. Several processes may open one mailbox at once; see [`crate::store`] for how they
+//! stay consistent, and [`crate::store`]'s spool module docs for who owns a live recording.
 //!
-//! The workflow state of message `<id>` is one JSON file, `<spool>/<id>.state.json`, holding the
-//! current state and the history of transitions. A message without a state file is New. Each
-//! write goes to a temporary file (`.<id>.state.json.tmp`) that is `fsync`ed, renamed over the
-//! state file and followed by an `fsync` of the spool directory, so after a crash the state is
-//! either the old or the new one, never a torn file. One file per message (rather than one
-//! shared log) keeps a message's state next to its recording, lets deletion remove everything
-//! about a message, and makes a corrupted file affect one message only.
-//!
-//! `deletions.log` is append-only JSON lines (one [`DeletionRecord`] per line), `fsync`ed after
-//! every append; it is written *before* any file is removed, so a deletion is never unrecorded.
-//!
-//! # Safety of ids
-//!
-//! Ids passed in are checked ([`validate_id`]): ASCII letters, digits, `.`, `_` and `-`, at
-//! most 128 characters, not starting with `.`, no `..`. So no call can reach a path outside
-//! the spool. Time is always passed in (`at`); this module never reads the clock.
+//! Time comes in as arguments (`now`), so the mailbox can be driven by a simulated clock; the
+//! background [`Runner`](crate::runner::Runner) reads the real one.
 
-use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::hash::{BuildHasher, Hasher};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use jiff::{SignedDuration, Timestamp};
 
-use crate::durable;
-use crate::message::MessageMeta;
+use crate::call::{Call, CallConfig};
+use crate::codec::{Codec, CodecKind};
+use crate::config::Config;
+use crate::deliver::{self, DeliveryError, OutgoingEmail, Target};
+use crate::followup::{Change, Event, HistoryEntry};
+use crate::greeting::Prompt;
+use crate::message::{EndReason, InvalidMessageId, MessageId, MessageMeta};
+use crate::recording::Recording;
+use crate::route;
+use crate::store::spool::{Claim as WavClaim, LockedWav, Spool};
+use crate::store::{Attempt, Delivery, SqliteStore, Store, StoreError, StoredMessage};
 
-/// File name of the deletion log in the spool.
-pub const DELETIONS_LOG: &str = "deletions.log";
-
-const STATE_SUFFIX: &str = ".state.json";
-const MAX_ID_LEN: usize = 128;
-const MAX_NAME_LEN: usize = 200;
-const MAX_NOTE_LEN: usize = 4000;
+/// How long a claimed delivery stays ours: longer than any attempt can take.
+const DELIVERY_LEASE: SignedDuration = SignedDuration::from_mins(15);
+/// Deliveries claimed at once by one worker.
+const CLAIM_BATCH: usize = 4;
 
 /// Why a mailbox operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MailboxError {
-    /// The spool directory does not exist or is not a directory.
-    #[error("spool directory {0} does not exist")]
-    NoSpool(PathBuf),
-    /// The id is not a valid message id.
-    #[error("invalid message id {0:?}: expected letters, digits, '.', '_' or '-' (no '..', not starting with '.')")]
-    InvalidId(String),
-    /// No message with this id is in the spool.
-    #[error("message {0} not found")]
-    NotFound(String),
-    /// The message was deleted.
-    #[error("message {id} was deleted at {at}")]
-    Deleted {
-        /// The id.
-        id: String,
-        /// When it was deleted.
-        at: Timestamp,
-    },
-    /// The transition makes no sense in the message's current state.
-    #[error("message {id} is {state}: cannot {action}")]
-    InvalidTransition {
-        /// The id.
-        id: String,
-        /// The current state (`new`, `assigned to ...`, `called back by ...`).
-        state: String,
-        /// What was attempted.
-        action: &'static str,
-    },
-    /// Deleting a message that was not called back needs `--force` with a reason.
-    #[error("message {id} is {state} and has not been called back: deleting it needs a forced deletion with a reason")]
-    NotCalledBack {
-        /// The id.
-        id: String,
-        /// The current state.
-        state: String,
-    },
-    /// A name, note or reason is empty, too long or contains control characters.
-    #[error("invalid {field}: {message}")]
-    InvalidText {
-        /// Which argument.
-        field: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-    /// A state file could not be parsed.
-    #[error("corrupt state file {path}: {source}")]
-    CorruptState {
-        /// The file.
-        path: PathBuf,
-        /// The parse error.
-        source: serde_json::Error,
-    },
-    /// A file operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file or directory.
+    /// The spool directory cannot be used.
+    #[error("spool {path}: {source}")]
+    Spool {
+        /// The directory or file.
         path: PathBuf,
         /// The I/O error.
         source: io::Error,
     },
+    /// The spool's file system is (nearly) full: new calls are refused until space is freed.
+    #[error("the spool {path} has {free} bytes free, less than the {min_free} it keeps free: new calls are refused")]
+    SpoolFull {
+        /// The spool directory.
+        path: PathBuf,
+        /// Bytes free.
+        free: u64,
+        /// Bytes the configuration keeps free (`[store] min_free`).
+        min_free: u64,
+    },
+    /// The store failed or refused the change.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An id that is not a message id.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidMessageId),
+    /// The call could not be set up (invalid codec parameters, ...).
+    #[error("cannot start the call: {0}")]
+    Call(#[from] crate::Error),
+    /// A message's recording belongs to another call.
+    #[error("the lease of message {lease} cannot store message {meta}")]
+    WrongLease {
+        /// The lease's message.
+        lease: MessageId,
+        /// The metadata's message.
+        meta: MessageId,
+    },
 }
 
-/// Where a message is in the callback workflow.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
-pub enum WorkflowState {
-    /// Nobody has taken it yet.
-    #[default]
-    New,
-    /// Someone is to call back.
-    Assigned {
-        /// Who.
-        to: String,
-        /// When it was assigned.
-        at: Timestamp,
-    },
-    /// The caller was called back.
-    CalledBack {
-        /// Who called back.
-        by: String,
-        /// When.
-        at: Timestamp,
-        /// What was said or agreed, if noted.
-        note: Option<String>,
-    },
-}
-
-impl WorkflowState {
-    /// A short human description: `new`, `assigned to Anna`, `called back by Boris`.
-    pub fn describe(&self) -> String {
+impl MailboxError {
+    /// Whether the failure is a full disk: new calls get 503 with Retry-After, and what
+    /// failed is retried once space is freed.
+    pub fn is_full(&self) -> bool {
         match self {
-            WorkflowState::New => "new".to_owned(),
-            WorkflowState::Assigned { to, .. } => format!("assigned to {to}"),
-            WorkflowState::CalledBack { by, .. } => format!("called back by {by}"),
+            MailboxError::SpoolFull { .. } => true,
+            MailboxError::Store(e) => e.is_full(),
+            MailboxError::Spool { source, .. } => source.kind() == io::ErrorKind::StorageFull,
+            MailboxError::Call(crate::Error::Recording(crate::recording::RecordingError::Io(e))) => {
+                e.kind() == io::ErrorKind::StorageFull
+            }
+            _ => false,
         }
     }
 
-    /// The state's name: `new`, `assigned` or `called-back`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            WorkflowState::New => "new",
-            WorkflowState::Assigned { .. } => "assigned",
-            WorkflowState::CalledBack { .. } => "called-back",
-        }
+    /// The message was not found (or was deleted).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, MailboxError::Store(StoreError::NotFound(_)))
     }
 }
 
-/// The persisted workflow record of one message: the current state and every transition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkflowRecord {
-    /// The current state.
-    pub state: WorkflowState,
-    /// Every state the message entered, oldest first (New is implicit and not listed).
-    pub history: Vec<WorkflowState>,
-}
-
-/// One message as the inbox shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageStatus {
-    /// The message id (the file stem in the spool).
-    pub id: String,
-    /// The metadata, or `None` when `<id>.json` is missing or unreadable (the recording is
-    /// still listed, so nothing hides).
-    pub meta: Option<MessageMeta>,
-    /// The recording, if `<id>.wav` exists.
-    pub wav: Option<PathBuf>,
-    /// The workflow state and history.
-    pub workflow: WorkflowRecord,
-}
-
-impl MessageStatus {
-    /// The current workflow state.
-    pub fn state(&self) -> &WorkflowState {
-        &self.workflow.state
-    }
-}
-
-/// A forced deletion's justification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForceReason {
-    /// Why the message is deleted without a callback (must not be empty).
-    pub reason: String,
-}
-
-impl ForceReason {
-    /// A reason.
-    pub fn new(reason: impl Into<String>) -> Self {
-        ForceReason { reason: reason.into() }
-    }
-}
-
-/// One line of `deletions.log`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeletionRecord {
-    /// The deleted message's id.
-    pub id: String,
-    /// When it was deleted.
-    pub at: Timestamp,
-    /// Whether it was deleted before a callback, by force.
-    pub forced: bool,
-    /// The reason given for a forced deletion.
-    pub reason: Option<String>,
-    /// The workflow state it was in.
-    pub state: WorkflowState,
-    /// The caller's number, when the metadata was readable.
-    pub caller: Option<String>,
-}
-
-/// The spool directory seen as a mailbox. See the [module docs](self).
+/// What a front-end knows about a new call; the mailbox adds the rest (id, greeting, limits).
 #[derive(Debug, Clone)]
+pub struct CallSetup {
+    /// The caller's number as signalled.
+    pub caller: String,
+    /// The caller's display name.
+    pub caller_name: Option<String>,
+    /// The called number; empty means the mailbox's own number.
+    pub called: String,
+    /// Wall-clock time of the call: the calendar picks the greeting for it.
+    pub started_at: Timestamp,
+    /// The negotiated audio codec.
+    pub codec: CodecKind,
+    /// Its payload type.
+    pub payload_type: u8,
+    /// The telephone-event payload type (RFC 4733), if negotiated.
+    pub dtmf_payload_type: Option<u8>,
+    /// Packetization time of the greeting and beep.
+    pub ptime: Duration,
+    /// Seed of the outgoing RTP stream; `None` picks a random one.
+    pub rtp_seed: Option<u64>,
+    /// A greeting to play instead of the calendar's: a name of `[greetings]`.
+    pub greeting: Option<String>,
+}
+
+impl CallSetup {
+    /// A call from `caller` at `started_at`: PCMU, telephone-event 101, 20 ms.
+    pub fn new(caller: impl Into<String>, started_at: Timestamp) -> Self {
+        Self {
+            caller: caller.into(),
+            caller_name: None,
+            called: String::new(),
+            started_at,
+            codec: CodecKind::Pcmu,
+            payload_type: 0,
+            dtmf_payload_type: Some(101),
+            ptime: Duration::from_millis(20),
+            rtp_seed: None,
+            greeting: None,
+        }
+    }
+
+    /// Sets the codec and its static payload type (96 for L16).
+    pub fn with_codec(mut self, codec: CodecKind) -> Self {
+        self.codec = codec;
+        self.payload_type = codec.static_payload_type().unwrap_or(96);
+        self
+    }
+}
+
+/// A call started by [`Mailbox::start_call`]: drive `call`, then give `lease` and the
+/// [`MessageRecorded`](crate::Event::MessageRecorded) metadata to [`Mailbox::finish_call`].
+#[derive(Debug)]
+pub struct StartedCall {
+    /// The engine's call, recording into the spool.
+    pub call: Call,
+    /// This process's hold on the recording until the message is stored.
+    pub lease: CallLease,
+}
+
+/// This process's hold on a call's recording: while it (or the call) lives, no other process
+/// recovers the call. Dropped without [`Mailbox::finish_call`] (a crash, a bug), the call is
+/// recovered as `interrupted` by the next recovery pass.
+#[derive(Debug)]
+pub struct CallLease {
+    id: MessageId,
+    wav: LockedWav,
+}
+
+impl CallLease {
+    /// The message id.
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// The recording's file.
+    pub fn wav_path(&self) -> &Path {
+        self.wav.path()
+    }
+}
+
+/// What one [`Mailbox::deliver_due`] pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Deliveries attempted.
+    pub attempted: usize,
+    /// Acknowledged: (message, target).
+    pub delivered: Vec<(MessageId, String)>,
+    /// Failed, to be retried: (message, target, error).
+    pub failed: Vec<(MessageId, String, String)>,
+    /// Refused for good: (message, target, the server's words).
+    pub rejected: Vec<(MessageId, String, String)>,
+}
+
+impl RunReport {
+    fn absorb(&mut self, other: RunReport) {
+        self.attempted += other.attempted;
+        self.delivered.extend(other.delivered);
+        self.failed.extend(other.failed);
+        self.rejected.extend(other.rejected);
+    }
+}
+
+type Listener = Box<dyn Fn(&MessageMeta) + Send + Sync>;
+
+/// A finished call whose storing failed (a full disk): retried by [`Mailbox::recover`].
+struct Pending {
+    lease: CallLease,
+    meta: MessageMeta,
+}
+
+struct Inner {
+    config: Config,
+    spool: Spool,
+    store: Box<dyn Store>,
+    targets: Vec<Arc<dyn Target + Send + Sync>>,
+    retry: RetryPolicy,
+    owner: String,
+    keys: std::collections::hash_map::RandomState,
+    counter: AtomicU64,
+    pending: Mutex<Vec<Pending>>,
+    listeners: Mutex<Vec<Listener>>,
+    /// Bumped (and waited on) when a message is stored: wakes delivery workers.
+    stored: (Mutex<u64>, Condvar),
+}
+
+/// One mailbox: its configuration, spool and store. Cheap to clone; safe to share between
+/// threads. See the [module docs](self).
+#[derive(Clone)]
 pub struct Mailbox {
-    spool: PathBuf,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("mailbox", &self.inner.config.mailbox)
+            .field("spool", &self.inner.spool.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long to wait before retrying a failed delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The delay after the first failure.
+    pub initial: Duration,
+    /// The delay never grows beyond this.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { initial: Duration::from_secs(5), max: Duration::from_secs(600) }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after `failures` failures (1 → `initial`, doubling, capped at `max`).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        self.initial.saturating_mul(1u32 << doublings).min(self.max)
+    }
+}
+
+fn spool_error(path: &Path) -> impl Fn(io::Error) -> MailboxError + '_ {
+    move |source| MailboxError::Spool { path: path.to_path_buf(), source }
 }
 
 impl Mailbox {
-    /// Opens the mailbox of an existing spool directory.
-    pub fn open(spool: impl Into<PathBuf>) -> Result<Self, MailboxError> {
-        let spool = spool.into();
-        if !spool.is_dir() {
-            return Err(MailboxError::NoSpool(spool));
+    /// Opens the mailbox of `config`: creates the spool if needed, opens (or creates) its
+    /// store, imports the JSON files of an older spool, and cleans up after earlier crashes
+    /// (recordings of deleted messages, empty recordings nobody owns).
+    ///
+    /// Greetings are used as the configuration has them loaded ([`Config::load`] loads them);
+    /// a greeting that is not loaded plays the bundled default instead.
+    pub fn open(config: Config) -> Result<Self, MailboxError> {
+        let spool = Spool::open(&config.spool).map_err(spool_error(&config.spool))?;
+        let store = SqliteStore::open(&spool.db_path())?;
+        let mut targets: Vec<Arc<dyn Target + Send + Sync>> = Vec::new();
+        if let Some(m) = &config.delivery.maildir {
+            targets.push(Arc::new(m.clone()));
         }
-        Ok(Mailbox { spool })
+        if let Some(s) = &config.delivery.smtp {
+            targets.push(Arc::new(s.clone()));
+        }
+        if let Some(i) = &config.delivery.imap {
+            targets.push(Arc::new(i.clone()));
+        }
+        let keys = std::collections::hash_map::RandomState::new();
+        let mut h = keys.build_hasher();
+        h.write_u128(Timestamp::now().as_nanosecond() as u128);
+        let owner = format!("pid{}-{:08x}", std::process::id(), h.finish() as u32);
+        let mailbox = Mailbox {
+            inner: Arc::new(Inner {
+                config,
+                spool,
+                store: Box::new(store),
+                targets,
+                retry: RetryPolicy::default(),
+                owner,
+                keys,
+                counter: AtomicU64::new(0),
+                pending: Mutex::new(Vec::new()),
+                listeners: Mutex::new(Vec::new()),
+                stored: (Mutex::new(0), Condvar::new()),
+            }),
+        };
+        crate::store::legacy::import(&mailbox.inner.spool, mailbox.store())?;
+        mailbox.clean_spool();
+        Ok(mailbox)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
     }
 
     /// The spool directory.
-    pub fn spool(&self) -> &Path {
-        &self.spool
+    pub fn spool_dir(&self) -> &Path {
+        self.inner.spool.dir()
     }
 
-    /// Every message in the spool, sorted by start time (messages without metadata last),
-    /// then id. A message is any `<id>.wav`, or any `<id>.json` holding message metadata.
-    pub fn list(&self) -> Result<Vec<MessageStatus>, MailboxError> {
-        let entries = fs::read_dir(&self.spool).map_err(|source| MailboxError::Io {
-            action: "cannot read spool directory",
-            path: self.spool.clone(),
-            source,
-        })?;
-        let mut ids = BTreeSet::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| MailboxError::Io {
-                action: "cannot read spool directory",
-                path: self.spool.clone(),
-                source,
-            })?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.ends_with(STATE_SUFFIX) {
-                continue;
-            }
-            let stem = if let Some(stem) = name.strip_suffix(".wav") {
-                stem
-            } else if let Some(stem) = name.strip_suffix(".json") {
-                stem
-            } else {
-                continue;
-            };
-            if validate_id(stem).is_ok() {
-                ids.insert(stem.to_owned());
+    /// The keys of the configured delivery targets (`maildir`, `smtp`, `imap`).
+    pub fn targets(&self) -> Vec<String> {
+        self.inner.targets.iter().map(|t| t.key()).collect()
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    /// 64 random bits (SipHash with this process's random keys over a counter and the time).
+    fn random(&self) -> u64 {
+        let mut h = self.inner.keys.build_hasher();
+        h.write_u64(self.inner.counter.fetch_add(1, Ordering::Relaxed));
+        h.write_u128(Timestamp::now().as_nanosecond() as u128);
+        h.finish()
+    }
+
+    /// Calls `listener` with every message as soon as it is durably stored (finished calls,
+    /// recovered ones), before any delivery is attempted. Listeners run on the thread that
+    /// stored the message and must return quickly.
+    pub fn subscribe(&self, listener: impl Fn(&MessageMeta) + Send + Sync + 'static) {
+        self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(listener));
+    }
+
+    fn stored(&self, meta: &MessageMeta) {
+        for l in self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            l(meta);
+        }
+        self.wake();
+    }
+
+    /// Wakes the delivery workers (something may be due).
+    pub(crate) fn wake(&self) {
+        let (lock, cv) = &self.inner.stored;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        cv.notify_all();
+    }
+
+    /// Waits until [`Mailbox::wake`] after `seen` or `timeout`; returns the new generation.
+    pub(crate) fn wait_for_work(&self, seen: u64, timeout: Duration) -> u64 {
+        let (lock, cv) = &self.inner.stored;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = cv.wait_timeout_while(guard, timeout, |g| *g == seen).unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+
+    /// The greeting for `setup`: the named one, else the calendar's, at `setup.started_at`;
+    /// a greeting that is not loaded plays the bundled default (logged).
+    fn greeting(&self, setup: &CallSetup) -> Prompt {
+        let config = &self.inner.config;
+        let name = setup.greeting.clone().unwrap_or_else(|| config.greeting_at(setup.started_at).name);
+        match config.prompt(&name) {
+            Some(p) => p.clone(),
+            None => {
+                if config.prompt(crate::config::DEFAULT_GREETING_NAME).is_some() || name != "default" {
+                    tracing::warn!(greeting = %name, "greeting not loaded; playing the bundled default");
+                }
+                Prompt::default_greeting()
             }
         }
-        let mut out = Vec::new();
-        for id in ids {
-            let status = self.status(&id)?;
-            // A `.json` that is not message metadata and has no recording is not a message
-            // (another component's file); a recording always is.
-            if status.meta.is_some() || status.wav.is_some() {
-                out.push(status);
-            }
+    }
+
+    /// Whether the spool can take a new message now; `Err(SpoolFull)` when it cannot.
+    pub fn check_space(&self) -> Result<(), MailboxError> {
+        let min_free = self.inner.config.store.min_free_bytes;
+        if min_free == 0 {
+            return Ok(());
         }
-        out.sort_by(|a, b| {
-            let ka = a.meta.as_ref().map(|m| m.started_at);
-            let kb = b.meta.as_ref().map(|m| m.started_at);
-            match (ka, kb) {
-                (Some(x), Some(y)) => x.cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            }
-            .then_with(|| a.id.cmp(&b.id))
+        let dir = self.inner.spool.dir();
+        let free = self.inner.spool.free_space().map_err(spool_error(dir))?;
+        if free < min_free {
+            return Err(MailboxError::SpoolFull { path: dir.to_path_buf(), free, min_free });
+        }
+        Ok(())
+    }
+
+    /// Starts a call: a new message id, the greeting of this moment, the recording in the
+    /// spool (owned by this process until [`Mailbox::finish_call`]) and the message's
+    /// provisional record. A full spool is refused ([`MailboxError::is_full`]) before any
+    /// file is made; nothing is left behind when a step fails.
+    pub fn start_call(&self, setup: CallSetup, now: Instant) -> Result<StartedCall, MailboxError> {
+        self.check_space()?;
+        let config = &self.inner.config;
+        let spool = &self.inner.spool;
+        let id = MessageId::generate(setup.started_at, self.random());
+        let wav = spool.create_wav(&id).map_err(spool_error(&spool.wav_path(&id)))?;
+        let started = self.build_call(&id, &wav, &setup, now).and_then(|call| {
+            let mut provisional = call.provisional_meta();
+            provisional.wav_path = Some(wav.path().to_path_buf());
+            self.store().begin(&provisional, setup.started_at)?;
+            Ok(call)
         });
-        Ok(out)
-    }
-
-    /// One message.
-    pub fn show(&self, id: &str) -> Result<MessageStatus, MailboxError> {
-        validate_id(id)?;
-        let status = self.status(id)?;
-        if status.meta.is_none() && status.wav.is_none() {
-            return Err(self.missing(id));
-        }
-        Ok(status)
-    }
-
-    /// Assigns a New or Assigned message to `to` at `at`.
-    pub fn assign(&self, id: &str, to: &str, at: Timestamp) -> Result<MessageStatus, MailboxError> {
-        check_name("assignee", to)?;
-        let mut status = self.show(id)?;
-        match status.workflow.state {
-            WorkflowState::New | WorkflowState::Assigned { .. } => {}
-            WorkflowState::CalledBack { .. } => {
-                return Err(MailboxError::InvalidTransition {
-                    id: id.to_owned(),
-                    state: status.workflow.state.describe(),
-                    action: "assign it (it was already called back)",
-                });
+        match started {
+            Ok(call) => {
+                tracing::debug!(%id, caller = %setup.caller, mailbox = %config.mailbox, "call started");
+                Ok(StartedCall { call, lease: CallLease { id, wav } })
+            }
+            Err(e) => {
+                drop(wav);
+                if let Err(rm) = spool.remove_wav(&id) {
+                    tracing::warn!(%id, error = %rm, "cannot remove the recording of a call that did not start");
+                }
+                Err(e)
             }
         }
-        let next = WorkflowState::Assigned { to: to.to_owned(), at };
-        status.workflow.history.push(next.clone());
-        status.workflow.state = next;
-        self.write_state(id, &status.workflow)?;
-        Ok(status)
     }
 
-    /// Records that `by` called the caller back at `at`, with an optional note.
+    fn build_call(&self, id: &MessageId, wav: &LockedWav, setup: &CallSetup, now: Instant) -> Result<Call, MailboxError> {
+        let config = &self.inner.config;
+        let mut cfg = CallConfig::new(id.clone(), setup.caller.clone(), setup.started_at).with_codec(setup.codec);
+        cfg.payload_type = setup.payload_type;
+        cfg.dtmf_payload_type = setup.dtmf_payload_type.filter(|pt| *pt != setup.payload_type);
+        cfg.ptime = setup.ptime;
+        cfg.caller_name = setup.caller_name.clone();
+        cfg.called = if setup.called.is_empty() { config.number.clone().unwrap_or_default() } else { setup.called.clone() };
+        cfg.rtp_seed = setup.rtp_seed.unwrap_or_else(|| self.random());
+        config.recording.apply_to(&mut cfg).map_err(crate::Error::from)?;
+        let recording = Recording::new(wav.sink()).map_err(crate::Error::from)?;
+        Ok(Call::new(cfg, self.greeting(setup), recording, now)?)
+    }
+
+    /// Stores a finished call's message (the [`MessageRecorded`](crate::Event::MessageRecorded)
+    /// metadata): syncs the recording, commits the metadata and queues every delivery in one
+    /// transaction, tells the listeners, and wakes delivery. Returns the stored metadata
+    /// (with its `wav_path`).
+    ///
+    /// When storing fails (a full disk), the mailbox keeps the call and retries it on every
+    /// [`Mailbox::recover`] until it succeeds; the error is returned for the log.
+    pub fn finish_call(&self, lease: CallLease, mut meta: MessageMeta, now: Timestamp) -> Result<MessageMeta, MailboxError> {
+        if meta.id != lease.id {
+            return Err(MailboxError::WrongLease { lease: lease.id.clone(), meta: meta.id.clone() });
+        }
+        meta.wav_path = Some(lease.wav.path().to_path_buf());
+        match self.store_finished(&lease, &meta, "answering-machine", now) {
+            Ok(_) => Ok(meta),
+            Err(e) => {
+                tracing::error!(id = %meta.id, caller = %meta.caller, error = %e, "storing the message failed; retrying later");
+                self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).push(Pending { lease, meta });
+                Err(e)
+            }
+        }
+    }
+
+    /// Syncs the recording and commits the message with its deliveries; tells listeners when
+    /// it was newly stored.
+    fn store_finished(&self, wav: &CallLease, meta: &MessageMeta, by: &str, now: Timestamp) -> Result<bool, MailboxError> {
+        wav.wav.sync().map_err(spool_error(wav.wav.path()))?;
+        let routing = route::route(&self.inner.config, &meta.caller);
+        let entry = HistoryEntry {
+            at: now,
+            by: by.to_owned(),
+            event: Event::Recorded { end_reason: meta.end_reason.as_str().to_owned() },
+        };
+        let new = self.store().finish(meta, &routing.deliveries, &entry, now)?;
+        if new {
+            if routing.deliveries.is_empty() {
+                tracing::info!(id = %meta.id, "no delivery target configured: the message stays in the spool");
+            }
+            self.stored(meta);
+        }
+        Ok(new)
+    }
+
+    /// Recovery, safe to run at any time from any process: stores the finished calls whose
+    /// storing failed earlier (in this process), and the calls whose recording process died
+    /// (their WAV repaired, end reason `interrupted`, duration from the WAV). Calls that a
+    /// live process is recording are never touched. Returns the messages it stored.
+    pub fn recover(&self, now: Timestamp) -> Result<Vec<MessageMeta>, MailboxError> {
+        let mut out = Vec::new();
+        let pending = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut still = Vec::new();
+        let mut first_error = None;
+        for p in pending {
+            match self.store_finished(&p.lease, &p.meta, "answering-machine", now) {
+                Ok(_) => out.push(p.meta),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    still.push(p);
+                }
+            }
+        }
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(still);
+        for id in self.store().recording()? {
+            match self.recover_one(&id, now) {
+                Ok(Some(meta)) => out.push(meta),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "recovering an interrupted call failed; retrying later");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (first_error, out.is_empty()) {
+            (Some(e), true) => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    fn recover_one(&self, id: &MessageId, now: Timestamp) -> Result<Option<MessageMeta>, MailboxError> {
+        let spool = &self.inner.spool;
+        let wav = match spool.claim_wav(id).map_err(spool_error(&spool.wav_path(id)))? {
+            WavClaim::Live => return Ok(None),
+            WavClaim::Dead(wav) => Some(wav),
+            WavClaim::Missing => None,
+        };
+        // Under the lock, the record is final: a writer that stored its message did so before
+        // it let go of the file.
+        let Some(record) = self.store().get(id)? else { return Ok(None) };
+        if record.lifecycle != crate::store::Lifecycle::Recording {
+            return Ok(None);
+        }
+        let mut meta = record.meta;
+        meta.end_reason = EndReason::Interrupted;
+        let samples = match &wav {
+            Some(w) => w.repair().unwrap_or_else(|e| {
+                tracing::warn!(%id, error = %e, "the recording of an interrupted call is not repairable");
+                0
+            }),
+            None => 0,
+        };
+        meta.duration_ms = samples * 1000 / 8000;
+        meta.wav_path = wav.as_ref().map(|w| w.path().to_path_buf());
+        let stored = match wav {
+            Some(wav) => self.store_finished(&CallLease { id: id.clone(), wav }, &meta, "recovery", now)?,
+            None => {
+                let routing = route::route(&self.inner.config, &meta.caller);
+                let entry = HistoryEntry {
+                    at: now,
+                    by: "recovery".to_owned(),
+                    event: Event::Recorded { end_reason: meta.end_reason.as_str().to_owned() },
+                };
+                let new = self.store().finish(&meta, &routing.deliveries, &entry, now)?;
+                if new {
+                    self.stored(&meta);
+                }
+                new
+            }
+        };
+        if stored {
+            tracing::warn!(%id, caller = %meta.caller, duration_ms = meta.duration_ms, "recovered the message of an interrupted call");
+            Ok(Some(meta))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// At open: removes recordings of deleted messages (a crash between the deletion and the
+    /// removal) and empty recordings that no record names and no process owns (a crash while
+    /// a call was being set up). A non-empty recording without a record is kept and logged.
+    fn clean_spool(&self) {
+        let spool = &self.inner.spool;
+        let Ok(ids) = spool.wav_ids() else { return };
+        if ids.is_empty() {
+            return;
+        }
+        for id in ids {
+            let record = match self.store().get(&id) {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            let remove = match record {
+                Some(r) => r.lifecycle == crate::store::Lifecycle::Deleted,
+                None => match spool.claim_wav(&id) {
+                    Ok(WavClaim::Dead(wav)) => {
+                        let empty = wav.repair().map(|n| n == 0).unwrap_or(false);
+                        if !empty {
+                            tracing::warn!(%id, "a recording without a record is kept in the spool");
+                        }
+                        empty
+                    }
+                    _ => false,
+                },
+            };
+            if remove && let Err(e) = spool.remove_wav(&id) {
+                tracing::warn!(%id, error = %e, "cannot remove a stale recording");
+            }
+        }
+    }
+
+    /// Attempts the deliveries to `target` that are due at `now`, a few at a time, until none
+    /// is due. Each outcome is recorded before the next attempt: acknowledged, failed (retried
+    /// with back-off) or rejected for good (an SMTP 5xx, an IMAP `NO`; retried only on
+    /// [`Mailbox::retry`]).
+    pub fn deliver_due(&self, target: &str, now: Timestamp) -> Result<RunReport, MailboxError> {
+        let mut report = RunReport::default();
+        let Some(t) = self.inner.targets.iter().find(|t| t.key() == target).cloned() else {
+            return Ok(report);
+        };
+        let until = now.checked_add(DELIVERY_LEASE).unwrap_or(now);
+        loop {
+            let claims = self.store().claim(target, now, &self.inner.owner, until, CLAIM_BATCH)?;
+            if claims.is_empty() {
+                return Ok(report);
+            }
+            for c in claims {
+                report.attempted += 1;
+                let id = c.meta.id.clone();
+                let outcome = self.attempt(t.as_ref(), &c);
+                let attempt = match outcome {
+                    Ok(ack) => {
+                        tracing::info!(%id, target, ack = %ack, "delivered");
+                        report.delivered.push((id.clone(), target.to_owned()));
+                        Attempt::Delivered(ack)
+                    }
+                    Err(e) if e.is_permanent() => {
+                        let error = e.to_string();
+                        tracing::warn!(%id, target, %error, "delivery rejected for good; `inbox deliver --retry {id}` queues it again");
+                        report.rejected.push((id.clone(), target.to_owned(), error.clone()));
+                        Attempt::Rejected(error)
+                    }
+                    Err(e) => {
+                        let error = e.to_string();
+                        let delay = self.inner.retry.delay(c.attempts.saturating_add(1));
+                        let retry_at =
+                            now.checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_mins(10))).unwrap_or(now);
+                        tracing::warn!(%id, target, attempts = c.attempts + 1, %retry_at, %error, "delivery failed; will retry");
+                        report.failed.push((id.clone(), target.to_owned(), error.clone()));
+                        Attempt::Failed { error, retry_at }
+                    }
+                };
+                self.store().attempted(&id, target, &attempt, now)?;
+            }
+        }
+    }
+
+    /// Builds the e-mail (from the stored metadata and the recording) and hands it to `t`.
+    fn attempt(&self, t: &dyn Target, c: &crate::store::Claim) -> Result<String, DeliveryError> {
+        let meta = &c.meta;
+        let wav = match meta.wav_path.as_deref().map(std::fs::read) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => deliver::empty_wav(),
+            Some(Err(e)) => {
+                return Err(DeliveryError::Maildir { path: meta.wav_path.clone().unwrap_or_default(), source: e });
+            }
+            None => deliver::empty_wav(),
+        };
+        let ctx = route::email_context(&self.inner.config, &meta.caller);
+        let email = deliver::build_email(meta, &wav, &ctx).map_err(|e| DeliveryError::Config(e.to_string()))?;
+        let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
+        t.deliver(&email).map(|ack| ack.detail)
+    }
+
+    /// [`Mailbox::deliver_due`] for every target, one after the other.
+    pub fn deliver_all_due(&self, now: Timestamp) -> Result<RunReport, MailboxError> {
+        let mut report = RunReport::default();
+        for key in self.targets() {
+            report.absorb(self.deliver_due(&key, now)?);
+        }
+        Ok(report)
+    }
+
+    /// The earliest time a delivery to `target` is due, if any is waiting.
+    pub fn next_due(&self, target: &str) -> Result<Option<Timestamp>, MailboxError> {
+        Ok(self.store().next_due(target)?)
+    }
+
+    /// Queues rejected or failing deliveries of `id` again, due now (all targets, or one).
+    /// Returns how many were queued.
+    pub fn retry(&self, id: &MessageId, target: Option<&str>, now: Timestamp) -> Result<usize, MailboxError> {
+        let n = self.store().retry(id, target, now)?;
+        if n > 0 {
+            self.wake();
+        }
+        Ok(n)
+    }
+
+    /// Every delivery of every message, by message id then target.
+    pub fn deliveries(&self) -> Result<Vec<Delivery>, MailboxError> {
+        Ok(self.store().deliveries()?)
+    }
+
+    /// Every message not deleted, oldest call first; `with_history` adds each one's history.
+    pub fn list(&self, with_history: bool) -> Result<Vec<StoredMessage>, MailboxError> {
+        Ok(self.store().list(false, with_history)?)
+    }
+
+    /// Every message, deleted ones included.
+    pub fn list_all(&self) -> Result<Vec<StoredMessage>, MailboxError> {
+        Ok(self.store().list(true, true)?)
+    }
+
+    /// One message with its history and deliveries (deleted ones too).
+    pub fn show(&self, id: &MessageId) -> Result<StoredMessage, MailboxError> {
+        self.store().get(id)?.ok_or_else(|| StoreError::NotFound(id.clone()).into())
+    }
+
+    /// Applies a follow-up change (assign, called back, delete) made by `by` at `now`. A
+    /// deletion removes the recording once the record says deleted; the record and its
+    /// history stay.
+    pub fn change(&self, id: &MessageId, change: &Change, by: &str, now: Timestamp) -> Result<StoredMessage, MailboxError> {
+        let message = self.store().change(id, change, by, now)?;
+        if let Change::Delete { force_reason } = change {
+            if let Some(reason) = force_reason.as_deref().filter(|_| !message.followup.is_called_back()) {
+                tracing::warn!(%id, %by, reason, "forced deletion of a message that was not called back");
+            } else {
+                tracing::info!(%id, %by, "deleted a called-back message");
+            }
+            let spool = &self.inner.spool;
+            spool.remove_wav(id).and_then(|()| spool.sync_dir()).map_err(spool_error(&spool.wav_path(id)))?;
+        }
+        Ok(message)
+    }
+
+    /// Assigns a message to `to` (made by `by`).
+    pub fn assign(&self, id: &MessageId, to: &str, by: &str, now: Timestamp) -> Result<StoredMessage, MailboxError> {
+        self.change(id, &Change::Assign { to: to.to_owned() }, by, now)
+    }
+
+    /// Records that `by` called the caller back, with an optional note.
     pub fn called_back(
         &self,
-        id: &str,
+        id: &MessageId,
         by: &str,
-        at: Timestamp,
         note: Option<&str>,
-    ) -> Result<MessageStatus, MailboxError> {
-        check_name("caller-back name", by)?;
-        if let Some(note) = note {
-            check_note(note)?;
-        }
-        let mut status = self.show(id)?;
-        if let WorkflowState::CalledBack { .. } = status.workflow.state {
-            return Err(MailboxError::InvalidTransition {
-                id: id.to_owned(),
-                state: status.workflow.state.describe(),
-                action: "record another callback",
-            });
-        }
-        let next = WorkflowState::CalledBack { by: by.to_owned(), at, note: note.map(str::to_owned) };
-        status.workflow.history.push(next.clone());
-        status.workflow.state = next;
-        self.write_state(id, &status.workflow)?;
-        Ok(status)
+        now: Timestamp,
+    ) -> Result<StoredMessage, MailboxError> {
+        self.change(id, &Change::CalledBack { note: note.map(str::to_owned) }, by, now)
     }
 
-    /// Deletes a message (recording, metadata and state). A message that was not called back
-    /// is only deleted with a [`ForceReason`]; the deletion is appended to `deletions.log`
-    /// before any file is removed, and a forced one is also logged as a warning.
-    pub fn delete(&self, id: &str, force: Option<ForceReason>, at: Timestamp) -> Result<DeletionRecord, MailboxError> {
-        if let Some(f) = &force {
-            check_note(&f.reason).map_err(|e| match e {
-                MailboxError::InvalidText { message, .. } => MailboxError::InvalidText { field: "reason", message },
-                other => other,
-            })?;
-        }
-        let status = self.show(id)?;
-        let called_back = matches!(status.workflow.state, WorkflowState::CalledBack { .. });
-        let forced = !called_back;
-        let reason = match (called_back, force) {
-            (true, f) => f.map(|f| f.reason),
-            (false, Some(f)) => Some(f.reason),
-            (false, None) => {
-                return Err(MailboxError::NotCalledBack { id: id.to_owned(), state: status.workflow.state.describe() });
-            }
-        };
-        let record = DeletionRecord {
-            id: id.to_owned(),
-            at,
-            forced,
-            reason,
-            state: status.workflow.state.clone(),
-            caller: status.meta.as_ref().map(|m| m.caller.clone()),
-        };
-        self.append_deletion(&record)?;
-        if forced {
-            tracing::warn!(
-                id = %record.id,
-                state = %record.state.describe(),
-                reason = record.reason.as_deref().unwrap_or(""),
-                "forced deletion of a message that was not called back"
-            );
-        } else {
-            tracing::info!(id = %record.id, "deleted a called-back message");
-        }
-        for path in [self.spool.join(format!("{id}.wav")), self.spool.join(format!("{id}.json")), self.state_path(id)] {
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(MailboxError::Io { action: "cannot remove", path, source });
-                }
-            }
-        }
-        sync_dir(&self.spool)?;
-        Ok(record)
+    /// Deletes a message; one that was not called back needs a reason.
+    pub fn delete(
+        &self,
+        id: &MessageId,
+        force_reason: Option<&str>,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<StoredMessage, MailboxError> {
+        self.change(id, &Change::Delete { force_reason: force_reason.map(str::to_owned) }, by, now)
     }
-
-    /// Every deletion recorded in `deletions.log`, oldest first. Unparseable lines are skipped.
-    pub fn deletions(&self) -> Result<Vec<DeletionRecord>, MailboxError> {
-        let path = self.spool.join(DELETIONS_LOG);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(MailboxError::Io { action: "cannot read", path, source });
-            }
-        };
-        Ok(text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect())
-    }
-
-    fn missing(&self, id: &str) -> MailboxError {
-        let deleted = self.deletions().ok().and_then(|d| d.into_iter().rev().find(|r| r.id == id));
-        match deleted {
-            Some(r) => MailboxError::Deleted { id: id.to_owned(), at: r.at },
-            None => MailboxError::NotFound(id.to_owned()),
-        }
-    }
-
-    /// Reads what is on disk about a (validated) id.
-    fn status(&self, id: &str) -> Result<MessageStatus, MailboxError> {
-        let wav = self.spool.join(format!("{id}.wav"));
-        let wav = wav.is_file().then_some(wav);
-        let meta_path = self.spool.join(format!("{id}.json"));
-        let meta = match fs::read(&meta_path) {
-            Ok(bytes) => match serde_json::from_slice::<MessageMeta>(&bytes) {
-                Ok(meta) => Some(meta),
-                Err(e) => {
-                    if wav.is_some() {
-                        tracing::warn!(path = %meta_path.display(), error = %e, "unreadable message metadata");
-                    }
-                    None
-                }
-            },
-            Err(_) => None,
-        };
-        let workflow = self.read_state(id)?;
-        Ok(MessageStatus { id: id.to_owned(), meta, wav, workflow })
-    }
-
-    fn state_path(&self, id: &str) -> PathBuf {
-        self.spool.join(format!("{id}{STATE_SUFFIX}"))
-    }
-
-    fn read_state(&self, id: &str) -> Result<WorkflowRecord, MailboxError> {
-        let path = self.state_path(id);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| MailboxError::CorruptState { path, source }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(WorkflowRecord::default()),
-            Err(source) => Err(MailboxError::Io { action: "cannot read", path, source }),
-        }
-    }
-
-    fn write_state(&self, id: &str, record: &WorkflowRecord) -> Result<(), MailboxError> {
-        let path = self.state_path(id);
-        let mut bytes = serde_json::to_vec_pretty(record)
-            .map_err(|source| MailboxError::CorruptState { path: path.clone(), source })?;
-        bytes.push(b'\n');
-        durable::write_atomic(&path, &bytes).map_err(|source| MailboxError::Io { action: "cannot write", path, source })
-    }
-
-    fn append_deletion(&self, record: &DeletionRecord) -> Result<(), MailboxError> {
-        let path = self.spool.join(DELETIONS_LOG);
-        let mut line = serde_json::to_string(record)
-            .map_err(|source| MailboxError::CorruptState { path: path.clone(), source })?;
-        line.push('\n');
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|source| MailboxError::Io {
-            action: "cannot open",
-            path: path.clone(),
-            source,
-        })?;
-        file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(|source| MailboxError::Io {
-            action: "cannot append to",
-            path,
-            source,
-        })
-    }
-}
-
-/// Checks a message id passed in from outside: ASCII letters, digits, `.`, `_`, `-`; 1 to 128
-/// characters; not starting with `.`; no `..`; not ending in `.state`.
-pub fn validate_id(id: &str) -> Result<(), MailboxError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && !id.starts_with('.')
-        && !id.contains("..")
-        && !id.ends_with(".state")
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok { Ok(()) } else { Err(MailboxError::InvalidId(id.chars().take(MAX_ID_LEN).collect())) }
-}
-
-fn check_name(field: &'static str, value: &str) -> Result<(), MailboxError> {
-    let bad = |message: &str| MailboxError::InvalidText { field, message: message.to_owned() };
-    if value.trim().is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if value.chars().count() > MAX_NAME_LEN {
-        return Err(bad("it is longer than 200 characters"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(bad("it contains a control character"));
-    }
-    Ok(())
-}
-
-fn check_note(value: &str) -> Result<(), MailboxError> {
-    let bad = |message: &str| MailboxError::InvalidText { field: "note", message: message.to_owned() };
-    if value.trim().is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if value.chars().count() > MAX_NOTE_LEN {
-        return Err(bad("it is longer than 4000 characters"));
-    }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(bad("it contains a control character"));
-    }
-    Ok(())
-}
-
-/// `fsync`s a directory so a rename or removal in it is durable.
-fn sync_dir(dir: &Path) -> Result<(), MailboxError> {
-    durable::sync_dir(dir).map_err(|source| MailboxError::Io {
-        action: "cannot sync directory",
-        path: dir.to_path_buf(),
-        source,
-    })
 }
 
 #[cfg(test)]
@@ -538,25 +766,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_validated() {
-        for good in ["20261127T101500Z-1", "abc", "a.b", "A_b-9"] {
-            assert!(validate_id(good).is_ok(), "{good:?}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "../etc/passwd",
-            "a/b",
-            "a\\b",
-            "a\0b",
-            ".hidden",
-            "a..b",
-            "x.state",
-            "ünïcode",
-            &"a".repeat(129),
-        ] {
-            assert!(validate_id(bad).is_err(), "{bad:?}");
-        }
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay(1), Duration::from_secs(5));
+        assert_eq!(p.delay(2), Duration::from_secs(10));
+        assert_eq!(p.delay(4), Duration::from_secs(40));
+        assert_eq!(p.delay(8), Duration::from_secs(600));
+        assert_eq!(p.delay(1000), Duration::from_secs(600));
     }
 }

@@ -6,10 +6,11 @@
 //!
 //! ```no_run
 //! # use std::time::Instant;
-//! # use voicemail_core::{Call, CallConfig, Input, Output, Prompt, Recording};
+//! # use voicemail_core::{Call, CallConfig, Input, MessageId, Output, Prompt, Recording};
 //! # fn main() -> voicemail_core::Result<()> {
 //! let now = Instant::now(); // the adapter's clock, never the core's
-//! let cfg = CallConfig::new("msg-1", "+74951234567", jiff::Timestamp::UNIX_EPOCH);
+//! let id = MessageId::parse("msg-1")?;
+//! let cfg = CallConfig::new(id, "+74951234567", jiff::Timestamp::UNIX_EPOCH);
 //! let recording = Recording::new(std::io::Cursor::new(Vec::new()))?;
 //! let mut call = Call::new(cfg, Prompt::default_greeting(), recording, now)?;
 //! call.handle_input(Input::Answered(now))?;
@@ -36,9 +37,10 @@ use bytes::Bytes;
 use crate::codec::{Codec, CodecKind};
 use crate::error::{Error, Result};
 use crate::greeting::Prompt;
+pub use crate::io::CallState;
 use crate::io::{Event, Input, Output, RtpOut};
 use crate::jitter::{Frame, JitterBuffer, JitterConfig};
-use crate::message::{EndReason, MediaStats, MessageMeta};
+use crate::message::{EndReason, MediaStats, MessageId, MessageMeta};
 use crate::recording::{Recording, RecordingError};
 use crate::rtp::dtmf::{DtmfDetector, DtmfDigit};
 use crate::rtp::{Packetizer, RtpPacket};
@@ -52,42 +54,11 @@ const TAIL_CAP: u64 = RATE * 60 / 1000;
 /// How long after the last expected deadline an ended call's timeout lies.
 const IDLE: Duration = Duration::from_secs(24 * 3600);
 
-/// Where a call is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CallState {
-    /// Created, not answered yet.
-    Ringing,
-    /// Answered; the greeting starts at once.
-    Answered,
-    /// Playing the greeting.
-    Greeting,
-    /// Playing the beep.
-    Beep,
-    /// Recording the caller.
-    Recording,
-    /// Ended; the message has been reported.
-    Ended,
-}
-
-impl CallState {
-    /// The lowercase name (`ringing`, `greeting`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallState::Ringing => "ringing",
-            CallState::Answered => "answered",
-            CallState::Greeting => "greeting",
-            CallState::Beep => "beep",
-            CallState::Recording => "recording",
-            CallState::Ended => "ended",
-        }
-    }
-}
-
 /// Everything a call needs to know. Build with [`CallConfig::new`] and adjust the fields.
 #[derive(Debug, Clone)]
 pub struct CallConfig {
-    /// The message id (unique within the spool).
-    pub id: String,
+    /// The message id.
+    pub id: MessageId,
     /// The caller's number.
     pub caller: String,
     /// The caller's display name.
@@ -125,9 +96,9 @@ pub struct CallConfig {
 impl CallConfig {
     /// A configuration with the defaults: PCMU, telephone-event 101, 20 ms, `#` finishes,
     /// 5 minutes maximum, 10 s silence timeout, 30 s media timeout, 1 kHz 250 ms beep.
-    pub fn new(id: impl Into<String>, caller: impl Into<String>, started_at: jiff::Timestamp) -> Self {
+    pub fn new(id: MessageId, caller: impl Into<String>, started_at: jiff::Timestamp) -> Self {
         Self {
-            id: id.into(),
+            id,
             caller: caller.into(),
             caller_name: None,
             called: String::new(),
@@ -411,9 +382,9 @@ impl Call {
         }
     }
 
-    /// The message's metadata as known now, for [`Spool::begin`](crate::spool::Spool::begin)
-    /// at the start of the call: what a crash recovery completes. Its end reason is
-    /// [`EndReason::Interrupted`] until the call really ends.
+    /// The message's metadata as known now, which the mailbox stores when the call starts:
+    /// what a crash recovery completes. Its end reason is [`EndReason::Interrupted`] until
+    /// the call really ends, and it names no WAV file (the sink's owner knows it).
     pub fn provisional_meta(&self) -> MessageMeta {
         let c = &self.config;
         MessageMeta {
@@ -427,7 +398,7 @@ impl Call {
             codec: c.codec,
             greeting: self.greeting.name().to_owned(),
             dtmf: self.digits.clone(),
-            wav_path: self.recorder.recording.as_ref().and_then(|r| r.path().map(|p| p.to_path_buf())),
+            wav_path: None,
             media: self.stats(),
         }
     }
@@ -677,7 +648,6 @@ impl Call {
         }
         self.playback = None;
         self.recording_at = None;
-        let wav_path = self.recorder.recording.as_ref().and_then(|r| r.path().map(|p| p.to_path_buf()));
         if let Some(rec) = self.recorder.recording.take()
             && let Err(e) = rec.finalize()
         {
@@ -688,7 +658,7 @@ impl Call {
             reason = EndReason::RecordingFailed;
         }
         self.set_state(CallState::Ended);
-        let meta = MessageMeta { end_reason: reason, wav_path, ..self.provisional_meta() };
+        let meta = MessageMeta { end_reason: reason, ..self.provisional_meta() };
         self.events.push_back(Event::MessageRecorded(Box::new(meta)));
     }
 }

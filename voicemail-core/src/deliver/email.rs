@@ -84,7 +84,7 @@ pub enum EmailError {
 /// recording (a caller who hung up during the greeting) is attached like any other.
 /// [`OutgoingEmail::extra_recipients`] holds the manager's address when one is set.
 pub fn build_email(meta: &MessageMeta, wav: &[u8], ctx: &EmailContext) -> Result<OutgoingEmail, EmailError> {
-    if meta.id.is_empty() {
+    if meta.id.as_str().is_empty() {
         return Err(EmailError::EmptyId);
     }
     validate_address(&ctx.from)?;
@@ -97,7 +97,7 @@ pub fn build_email(meta: &MessageMeta, wav: &[u8], ctx: &EmailContext) -> Result
 
     let local = meta.started_at.to_zoned_datetime(ctx.time_zone.clone());
     let date_header = jiff::fmt::rfc2822::to_string(&local)?;
-    let message_id = message_id_for(&meta.id, &ctx.from);
+    let message_id = message_id_for(meta.id.as_str(), &ctx.from);
 
     let caller = sanitize_line(&meta.caller);
     let caller = if caller.trim().is_empty() { "unknown".to_owned() } else { caller };
@@ -129,7 +129,7 @@ pub fn build_email(meta: &MessageMeta, wav: &[u8], ctx: &EmailContext) -> Result
         .header("Date", Raw::new(date_header))
         .from(Address::new_address(from_name, ctx.from.as_str()))
         .subject(Text::new(subject))
-        .header("X-Voicemail-Id", Text::new(sanitize_line(&meta.id)))
+        .header("X-Voicemail-Id", Text::new(sanitize_line(meta.id.as_str())))
         .header("X-Voicemail-Caller", Text::new(caller.clone()))
         .header("X-Voicemail-Duration-Ms", Raw::new(meta.duration_ms.to_string()));
     if !to.is_empty() {
@@ -144,7 +144,7 @@ pub fn build_email(meta: &MessageMeta, wav: &[u8], ctx: &EmailContext) -> Result
         .write_to_vec()?;
 
     Ok(OutgoingEmail {
-        voicemail_id: meta.id.clone(),
+        voicemail_id: meta.id.to_string(),
         message_id,
         bytes,
         extra_recipients: ctx.manager.iter().map(|m| m.email.clone()).collect(),
@@ -178,7 +178,7 @@ fn body_text(
     if let Some(m) = &ctx.manager {
         lines.push(format!("Manager:   {} <{}>", sanitize_line(&m.name), m.email));
     }
-    lines.push(format!("Message:   {}", sanitize_line(&meta.id)));
+    lines.push(format!("Message:   {}", sanitize_line(meta.id.as_str())));
     let mut text = lines.join("\r\n");
     text.push_str("\r\n");
     text

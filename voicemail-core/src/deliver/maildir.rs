@@ -64,7 +64,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DeliveryError + '_ {
 }
 
 fn sync_dir(path: &Path) -> Result<(), DeliveryError> {
-    crate::durable::sync_dir(path).map_err(io_err(path))
+    fs::File::open(path).and_then(|d| d.sync_all()).map_err(io_err(path))
 }
 
 /// Looks for `name` (optionally followed by `:` or `,` and more) in `dir`.

@@ -1,0 +1,289 @@
+//! Where messages live: their metadata, follow-up state and history, and the delivery outbox,
+//! behind the narrow [`Store`] trait; the recordings stay WAV files in the spool.
+//!
+//! The default store is [`SqliteStore`]: an embedded SQLite database in the spool directory
+//! (`voicemail.sqlite3`, WAL, every commit `fsync`ed). Several processes can use one spool at
+//! once (the answering machine, `inbox`, Python): each change is one `BEGIN IMMEDIATE`
+//! transaction that reads, checks and writes, so no update is lost and no record is torn.
+//! Deliveries are claimed with a lease (owner and expiry in the row), so two processes never
+//! deliver the same message to the same target at once, and a process that dies
+//! mid-delivery leaves it to another when its lease expires.
+//!
+//! The [`Mailbox`](crate::mailbox::Mailbox) is the only user of a store; applications talk to
+//! the mailbox.
+
+pub(crate) mod legacy;
+pub(crate) mod spool;
+mod sqlite;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::followup::{Change, FollowUp, FollowUpError, HistoryEntry};
+use crate::message::{MessageId, MessageMeta};
+
+pub use sqlite::SqliteStore;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No message with this id.
+    #[error("message {0} not found")]
+    NotFound(MessageId),
+    /// The message was deleted.
+    #[error("message {id} was deleted at {at}")]
+    Deleted {
+        /// The id.
+        id: MessageId,
+        /// When.
+        at: Timestamp,
+    },
+    /// The message is still being recorded.
+    #[error("message {0} is still being recorded")]
+    Recording(MessageId),
+    /// A message with this id exists already.
+    #[error("message {0} exists already")]
+    Exists(MessageId),
+    /// The follow-up change is refused.
+    #[error("message {id}: {source}")]
+    FollowUp {
+        /// The id.
+        id: MessageId,
+        /// Why.
+        source: FollowUpError,
+    },
+    /// The database failed (a full disk, a corrupt file, a lock held too long, ...).
+    #[error("store {action}: {message}")]
+    Database {
+        /// What was being done.
+        action: &'static str,
+        /// The database's words.
+        message: String,
+        /// The file system is full.
+        full: bool,
+    },
+    /// A record could not be read back.
+    #[error("store: unreadable record of {id}: {message}")]
+    Corrupt {
+        /// The message.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the failure is a full disk (retrying after space is freed helps).
+    pub fn is_full(&self) -> bool {
+        matches!(self, StoreError::Database { full: true, .. })
+    }
+}
+
+/// Where a message is in its life in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lifecycle {
+    /// Its call is being recorded (or its recorder died and it awaits recovery).
+    Recording,
+    /// Recorded and stored.
+    Stored,
+    /// Deleted: the recording is gone; the record and its history stay.
+    Deleted,
+}
+
+impl Lifecycle {
+    /// `recording`, `stored` or `deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Recording => "recording",
+            Lifecycle::Stored => "stored",
+            Lifecycle::Deleted => "deleted",
+        }
+    }
+}
+
+/// Where one (message, target) delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryState {
+    /// Not tried yet.
+    Pending,
+    /// Tried and failed; retried at `next_attempt`.
+    Failing,
+    /// Acknowledged by the target.
+    Delivered,
+    /// Refused for good by the target (an SMTP 5xx, an IMAP `NO`); retried only on request.
+    Rejected,
+}
+
+impl DeliveryState {
+    /// `pending`, `failing`, `delivered` or `rejected`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Failing => "failing",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Rejected => "rejected",
+        }
+    }
+}
+
+/// One (message, target) delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message.
+    pub id: MessageId,
+    /// The target's key: `maildir`, `smtp`, `imap`.
+    pub target: String,
+    /// Envelope recipients besides the target's own (a matched client's manager; SMTP).
+    pub extra_to: Vec<String>,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When it is due next (pending and failing only).
+    pub next_attempt: Option<Timestamp>,
+    /// When it was last tried.
+    pub last_attempt: Option<Timestamp>,
+    /// The last failure or the rejection, in the server's words.
+    pub last_error: Option<String>,
+    /// When the target acknowledged it.
+    pub delivered_at: Option<Timestamp>,
+    /// What the target said when it acknowledged.
+    pub ack: Option<String>,
+}
+
+/// A delivery to queue when a message is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// The target's key.
+    pub target: String,
+    /// Extra envelope recipients.
+    pub extra_to: Vec<String>,
+}
+
+/// One message as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The metadata (for a message being recorded: what was known at the start).
+    pub meta: MessageMeta,
+    /// Recording, stored or deleted.
+    pub lifecycle: Lifecycle,
+    /// The follow-up state.
+    pub followup: FollowUp,
+    /// Who did what, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// One entry per delivery target.
+    pub deliveries: Vec<Delivery>,
+}
+
+impl StoredMessage {
+    /// The message id.
+    pub fn id(&self) -> &MessageId {
+        &self.meta.id
+    }
+}
+
+/// A delivery claimed for an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The message.
+    pub meta: MessageMeta,
+    /// The target's key.
+    pub target: String,
+    /// Extra envelope recipients.
+    pub extra_to: Vec<String>,
+    /// Failed attempts before this one.
+    pub attempts: u32,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Acknowledged; what the target said.
+    Delivered(String),
+    /// Failed; retry at `retry_at`.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// When to retry.
+        retry_at: Timestamp,
+    },
+    /// Refused for good; the server's words.
+    Rejected(String),
+}
+
+/// A message of an older JSON spool, for [`Store::import`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The metadata.
+    pub meta: MessageMeta,
+    /// Stored (or still recording, from a `.json.partial`) or deleted.
+    pub lifecycle: Lifecycle,
+    /// The follow-up state.
+    pub followup: FollowUp,
+    /// Its history.
+    pub history: Vec<HistoryEntry>,
+    /// Its deliveries.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The store a [`Mailbox`](crate::mailbox::Mailbox) keeps its messages in. Every method is one
+/// atomic, durable step; implementations are safe to use from several threads and processes.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Records that a call started: its provisional metadata, in state `recording`.
+    fn begin(&self, meta: &MessageMeta, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Forgets a call whose start failed after [`Store::begin`] (nothing was recorded).
+    fn abandon(&self, id: &MessageId) -> Result<(), StoreError>;
+
+    /// Stores a finished message and queues its deliveries, in one transaction. Returns false
+    /// (changing nothing) when the message was stored before.
+    fn finish(
+        &self,
+        meta: &MessageMeta,
+        deliveries: &[NewDelivery],
+        recorded: &HistoryEntry,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Ids of messages in state `recording`.
+    fn recording(&self) -> Result<Vec<MessageId>, StoreError>;
+
+    /// One message with its history and deliveries.
+    fn get(&self, id: &MessageId) -> Result<Option<StoredMessage>, StoreError>;
+
+    /// Every message, oldest call first (with deliveries; history only when asked).
+    fn list(&self, include_deleted: bool, with_history: bool) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Applies a follow-up change made by `by` at `at` (rules: [`FollowUp::apply`]), records
+    /// its history entry and, for a deletion, marks the message deleted.
+    fn change(&self, id: &MessageId, change: &Change, by: &str, at: Timestamp) -> Result<StoredMessage, StoreError>;
+
+    /// Claims up to `limit` deliveries to `target` that are due at `now` and not leased, for
+    /// `owner` until `lease_until`.
+    fn claim(
+        &self,
+        target: &str,
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Records how an attempt on a claimed delivery ended and releases the lease.
+    fn attempted(&self, id: &MessageId, target: &str, attempt: &Attempt, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Queues rejected (and failing) deliveries of `id` again, due at `now`; all targets or one.
+    fn retry(&self, id: &MessageId, target: Option<&str>, now: Timestamp) -> Result<usize, StoreError>;
+
+    /// The earliest time a pending or failing delivery to `target` is due.
+    fn next_due(&self, target: &str) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Every delivery of every message not deleted, by message id.
+    fn deliveries(&self) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Imports a message of an older spool unless the store has it. Returns whether it did.
+    fn import(&self, message: &Imported) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,647 @@
+//! The embedded store: SQLite (bundled) in the spool directory.
+//!
+//! One connection per process, behind a mutex. The database is in WAL mode, so readers never
+//! wait for writers; every write is one `BEGIN IMMEDIATE` transaction (writers queue on the
+//! database lock, up to [`BUSY_TIMEOUT`]), and every commit is synced (`synchronous = FULL`).
+//! The schema is versioned with `PRAGMA user_version`; migrations run at open, inside a write
+//! transaction, so processes opening one spool at once apply them exactly once.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::{
+    Attempt, Claim, Delivery, DeliveryState, Imported, Lifecycle, NewDelivery, Store, StoreError, StoredMessage,
+};
+use crate::followup::{Change, Event, FollowUp, HistoryEntry};
+use crate::message::{MessageId, MessageMeta};
+
+/// How long a write waits for another process's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The schema, one step per version (`PRAGMA user_version` is the number of steps applied).
+const MIGRATIONS: &[&str] = &[
+    // 1: messages, their history, their deliveries.
+    "CREATE TABLE messages (
+        id TEXT PRIMARY KEY NOT NULL,
+        lifecycle TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        meta TEXT NOT NULL,
+        followup TEXT NOT NULL,
+        deleted_ms INTEGER
+    );
+    CREATE INDEX messages_by_time ON messages(started_ms, id);
+    CREATE INDEX messages_by_lifecycle ON messages(lifecycle);
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL REFERENCES messages(id),
+        entry TEXT NOT NULL
+    );
+    CREATE INDEX history_by_message ON history(message_id, seq);
+    CREATE TABLE deliveries (
+        message_id TEXT NOT NULL REFERENCES messages(id),
+        target TEXT NOT NULL,
+        extra_to TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER,
+        last_attempt_ms INTEGER,
+        last_error TEXT,
+        delivered_ms INTEGER,
+        ack TEXT,
+        lease_owner TEXT,
+        lease_until_ms INTEGER,
+        PRIMARY KEY (message_id, target)
+    );
+    CREATE INDEX deliveries_due ON deliveries(target, state, next_ms);",
+];
+
+/// The SQLite store of one spool. See the [module docs](self).
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn db_error(action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| {
+        let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        StoreError::Database { action, message: e.to_string(), full }
+    }
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Database { action: "encoding a record", message: e.to_string(), full: false })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { id: id.to_owned(), message: e.to_string() })
+}
+
+fn lifecycle(text: &str) -> Lifecycle {
+    match text {
+        "recording" => Lifecycle::Recording,
+        "deleted" => Lifecycle::Deleted,
+        _ => Lifecycle::Stored,
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(db_error("opening the database"))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error("opening the database"))?;
+        // WAL is persistent; switching needs a moment without other writers, which the busy
+        // timeout waits for.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db_error("switching to WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, "the store's file system does not support WAL; using {mode}");
+        }
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db_error("opening the database"))?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db_error("opening the database"))?;
+        // Checkpoint at about 1 MB of WAL, so a small disk is not filled by the log.
+        conn.pragma_update(None, "wal_autocheckpoint", 256).map_err(db_error("opening the database"))?;
+        let mut store = Self { conn: Mutex::new(conn) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let conn = self.conn.get_mut().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error("migrating"))?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_error("migrating"))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::Database {
+                action: "opening the database",
+                message: format!("schema version {version} is newer than this program's ({known}); upgrade it"),
+                full: false,
+            });
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+            tx.execute_batch(step).map_err(db_error("migrating"))?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(db_error("migrating"))?;
+            tracing::info!(version = i + 1, "store schema migrated");
+        }
+        tx.commit().map_err(db_error("migrating"))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` in a write transaction and commits.
+    fn write<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error(action))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db_error(action))?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction (one consistent snapshot).
+    fn read<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(db_error(action))?;
+        f(&tx)
+    }
+}
+
+/// A `messages` row.
+struct Row {
+    id: String,
+    lifecycle: String,
+    meta: String,
+    followup: String,
+}
+
+impl Row {
+    const COLUMNS: &'static str = "id, lifecycle, meta, followup";
+
+    fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self { id: r.get(0)?, lifecycle: r.get(1)?, meta: r.get(2)?, followup: r.get(3)? })
+    }
+
+    fn into_message(self) -> Result<StoredMessage, StoreError> {
+        Ok(StoredMessage {
+            meta: from_json(&self.id, &self.meta)?,
+            lifecycle: lifecycle(&self.lifecycle),
+            followup: from_json(&self.id, &self.followup)?,
+            history: Vec::new(),
+            deliveries: Vec::new(),
+        })
+    }
+}
+
+fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Delivery, String)> {
+    let id: String = r.get(0)?;
+    let state: String = r.get(3)?;
+    let attempts: i64 = r.get(4)?;
+    let state = match state.as_str() {
+        "delivered" => DeliveryState::Delivered,
+        "rejected" => DeliveryState::Rejected,
+        _ if attempts > 0 => DeliveryState::Failing,
+        _ => DeliveryState::Pending,
+    };
+    let extra: String = r.get(2)?;
+    let parsed_id = MessageId::parse(&id).unwrap_or_else(|_| MessageId::generate(Timestamp::UNIX_EPOCH, 0));
+    Ok((
+        id,
+        Delivery {
+            id: parsed_id,
+            target: r.get(1)?,
+            extra_to: Vec::new(),
+            state,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            next_attempt: match state {
+                DeliveryState::Pending | DeliveryState::Failing => r.get::<_, Option<i64>>(5)?.map(ts),
+                _ => None,
+            },
+            last_attempt: r.get::<_, Option<i64>>(6)?.map(ts),
+            last_error: r.get(7)?,
+            delivered_at: r.get::<_, Option<i64>>(8)?.map(ts),
+            ack: r.get(9)?,
+        },
+        extra,
+    ))
+}
+
+const DELIVERY_COLUMNS: &str =
+    "message_id, target, extra_to, state, attempts, next_ms, last_attempt_ms, last_error, delivered_ms, ack";
+
+fn deliveries_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<Delivery>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE message_id = ?1 ORDER BY target"))
+        .map_err(db_error("reading deliveries"))?;
+    let rows = stmt.query_map([id], delivery_from_row).map_err(db_error("reading deliveries"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, mut d, extra) = row.map_err(db_error("reading deliveries"))?;
+        d.extra_to = from_json(&id, &extra)?;
+        out.push(d);
+    }
+    Ok(out)
+}
+
+fn history_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached("SELECT entry FROM history WHERE message_id = ?1 ORDER BY seq")
+        .map_err(db_error("reading history"))?;
+    let rows = stmt.query_map([id], |r| r.get::<_, String>(0)).map_err(db_error("reading history"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(from_json(id, &row.map_err(db_error("reading history"))?)?);
+    }
+    Ok(out)
+}
+
+fn add_history(tx: &Transaction<'_>, id: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
+    let entry = to_json(entry)?;
+    tx.prepare_cached("INSERT INTO history (message_id, entry) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![id, entry]))
+        .map_err(db_error("writing history"))?;
+    Ok(())
+}
+
+fn row_of(tx: &Transaction<'_>, id: &str) -> Result<Option<Row>, StoreError> {
+    tx.query_row(&format!("SELECT {} FROM messages WHERE id = ?1", Row::COLUMNS), [id], Row::from_sql)
+        .optional()
+        .map_err(db_error("reading a message"))
+}
+
+fn get_in(tx: &Transaction<'_>, id: &MessageId) -> Result<Option<StoredMessage>, StoreError> {
+    let Some(row) = row_of(tx, id.as_str())? else { return Ok(None) };
+    let mut m = row.into_message()?;
+    m.history = history_of(tx, id.as_str())?;
+    m.deliveries = deliveries_of(tx, id.as_str())?;
+    Ok(Some(m))
+}
+
+fn insert_deliveries(tx: &Transaction<'_>, id: &str, deliveries: &[NewDelivery], now: Timestamp) -> Result<(), StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (message_id, target, extra_to, state, attempts, next_ms)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4)",
+        )
+        .map_err(db_error("queueing deliveries"))?;
+    for d in deliveries {
+        stmt.execute(params![id, d.target, to_json(&d.extra_to)?, ms(now)]).map_err(db_error("queueing deliveries"))?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn begin(&self, meta: &MessageMeta, _now: Timestamp) -> Result<(), StoreError> {
+        self.write("recording a new call", |tx| {
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO messages (id, lifecycle, started_ms, meta, followup)
+                     VALUES (?1, 'recording', ?2, ?3, ?4)",
+                    params![meta.id.as_str(), ms(meta.started_at), to_json(meta)?, to_json(&FollowUp::New)?],
+                )
+                .map_err(db_error("recording a new call"))?;
+            if inserted == 0 {
+                return Err(StoreError::Exists(meta.id.clone()));
+            }
+            Ok(())
+        })
+    }
+
+    fn abandon(&self, id: &MessageId) -> Result<(), StoreError> {
+        self.write("forgetting a call", |tx| {
+            tx.execute("DELETE FROM messages WHERE id = ?1 AND lifecycle = 'recording'", [id.as_str()])
+                .map_err(db_error("forgetting a call"))?;
+            Ok(())
+        })
+    }
+
+    fn finish(
+        &self,
+        meta: &MessageMeta,
+        deliveries: &[NewDelivery],
+        recorded: &HistoryEntry,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.write("storing a message", |tx| {
+            let id = meta.id.as_str();
+            let current: Option<String> = tx
+                .query_row("SELECT lifecycle FROM messages WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(db_error("storing a message"))?;
+            match current.as_deref() {
+                Some("recording") => {
+                    tx.execute(
+                        "UPDATE messages SET lifecycle = 'stored', meta = ?2, started_ms = ?3 WHERE id = ?1",
+                        params![id, to_json(meta)?, ms(meta.started_at)],
+                    )
+                    .map_err(db_error("storing a message"))?;
+                }
+                Some(_) => return Ok(false),
+                None => {
+                    tx.execute(
+                        "INSERT INTO messages (id, lifecycle, started_ms, meta, followup) VALUES (?1, 'stored', ?2, ?3, ?4)",
+                        params![id, ms(meta.started_at), to_json(meta)?, to_json(&FollowUp::New)?],
+                    )
+                    .map_err(db_error("storing a message"))?;
+                }
+            }
+            add_history(tx, id, recorded)?;
+            insert_deliveries(tx, id, deliveries, now)?;
+            Ok(true)
+        })
+    }
+
+    fn recording(&self) -> Result<Vec<MessageId>, StoreError> {
+        self.read("listing calls in progress", |tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT id FROM messages WHERE lifecycle = 'recording' ORDER BY id")
+                .map_err(db_error("listing calls in progress"))?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_error("listing calls in progress"))?
+                .filter_map(|r| r.ok().and_then(|s| MessageId::parse(&s).ok()))
+                .collect();
+            Ok(ids)
+        })
+    }
+
+    fn get(&self, id: &MessageId) -> Result<Option<StoredMessage>, StoreError> {
+        self.read("reading a message", |tx| get_in(tx, id))
+    }
+
+    fn list(&self, include_deleted: bool, with_history: bool) -> Result<Vec<StoredMessage>, StoreError> {
+        self.read("listing messages", |tx| {
+            let filter = if include_deleted { "" } else { "WHERE lifecycle != 'deleted'" };
+            let mut stmt = tx
+                .prepare(&format!("SELECT {} FROM messages {filter} ORDER BY started_ms, id", Row::COLUMNS))
+                .map_err(db_error("listing messages"))?;
+            let rows: Vec<Row> = stmt
+                .query_map([], Row::from_sql)
+                .map_err(db_error("listing messages"))?
+                .collect::<Result<_, _>>()
+                .map_err(db_error("listing messages"))?;
+            let mut by_id = std::collections::HashMap::new();
+            let mut deliveries = tx
+                .prepare(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries ORDER BY message_id, target"))
+                .map_err(db_error("listing messages"))?;
+            for row in deliveries.query_map([], delivery_from_row).map_err(db_error("listing messages"))? {
+                let (id, mut d, extra) = row.map_err(db_error("listing messages"))?;
+                d.extra_to = from_json(&id, &extra)?;
+                by_id.entry(id).or_insert_with(Vec::new).push(d);
+            }
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id = row.id.clone();
+                // One unreadable record must not hide the others: it is logged and skipped.
+                let mut m = match row.into_message() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(%id, error = %e, "unreadable message record");
+                        continue;
+                    }
+                };
+                m.deliveries = by_id.remove(&id).unwrap_or_default();
+                if with_history {
+                    m.history = history_of(tx, &id)?;
+                }
+                out.push(m);
+            }
+            Ok(out)
+        })
+    }
+
+    fn change(&self, id: &MessageId, change: &Change, by: &str, at: Timestamp) -> Result<StoredMessage, StoreError> {
+        self.write("changing a message", |tx| {
+            let Some(row) = row_of(tx, id.as_str())? else { return Err(StoreError::NotFound(id.clone())) };
+            let deleted_ms: Option<i64> = tx
+                .query_row("SELECT deleted_ms FROM messages WHERE id = ?1", [id.as_str()], |r| r.get(0))
+                .map_err(db_error("changing a message"))?;
+            let current = row.into_message()?;
+            match current.lifecycle {
+                Lifecycle::Deleted => {
+                    return Err(StoreError::Deleted { id: id.clone(), at: deleted_ms.map_or(Timestamp::UNIX_EPOCH, ts) });
+                }
+                Lifecycle::Recording => return Err(StoreError::Recording(id.clone())),
+                Lifecycle::Stored => {}
+            }
+            let (next, entry) = current
+                .followup
+                .apply(change, by, at)
+                .map_err(|source| StoreError::FollowUp { id: id.clone(), source })?;
+            if matches!(change, Change::Delete { .. }) {
+                tx.execute(
+                    "UPDATE messages SET lifecycle = 'deleted', deleted_ms = ?2 WHERE id = ?1",
+                    params![id.as_str(), ms(at)],
+                )
+                .map_err(db_error("deleting a message"))?;
+            } else {
+                tx.execute("UPDATE messages SET followup = ?2 WHERE id = ?1", params![id.as_str(), to_json(&next)?])
+                    .map_err(db_error("changing a message"))?;
+            }
+            add_history(tx, id.as_str(), &entry)?;
+            get_in(tx, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))
+        })
+    }
+
+    fn claim(
+        &self,
+        target: &str,
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        self.write("claiming deliveries", |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT d.message_id, d.extra_to, d.attempts, m.meta FROM deliveries d
+                     JOIN messages m ON m.id = d.message_id
+                     WHERE d.target = ?1 AND d.state = 'pending' AND d.next_ms <= ?2
+                       AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?2)
+                       AND m.lifecycle = 'stored'
+                     ORDER BY d.next_ms, d.message_id LIMIT ?3",
+                )
+                .map_err(db_error("claiming deliveries"))?;
+            let rows: Vec<(String, String, i64, String)> = stmt
+                .query_map(params![target, ms(now), limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(db_error("claiming deliveries"))?
+                .collect::<Result<_, _>>()
+                .map_err(db_error("claiming deliveries"))?;
+            let mut lease = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET lease_owner = ?3, lease_until_ms = ?4 WHERE message_id = ?1 AND target = ?2",
+                )
+                .map_err(db_error("claiming deliveries"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, extra, attempts, meta) in rows {
+                lease.execute(params![id, target, owner, ms(lease_until)]).map_err(db_error("claiming deliveries"))?;
+                out.push(Claim {
+                    meta: from_json(&id, &meta)?,
+                    target: target.to_owned(),
+                    extra_to: from_json(&id, &extra)?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn attempted(&self, id: &MessageId, target: &str, attempt: &Attempt, now: Timestamp) -> Result<(), StoreError> {
+        const DONE: &str = "last_attempt_ms = ?3, lease_owner = NULL, lease_until_ms = NULL
+                            WHERE message_id = ?1 AND target = ?2";
+        let fail = db_error("recording a delivery attempt");
+        self.write("recording a delivery attempt", |tx| {
+            let key = (id.as_str(), target, ms(now));
+            let event = match attempt {
+                Attempt::Delivered(ack) => {
+                    let sql = format!("UPDATE deliveries SET state = 'delivered', delivered_ms = ?3, ack = ?4, {DONE}");
+                    tx.execute(&sql, params![key.0, key.1, key.2, ack]).map_err(&fail)?;
+                    Some(Event::Delivered { target: target.to_owned(), detail: ack.clone() })
+                }
+                Attempt::Failed { error, retry_at } => {
+                    let sql =
+                        format!("UPDATE deliveries SET attempts = attempts + 1, last_error = ?4, next_ms = ?5, {DONE}");
+                    tx.execute(&sql, params![key.0, key.1, key.2, error, ms(*retry_at)]).map_err(&fail)?;
+                    None
+                }
+                Attempt::Rejected(error) => {
+                    let sql = format!(
+                        "UPDATE deliveries SET state = 'rejected', attempts = attempts + 1, last_error = ?4, {DONE}"
+                    );
+                    tx.execute(&sql, params![key.0, key.1, key.2, error]).map_err(&fail)?;
+                    Some(Event::Rejected { target: target.to_owned(), error: error.clone() })
+                }
+            };
+            match event {
+                Some(event) => add_history(tx, id.as_str(), &HistoryEntry { at: now, by: "delivery".to_owned(), event }),
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn retry(&self, id: &MessageId, target: Option<&str>, now: Timestamp) -> Result<usize, StoreError> {
+        self.write("queueing a delivery again", |tx| {
+            if row_of(tx, id.as_str())?.is_none() {
+                return Err(StoreError::NotFound(id.clone()));
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT target FROM deliveries WHERE message_id = ?1 AND state != 'delivered'
+                     AND (?2 IS NULL OR target = ?2)",
+                )
+                .map_err(db_error("queueing a delivery again"))?;
+            let targets: Vec<String> = stmt
+                .query_map(params![id.as_str(), target], |r| r.get(0))
+                .map_err(db_error("queueing a delivery again"))?
+                .collect::<Result<_, _>>()
+                .map_err(db_error("queueing a delivery again"))?;
+            for t in &targets {
+                tx.execute(
+                    "UPDATE deliveries SET state = 'pending', next_ms = ?3, lease_owner = NULL, lease_until_ms = NULL
+                     WHERE message_id = ?1 AND target = ?2",
+                    params![id.as_str(), t, ms(now)],
+                )
+                .map_err(db_error("queueing a delivery again"))?;
+                let entry = HistoryEntry {
+                    at: now,
+                    by: "operator".to_owned(),
+                    event: Event::Retried { target: t.clone() },
+                };
+                add_history(tx, id.as_str(), &entry)?;
+            }
+            Ok(targets.len())
+        })
+    }
+
+    fn next_due(&self, target: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.read("reading the outbox", |tx| {
+            let next: Option<i64> = tx
+                .query_row(
+                    "SELECT MIN(MAX(d.next_ms, COALESCE(d.lease_until_ms, 0))) FROM deliveries d
+                     JOIN messages m ON m.id = d.message_id
+                     WHERE d.target = ?1 AND d.state = 'pending' AND m.lifecycle = 'stored'",
+                    [target],
+                    |r| r.get(0),
+                )
+                .map_err(db_error("reading the outbox"))?;
+            Ok(next.map(ts))
+        })
+    }
+
+    fn deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
+        self.read("reading the outbox", |tx| {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {} FROM deliveries d JOIN messages m ON m.id = d.message_id
+                     WHERE m.lifecycle != 'deleted' ORDER BY d.message_id, d.target",
+                    DELIVERY_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ")
+                ))
+                .map_err(db_error("reading the outbox"))?;
+            let mut out = Vec::new();
+            for row in stmt.query_map([], delivery_from_row).map_err(db_error("reading the outbox"))? {
+                let (id, mut d, extra) = row.map_err(db_error("reading the outbox"))?;
+                d.extra_to = from_json(&id, &extra)?;
+                out.push(d);
+            }
+            Ok(out)
+        })
+    }
+
+    fn import(&self, m: &Imported) -> Result<bool, StoreError> {
+        self.write("importing a message", |tx| {
+            let id = m.meta.id.as_str();
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO messages (id, lifecycle, started_ms, meta, followup, deleted_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        id,
+                        m.lifecycle.as_str(),
+                        ms(m.meta.started_at),
+                        to_json(&m.meta)?,
+                        to_json(&m.followup)?,
+                        (m.lifecycle == Lifecycle::Deleted)
+                            .then(|| m.history.last().map_or(ms(m.meta.started_at), |h| ms(h.at)))
+                    ],
+                )
+                .map_err(db_error("importing a message"))?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            for h in &m.history {
+                add_history(tx, id, h)?;
+            }
+            for d in &m.deliveries {
+                let state = match d.state {
+                    DeliveryState::Delivered => "delivered",
+                    DeliveryState::Rejected => "rejected",
+                    DeliveryState::Pending | DeliveryState::Failing => "pending",
+                };
+                tx.execute(
+                    "INSERT OR IGNORE INTO deliveries (message_id, target, extra_to, state, attempts, next_ms,
+                     last_attempt_ms, last_error, delivered_ms, ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        id,
+                        d.target,
+                        to_json(&d.extra_to)?,
+                        state,
+                        i64::from(d.attempts),
+                        d.next_attempt.map(ms).unwrap_or_else(|| ms(m.meta.started_at)),
+                        d.last_attempt.map(ms),
+                        d.last_error,
+                        d.delivered_at.map(ms),
+                        d.ack
+                    ],
+                )
+                .map_err(db_error("importing a delivery"))?;
+            }
+            Ok(true)
+        })
+    }
+}
