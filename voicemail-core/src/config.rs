@@ -8,6 +8,9 @@
 //! timezone = "Europe/Moscow"
 //! spool = "voicemail-data/spool"
 //!
+//! [store]
+//! min_free = "10MB"        # refuse new calls when less is free on the spool's file system
+//!
 //! [recording]
 //! max_length = "3m"
 //! silence_timeout = "10s"
@@ -32,11 +35,18 @@
 //! folder = "Voicemail"
 //! ```
 //!
-//! Reading is strict: an unknown key, a value of the wrong type, a malformed duration, time
-//! range or date, an unknown time zone or region, a greeting name the schedule uses but
+//! Sizes (`[store] min_free`) are a number of bytes or digits with a unit: `"10MB"`, `"512kB"`,
+//! `"1GB"` (powers of 1000) or `"64KiB"`, `"1MiB"`, `"1GiB"` (powers of 1024); see
+//! [`parse_size`]. Durations are like `"90s"` or `"1m30s"`; see [`parse_duration`].
+//!
+//! Reading is strict: an unknown key, a value of the wrong type, a malformed duration, size,
+//! time range or date, an unknown time zone or region, a greeting name the schedule uses but
 //! `[greetings]` does not define, and a greeting file that is missing or does not decode are
 //! all errors ([`ConfigError`]) that name the key path and say what was expected. Nothing
 //! falls back silently; keys that may be omitted say so, with their default, in the example.
+//! The file is deserialised with serde into private `Raw…` structs (`deny_unknown_fields`),
+//! and `serde_path_to_error` reports the key path of a serde error
+//! (`schedule.holidays[0].dates`); toml gives its line and column.
 //!
 //! Reading happens in two steps. [`Config::from_toml_str`] parses and validates the text
 //! without touching the file system; [`Config::load_prompts`] and [`Config::load_directory`]
@@ -246,6 +256,24 @@ pub struct DirectoryConfig {
     pub default_region: String,
 }
 
+/// The spool's storage limits (`[store]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The free space the spool's file system must keep, in bytes (`min_free`, default
+    /// `"10MB"`, that is 10 000 000 bytes). When less is free, new calls are refused (the SIP
+    /// endpoint answers 503 Service Unavailable). 0 (`"0"`) disables the check.
+    pub min_free_bytes: u64,
+}
+
+/// The default of `[store] min_free`: 10 MB.
+const DEFAULT_MIN_FREE_BYTES: u64 = 10_000_000;
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { min_free_bytes: DEFAULT_MIN_FREE_BYTES }
+    }
+}
+
 /// The configuration of one mailbox. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -257,6 +285,8 @@ pub struct Config {
     pub timezone: TimeZone,
     /// The spool directory (`spool`), where recordings and metadata are written first.
     pub spool: PathBuf,
+    /// The spool's storage limits (`[store]`).
+    pub store: StoreConfig,
     /// Recording limits (`[recording]`).
     pub recording: RecordingConfig,
     /// The greetings by name (`[greetings]`); always has `"default"`.
@@ -288,6 +318,7 @@ impl Config {
             number: None,
             timezone: TimeZone::UTC,
             spool: PathBuf::from("./voicemail-data/spool"),
+            store: StoreConfig::default(),
             recording: RecordingConfig::default(),
             greetings,
             schedule: Schedule::new(TimeZone::UTC, DEFAULT_GREETING_NAME),
@@ -388,20 +419,23 @@ impl Config {
     }
 
     fn parse(text: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let document = toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(document).map_err(|e| parse_error(text, key_path(e.path()), e.inner()))?;
         raw.validate(base)
     }
 }
 
-/// Converts a toml error, locating the key path from the error's span.
-fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
-    let span = e.span();
-    let key = span
-        .as_ref()
-        .and_then(|s| header_path_at(text, s.start).or_else(|| key_path_at(text, s.start)))
-        .filter(|k| !k.is_empty());
-    let line = span.map(|s| line_column(text, s.start));
+/// Converts a toml error: the key path comes from serde (`None` for a syntax error or an error
+/// about the whole document), the line and column from toml's span.
+fn parse_error(text: &str, key: Option<String>, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| line_column(text, s.start));
     ConfigError::Parse { key, message: e.message().trim_end().to_owned(), line, detail: e.to_string() }
+}
+
+/// The key path serde reports (`schedule.holidays[0].dates`), or `None` at the root.
+fn key_path(path: &serde_path_to_error::Path) -> Option<String> {
+    path.iter().next().is_some().then(|| path.to_string())
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -410,75 +444,6 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
-}
-
-/// The key path of a table header (`[a.b]`, `[[a.b]]`) starting at `offset`: errors about a
-/// whole table (a missing field) point at its header. An array-of-tables header gets the
-/// index of this occurrence (`schedule.holidays[1]`).
-fn header_path_at(text: &str, offset: usize) -> Option<String> {
-    let rest = text.get(offset..)?;
-    if !rest.starts_with('[') {
-        return None;
-    }
-    let line = rest.lines().next()?;
-    let (inner, array) = if let Some(inner) = line.strip_prefix("[[") {
-        (inner.split("]]").next()?, true)
-    } else {
-        (line.strip_prefix('[')?.split(']').next()?, false)
-    };
-    let same_header = |h: &str| h.split('.').map(str::trim).eq(inner.split('.').map(str::trim));
-    let mut path = inner
-        .split('.')
-        .map(|k| k.trim().trim_matches(|c| c == '"' || c == '\'').to_owned())
-        .collect::<Vec<_>>()
-        .join(".");
-    if array {
-        let before = text.get(..offset)?;
-        let index = before
-            .lines()
-            .filter(|l| l.trim_start().strip_prefix("[[").and_then(|l| l.split("]]").next()).is_some_and(same_header))
-            .count();
-        path.push_str(&format!("[{index}]"));
-    }
-    Some(path)
-}
-
-/// The dotted key path of the deepest key or value whose span contains `offset`.
-fn key_path_at(text: &str, offset: usize) -> Option<String> {
-    use toml::Spanned;
-    use toml::de::{DeTable, DeValue};
-
-    fn walk(table: &DeTable<'_>, offset: usize, path: &str) -> Option<String> {
-        for (k, v) in table {
-            let key = k.get_ref();
-            let here = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-            if k.span().contains(&offset) {
-                return Some(here);
-            }
-            if let Some(found) = walk_value(v, offset, &here) {
-                return Some(found);
-            }
-        }
-        None
-    }
-
-    fn walk_value(v: &Spanned<DeValue<'_>>, offset: usize, here: &str) -> Option<String> {
-        match v.get_ref() {
-            DeValue::Table(t) => walk(t, offset, here),
-            DeValue::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(found) = walk_value(item, offset, &format!("{here}[{i}]")) {
-                        return Some(found);
-                    }
-                }
-                v.span().contains(&offset).then(|| here.to_owned())
-            }
-            _ => v.span().contains(&offset).then(|| here.to_owned()),
-        }
-    }
-
-    let doc = DeTable::parse(text).ok()?;
-    walk(doc.get_ref(), offset, "")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,6 +457,8 @@ struct RawConfig {
     timezone: String,
     spool: PathBuf,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
     recording: RawRecording,
     #[serde(default)]
     greetings: BTreeMap<String, String>,
@@ -502,6 +469,42 @@ struct RawConfig {
     directory: Option<RawDirectory>,
     #[serde(default)]
     sip: Option<toml::Table>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    min_free: Option<RawSize>,
+}
+
+/// A size written as a string with a unit (`"10MB"`) or as a TOML integer of bytes.
+enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl serde::de::Visitor<'_> for SizeVisitor {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like \"10MB\", \"512kB\", \"1GiB\" or a number of bytes")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawSize, E> {
+                i64::try_from(v)
+                    .map(RawSize::Bytes)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -597,6 +600,7 @@ impl RawConfig {
             return Err(ConfigError::invalid("spool", "expected a directory path, found an empty string"));
         }
         let spool = resolve(&self.spool);
+        let store = self.store.validate()?;
 
         let recording = self.recording.validate()?;
 
@@ -692,6 +696,7 @@ impl RawConfig {
             number: self.number,
             timezone,
             spool,
+            store,
             recording,
             greetings,
             schedule,
@@ -702,6 +707,19 @@ impl RawConfig {
             prompts: BTreeMap::new(),
             client_directory: None,
         })
+    }
+}
+
+impl RawStore {
+    fn validate(&self) -> Result<StoreConfig, ConfigError> {
+        let min_free_bytes = match &self.min_free {
+            None => DEFAULT_MIN_FREE_BYTES,
+            Some(RawSize::Text(text)) => parse_size(text).map_err(|m| ConfigError::invalid("store.min_free", m))?,
+            Some(RawSize::Bytes(n)) => {
+                u64::try_from(*n).map_err(|_| ConfigError::invalid("store.min_free", size_expected(&n.to_string())))?
+            }
+        };
+        Ok(StoreConfig { min_free_bytes })
     }
 }
 
@@ -924,6 +942,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total_ms))
 }
 
+/// Parses a strict size: a number of bytes (`"2097152"`) or digits directly followed by one
+/// unit, decimal `B`, `kB`, `MB`, `GB` (powers of 1000) or binary `KiB`, `MiB`, `GiB` (powers
+/// of 1024), without spaces or fractions (`"10MB"`, `"512kB"`, `"1GiB"`). `"0"` is zero.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let multiplier: u64 = match unit {
+        "" | "B" => 1,
+        "kB" => 1000,
+        "MB" => 1000 * 1000,
+        "GB" => 1000 * 1000 * 1000,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "GiB" => 1024 * 1024 * 1024,
+        _ => return Err(size_expected(&format!("{text:?}"))),
+    };
+    if number.is_empty() {
+        return Err(size_expected(&format!("{text:?}")));
+    }
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("size too large: {text:?} does not fit in 64 bits of bytes"))
+}
+
+fn size_expected(found: &str) -> String {
+    format!(
+        "expected a size like \"10MB\", \"512kB\", \"1GiB\" or \"2097152\" (bytes; units B, kB, MB, GB, KiB, MiB, GiB; \"0\" disables), found {found}"
+    )
+}
+
 fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms.is_multiple_of(60_000) {
@@ -1006,11 +1056,23 @@ mod tests {
     }
 
     #[test]
-    fn key_path_is_found_from_a_span() {
-        let text = "a = 1\n[b]\nc = 2\n[[d]]\ne = 3\n";
-        let at = |needle: &str| text.find(needle).map(|o| key_path_at(text, o));
-        assert_eq!(at("c ="), Some(Some("b.c".to_owned())));
-        assert_eq!(at("2"), Some(Some("b.c".to_owned())));
-        assert_eq!(at("e ="), Some(Some("d[0].e".to_owned())));
+    fn sizes_are_strict() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("2097152"), Ok(2_097_152));
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert_eq!(parse_size("512kB"), Ok(512_000));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("3MiB"), Ok(3 * 1024 * 1024));
+        assert_eq!(parse_size("2GiB"), Ok(2 * 1024 * 1024 * 1024));
+        for bad in
+            ["", "MB", "10 MB", " 10MB", "10MB ", "-1MB", "1.5GB", "10mb", "10KB", "10kb", "10M", "10TB", "1e6", "+5"]
+        {
+            let e = parse_size(bad).expect_err(bad);
+            assert!(e.starts_with("expected a size like"), "{bad:?}: {e}");
+        }
+        assert!(parse_size("99999999999GB").is_err_and(|e| e.contains("too large")));
+        assert!(parse_size("99999999999999999999999").is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use voicemail_core::config::{Config, ConfigError, GreetingSource};
+use voicemail_core::config::{Config, ConfigError, GreetingSource, StoreConfig};
 use voicemail_core::schedule::GreetingReason;
 
 const MINIMAL: &str = r#"
@@ -72,7 +72,124 @@ fn minimal_config_takes_documented_defaults() {
     assert_eq!(c.greetings.get("default"), Some(&GreetingSource::BuiltinDefault));
     assert!(c.delivery.is_empty());
     assert!(c.directory.is_none());
+    assert_eq!(c.store.min_free_bytes, 10_000_000);
     assert_eq!(c.greeting_at(jiff::Timestamp::UNIX_EPOCH).reason, GreetingReason::Default);
+}
+
+fn min_free(value: &str) -> Result<u64, ConfigError> {
+    Config::from_toml_str(&format!("{MINIMAL}[store]\nmin_free = {value}\n")).map(|c| c.store.min_free_bytes)
+}
+
+#[test]
+fn store_min_free_takes_sizes_with_units() {
+    for (value, bytes) in [
+        ("\"10MB\"", 10_000_000),
+        ("\"512kB\"", 512_000),
+        ("\"1GB\"", 1_000_000_000),
+        ("\"2097152\"", 2_097_152),
+        ("2097152", 2_097_152),
+        ("\"64KiB\"", 65_536),
+        ("\"3MiB\"", 3 * 1024 * 1024),
+        ("\"1GiB\"", 1024 * 1024 * 1024),
+        ("\"100B\"", 100),
+        ("\"0\"", 0),
+        ("0", 0),
+    ] {
+        match min_free(value) {
+            Ok(n) => assert_eq!(n, bytes, "min_free = {value}"),
+            Err(e) => panic!("min_free = {value}: {e}"),
+        }
+    }
+    // An empty [store] table takes the default.
+    assert!(Config::from_toml_str(&format!("{MINIMAL}[store]\n")).is_ok_and(|c| c.store == StoreConfig::default()));
+    assert_eq!(StoreConfig::default().min_free_bytes, 10_000_000);
+}
+
+#[test]
+fn store_min_free_rejects_bad_sizes_naming_the_key() {
+    let text = |value: &str| format!("{MINIMAL}[store]\nmin_free = {value}\n");
+    for bad in ["\"10 MB\"", "\"1.5GB\"", "\"10mb\"", "\"10KB\"", "\"-1MB\"", "\"\"", "\"MB\"", "\"10TB\"", "\"ten\""] {
+        assert_err(&text(bad), "store.min_free", &["expected a size like \"10MB\"", &format!("found {bad}")]);
+    }
+    assert_err(&text("-5"), "store.min_free", &["expected a size like \"10MB\"", "found -5"]);
+    assert_err(&text("\"99999999999GB\""), "store.min_free", &["too large"]);
+    // Wrong types are parse errors at the key, with toml's line.
+    for bad in ["true", "1.5", "[\"10MB\"]", "{ bytes = 5 }"] {
+        assert_err(&text(bad), "store.min_free", &["invalid type", "expected a size like \"10MB\"", "line 6"]);
+    }
+    assert_err(
+        &format!("{MINIMAL}[store]\nmin_fre = \"1MB\"\n"),
+        "store.min_fre",
+        &["unknown field `min_fre`", "min_free"],
+    );
+    assert_err(&format!("{MINIMAL}store = \"10MB\"\n"), "store", &["invalid type: string \"10MB\""]);
+}
+
+/// Key paths come from serde (`serde_path_to_error`), however deep the error is; toml gives the
+/// line and column.
+#[test]
+fn serde_errors_name_nested_key_paths() {
+    let parse = |text: &str| match err(text) {
+        ConfigError::Parse { key, message, line, detail } => (key, message, line, detail),
+        other => panic!("expected a parse error, got {other:?}"),
+    };
+
+    // A wrong type deep in the second [[schedule.holidays]].
+    let holidays = format!(
+        "{MINIMAL}[[schedule.holidays]]\nname = \"a\"\ndates = \"01-01\"\ngreeting = \"default\"\n[[schedule.holidays]]\nname = \"b\"\ndates = 20270102\ngreeting = \"default\"\n"
+    );
+    assert_err(&holidays, "schedule.holidays[1].dates", &["invalid type: integer `20270102`", "string", "line 11"]);
+    let (key, message, line, detail) = parse(&holidays);
+    assert_eq!(key.as_deref(), Some("schedule.holidays[1].dates"));
+    assert!(message.starts_with("invalid type"), "{message}");
+    assert_eq!(line, Some((11, 9)));
+    assert!(detail.contains("dates = 20270102"), "the detail shows the line: {detail}");
+
+    // An unknown key in [delivery.maildir].
+    assert_err(
+        &format!("{MINIMAL}[delivery.maildir]\nroot = \"m\"\nfodler = \"V\"\n"),
+        "delivery.maildir.fodler",
+        &["unknown field `fodler`", "folder", "line 7"],
+    );
+    // A missing required key names the table.
+    assert_err(
+        &format!("{MINIMAL}[directory]\npath = \"clients.csv\"\n"),
+        "directory",
+        &["missing field `default_region`"],
+    );
+    assert_err(
+        &format!("{MINIMAL}[delivery.imap]\nhost = \"h\"\nport = 143\nusername = \"u\"\nfolder = \"V\"\n"),
+        "delivery.imap",
+        &["missing field `password`"],
+    );
+    // Array items and table values.
+    assert_err(
+        &format!("{MINIMAL}[delivery.smtp]\nhost = \"h\"\nport = 25\nfrom = \"a@b.c\"\nto = [\"x@y.z\", 5]\n"),
+        "delivery.smtp.to[1]",
+        &["invalid type: integer `5`", "string"],
+    );
+    assert_err(&format!("{MINIMAL}[greetings]\nafter_hours = 5\n"), "greetings.after_hours", &["invalid type"]);
+    assert_err(
+        &format!("{MINIMAL}[schedule.temporary]\ngreeting = \"default\"\nuntil = \"2027-01-01T00:00\"\nfrom = [1]\n"),
+        "schedule.temporary.from",
+        &["date-time"],
+    );
+    assert_err(
+        &format!(
+            "{MINIMAL}[[schedule.holidays]]\nname = \"a\"\ndates = \"01-01\"\ngreeting = \"default\"\nextra = {{ x = 1 }}\n"
+        ),
+        "schedule.holidays[0].extra",
+        &["unknown field `extra`"],
+    );
+    // The [sip] table is kept raw here (voicemail-sip validates it) but must be a table.
+    assert_err(&format!("{MINIMAL}sip = 5\n"), "sip", &["invalid type: integer `5`"]);
+    // Errors about the whole document have no key; syntax errors have a line, not a key.
+    let (key, message, _, _) = parse("timezone = \"UTC\"\nspool = \"s\"\n");
+    assert_eq!(key, None);
+    assert!(message.contains("missing field `mailbox`"), "{message}");
+    let (key, _, line, _) = parse(&format!("{MINIMAL}[store\nmin_free = 1\n"));
+    assert_eq!(key, None);
+    assert_eq!(line.map(|(l, _)| l), Some(5));
 }
 
 #[test]
@@ -347,6 +464,7 @@ fn the_example_config_loads() {
     assert_eq!(c.timezone_name(), "Europe/Moscow");
     assert_eq!(c.spool, examples.join("../voicemail-data/spool"));
     assert_eq!(c.recording.max_length, Duration::from_secs(180));
+    assert_eq!(c.store.min_free_bytes, 10_000_000);
     assert_eq!(c.delivery.maildir.as_ref().map(|m| m.root.clone()), Some(examples.join("../voicemail-data/Maildir")));
     assert_eq!(c.delivery.maildir.as_ref().map(|m| m.folder.as_str()), Some("Voicemail"));
     assert!(c.delivery.smtp.is_some());
@@ -377,6 +495,7 @@ fn embedded_defaults() {
     let mut c = Config::default_embedded();
     assert_eq!(c.timezone_name(), "UTC");
     assert_eq!(c.spool, PathBuf::from("./voicemail-data/spool"));
+    assert_eq!(c.store, StoreConfig::default());
     let maildir = c.delivery.maildir.clone();
     assert_eq!(maildir.as_ref().map(|m| m.root.clone()), Some(PathBuf::from("./voicemail-data/Maildir")));
     assert_eq!(maildir.as_ref().map(|m| m.folder.as_str()), Some("Voicemail"));

@@ -1,9 +1,12 @@
 //! The endpoint's settings: the `[sip]` table of the mailbox's TOML file.
 //!
 //! voicemail-core keeps `[sip]` as a raw table ([`Config::sip`](voicemail_core::config::Config));
-//! [`SipConfig::from_table`] validates it strictly, like the rest of the file: an unknown key,
-//! a value of the wrong type or an invalid value is an error that names the key
-//! (`sip.rtp_ports: ...`). Every key may be left out; `examples/voicemail.toml` documents them.
+//! [`SipConfig::from_table`] validates it strictly, like the rest of the file: it deserialises
+//! the table with serde into a private `RawSip` (`deny_unknown_fields`, key paths from
+//! `serde_path_to_error`), then checks the values. An unknown key, a value of the wrong type
+//! or an invalid value is an error that names the key (`sip.rtp_ports: ...`,
+//! `sip.accounts[0].username: ...`). Every key may be left out; `examples/voicemail.toml`
+//! documents them.
 //!
 //! ```toml
 //! [sip]
@@ -25,6 +28,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
+
+use serde::Deserialize;
 
 use crate::register::Account;
 
@@ -153,115 +158,48 @@ impl Default for SipConfig {
     }
 }
 
-const KEYS: &[&str] =
-    &["listen", "transports", "advertise_ip", "rtp_ports", "max_calls", "ring_delay", "allow_from", "user", "accounts"];
-const ACCOUNT_KEYS: &[&str] = &["registrar", "username", "password", "expires", "contact_user"];
+// ---------------------------------------------------------------------------------------------
+// The raw, serde-facing shape of `[sip]`. Values are validated afterwards, with key paths.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    listen: Option<String>,
+    transports: Option<Vec<String>>,
+    advertise_ip: Option<String>,
+    rtp_ports: Option<String>,
+    max_calls: Option<i64>,
+    ring_delay: Option<String>,
+    allow_from: Option<Vec<String>>,
+    user: Option<String>,
+    #[serde(default)]
+    accounts: Vec<RawAccount>,
+}
+
+/// Every key is optional here so that a missing required one is reported with its own path
+/// (`sip.accounts[0].password: required key is missing`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    registrar: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    expires: Option<i64>,
+    contact_user: Option<String>,
+}
 
 impl SipConfig {
     /// Validates the `[sip]` table (`None`: the defaults).
     pub fn from_table(table: Option<&toml::Table>) -> Result<Self, SipConfigError> {
-        let mut config = Self::default();
         let Some(table) = table else {
-            return Ok(config);
+            return Ok(Self::default());
         };
-        for (key, value) in table {
-            let path = format!("sip.{key}");
-            match key.as_str() {
-                "listen" => {
-                    let s = string(&path, value)?;
-                    config.listen = s.parse().map_err(|_| {
-                        SipConfigError::new(&path, format!("expected \"IP:PORT\" like \"127.0.0.1:5060\", found {s:?}"))
-                    })?;
-                }
-                "transports" => {
-                    config.udp = false;
-                    config.tcp = false;
-                    for (i, item) in array(&path, value)?.iter().enumerate() {
-                        let item_path = format!("{path}[{i}]");
-                        match string(&item_path, item)?.to_ascii_lowercase().as_str() {
-                            "udp" => config.udp = true,
-                            "tcp" => config.tcp = true,
-                            other => {
-                                return Err(SipConfigError::new(
-                                    item_path,
-                                    format!("expected \"udp\" or \"tcp\", found {other:?}"),
-                                ));
-                            }
-                        }
-                    }
-                    if !config.udp && !config.tcp {
-                        return Err(SipConfigError::new(path, "expected at least one of \"udp\", \"tcp\""));
-                    }
-                }
-                "advertise_ip" => {
-                    let s = string(&path, value)?;
-                    let ip: IpAddr = s
-                        .parse()
-                        .map_err(|_| SipConfigError::new(&path, format!("expected an IP address, found {s:?}")))?;
-                    if ip.is_unspecified() {
-                        return Err(SipConfigError::new(path, "expected a concrete address, not a wildcard"));
-                    }
-                    config.advertise_ip = Some(ip);
-                }
-                "rtp_ports" => {
-                    config.rtp_ports =
-                        parse_port_range(string(&path, value)?).map_err(|m| SipConfigError::new(&path, m))?
-                }
-                "max_calls" => {
-                    let n = integer(&path, value)?;
-                    config.max_calls = match usize::try_from(n) {
-                        Ok(n) if (1..=100_000).contains(&n) => n,
-                        _ => return Err(SipConfigError::new(path, format!("expected 1 to 100000, found {n}"))),
-                    };
-                }
-                "ring_delay" => {
-                    let s = string(&path, value)?;
-                    let d = if s == "0" { Ok(Duration::ZERO) } else { voicemail_core::config::parse_duration(s) };
-                    let d = d.map_err(|m| SipConfigError::new(&path, m))?;
-                    if d > Duration::from_secs(60) {
-                        return Err(SipConfigError::new(path, format!("expected at most 60s, found {s:?}")));
-                    }
-                    config.ring_delay = d;
-                }
-                "allow_from" => {
-                    config.allow_from.clear();
-                    for (i, item) in array(&path, value)?.iter().enumerate() {
-                        let item_path = format!("{path}[{i}]");
-                        let rule = AddrRule::parse(string(&item_path, item)?)
-                            .map_err(|m| SipConfigError::new(&item_path, m))?;
-                        config.allow_from.push(rule);
-                    }
-                }
-                "user" => {
-                    let s = string(&path, value)?;
-                    if s.is_empty() || s.len() > 64 || !s.chars().all(is_user_char) {
-                        return Err(SipConfigError::new(
-                            path,
-                            format!("expected 1-64 letters, digits, '+', '-', '_' or '.', found {s:?}"),
-                        ));
-                    }
-                    config.user = s.to_owned();
-                }
-                "accounts" => {
-                    for (i, item) in array(&path, value)?.iter().enumerate() {
-                        config.accounts.push(parse_account(&format!("{path}[{i}]"), item)?);
-                    }
-                }
-                _ => {
-                    return Err(SipConfigError::new(
-                        path,
-                        format!("unknown key, expected one of: {}", KEYS.join(", ")),
-                    ));
-                }
-            }
-        }
-        if config.listen.ip().is_unspecified() && config.advertise_ip.is_none() {
-            return Err(SipConfigError::new(
-                "sip.advertise_ip",
-                "required when sip.listen is a wildcard address (it goes into Contact and SDP)",
-            ));
-        }
-        Ok(config)
+        let raw: RawSip = serde_path_to_error::deserialize(table.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if e.path().iter().next().is_some() { format!("sip.{path}") } else { "sip".to_owned() };
+            SipConfigError::new(key, e.inner().message().trim_end())
+        })?;
+        raw.validate()
     }
 
     /// Parses a TOML text holding a `[sip]` table (a convenience for tests and tools).
@@ -280,6 +218,117 @@ impl SipConfig {
     }
 }
 
+impl RawSip {
+    fn validate(self) -> Result<SipConfig, SipConfigError> {
+        let mut config = SipConfig::default();
+        if let Some(s) = &self.listen {
+            config.listen = s.parse().map_err(|_| {
+                SipConfigError::new("sip.listen", format!("expected \"IP:PORT\" like \"127.0.0.1:5060\", found {s:?}"))
+            })?;
+        }
+        if let Some(transports) = &self.transports {
+            config.udp = false;
+            config.tcp = false;
+            for (i, item) in transports.iter().enumerate() {
+                match item.to_ascii_lowercase().as_str() {
+                    "udp" => config.udp = true,
+                    "tcp" => config.tcp = true,
+                    other => {
+                        return Err(SipConfigError::new(
+                            format!("sip.transports[{i}]"),
+                            format!("expected \"udp\" or \"tcp\", found {other:?}"),
+                        ));
+                    }
+                }
+            }
+            if !config.udp && !config.tcp {
+                return Err(SipConfigError::new("sip.transports", "expected at least one of \"udp\", \"tcp\""));
+            }
+        }
+        if let Some(s) = &self.advertise_ip {
+            let ip: IpAddr = s
+                .parse()
+                .map_err(|_| SipConfigError::new("sip.advertise_ip", format!("expected an IP address, found {s:?}")))?;
+            if ip.is_unspecified() {
+                return Err(SipConfigError::new("sip.advertise_ip", "expected a concrete address, not a wildcard"));
+            }
+            config.advertise_ip = Some(ip);
+        }
+        if let Some(s) = &self.rtp_ports {
+            config.rtp_ports = parse_port_range(s).map_err(|m| SipConfigError::new("sip.rtp_ports", m))?;
+        }
+        if let Some(n) = self.max_calls {
+            config.max_calls = match usize::try_from(n) {
+                Ok(n) if (1..=100_000).contains(&n) => n,
+                _ => return Err(SipConfigError::new("sip.max_calls", format!("expected 1 to 100000, found {n}"))),
+            };
+        }
+        if let Some(s) = &self.ring_delay {
+            let d = if s == "0" { Ok(Duration::ZERO) } else { voicemail_core::config::parse_duration(s) };
+            let d = d.map_err(|m| SipConfigError::new("sip.ring_delay", m))?;
+            if d > Duration::from_secs(60) {
+                return Err(SipConfigError::new("sip.ring_delay", format!("expected at most 60s, found {s:?}")));
+            }
+            config.ring_delay = d;
+        }
+        if let Some(rules) = &self.allow_from {
+            for (i, item) in rules.iter().enumerate() {
+                let rule = AddrRule::parse(item).map_err(|m| SipConfigError::new(format!("sip.allow_from[{i}]"), m))?;
+                config.allow_from.push(rule);
+            }
+        }
+        if let Some(s) = &self.user {
+            if s.is_empty() || s.len() > 64 || !s.chars().all(is_user_char) {
+                return Err(SipConfigError::new(
+                    "sip.user",
+                    format!("expected 1-64 letters, digits, '+', '-', '_' or '.', found {s:?}"),
+                ));
+            }
+            config.user = s.clone();
+        }
+        for (i, account) in self.accounts.into_iter().enumerate() {
+            config.accounts.push(account.validate(&format!("sip.accounts[{i}]"))?);
+        }
+        if config.listen.ip().is_unspecified() && config.advertise_ip.is_none() {
+            return Err(SipConfigError::new(
+                "sip.advertise_ip",
+                "required when sip.listen is a wildcard address (it goes into Contact and SDP)",
+            ));
+        }
+        Ok(config)
+    }
+}
+
+impl RawAccount {
+    fn validate(self, path: &str) -> Result<Account, SipConfigError> {
+        let required = |key: &str, value: Option<String>| {
+            value.ok_or_else(|| SipConfigError::new(format!("{path}.{key}"), "required key is missing"))
+        };
+        let registrar = required("registrar", self.registrar)?;
+        if !(registrar.starts_with("sip:") || registrar.starts_with("sips:")) {
+            return Err(SipConfigError::new(
+                format!("{path}.registrar"),
+                format!("expected a SIP URI like \"sip:pbx.example.com\", found {registrar:?}"),
+            ));
+        }
+        let username = required("username", self.username)?;
+        let password = required("password", self.password)?;
+        let expires = match self.expires {
+            None => crate::register::DEFAULT_EXPIRES,
+            Some(n) => match u32::try_from(n) {
+                Ok(n) if (30..=86_400).contains(&n) => n,
+                _ => {
+                    return Err(SipConfigError::new(
+                        format!("{path}.expires"),
+                        format!("expected 30 to 86400 seconds, found {n}"),
+                    ));
+                }
+            },
+        };
+        Ok(Account { registrar, username, password, expires, contact_user: self.contact_user })
+    }
+}
+
 fn is_user_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '_' | '.')
 }
@@ -294,66 +343,6 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
         return Err(expected());
     }
     Ok((lo, hi))
-}
-
-fn parse_account(path: &str, value: &toml::Value) -> Result<Account, SipConfigError> {
-    let table = value
-        .as_table()
-        .ok_or_else(|| SipConfigError::new(path, format!("expected a table, found {}", value.type_str())))?;
-    for key in table.keys() {
-        if !ACCOUNT_KEYS.contains(&key.as_str()) {
-            return Err(SipConfigError::new(
-                format!("{path}.{key}"),
-                format!("unknown key, expected one of: {}", ACCOUNT_KEYS.join(", ")),
-            ));
-        }
-    }
-    let required = |key: &str| -> Result<String, SipConfigError> {
-        let p = format!("{path}.{key}");
-        match table.get(key) {
-            Some(v) => Ok(string(&p, v)?.to_owned()),
-            None => Err(SipConfigError::new(p, "required key is missing")),
-        }
-    };
-    let registrar = required("registrar")?;
-    if !(registrar.starts_with("sip:") || registrar.starts_with("sips:")) {
-        return Err(SipConfigError::new(
-            format!("{path}.registrar"),
-            format!("expected a SIP URI like \"sip:pbx.example.com\", found {registrar:?}"),
-        ));
-    }
-    let username = required("username")?;
-    let password = required("password")?;
-    let expires = match table.get("expires") {
-        None => crate::register::DEFAULT_EXPIRES,
-        Some(v) => {
-            let p = format!("{path}.expires");
-            let n = integer(&p, v)?;
-            match u32::try_from(n) {
-                Ok(n) if (30..=86_400).contains(&n) => n,
-                _ => return Err(SipConfigError::new(p, format!("expected 30 to 86400 seconds, found {n}"))),
-            }
-        }
-    };
-    let contact_user = match table.get("contact_user") {
-        None => None,
-        Some(v) => Some(string(&format!("{path}.contact_user"), v)?.to_owned()),
-    };
-    Ok(Account { registrar, username, password, expires, contact_user })
-}
-
-fn string<'a>(path: &str, value: &'a toml::Value) -> Result<&'a str, SipConfigError> {
-    value.as_str().ok_or_else(|| SipConfigError::new(path, format!("expected a string, found {}", value.type_str())))
-}
-
-fn integer(path: &str, value: &toml::Value) -> Result<i64, SipConfigError> {
-    value
-        .as_integer()
-        .ok_or_else(|| SipConfigError::new(path, format!("expected an integer, found {}", value.type_str())))
-}
-
-fn array<'a>(path: &str, value: &'a toml::Value) -> Result<&'a Vec<toml::Value>, SipConfigError> {
-    value.as_array().ok_or_else(|| SipConfigError::new(path, format!("expected an array, found {}", value.type_str())))
 }
 
 #[cfg(test)]
@@ -424,5 +413,66 @@ mod tests {
             let e = SipConfig::from_toml_str(text).unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_path() {
+        const ACCOUNT: &str = "[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"\npassword = \"p\"\n";
+        let cases = [
+            ("[sip]\nbogus = 1", "sip.bogus", &["unknown field `bogus`", "expected one of", "rtp_ports"][..]),
+            ("[sip]\nmax_calls = \"7\"", "sip.max_calls", &["invalid type: string \"7\"", "i64"]),
+            ("[sip]\nlisten = 5060", "sip.listen", &["invalid type: integer `5060`", "string"]),
+            ("[sip]\ntransports = \"udp\"", "sip.transports", &["invalid type: string \"udp\"", "sequence"]),
+            ("[sip]\ntransports = [\"udp\", 6]", "sip.transports[1]", &["invalid type: integer `6`", "string"]),
+            ("[sip]\nallow_from = [\"127.0.0.1\", true]", "sip.allow_from[1]", &["invalid type: boolean"]),
+            ("[sip]\naccounts = 5", "sip.accounts", &["invalid type: integer `5`", "sequence"]),
+            (
+                "[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = 7\npassword = \"p\"",
+                "sip.accounts[0].username",
+                &["invalid type: integer `7`"],
+            ),
+            (
+                &*format!("{ACCOUNT}{ACCOUNT}expires = \"600\""),
+                "sip.accounts[1].expires",
+                &["invalid type: string \"600\""],
+            ),
+            (
+                &*format!("{ACCOUNT}{ACCOUNT}regsitrar = \"sip:y\""),
+                "sip.accounts[1].regsitrar",
+                &["unknown field `regsitrar`", "registrar"],
+            ),
+            (
+                &*format!("{ACCOUNT}[[sip.accounts]]\nusername = \"u\"\npassword = \"p\""),
+                "sip.accounts[1].registrar",
+                &["required key is missing"],
+            ),
+            (
+                &*format!("{ACCOUNT}[[sip.accounts]]\nregistrar = \"pbx\"\nusername = \"u\"\npassword = \"p\""),
+                "sip.accounts[1].registrar",
+                &["expected a SIP URI"],
+            ),
+            (&*format!("{ACCOUNT}expires = 5"), "sip.accounts[0].expires", &["expected 30 to 86400 seconds, found 5"]),
+            ("sip = 5", "sip", &["expected a table, found integer"]),
+        ];
+        for (text, key, needles) in cases {
+            let e = SipConfig::from_toml_str(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+            let shown = e.to_string();
+            assert!(shown.starts_with(&format!("{key}: ")), "{shown}");
+            for needle in needles {
+                assert!(shown.contains(needle), "{shown:?} should contain {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_table_from_the_mailbox_config_is_validated_with_paths() {
+        let mailbox = voicemail_core::config::Config::from_toml_str(
+            "mailbox = \"m\"\ntimezone = \"UTC\"\nspool = \"s\"\n[sip]\nrtp_ports = \"30000-30001\"\n[[sip.accounts]]\nregistrar = \"sip:pbx\"\nusername = \"u\"\npassword = \"p\"\ncontact_user = [\"x\"]\n",
+        )
+        .unwrap();
+        let e = SipConfig::from_table(mailbox.sip.as_ref()).unwrap_err();
+        assert_eq!(e.key, "sip.accounts[0].contact_user", "{e}");
+        assert!(e.message.starts_with("invalid type: sequence, expected a string"), "{e}");
     }
 }
