@@ -234,19 +234,6 @@ impl DeliveryConfig {
     }
 }
 
-/// The store's settings (`[store]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreConfig {
-    /// Free space the spool's file system keeps (`min_free`): below it new calls are refused.
-    pub min_free_bytes: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self { min_free_bytes: 10_000_000 }
-    }
-}
-
 /// Where the client directory is (`[directory]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryConfig {
@@ -297,8 +284,6 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The client directory (`[directory]`), if any.
     pub directory: Option<DirectoryConfig>,
-    /// The store (`[store]`).
-    pub store: StoreConfig,
     /// SIP endpoint settings (`[sip]`), kept as a raw table: validated by voicemail-sip.
     pub sip: Option<toml::Table>,
     prompts: BTreeMap<String, Prompt>,
@@ -331,7 +316,6 @@ impl Config {
                 imap: None,
             },
             directory: None,
-            store: StoreConfig::default(),
             sip: None,
             prompts: BTreeMap::new(),
             client_directory: None,
@@ -702,7 +686,6 @@ impl RawConfig {
             schedule,
             delivery,
             directory,
-            store: StoreConfig::default(),
             sip: self.sip,
             prompts: BTreeMap::new(),
             client_directory: None,
