@@ -140,7 +140,7 @@ pub fn sample_wav(samples: u32, seed: u32) -> Vec<u8> {
 /// Metadata of a message started at 2026-11-27T11:32:05Z (14:32:05 in Moscow), 42.4 s long.
 pub fn sample_meta(id: &str, caller: &str, caller_name: Option<&str>) -> MessageMeta {
     MessageMeta {
-        id: id.to_owned(),
+        id: voicemail_core::MessageId::parse(id).unwrap(),
         caller: caller.to_owned(),
         caller_name: caller_name.map(str::to_owned),
         called: "+74950000000".to_owned(),
