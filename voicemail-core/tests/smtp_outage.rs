@@ -5,7 +5,8 @@
 //! every message exactly once, with the right attachment, and the matched client's manager is
 //! among the envelope recipients. Also: AUTH against a server that requires it (wrong
 //! password fails and is retried, right password delivers), and `starttls = true` against a
-//! server without STARTTLS fails instead of falling back to plaintext.
+//! server without STARTTLS fails (transiently) instead of falling back to plaintext. Without
+//! aiosmtpd the tests print "SKIPPED" and pass, or fail when `VOICEMAIL_REQUIRE_INTEROP` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -16,25 +17,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use voicemail_core::deliver::{EmailContext, Manager, SmtpTarget};
+use voicemail_core::deliver::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, EmailContext, Manager, SmtpTarget};
 use voicemail_core::outbox::{DeliveryState, Destination, Outbox};
 
-const PYTHON: &str = "/usr/bin/python3";
-
-/// Whether Debian's python has aiosmtpd; otherwise the test is skipped with a message.
-fn aiosmtpd_available() -> bool {
-    Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn start_aiosmtpd(port: u16, maildir: &Path) -> support::ServerGuard {
+fn start_aiosmtpd(python: &Path, port: u16, maildir: &Path) -> support::ServerGuard {
     let mut guard = support::ServerGuard::spawn(
         "aiosmtpd",
-        Command::new(PYTHON)
+        Command::new(python)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
             .stdout(Stdio::null())
@@ -48,10 +37,7 @@ fn start_aiosmtpd(port: u16, maildir: &Path) -> support::ServerGuard {
 
 #[test]
 fn messages_recorded_while_server_is_down_all_arrive_once() {
-    if !aiosmtpd_available() {
-        eprintln!("skipped: {PYTHON} has no aiosmtpd (apt-get install python3-aiosmtpd)");
-        return;
-    }
+    let Some(python) = support::python_with_aiosmtpd() else { return };
     let tmp = support::TempDir::new("smtp-outage");
     let spool = tmp.path().join("spool");
     let received = tmp.path().join("received");
@@ -65,6 +51,8 @@ fn messages_recorded_while_server_is_down_all_arrive_once() {
         password: None,
         from: "voicemail@example.org".to_owned(),
         to: vec!["shared@example.org".to_owned()],
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        timeout: DEFAULT_TIMEOUT,
     };
     let t0: Timestamp = "2026-11-27T11:33:00Z".parse().unwrap();
 
@@ -109,7 +97,7 @@ fn messages_recorded_while_server_is_down_all_arrive_once() {
     }
 
     // The server comes up; the process restarts (the outbox is reopened from disk).
-    let mut server = start_aiosmtpd(port, &received);
+    let mut server = start_aiosmtpd(&python, port, &received);
     let outbox = Outbox::open(&spool).unwrap();
     let t2 = t0.checked_add(SignedDuration::from_secs(15)).unwrap();
     let report = outbox.run_due(t2, &[&target]);
@@ -148,24 +136,23 @@ fn target_for(port: u16) -> SmtpTarget {
         password: None,
         from: "voicemail@example.org".to_owned(),
         to: vec!["shared@example.org".to_owned()],
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        timeout: DEFAULT_TIMEOUT,
     }
 }
 
 #[test]
 fn auth_is_used_when_configured() {
-    if !aiosmtpd_available() {
-        eprintln!("skipped: {PYTHON} has no aiosmtpd (apt-get install python3-aiosmtpd)");
-        return;
-    }
+    let Some(python) = support::python_with_aiosmtpd() else { return };
     let tmp = support::TempDir::new("smtp-auth");
     let spool = tmp.path().join("spool");
     let received = tmp.path().join("received");
     std::fs::create_dir(&spool).unwrap();
     let port = support::free_port();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_auth_server.py");
+    let script = support::script("smtp_auth_server.py");
     let mut server = support::ServerGuard::spawn(
         "aiosmtpd (auth)",
-        Command::new(PYTHON).arg(&script).arg(port.to_string()).arg(&received).stdout(Stdio::null()),
+        Command::new(&python).arg(&script).arg(port.to_string()).arg(&received).stdout(Stdio::null()),
     );
     let up = support::wait_for_port(port, Duration::from_secs(20));
     server.assert_running("while starting");
@@ -204,14 +191,11 @@ fn auth_is_used_when_configured() {
 
 #[test]
 fn required_starttls_never_falls_back_to_plaintext() {
-    if !aiosmtpd_available() {
-        eprintln!("skipped: {PYTHON} has no aiosmtpd (apt-get install python3-aiosmtpd)");
-        return;
-    }
+    let Some(python) = support::python_with_aiosmtpd() else { return };
     let tmp = support::TempDir::new("smtp-starttls");
     let received = tmp.path().join("received");
     let port = support::free_port();
-    let _server = start_aiosmtpd(port, &received);
+    let _server = start_aiosmtpd(&python, port, &received);
     let mut target = target_for(port);
     target.starttls = true;
     let email = voicemail_core::deliver::OutgoingEmail {
@@ -222,6 +206,7 @@ fn required_starttls_never_falls_back_to_plaintext() {
     };
     use voicemail_core::deliver::Target;
     let err = target.deliver(&email).unwrap_err();
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}: STARTTLS: ")), "{err}");
+    assert!(!err.is_permanent(), "{err}");
     assert!(support::maildir_files(&received).is_empty(), "sent without TLS");
 }

@@ -12,6 +12,12 @@
 //! found, the delivery is acknowledged without a second APPEND. (A crash between the server's
 //! `OK` to APPEND and the outbox recording it is therefore harmless too.)
 //!
+//! Timeouts: `connect_timeout` bounds the TCP connect (per resolved address) and the wait for
+//! the greeting, `timeout` every later read and write. A failure names the step (`connect`,
+//! `LOGIN`, `APPEND`, ...) and carries the server's reply; only a refusal of `APPEND` itself
+//! is permanent, and not even that when a response code says it is temporary
+//! ([`append_refusal_is_permanent`]).
+//!
 //! Every string sent is checked: user name, password and folder must not contain CR, LF or
 //! NUL; they are sent as quoted strings, the folder name in modified UTF-7 (RFC 3501 §5.1.3).
 
@@ -20,10 +26,11 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Ack, DeliveryError, ImapTarget, OutgoingEmail, Target};
+use super::{Ack, DeliveryError, ImapTarget, OutgoingEmail, Target, is_timeout};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the polite `LOGOUT` at the end may take.
+const LOGOUT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The longest server line (plus literals) accepted; longer ones are a protocol error.
 const MAX_RESPONSE: usize = 1 << 20;
 
@@ -67,25 +74,61 @@ struct Session<'t> {
     stream: Option<Stream>,
     buf: Vec<u8>,
     next_tag: u32,
+    /// The step errors are reported for (`connect`, `LOGIN`, ...).
+    step: &'static str,
+    /// The read/write timeout in force, for error messages.
+    io_timeout: Duration,
 }
 
 impl<'t> Session<'t> {
+    /// A transient error of the current step.
     fn err(&self, message: impl Into<String>) -> DeliveryError {
-        DeliveryError::Imap { host: self.target.host.clone(), port: self.target.port, message: message.into() }
+        DeliveryError::Imap {
+            host: self.target.host.clone(),
+            port: self.target.port,
+            step: self.step,
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    fn io_err(&self, doing: &str, e: &std::io::Error) -> DeliveryError {
+        match (is_timeout(e), doing) {
+            (true, "reading") => self.err(format!("no reply within {:?}", self.io_timeout)),
+            (true, _) => self.err(format!("{doing}: no progress within {:?}", self.io_timeout)),
+            (false, _) => self.err(format!("{doing}: {e}")),
+        }
+    }
+
+    fn set_io_timeout(&mut self, timeout: Duration) -> Result<(), DeliveryError> {
+        let tcp = match self.stream.as_ref() {
+            Some(Stream::Plain(tcp)) => tcp,
+            Some(Stream::Tls(tls)) => tls.get_ref(),
+            None => return Err(self.err("not connected")),
+        };
+        tcp.set_read_timeout(Some(timeout))
+            .and_then(|()| tcp.set_write_timeout(Some(timeout)))
+            .map_err(|e| self.err(format!("setting the socket timeout: {e}")))?;
+        self.io_timeout = timeout;
+        Ok(())
     }
 
     fn connect(target: &'t ImapTarget) -> Result<Self, DeliveryError> {
-        let mut session = Session { target, stream: None, buf: Vec::new(), next_tag: 1 };
+        let mut session = Session {
+            target,
+            stream: None,
+            buf: Vec::new(),
+            next_tag: 1,
+            step: "connect",
+            io_timeout: target.connect_timeout,
+        };
         let addrs = (target.host.as_str(), target.port)
             .to_socket_addrs()
             .map_err(|e| session.err(format!("resolving: {e}")))?;
         let mut last = None;
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            match TcpStream::connect_timeout(&addr, target.connect_timeout) {
                 Ok(tcp) => {
-                    tcp.set_read_timeout(Some(IO_TIMEOUT))
-                        .and_then(|()| tcp.set_write_timeout(Some(IO_TIMEOUT)))
-                        .map_err(|e| session.err(format!("socket: {e}")))?;
                     session.stream = Some(Stream::Plain(tcp));
                     break;
                 }
@@ -93,17 +136,22 @@ impl<'t> Session<'t> {
             }
         }
         if session.stream.is_none() {
-            return Err(session.err(match last {
-                Some(e) => format!("connecting: {e}"),
-                None => "connecting: no address".to_owned(),
-            }));
+            return Err(match last {
+                Some(e) if is_timeout(&e) => {
+                    session.err(format!("connecting: no answer within {:?}", target.connect_timeout))
+                }
+                Some(e) => session.err(format!("connecting: {e}")),
+                None => session.err("connecting: no address"),
+            });
         }
+        // The greeting belongs to connecting; every later exchange gets `timeout`.
+        session.set_io_timeout(target.connect_timeout)?;
         let greeting = session.read_response()?;
-        if greeting.starts_with(b"* OK") || greeting.starts_with(b"* PREAUTH") {
-            Ok(session)
-        } else {
-            Err(session.err(format!("unexpected greeting: {}", String::from_utf8_lossy(&greeting))))
+        if !(greeting.starts_with(b"* OK") || greeting.starts_with(b"* PREAUTH")) {
+            return Err(session.err(format!("unexpected greeting: {}", String::from_utf8_lossy(&greeting))));
         }
+        session.set_io_timeout(target.timeout)?;
+        Ok(session)
     }
 
     fn stream(&mut self) -> Result<&mut Stream, DeliveryError> {
@@ -112,14 +160,16 @@ impl<'t> Session<'t> {
             None => Err(DeliveryError::Imap {
                 host: self.target.host.clone(),
                 port: self.target.port,
+                step: self.step,
                 message: "not connected".to_owned(),
+                permanent: false,
             }),
         }
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), DeliveryError> {
         let res = self.stream()?.write_all(bytes).and_then(|()| self.stream_flush());
-        res.map_err(|e| self.err(format!("writing: {e}")))
+        res.map_err(|e| self.io_err("writing", &e))
     }
 
     fn stream_flush(&mut self) -> std::io::Result<()> {
@@ -131,7 +181,7 @@ impl<'t> Session<'t> {
 
     fn fill(&mut self) -> Result<(), DeliveryError> {
         let mut chunk = [0u8; 8192];
-        let n = self.stream()?.read(&mut chunk).map_err(|e| self.err(format!("reading: {e}")))?;
+        let n = self.stream()?.read(&mut chunk).map_err(|e| self.io_err("reading", &e))?;
         if n == 0 {
             return Err(self.err("connection closed by server"));
         }
@@ -210,17 +260,15 @@ impl<'t> Session<'t> {
         }
     }
 
-    /// Sends `command` and returns the untagged replies; `NO`/`BAD` are errors.
-    fn command(&mut self, command: &str, shown: &str) -> Result<Vec<Vec<u8>>, DeliveryError> {
-        let tagged = self.command_status(command)?;
-        if is_ok(&tagged.status_line) {
-            Ok(tagged.untagged)
-        } else {
-            Err(self.err(format!("{shown}: {}", tagged.status_line)))
-        }
+    /// Sends `command` as step `step` and returns the untagged replies; `NO`/`BAD` are
+    /// (transient) errors carrying the reply.
+    fn command(&mut self, step: &'static str, command: &str) -> Result<Vec<Vec<u8>>, DeliveryError> {
+        let tagged = self.command_status(step, command)?;
+        if is_ok(&tagged.status_line) { Ok(tagged.untagged) } else { Err(self.err(tagged.status_line)) }
     }
 
-    fn command_status(&mut self, command: &str) -> Result<Tagged, DeliveryError> {
+    fn command_status(&mut self, step: &'static str, command: &str) -> Result<Tagged, DeliveryError> {
+        self.step = step;
         let tag = self.tag();
         self.write_all(format!("{tag} {command}\r\n").as_bytes())?;
         self.await_tagged(&tag, |s| Err(s.err("unexpected continuation request")))
@@ -228,6 +276,9 @@ impl<'t> Session<'t> {
 
     fn starttls(&mut self) -> Result<(), DeliveryError> {
         self.command("STARTTLS", "STARTTLS")?;
+        let config_err = |what: &str, e: &dyn std::fmt::Display| {
+            DeliveryError::Config(format!("imap tls {what} for host {:?}: {e}", self.target.host))
+        };
         if !self.buf.is_empty() {
             // Anything the server sent before the handshake could be injected plaintext.
             return Err(self.err("data after STARTTLS reply"));
@@ -239,20 +290,22 @@ impl<'t> Session<'t> {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| self.err(format!("tls setup: {e}")))?
+            .map_err(|e| config_err("setup", &e))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from(self.target.host.clone())
-            .map_err(|e| self.err(format!("tls server name: {e}")))?;
-        let conn =
-            rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| self.err(format!("tls setup: {e}")))?;
+            .map_err(|e| config_err("server name", &e))?;
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| config_err("setup", &e))?;
         self.stream = Some(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))));
         // Make the handshake happen now, so certificate errors name STARTTLS.
-        self.command("NOOP", "NOOP after STARTTLS")?;
+        self.command("STARTTLS", "NOOP")?;
         Ok(())
     }
 
+    /// APPENDs `bytes`; a refusal is permanent unless [`append_refusal_is_permanent`] says
+    /// otherwise.
     fn append(&mut self, mailbox: &str, bytes: &[u8]) -> Result<String, DeliveryError> {
+        self.step = "APPEND";
         let tag = self.tag();
         self.write_all(format!("{tag} APPEND {mailbox} {{{}}}\r\n", bytes.len()).as_bytes())?;
         let mut sent = false;
@@ -265,16 +318,43 @@ impl<'t> Session<'t> {
             s.write_all(b"\r\n")
         })?;
         if is_ok(&tagged.status_line) {
-            Ok(tagged.status_line)
-        } else {
-            Err(self.err(format!("APPEND: {}", tagged.status_line)))
+            return Ok(tagged.status_line);
         }
+        Err(DeliveryError::Imap {
+            host: self.target.host.clone(),
+            port: self.target.port,
+            step: "APPEND",
+            permanent: append_refusal_is_permanent(&tagged.status_line),
+            message: tagged.status_line,
+        })
     }
 
     fn logout(&mut self) {
-        // Best effort: the message is already stored when this runs.
-        let _ = self.command_status("LOGOUT");
+        // Best effort, and short: the outcome is already known when this runs.
+        if self.set_io_timeout(LOGOUT_TIMEOUT.min(self.target.timeout)).is_ok() {
+            let _ = self.command_status("LOGOUT", "LOGOUT");
+        }
     }
+}
+
+/// Whether a `NO`/`BAD` reply to APPEND (`status_line`, without the tag) means the server will
+/// not take this message however often it is asked. Temporary response codes say otherwise:
+/// RFC 5530 `UNAVAILABLE`, `INUSE`, `LIMIT`, `OVERQUOTA`, `SERVERBUG`, `EXPUNGEISSUED`, and RFC
+/// 3501 `TRYCREATE` (the next attempt creates the folder first); so does a reply without a code
+/// that mentions a quota (servers older than RFC 5530 say "Quota exceeded").
+pub(crate) fn append_refusal_is_permanent(status_line: &str) -> bool {
+    const TEMPORARY: [&str; 7] =
+        ["UNAVAILABLE", "INUSE", "LIMIT", "OVERQUOTA", "SERVERBUG", "EXPUNGEISSUED", "TRYCREATE"];
+    let rest = status_line.split_once(' ').map_or("", |(_, rest)| rest.trim_start());
+    if let Some(code) = rest.strip_prefix('[') {
+        let atom: String = code.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        if TEMPORARY.iter().any(|t| t.eq_ignore_ascii_case(&atom)) {
+            return false;
+        }
+    } else if rest.to_ascii_lowercase().contains("quota") {
+        return false;
+    }
+    true
 }
 
 fn is_ok(status_line: &str) -> bool {
@@ -399,11 +479,11 @@ impl Target for ImapTarget {
         if self.starttls {
             session.starttls()?;
         }
-        session.command(&format!("LOGIN {user} {pass}"), "LOGIN")?;
+        session.command("LOGIN", &format!("LOGIN {user} {pass}"))?;
         // NO here usually means "already exists"; EXAMINE below reports real problems.
-        let _ = session.command_status(&format!("CREATE {mailbox}"))?;
-        session.command(&format!("EXAMINE {mailbox}"), "EXAMINE")?;
-        let found = session.command(&format!("UID SEARCH HEADER Message-ID {message_id}"), "SEARCH")?;
+        let _ = session.command_status("CREATE", &format!("CREATE {mailbox}"))?;
+        session.command("EXAMINE", &format!("EXAMINE {mailbox}"))?;
+        let found = session.command("SEARCH", &format!("UID SEARCH HEADER Message-ID {message_id}"))?;
         if search_hits(&found) > 0 {
             session.logout();
             return Ok(Ack {
@@ -438,5 +518,24 @@ mod tests {
         assert_eq!(quote("a\r\nb"), None);
         assert_eq!(search_hits(&[b"* SEARCH 3 7".to_vec()]), 2);
         assert_eq!(search_hits(&[b"* SEARCH".to_vec()]), 0);
+    }
+
+    #[test]
+    fn append_refusals() {
+        assert!(append_refusal_is_permanent("NO Message rejected"));
+        assert!(append_refusal_is_permanent("NO [CANNOT] Message contains invalid headers"));
+        assert!(append_refusal_is_permanent("BAD Invalid arguments"));
+        assert!(append_refusal_is_permanent("NO"));
+        for temporary in [
+            "NO [OVERQUOTA] Quota exceeded (mailbox for user is full)",
+            "NO [INUSE] Mailbox is locked",
+            "NO [UNAVAILABLE] Backend down",
+            "NO [LIMIT] Too many messages",
+            "no [overquota] lower case",
+            "NO [TRYCREATE] Mailbox doesn't exist",
+            "NO Over quota",
+        ] {
+            assert!(!append_refusal_is_permanent(temporary), "{temporary}");
+        }
     }
 }

@@ -9,6 +9,12 @@
 //! - The [durable outbox](crate::outbox) drives the targets: it retries every (message,
 //!   target) pair with backoff until the target acknowledged it.
 //!
+//! No server can stall a delivery: the SMTP and IMAP targets bound connecting (TCP connect
+//! and the server's greeting) by their `connect_timeout` and every later read or write by their
+//! `timeout` (defaults [`DEFAULT_CONNECT_TIMEOUT`] and [`DEFAULT_TIMEOUT`]). A failure says
+//! whether it is [permanent](DeliveryError::is_permanent) (the server refused this message for
+//! good) or transient (worth retrying), and carries the server's own words.
+//!
 //! Every target is safe to call again for a message it already has: the Maildir and IMAP
 //! targets look for the message first and acknowledge without storing a second copy; SMTP
 //! cannot look, so a crash between the server's `250` and the outbox recording it sends the
@@ -20,8 +26,9 @@ mod maildir;
 mod smtp;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 pub use email::{EmailContext, EmailError, Manager, build_email, empty_wav};
 
@@ -38,7 +45,47 @@ pub struct MaildirTarget {
     pub folder: String,
 }
 
+/// The default `connect_timeout` of [`SmtpTarget`] and [`ImapTarget`]: 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default `timeout` (each read and write) of [`SmtpTarget`] and [`ImapTarget`]: 20 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The shortest `connect_timeout` or `timeout` a configuration may set: 100 ms.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The longest `connect_timeout` or `timeout` a configuration may set: 10 min.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn default_connect_timeout() -> Duration {
+    DEFAULT_CONNECT_TIMEOUT
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// Reads a timeout written as a duration string (`"5s"`, `"1m30s"`, `"500ms"`, see
+/// [`parse_duration`](crate::config::parse_duration)) and checks it lies in
+/// [`MIN_TIMEOUT`]`..=`[`MAX_TIMEOUT`].
+fn deserialize_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_timeout(&text).map_err(serde::de::Error::custom)
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let value = crate::config::parse_duration(text)?;
+    if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("expected a timeout between 100ms and 10m, found {text:?}"))
+    }
+}
+
 /// An SMTP submission server and the recipients every message goes to.
+///
+/// Built in code, [`SmtpTarget::new`] fills in the defaults; in a configuration file only
+/// `host`, `port` and `from` are required.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpTarget {
@@ -58,9 +105,37 @@ pub struct SmtpTarget {
     /// Recipients of every message (a matched client's manager is added per message).
     #[serde(default)]
     pub to: Vec<String>,
+    /// Bounds connecting: the TCP connect, the server's greeting and the `EHLO` reply
+    /// (`connect_timeout = "5s"`, default [`DEFAULT_CONNECT_TIMEOUT`]; 100ms..=10m).
+    #[serde(default = "default_connect_timeout", deserialize_with = "deserialize_timeout")]
+    pub connect_timeout: Duration,
+    /// Bounds each later read and write (`STARTTLS`, `AUTH`, `MAIL FROM`, `RCPT TO`, `DATA`,
+    /// the message) (`timeout = "20s"`, default [`DEFAULT_TIMEOUT`]; 100ms..=10m).
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_timeout")]
+    pub timeout: Duration,
+}
+
+impl SmtpTarget {
+    /// A target for `host`:`port` with envelope sender `from`: no recipients yet, no
+    /// STARTTLS, no AUTH, the default timeouts.
+    pub fn new(host: impl Into<String>, port: u16, from: impl Into<String>) -> Self {
+        SmtpTarget {
+            host: host.into(),
+            port,
+            starttls: false,
+            username: None,
+            password: None,
+            from: from.into(),
+            to: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// An IMAP server folder that messages are APPENDed into.
+///
+/// Built in code, [`ImapTarget::new`] fills in the defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapTarget {
@@ -77,6 +152,37 @@ pub struct ImapTarget {
     pub password: String,
     /// The folder (mailbox) name, for example `Voicemail`; created if missing.
     pub folder: String,
+    /// Bounds connecting: the TCP connect and the server's greeting (`connect_timeout = "5s"`,
+    /// default [`DEFAULT_CONNECT_TIMEOUT`]; 100ms..=10m).
+    #[serde(default = "default_connect_timeout", deserialize_with = "deserialize_timeout")]
+    pub connect_timeout: Duration,
+    /// Bounds each later read and write (`timeout = "20s"`, default [`DEFAULT_TIMEOUT`];
+    /// 100ms..=10m).
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_timeout")]
+    pub timeout: Duration,
+}
+
+impl ImapTarget {
+    /// A target for folder `folder` on `host`:`port`, logging in as `username`: no STARTTLS,
+    /// the default timeouts.
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        username: impl Into<String>,
+        password: impl Into<String>,
+        folder: impl Into<String>,
+    ) -> Self {
+        ImapTarget {
+            host: host.into(),
+            port,
+            starttls: false,
+            username: username.into(),
+            password: password.into(),
+            folder: folder.into(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// One e-mail ready for delivery: the RFC 5322 bytes plus what targets need to know about it.
@@ -102,11 +208,16 @@ pub struct Ack {
     pub already_present: bool,
 }
 
-/// Why a delivery attempt failed. Every failure is retried by the outbox; none drops a message.
+/// Why a delivery attempt failed.
+///
+/// Each failure is either *permanent* (the server refused this message, or the configuration
+/// cannot work: retrying without a change is pointless) or *transient* (worth retrying with
+/// backoff); see [`DeliveryError::is_permanent`]. Nothing here drops a message: what to do with
+/// a permanent failure is the outbox's decision.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeliveryError {
-    /// A file-system operation on a Maildir failed.
+    /// A file-system operation on a Maildir failed (transient).
     #[error("maildir {path}: {source}")]
     Maildir {
         /// The file or directory involved.
@@ -114,47 +225,79 @@ pub enum DeliveryError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// An address (sender or recipient) is not a plain `local@domain` address.
+    /// An address (sender or recipient) is not a plain `local@domain` address (permanent).
     #[error("invalid e-mail address {0:?}")]
     InvalidAddress(String),
-    /// SMTP delivery has no recipient at all.
+    /// SMTP delivery has no recipient at all (permanent).
     #[error("no smtp recipients configured for this message")]
     NoRecipients,
-    /// The SMTP transaction failed (connection, TLS, AUTH or a rejected command).
-    #[error("smtp {host}:{port}: {message}")]
+    /// The SMTP session failed: no connection, a timeout, TLS, or a negative reply.
+    ///
+    /// Shown as `smtp 127.0.0.1:2525: end of DATA: 554 5.7.1 Message rejected`.
+    #[error("smtp {host}:{port}: {step}: {message}")]
     Smtp {
         /// Server host.
         host: String,
         /// Server port.
         port: u16,
-        /// lettre's description of the failure.
+        /// The step that failed: `connect` (TCP connect, greeting, `EHLO`), `STARTTLS`, `AUTH`,
+        /// `MAIL FROM`, `RCPT TO:<address>`, `DATA` or `end of DATA` (the reply to the final
+        /// dot).
+        step: String,
+        /// The reply code when the server answered negatively (`451`, `554`); `None` when no
+        /// usable reply came (connection refused, timeout, TLS failure, malformed reply).
+        code: Option<u16>,
+        /// The server's reply, code and text (`554 5.7.1 Message rejected`), or what went wrong
+        /// on our side (`no reply within 20s`).
         message: String,
-        /// The server refused for good (5xx); still retried, but unlikely to succeed.
+        /// The server refused this message for good: a 5xx reply to `MAIL FROM`, `RCPT TO`,
+        /// `DATA` or the message, or a message the server cannot take (non-ASCII without
+        /// `8BITMIME`/`SMTPUTF8`).
         permanent: bool,
     },
-    /// The IMAP session failed (connection, TLS, LOGIN, a `NO`/`BAD` reply).
-    #[error("imap {host}:{port}: {message}")]
+    /// The IMAP session failed: no connection, a timeout, TLS, or a `NO`/`BAD` reply.
+    ///
+    /// Shown as `imap 127.0.0.1:1143: APPEND: NO [OVERQUOTA] Quota exceeded`.
+    #[error("imap {host}:{port}: {step}: {message}")]
     Imap {
         /// Server host.
         host: String,
         /// Server port.
         port: u16,
-        /// What went wrong.
+        /// The step that failed: `connect` (TCP connect, greeting), `STARTTLS`, `LOGIN`,
+        /// `EXAMINE`, `SEARCH`, `APPEND`, ...
+        step: &'static str,
+        /// The server's reply without its tag (`NO [OVERQUOTA] Quota exceeded`), or what went
+        /// wrong on our side (`no reply within 20s`).
         message: String,
+        /// The server refused this message for good: `NO` or `BAD` to `APPEND`, except with a
+        /// temporary response code (RFC 5530 `UNAVAILABLE`, `INUSE`, `LIMIT`, `OVERQUOTA`,
+        /// `SERVERBUG`, `EXPUNGEISSUED`; RFC 3501 `TRYCREATE`) or a text mentioning a quota.
+        permanent: bool,
     },
-    /// A configuration value cannot be used (for example a folder name with a `/`).
+    /// A configuration value cannot be used, for example a folder name with a `/` or a user
+    /// name without its password (permanent).
     #[error("invalid target configuration: {0}")]
     Config(String),
 }
 
 impl DeliveryError {
-    /// True when retrying is unlikely to help without a change (a 5xx reply, a bad address,
-    /// bad configuration). The outbox retries anyway; this is for status displays.
+    /// True when retrying without a change is pointless:
+    ///
+    /// - SMTP: a 5xx reply to `MAIL FROM`, `RCPT TO`, `DATA` or the end of the message, or a
+    ///   message the server cannot take at all;
+    /// - IMAP: `NO`/`BAD` to `APPEND`, unless a temporary response code (`[OVERQUOTA]`,
+    ///   `[INUSE]`, `[UNAVAILABLE]`, `[LIMIT]`, ...) or a quota text says it may pass later;
+    /// - an invalid address, no recipients, bad configuration.
+    ///
+    /// Everything else is transient: connection failures, timeouts, TLS handshake failures,
+    /// 4xx replies, replies to the greeting, `EHLO`, `STARTTLS`, `AUTH`/`LOGIN` (credentials
+    /// and server set-up may be fixed on the server's side), and Maildir I/O errors.
     pub fn is_permanent(&self) -> bool {
         match self {
-            DeliveryError::Smtp { permanent, .. } => *permanent,
+            DeliveryError::Smtp { permanent, .. } | DeliveryError::Imap { permanent, .. } => *permanent,
             DeliveryError::InvalidAddress(_) | DeliveryError::NoRecipients | DeliveryError::Config(_) => true,
-            DeliveryError::Maildir { .. } | DeliveryError::Imap { .. } => false,
+            DeliveryError::Maildir { .. } => false,
         }
     }
 }
@@ -169,6 +312,12 @@ pub trait Target {
     fn key(&self) -> String;
     /// Deliver one message.
     fn deliver(&self, email: &OutgoingEmail) -> Result<Ack, DeliveryError>;
+}
+
+/// Whether an I/O error is a socket timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO` expired, which Linux
+/// reports as `WouldBlock`, or a connect timeout).
+pub(crate) fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
 /// Characters allowed in names derived from identifiers (file names, Message-ID local part).
@@ -197,4 +346,58 @@ pub(crate) fn validate_address(addr: &str) -> Result<(), DeliveryError> {
             None => true,
         };
     if bad { Err(DeliveryError::InvalidAddress(addr.to_owned())) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_default_and_parse() {
+        let smtp: SmtpTarget = toml::from_str("host = \"mx\"\nport = 25\nfrom = \"vm@example.org\"\n").unwrap();
+        assert_eq!(smtp, SmtpTarget::new("mx", 25, "vm@example.org"));
+        assert_eq!((smtp.connect_timeout, smtp.timeout), (DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT));
+        let imap: ImapTarget = toml::from_str(
+            "host = \"mx\"\nport = 143\nusername = \"u\"\npassword = \"p\"\nfolder = \"V\"\n\
+             connect_timeout = \"1500ms\"\ntimeout = \"1m30s\"\n",
+        )
+        .unwrap();
+        assert_eq!(imap.connect_timeout, Duration::from_millis(1500));
+        assert_eq!(imap.timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn timeouts_out_of_bounds_or_malformed_are_errors() {
+        assert_eq!(parse_timeout("100ms"), Ok(MIN_TIMEOUT));
+        assert_eq!(parse_timeout("10m"), Ok(MAX_TIMEOUT));
+        for bad in ["99ms", "0s", "10m1s", "1h"] {
+            let err = parse_timeout(bad).unwrap_err();
+            assert!(err.contains("between 100ms and 10m") && err.contains(bad), "{err}");
+        }
+        assert!(parse_timeout("5 seconds").unwrap_err().contains("expected a duration"));
+        let err =
+            toml::from_str::<SmtpTarget>("host = \"mx\"\nport = 25\nfrom = \"a@b\"\ntimeout = \"50ms\"\n").unwrap_err();
+        assert!(err.to_string().contains("between 100ms and 10m"), "{err}");
+        let err = toml::from_str::<SmtpTarget>("host = \"mx\"\nport = 25\nfrom = \"a@b\"\ntimeout = 20\n").unwrap_err();
+        assert!(err.to_string().contains("string"), "{err}");
+    }
+
+    #[test]
+    fn permanence() {
+        let smtp = |code, permanent| DeliveryError::Smtp {
+            host: "h".to_owned(),
+            port: 25,
+            step: "DATA".to_owned(),
+            code,
+            message: "x".to_owned(),
+            permanent,
+        };
+        assert!(smtp(Some(554), true).is_permanent());
+        assert!(!smtp(Some(451), false).is_permanent());
+        assert!(DeliveryError::InvalidAddress("x".to_owned()).is_permanent());
+        assert!(DeliveryError::Config("x".to_owned()).is_permanent());
+        assert!(DeliveryError::NoRecipients.is_permanent());
+        let maildir = DeliveryError::Maildir { path: PathBuf::from("/x"), source: std::io::Error::other("x") };
+        assert!(!maildir.is_permanent());
+    }
 }

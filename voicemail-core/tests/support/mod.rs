@@ -2,13 +2,17 @@
 //! real servers started as child processes and stopped by PID (even when a test fails), and
 //! sample messages.
 //!
+//! A missing tool (Debian's python3 with aiosmtpd, dovecot) makes a test print `SKIPPED` and
+//! pass, unless `VOICEMAIL_REQUIRE_INTEROP` is set (to anything but `0`; `scripts/test` sets
+//! it to `1` in CI and as root): then the test fails ([`require`]).
+//!
 //! Each test binary uses a subset, hence `dead_code` is allowed; the items are `pub` for the
 //! test files that include this module, hence `unreachable_pub` is allowed too.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -40,6 +44,83 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Debian's python, which has python3-aiosmtpd (the pyenv `python3` on PATH has not).
+pub const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+/// Whether a missing interop tool must fail the test: `VOICEMAIL_REQUIRE_INTEROP` is set and
+/// neither empty nor `0`.
+pub fn interop_required() -> bool {
+    std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `Some(found)` when the tool is there; otherwise prints `SKIPPED: {missing}` and returns
+/// `None` (the test returns early and passes), or panics when [`interop_required`].
+pub fn require<T>(found: Option<T>, missing: &str) -> Option<T> {
+    if found.is_none() {
+        if interop_required() {
+            panic!("{missing}, and VOICEMAIL_REQUIRE_INTEROP is set");
+        }
+        eprintln!("SKIPPED: {missing}");
+    }
+    found
+}
+
+/// [`DEBIAN_PYTHON`] if it can import aiosmtpd (see [`require`]).
+pub fn python_with_aiosmtpd() -> Option<PathBuf> {
+    let ok = Command::new(DEBIAN_PYTHON)
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        ok.then(|| PathBuf::from(DEBIAN_PYTHON)),
+        &format!("{DEBIAN_PYTHON} has no aiosmtpd (Debian package python3-aiosmtpd)"),
+    )
+}
+
+/// A python 3 for the standard-library-only scripts in tests/support: Debian's, else the
+/// first `python3` on PATH (see [`require`]).
+pub fn python() -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("python3")).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let found = std::iter::once(PathBuf::from(DEBIAN_PYTHON)).chain(from_path).find(|p| p.is_file());
+    require(found, "python3 not found (Debian package python3)")
+}
+
+/// The Dovecot binary (see [`require`]).
+pub fn dovecot() -> Option<PathBuf> {
+    let path = PathBuf::from("/usr/sbin/dovecot");
+    require(path.is_file().then_some(path), "dovecot not installed (Debian package dovecot-imapd)")
+}
+
+/// A script in tests/support.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(name)
+}
+
+/// Starts `tests/support/misbehaving_server.py PORT MODE ARGS...` with `python` and waits
+/// (at most 20 s) until it accepts connections (the probe connection is closed at once, which
+/// every mode tolerates).
+pub fn start_misbehaving_server(python: &Path, mode: &str, args: &[&str]) -> (ServerGuard, u16) {
+    let port = free_port();
+    let mut server = ServerGuard::spawn(
+        "misbehaving_server.py",
+        Command::new(python)
+            .arg(script("misbehaving_server.py"))
+            .arg(port.to_string())
+            .arg(mode)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
+    let up = wait_for_port(port, Duration::from_secs(20));
+    server.assert_running("while starting");
+    assert!(up, "misbehaving_server.py {mode} did not listen on 127.0.0.1:{port} within 20 s");
+    (server, port)
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
