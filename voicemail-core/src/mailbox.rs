@@ -614,6 +614,19 @@ impl Mailbox {
     /// with back-off) or rejected for good (an SMTP 5xx, an IMAP `NO`; retried only on
     /// [`Mailbox::retry`]).
     pub fn deliver_due(&self, target: &str, now: Timestamp) -> Result<RunReport, MailboxError> {
+        self.deliver_pass(target, now, false, &|| true)
+    }
+
+    /// One delivery pass. With `stop_at_failure`, the pass ends at the first transient failure
+    /// (the target is probably down: the other claimed deliveries are released untried);
+    /// `keep_going` is asked before each attempt.
+    pub(crate) fn deliver_pass(
+        &self,
+        target: &str,
+        now: Timestamp,
+        stop_at_failure: bool,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Result<RunReport, MailboxError> {
         let mut report = RunReport::default();
         let Some(t) = self.inner.targets.iter().find(|t| t.key() == target).cloned() else {
             return Ok(report);
@@ -624,7 +637,15 @@ impl Mailbox {
             if claims.is_empty() {
                 return Ok(report);
             }
-            for c in claims {
+            let mut claims = claims.into_iter();
+            while let Some(c) = claims.next() {
+                let stop = !keep_going() || (stop_at_failure && !report.failed.is_empty());
+                if stop {
+                    for rest in std::iter::once(c).chain(claims.by_ref()) {
+                        self.store().release(&rest.meta.id, target)?;
+                    }
+                    return Ok(report);
+                }
                 report.attempted += 1;
                 let id = c.meta.id.clone();
                 let outcome = self.attempt(t.as_ref(), &c);
@@ -643,8 +664,9 @@ impl Mailbox {
                     Err(e) => {
                         let error = e.to_string();
                         let delay = self.inner.retry.delay(c.attempts.saturating_add(1));
-                        let retry_at =
-                            now.checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_mins(10))).unwrap_or(now);
+                        let retry_at = now
+                            .checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_mins(10)))
+                            .unwrap_or(now);
                         tracing::warn!(%id, target, attempts = c.attempts + 1, %retry_at, %error, "delivery failed; will retry");
                         report.failed.push((id.clone(), target.to_owned(), error.clone()));
                         Attempt::Failed { error, retry_at }
@@ -653,6 +675,11 @@ impl Mailbox {
                 self.store().attempted(&id, target, &attempt, now)?;
             }
         }
+    }
+
+    /// The retry policy of failed deliveries.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
     }
 
     /// Builds the e-mail (from the stored metadata and the recording) and hands it to `t`.

@@ -94,29 +94,57 @@ fn recovery(mailbox: &Mailbox, stop: &AtomicBool) {
 
 fn deliver(mailbox: &Mailbox, target: &str, stop: &AtomicBool) {
     let mut seen = 0;
-    let mut stop_at: Option<Instant> = None;
+    // Consecutive passes that ended in a transient failure: the target is probably down, so
+    // it is left alone for the retry policy's delay (new messages wait too).
+    let mut failures = 0u32;
     loop {
-        if stop.load(Ordering::SeqCst) && stop_at.is_none() {
-            stop_at = Some(Instant::now() + FINAL_PASS);
-        }
-        let now = Timestamp::now();
-        if let Err(e) = mailbox.deliver_due(target, now) {
-            tracing::warn!(target, error = %e, "delivery pass failed; retrying");
-        }
-        if let Some(at) = stop_at {
-            let due = mailbox.next_due(target).ok().flatten().is_some_and(|t| t <= Timestamp::now());
-            if !due || Instant::now() >= at {
-                return;
+        let pass = mailbox.deliver_pass(target, Timestamp::now(), true, &|| !stop.load(Ordering::SeqCst));
+        match pass {
+            Ok(report) if !report.failed.is_empty() => failures = failures.saturating_add(1),
+            Ok(report) if report.attempted > 0 => failures = 0,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(target, error = %e, "delivery pass failed; retrying");
+                failures = failures.saturating_add(1);
             }
-            continue;
         }
-        let wait = match mailbox.next_due(target) {
-            Ok(Some(t)) => {
-                let ms = t.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
-                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(POLL)
+        if stop.load(Ordering::SeqCst) {
+            final_pass(mailbox, target, failures);
+            return;
+        }
+        let backoff_until = (failures > 0).then(|| Instant::now() + mailbox.retry_policy().delay(failures));
+        loop {
+            let wait = match backoff_until {
+                Some(until) => until.saturating_duration_since(Instant::now()).min(POLL),
+                None => until_due(mailbox, target),
+            };
+            seen = mailbox.wait_for_work(seen, wait.max(Duration::from_millis(10)));
+            if stop.load(Ordering::SeqCst) || backoff_until.is_none_or(|u| Instant::now() >= u) {
+                break;
             }
-            _ => POLL,
-        };
-        seen = mailbox.wait_for_work(seen, wait.max(Duration::from_millis(10)));
+        }
+    }
+}
+
+/// How long until the next delivery to `target` is due, at most [`POLL`].
+fn until_due(mailbox: &Mailbox, target: &str) -> Duration {
+    match mailbox.next_due(target) {
+        Ok(Some(t)) => {
+            let ms = t.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
+            Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(POLL)
+        }
+        _ => POLL,
+    }
+}
+
+/// After a stop request: deliveries due now get [`FINAL_PASS`] more (none if the target is
+/// failing), so a message stored just before the stop goes out.
+fn final_pass(mailbox: &Mailbox, target: &str, failures: u32) {
+    if failures > 0 {
+        return;
+    }
+    let end = Instant::now() + FINAL_PASS;
+    if let Err(e) = mailbox.deliver_pass(target, Timestamp::now(), true, &|| Instant::now() < end) {
+        tracing::warn!(target, error = %e, "last delivery pass failed");
     }
 }

@@ -1,7 +1,7 @@
 //! IMAP APPEND against a real Dovecot (Debian `dovecot-imapd`) started by the test on
 //! 127.0.0.1 with its own configuration in a temporary directory (plaintext LOGIN, a
 //! passwd-file user, Maildir storage in the temp dir), stopped by PID at the end. Through the
-//! outbox, the message lands in folder `Voicemail` (checked on disk: exactly one file with the
+//! mailbox, the message lands in folder `Voicemail` (checked on disk: exactly one file with the
 //! right `Message-ID` and an attachment equal to the spooled WAV); delivering it again (a
 //! retry after a crash) finds it by `Message-ID` and does not append a second copy; a wrong
 //! password, a required STARTTLS the server does not offer (no plaintext LOGIN follows) and a
@@ -17,10 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use voicemail_core::deliver::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, EmailContext, ImapTarget, Target, build_email,
-};
-use voicemail_core::outbox::{DeliveryState, Destination, Outbox};
+use voicemail_core::deliver::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ImapTarget, Target, build_email};
+use voicemail_core::store::DeliveryState;
+use voicemail_core::{CallSetup, Mailbox, route};
 
 fn command_output(cmd: &str, arg: &str) -> String {
     let out = Command::new(cmd).arg(arg).output().unwrap();
@@ -128,37 +127,33 @@ service imap-login {{
 fn append_into_dovecot_folder_once() {
     let Some(dovecot) = support::dovecot() else { return };
     let tmp = support::TempDir::new("imap");
-    let spool = tmp.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
     let mut dovecot = Dovecot::start(&dovecot, &tmp.path().join("dovecot"));
     let target = dovecot.target("secret");
 
     let t0: Timestamp = "2026-11-27T11:33:00Z".parse().unwrap();
-    let wav = support::sample_wav(4000, 21);
-    let meta = support::spool_message(&spool, "imap-1", "+74951234567", &wav);
-    let ctx = EmailContext::new(support::moscow(), "voicemail@example.org");
-    let outbox = Outbox::open(&spool).unwrap();
-    outbox.enqueue(&meta, &ctx, &[Destination::imap()], t0).unwrap();
-    let report = outbox.run_due(t0, &[&target]);
+    let mut cfg = support::mailbox_config(tmp.path());
+    cfg.delivery.imap = Some(target.clone());
+    let mailbox = Mailbox::open(cfg.clone()).unwrap();
+    let meta = support::record(&mailbox, CallSetup::new("+74951234567", t0), 0.5, t0);
+    let wav = std::fs::read(meta.wav_path.as_ref().unwrap()).unwrap();
+    let report = mailbox.deliver_all_due(t0).unwrap();
     if !report.failed.is_empty() {
         eprintln!("dovecot log:\n{}", std::fs::read_to_string(&dovecot.log).unwrap_or_default());
     }
-    assert_eq!(report.delivered, [("imap-1".to_owned(), "imap".to_owned())], "{report:?}");
-    let record = outbox.record("imap-1").unwrap().unwrap();
-    let ack = record.pairs[0].ack.clone().unwrap();
-    assert!(ack.contains("APPENDUID"), "{ack}");
-    assert!(outbox.status().unwrap().iter().all(|s| s.state == DeliveryState::Delivered));
+    assert_eq!(report.delivered, [(meta.id.clone(), "imap".to_owned())], "{report:?}");
+    let delivery = mailbox.show(&meta.id).unwrap().deliveries.remove(0);
+    assert!(delivery.ack.as_deref().unwrap().contains("APPENDUID"), "{delivery:?}");
+    assert_eq!(delivery.state, DeliveryState::Delivered);
 
     let folder = dovecot.maildir.join(".Voicemail");
     let files = support::maildir_files(&folder);
     assert_eq!(files.len(), 1, "{files:?}");
     let (message_id, attachment) = support::message_id_and_attachment(&std::fs::read(&files[0]).unwrap());
-    assert_eq!(message_id, record.message_id);
     assert_eq!(attachment, wav);
 
-    // A retry after a crash (the outbox never recorded the OK): found by Message-ID.
-    let again = build_email(&meta, &wav, &ctx).unwrap();
-    assert_eq!(again.message_id, record.message_id);
+    // A retry after a crash (the store never recorded the OK): found by Message-ID.
+    let again = build_email(&meta, &wav, &route::email_context(&cfg, &meta.caller)).unwrap();
+    assert_eq!(again.message_id, message_id);
     let ack = target.deliver(&again).unwrap();
     assert!(ack.already_present, "{ack:?}");
     assert_eq!(support::maildir_files(&folder).len(), 1);

@@ -4,28 +4,25 @@
 //! several mailboxes (as several processes would) on one spool never lose an update; a full
 //! spool refuses new calls without leaving files; an older JSON spool is imported.
 
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use voicemail_core::config::{Config, StoreConfig};
+use voicemail_core::config::Config;
 use voicemail_core::deliver::MaildirTarget;
 use voicemail_core::followup::{Event as HistoryEvent, FollowUp, FollowUpError};
 use voicemail_core::store::{DeliveryState, Lifecycle, StoreError};
-use voicemail_core::{
-    Call, CallSetup, CallState, EndReason, Event, Input, Mailbox, MailboxError, MessageId, MessageMeta, Output,
-    StartedCall,
-};
-
-const FRAME: Duration = Duration::from_millis(20);
+use voicemail_core::{CallSetup, EndReason, Input, Mailbox, MailboxError, MessageId, MessageMeta, StartedCall};
 
 fn config(dir: &Path, maildir: bool) -> Config {
-    let mut c = Config::default_embedded();
-    c.spool = dir.join("spool");
+    let mut c = support::mailbox_config(dir);
     c.delivery.maildir =
         maildir.then(|| MaildirTarget { root: dir.join("Maildir"), folder: "Voicemail".to_owned() });
-    c.store = StoreConfig { min_free_bytes: 0 };
     c
 }
 
@@ -33,64 +30,8 @@ fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-/// Drives a call: answer, play the greeting through, then `seconds` of caller audio, then
-/// (when `hang_up`) a hang-up. Returns the recorded message, if the call ended.
-struct Driver {
-    now: Instant,
-    seq: u16,
-    ts: u32,
-}
-
-impl Driver {
-    fn new(now: Instant) -> Self {
-        Self { now, seq: 100, ts: 1000 }
-    }
-
-    fn drain(&self, call: &mut Call) -> (Instant, Option<MessageMeta>) {
-        let mut meta = None;
-        loop {
-            match call.poll_output() {
-                Output::Event(Event::MessageRecorded(m)) => meta = Some(*m),
-                Output::Event(_) | Output::SendRtp(_) => {}
-                Output::Timeout(t) => return (t, meta),
-            }
-        }
-    }
-
-    fn run(&mut self, call: &mut Call, seconds: u32, hang_up: bool) -> Option<MessageMeta> {
-        call.handle_input(Input::Answered(self.now)).unwrap();
-        let (mut deadline, _) = self.drain(call);
-        while call.state() != CallState::Recording {
-            self.now = deadline.max(self.now);
-            call.handle_input(Input::Tick(self.now)).unwrap();
-            deadline = self.drain(call).0;
-        }
-        for _ in 0..seconds * 50 {
-            self.now += FRAME;
-            let mut p = vec![0x80, 0];
-            p.extend_from_slice(&self.seq.to_be_bytes());
-            p.extend_from_slice(&self.ts.to_be_bytes());
-            p.extend_from_slice(&7u32.to_be_bytes());
-            p.extend(std::iter::repeat_n(0x10u8, 160)); // loud enough not to be silence
-            self.seq = self.seq.wrapping_add(1);
-            self.ts = self.ts.wrapping_add(160);
-            call.handle_input(Input::Rtp(self.now, &p)).unwrap();
-            let _ = self.drain(call);
-        }
-        if !hang_up {
-            return None;
-        }
-        self.now += FRAME;
-        call.handle_input(Input::Hangup(self.now)).unwrap();
-        self.drain(call).1
-    }
-}
-
 fn record(mailbox: &Mailbox, caller: &str, started: &str, seconds: u32) -> MessageMeta {
-    let StartedCall { mut call, lease } =
-        mailbox.start_call(CallSetup::new(caller, at(started)), Instant::now()).unwrap();
-    let meta = Driver::new(Instant::now()).run(&mut call, seconds, true).unwrap();
-    mailbox.finish_call(lease, meta, at(started)).unwrap()
+    support::record(mailbox, CallSetup::new(caller, at(started)), f64::from(seconds), at(started))
 }
 
 fn wavs(dir: &Path) -> Vec<PathBuf> {
@@ -212,8 +153,9 @@ fn a_live_call_is_never_recovered_and_a_dead_one_is() {
 
     let StartedCall { mut call, lease } =
         recorder.start_call(CallSetup::new("+74951112233", at("2026-11-27T10:00:00Z")), Instant::now()).unwrap();
-    let mut driver = Driver::new(Instant::now());
-    assert!(driver.run(&mut call, 3, false).is_none());
+    let mut driver = support::Caller::new();
+    driver.answer(&mut call);
+    driver.talk(&mut call, 150);
     // While the call lives, recovery and delivery from the other process leave it alone.
     assert!(other.recover(Timestamp::now()).unwrap().is_empty());
     assert_eq!(other.deliver_all_due(Timestamp::now()).unwrap().attempted, 0);
@@ -231,8 +173,9 @@ fn a_live_call_is_never_recovered_and_a_dead_one_is() {
     // process recovers it with the audio it has and the caller.
     let StartedCall { mut call, lease } =
         recorder.start_call(CallSetup::new("+74959998877", at("2026-11-27T10:10:00Z")), Instant::now()).unwrap();
-    let mut driver = Driver::new(Instant::now());
-    driver.run(&mut call, 2, false);
+    let mut driver = support::Caller::new();
+    driver.answer(&mut call);
+    driver.talk(&mut call, 100);
     let id = lease.id().clone();
     drop(call);
     drop(lease);

@@ -1,26 +1,25 @@
-//! Delivery into a Maildir++ folder through the durable outbox: the message lands in
+//! Delivery into a Maildir++ folder through the mailbox: the message lands in
 //! `<root>/.Voicemail/new` with an attachment byte-identical to the spooled WAV; a retry after
-//! a simulated crash (the file is stored but the outbox state on disk still says pending),
-//! even after a mail reader moved the file to `cur/`, leaves exactly one copy; a zero-length
-//! message is delivered like any other; a caller number with `../` writes nothing outside the
-//! folder, and an id that could escape the spool is refused; an unreadable outbox record is
-//! reported (run report and status) and kept, and does not block other messages.
+//! a simulated crash (the file is stored but the store still says pending), even after a mail
+//! reader moved the file to `cur/`, leaves exactly one copy; a zero-length message is delivered
+//! like any other; a hostile caller number writes nothing outside the spool and the folder; a
+//! target that fails keeps its message pending with back-off while another target delivers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::path::Path;
 
-use jiff::Timestamp;
-use voicemail_core::deliver::{EmailContext, MaildirTarget, OutgoingEmail, Target, empty_wav};
-use voicemail_core::outbox::{DeliveryState, Destination, Outbox, OutboxError};
+use jiff::{SignedDuration, Timestamp};
+use voicemail_core::config::Config;
+use voicemail_core::deliver::{self, ImapTarget, MaildirTarget, OutgoingEmail, Target};
+use voicemail_core::store::DeliveryState;
+use voicemail_core::{CallSetup, Mailbox, route};
 
-fn target(root: &Path) -> MaildirTarget {
-    MaildirTarget { root: root.join("shared"), folder: "Voicemail".to_owned() }
-}
-
-fn ctx() -> EmailContext {
-    EmailContext::new(support::moscow(), "voicemail@example.org")
+fn config(dir: &Path) -> Config {
+    let mut c = support::mailbox_config(dir);
+    c.delivery.maildir = Some(MaildirTarget { root: dir.join("shared"), folder: "Voicemail".to_owned() });
+    c
 }
 
 fn t0() -> Timestamp {
@@ -40,18 +39,12 @@ fn all_files(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn delivers_into_maildir_plus_folder() {
     let tmp = support::TempDir::new("maildir-ok");
-    let spool = tmp.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let wav = support::sample_wav(16_000, 7);
-    let meta = support::spool_message(&spool, "m1", "+74951234567", &wav);
-    let target = target(tmp.path());
+    let mailbox = Mailbox::open(config(tmp.path())).unwrap();
+    let meta = support::record(&mailbox, CallSetup::new("+74951234567", t0()), 2.0, t0());
+    let wav = std::fs::read(meta.wav_path.as_ref().unwrap()).unwrap();
 
-    let outbox = Outbox::open(&spool).unwrap();
-    assert!(outbox.enqueue(&meta, &ctx(), &[Destination::maildir()], t0()).unwrap());
-    // Metadata is in the spool before any delivery.
-    assert!(spool.join("m1.json").is_file());
-    let report = outbox.run_due(t0(), &[&target]);
-    assert_eq!(report.delivered, [("m1".to_owned(), "maildir".to_owned())], "{report:?}");
+    let report = mailbox.deliver_all_due(t0()).unwrap();
+    assert_eq!(report.delivered, [(meta.id.clone(), "maildir".to_owned())], "{report:?}");
     assert!(report.failed.is_empty());
 
     let folder = tmp.path().join("shared").join(".Voicemail");
@@ -65,108 +58,87 @@ fn delivers_into_maildir_plus_folder() {
 
     // Readable by the maildir crate as a message of the sub-folder.
     let md = maildir::Maildir::from(tmp.path().join("shared"));
-    let sub = md.subfolder(".Voicemail").unwrap();
-    assert_eq!(sub.count_new(), 1);
+    assert_eq!(md.subfolder(".Voicemail").unwrap().count_new(), 1);
 
-    let status = outbox.status().unwrap();
-    assert_eq!(status.len(), 1);
-    assert_eq!(status[0].state, DeliveryState::Delivered);
-    // Enqueueing again is a no-op; running again delivers nothing.
-    assert!(!outbox.enqueue(&meta, &ctx(), &[Destination::maildir()], t0()).unwrap());
-    assert_eq!(outbox.run_due(t0(), &[&target]).attempted, 0);
+    let deliveries = mailbox.deliveries().unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].state, DeliveryState::Delivered);
+    // Running again delivers nothing.
+    assert_eq!(mailbox.deliver_all_due(t0()).unwrap().attempted, 0);
     assert_eq!(support::maildir_files(&folder).len(), 1);
 }
 
 #[test]
 fn retry_after_crash_leaves_one_copy() {
     let tmp = support::TempDir::new("maildir-crash");
-    let spool = tmp.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let wav = support::sample_wav(800, 8);
-    let target = target(tmp.path());
+    let cfg = config(tmp.path());
+    let target = cfg.delivery.maildir.clone().unwrap();
     let folder = target.folder_path();
-
-    for (id, move_to_cur) in [("m2", false), ("m3", true)] {
-        let meta = support::spool_message(&spool, id, "+74951234567", &wav);
-        let outbox = Outbox::open(&spool).unwrap();
-        outbox.enqueue(&meta, &ctx(), &[Destination::maildir()], t0()).unwrap();
-        let record = outbox.record(id).unwrap().unwrap();
-
-        // The "crashed" run: the target stored the message, the outbox never recorded it.
-        let email = OutgoingEmail {
-            voicemail_id: id.to_owned(),
-            message_id: record.message_id.clone(),
-            bytes: std::fs::read(spool.join("outbox").join(format!("{id}.eml"))).unwrap(),
-            extra_recipients: Vec::new(),
-        };
-        let first = target.deliver(&email).unwrap();
-        assert!(!first.already_present);
+    let mut wavs = Vec::new();
+    for move_to_cur in [false, true] {
+        let mailbox = Mailbox::open(cfg.clone()).unwrap();
+        let meta = support::record(&mailbox, CallSetup::new("+74951234567", t0()), 0.5, t0());
+        let wav = std::fs::read(meta.wav_path.as_ref().unwrap()).unwrap();
+        // The "crashed" run: the target stored the message, the store never recorded it.
+        let ctx = route::email_context(&cfg, &meta.caller);
+        let email: OutgoingEmail = deliver::build_email(&meta, &wav, &ctx).unwrap();
+        assert!(!target.deliver(&email).unwrap().already_present);
         if move_to_cur {
             // A mail reader saw it: new/<name> → cur/<name>:2,S
             let name = MaildirTarget::file_name_for(&email);
             std::fs::rename(folder.join("new").join(&name), folder.join("cur").join(format!("{name}:2,S"))).unwrap();
         }
-        drop(outbox);
+        drop(mailbox);
 
-        // Restart: the state on disk still says pending.
-        let outbox = Outbox::open(&spool).unwrap();
-        let status = outbox.status().unwrap();
-        assert!(status.iter().any(|s| s.id == id && s.state == DeliveryState::Pending), "{status:?}");
-        let report = outbox.run_due(t0(), &[&target]);
-        assert_eq!(report.delivered, [(id.to_owned(), "maildir".to_owned())]);
-        let ack = outbox.record(id).unwrap().unwrap().pairs[0].ack.clone().unwrap();
+        // Restart: the store still says pending.
+        let mailbox = Mailbox::open(cfg.clone()).unwrap();
+        let pending = mailbox.deliveries().unwrap();
+        assert!(pending.iter().any(|d| d.id == meta.id && d.state == DeliveryState::Pending), "{pending:?}");
+        let report = mailbox.deliver_all_due(t0()).unwrap();
+        assert_eq!(report.delivered, [(meta.id.clone(), "maildir".to_owned())]);
+        let ack = mailbox.show(&meta.id).unwrap().deliveries[0].ack.clone().unwrap();
         assert!(ack.starts_with("already stored"), "{ack}");
+        wavs.push(wav);
     }
-
     let files = support::maildir_files(&folder);
     assert_eq!(files.len(), 2, "exactly one copy of each message: {files:?}");
     for f in files {
         let (_, attachment) = support::message_id_and_attachment(&std::fs::read(f).unwrap());
-        assert_eq!(attachment, wav);
+        assert!(wavs.contains(&attachment));
     }
 }
 
 #[test]
 fn zero_length_message_is_delivered() {
     let tmp = support::TempDir::new("maildir-empty");
-    let spool = tmp.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    // Nothing was recorded to a file: no wav_path and no <id>.wav in the spool.
-    let mut meta = support::sample_meta("m4", "+74951234567", None);
-    meta.duration_ms = 0;
-    let target = target(tmp.path());
-    let outbox = Outbox::open(&spool).unwrap();
-    outbox.enqueue(&meta, &ctx(), &[Destination::maildir()], t0()).unwrap();
-    let report = outbox.run_due(t0(), &[&target]);
-    assert_eq!(report.delivered.len(), 1, "{report:?}");
-    let files = support::maildir_files(&target.folder_path());
+    let mailbox = Mailbox::open(config(tmp.path())).unwrap();
+    let meta = support::record_empty(&mailbox, CallSetup::new("+74951234567", t0()), t0());
+    assert_eq!(meta.duration_ms, 0);
+    assert_eq!(std::fs::read(meta.wav_path.as_ref().unwrap()).unwrap(), deliver::empty_wav());
+    assert_eq!(mailbox.deliver_all_due(t0()).unwrap().delivered.len(), 1);
+    let files = support::maildir_files(&tmp.path().join("shared/.Voicemail"));
     let (_, attachment) = support::message_id_and_attachment(&std::fs::read(&files[0]).unwrap());
-    assert_eq!(attachment, empty_wav());
+    assert_eq!(attachment, deliver::empty_wav());
 }
 
 #[test]
-fn hostile_caller_and_id_stay_inside() {
+fn hostile_caller_stays_inside() {
     let tmp = support::TempDir::new("maildir-evil");
-    let spool = tmp.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let target = target(tmp.path());
-    let outbox = Outbox::open(&spool).unwrap();
-
-    let mut meta = support::sample_meta("m5", "../../../../tmp/evil\r\nX: y", Some("../x"));
-    meta.duration_ms = 0;
-    outbox.enqueue(&meta, &ctx(), &[Destination::maildir()], t0()).unwrap();
-    assert_eq!(outbox.run_due(t0(), &[&target]).delivered.len(), 1);
+    let mailbox = Mailbox::open(config(tmp.path())).unwrap();
+    let mut setup = CallSetup::new("../../../../tmp/evil\r\nX: y", t0());
+    setup.caller_name = Some("../x".to_owned());
+    setup.called = "../../called".to_owned();
+    support::record(&mailbox, setup, 0.2, t0());
+    assert_eq!(mailbox.deliver_all_due(t0()).unwrap().delivered.len(), 1);
     for f in all_files(tmp.path()) {
         let rel = f.strip_prefix(tmp.path()).unwrap();
         assert!(
-            rel.starts_with("spool") || rel.starts_with("shared/.Voicemail"),
+            rel.starts_with("spool") || rel.starts_with("shared/.Voicemail") || rel.starts_with("shared"),
             "file written outside spool and folder: {}",
             f.display()
         );
+        assert!(!rel.to_string_lossy().contains("evil"), "{}", rel.display());
     }
-
-    let bad = support::sample_meta("../escape", "+7", None);
-    assert!(matches!(outbox.enqueue(&bad, &ctx(), &[Destination::maildir()], t0()), Err(OutboxError::InvalidId(_))));
     let bad_folder = MaildirTarget { root: tmp.path().join("shared"), folder: "../../x".to_owned() };
     let email = OutgoingEmail {
         voicemail_id: "m6".to_owned(),
@@ -178,58 +150,26 @@ fn hostile_caller_and_id_stay_inside() {
 }
 
 #[test]
-fn unconfigured_target_keeps_the_message() {
-    let tmp = support::TempDir::new("maildir-missing");
-    let spool = tmp.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let meta = support::spool_message(&spool, "m7", "+74951234567", &support::sample_wav(80, 9));
-    let outbox = Outbox::open(&spool).unwrap();
-    outbox.enqueue(&meta, &ctx(), &[Destination::maildir(), Destination::imap()], t0()).unwrap();
-    let target = target(tmp.path());
-    let report = outbox.run_due(t0(), &[&target]);
-    assert_eq!(report.delivered.len(), 1);
-    assert_eq!(report.failed.len(), 1);
-    assert!(report.failed[0].error.contains("no target configured"), "{:?}", report.failed);
-    let status = outbox.status().unwrap();
-    let imap = status.iter().find(|s| s.target == "imap").unwrap();
+fn a_failing_target_keeps_its_message_while_another_delivers() {
+    let tmp = support::TempDir::new("maildir-imap-down");
+    let mut cfg = config(tmp.path());
+    // Nothing listens there: connection refused, a transient failure.
+    let port = support::free_port();
+    cfg.delivery.imap = Some(ImapTarget::new("127.0.0.1", port, "vm", "secret", "Voicemail"));
+    let mailbox = Mailbox::open(cfg).unwrap();
+    let meta = support::record(&mailbox, CallSetup::new("+74951234567", t0()), 0.2, t0());
+    let report = mailbox.deliver_all_due(t0()).unwrap();
+    assert_eq!(report.delivered, [(meta.id.clone(), "maildir".to_owned())]);
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.rejected.is_empty(), "a refused connection is not a rejection");
+    let imap = mailbox.deliveries().unwrap().into_iter().find(|d| d.target == "imap").unwrap();
     assert_eq!(imap.state, DeliveryState::Failing);
-    assert_eq!(imap.next_attempt, Some(t0().checked_add(jiff::SignedDuration::from_secs(5)).unwrap()));
-    // The message is neither dropped nor finished.
-    assert!(spool.join("outbox").join("m7.json").is_file());
-    assert!(spool.join("outbox").join("m7.eml").is_file());
-}
-
-#[test]
-fn unqueued_spool_messages_are_listed() {
-    let tmp = support::TempDir::new("maildir-unqueued");
-    let spool = tmp.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let outbox = Outbox::open(&spool).unwrap();
-    support::spool_message(&spool, "recorded-only", "+7", &support::sample_wav(8, 1));
-    std::fs::write(spool.join("recorded-only.state.json"), b"{}").unwrap();
-    let meta = support::spool_message(&spool, "queued", "+7", &support::sample_wav(8, 1));
-    outbox.enqueue(&meta, &ctx(), &[Destination::maildir()], t0()).unwrap();
-    assert_eq!(outbox.unqueued().unwrap(), ["recorded-only"]);
-}
-
-#[test]
-fn corrupt_record_is_reported_and_kept() {
-    let tmp = support::TempDir::new("maildir-corrupt");
-    let spool = tmp.path().join("spool");
-    std::fs::create_dir(&spool).unwrap();
-    let outbox = Outbox::open(&spool).unwrap();
-    let bad = spool.join("outbox").join("broken.json");
-    std::fs::write(&bad, b"{ not json").unwrap();
-    let meta = support::spool_message(&spool, "good", "+7", &support::sample_wav(8, 1));
-    outbox.enqueue(&meta, &ctx(), &[Destination::maildir()], t0()).unwrap();
-    let target = target(tmp.path());
-    let report = outbox.run_due(t0(), &[&target]);
-    assert_eq!(report.delivered, [("good".to_owned(), "maildir".to_owned())]);
-    assert_eq!(report.failed.len(), 1);
-    assert_eq!(report.failed[0].id, "broken");
-    let status = outbox.status().unwrap();
-    let broken = status.iter().find(|s| s.id == "broken").unwrap();
-    assert_eq!(broken.state, DeliveryState::Failing);
-    assert!(broken.last_error.is_some());
-    assert!(bad.is_file(), "an unreadable record is never removed");
+    assert_eq!(imap.attempts, 1);
+    assert_eq!(imap.next_attempt, Some(t0().checked_add(SignedDuration::from_secs(5)).unwrap()));
+    assert!(imap.last_error.as_deref().unwrap().contains(&format!("127.0.0.1:{port}")), "{imap:?}");
+    // Not due before its back-off; due after.
+    assert_eq!(mailbox.deliver_all_due(t0().checked_add(SignedDuration::from_secs(1)).unwrap()).unwrap().attempted, 0);
+    let later = t0().checked_add(SignedDuration::from_secs(5)).unwrap();
+    assert_eq!(mailbox.deliver_all_due(later).unwrap().failed.len(), 1);
+    assert_eq!(mailbox.next_due("imap").unwrap(), Some(later.checked_add(SignedDuration::from_secs(10)).unwrap()));
 }

@@ -272,6 +272,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<Claim>, StoreError>;
 
+    /// Releases the lease on a claimed delivery that was not attempted.
+    fn release(&self, id: &MessageId, target: &str) -> Result<(), StoreError>;
+
     /// Records how an attempt on a claimed delivery ended and releases the lease.
     fn attempted(&self, id: &MessageId, target: &str, attempt: &Attempt, now: Timestamp) -> Result<(), StoreError>;
 

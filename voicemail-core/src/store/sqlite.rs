@@ -492,6 +492,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn release(&self, id: &MessageId, target: &str) -> Result<(), StoreError> {
+        self.write("releasing a delivery", |tx| {
+            tx.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE message_id = ?1 AND target = ?2",
+                params![id.as_str(), target],
+            )
+            .map_err(db_error("releasing a delivery"))?;
+            Ok(())
+        })
+    }
+
     fn attempted(&self, id: &MessageId, target: &str, attempt: &Attempt, now: Timestamp) -> Result<(), StoreError> {
         const DONE: &str = "last_attempt_ms = ?3, lease_owner = NULL, lease_until_ms = NULL
                             WHERE message_id = ?1 AND target = ?2";

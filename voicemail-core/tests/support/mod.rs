@@ -13,36 +13,23 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use voicemail_core::CodecKind;
 use voicemail_core::message::{EndReason, MediaStats, MessageMeta};
 
-/// A directory under the system temp dir, unique per process and call, removed on drop.
-pub struct TempDir(PathBuf);
+/// A temporary directory (the tempfile crate), removed on drop.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    /// Creates `<tmp>/voicemail-<prefix>-<pid>-<nanos>-<n>`.
+    /// Creates `<tmp>/voicemail-<prefix>-XXXXXX`.
     pub fn new(prefix: &str) -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("voicemail-{prefix}-{}-{nanos}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
+        TempDir(tempfile::Builder::new().prefix(&format!("voicemail-{prefix}-")).tempdir().unwrap())
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
@@ -236,15 +223,6 @@ pub fn sample_meta(id: &str, caller: &str, caller_name: Option<&str>) -> Message
     }
 }
 
-/// Writes `<spool>/<id>.wav` and returns the metadata pointing at it.
-pub fn spool_message(spool: &Path, id: &str, caller: &str, wav: &[u8]) -> MessageMeta {
-    let path = spool.join(format!("{id}.wav"));
-    std::fs::write(&path, wav).unwrap();
-    let mut meta = sample_meta(id, caller, Some("Ivan Petrov"));
-    meta.wav_path = Some(path);
-    meta
-}
-
 /// The Moscow time zone (from the system zoneinfo, like the product).
 pub fn moscow() -> jiff::tz::TimeZone {
     jiff::tz::TimeZone::get("Europe/Moscow").unwrap()
@@ -270,4 +248,103 @@ pub fn message_id_and_attachment(bytes: &[u8]) -> (String, Vec<u8>) {
     let id = msg.message_id().expect("Message-ID").to_owned();
     let att = msg.attachment(0).expect("an attachment").contents().to_vec();
     (id, att)
+}
+
+/// A mailbox configuration on `<dir>/spool` with no delivery target, no free-space floor
+/// and the Moscow time zone.
+pub fn mailbox_config(dir: &Path) -> voicemail_core::config::Config {
+    let mut c = voicemail_core::config::Config::default_embedded();
+    c.spool = dir.join("spool");
+    c.delivery.maildir = None;
+    c.store.min_free_bytes = 0;
+    c.timezone = moscow();
+    c
+}
+
+/// A simulated caller for a call started by a [`Mailbox`](voicemail_core::Mailbox): answers,
+/// lets the greeting and beep play, then sends 20 ms μ-law frames of a loud, varying signal.
+pub struct Caller {
+    pub now: Instant,
+    seq: u16,
+    ts: u32,
+}
+
+impl Caller {
+    pub fn new() -> Self {
+        Self { now: Instant::now(), seq: 100, ts: 1000 }
+    }
+
+    /// Drains the call's outputs; returns its deadline and the message if it was recorded.
+    pub fn drain(&self, call: &mut voicemail_core::Call) -> (Instant, Option<MessageMeta>) {
+        use voicemail_core::{Event, Output};
+        let mut meta = None;
+        loop {
+            match call.poll_output() {
+                Output::Event(Event::MessageRecorded(m)) => meta = Some(*m),
+                Output::Event(_) | Output::SendRtp(_) => {}
+                Output::Timeout(t) => return (t, meta),
+            }
+        }
+    }
+
+    /// Answers and plays the greeting and beep through (the call then records).
+    pub fn answer(&mut self, call: &mut voicemail_core::Call) {
+        use voicemail_core::{CallState, Input};
+        call.handle_input(Input::Answered(self.now)).unwrap();
+        let (mut deadline, _) = self.drain(call);
+        while call.state() != CallState::Recording {
+            self.now = deadline.max(self.now);
+            call.handle_input(Input::Tick(self.now)).unwrap();
+            deadline = self.drain(call).0;
+        }
+    }
+
+    /// Sends `frames` frames of 20 ms.
+    pub fn talk(&mut self, call: &mut voicemail_core::Call, frames: u32) {
+        for _ in 0..frames {
+            self.now += Duration::from_millis(20);
+            let mut p = vec![0x80, 0];
+            p.extend_from_slice(&self.seq.to_be_bytes());
+            p.extend_from_slice(&self.ts.to_be_bytes());
+            p.extend_from_slice(&7u32.to_be_bytes());
+            p.extend((0..160u32).map(|i| (((self.ts.wrapping_add(i)) / 8) % 64) as u8 | 0x10));
+            self.seq = self.seq.wrapping_add(1);
+            self.ts = self.ts.wrapping_add(160);
+            call.handle_input(voicemail_core::Input::Rtp(self.now, &p)).unwrap();
+            let _ = self.drain(call);
+        }
+    }
+
+    /// Hangs up; returns the recorded message.
+    pub fn hang_up(&mut self, call: &mut voicemail_core::Call) -> MessageMeta {
+        self.now += Duration::from_millis(20);
+        call.handle_input(voicemail_core::Input::Hangup(self.now)).unwrap();
+        self.drain(call).1.expect("a message")
+    }
+}
+
+/// Records a call of `seconds` of caller audio through `mailbox` and stores it (at `now`).
+pub fn record(
+    mailbox: &voicemail_core::Mailbox,
+    setup: voicemail_core::CallSetup,
+    seconds: f64,
+    now: jiff::Timestamp,
+) -> MessageMeta {
+    let voicemail_core::StartedCall { mut call, lease } = mailbox.start_call(setup, Instant::now()).unwrap();
+    let mut caller = Caller::new();
+    caller.answer(&mut call);
+    caller.talk(&mut call, (seconds * 50.0).round() as u32);
+    let meta = caller.hang_up(&mut call);
+    mailbox.finish_call(lease, meta, now).unwrap()
+}
+
+/// Records a call that hangs up during the greeting: a zero-length message.
+pub fn record_empty(mailbox: &voicemail_core::Mailbox, setup: voicemail_core::CallSetup, now: jiff::Timestamp) -> MessageMeta {
+    let voicemail_core::StartedCall { mut call, lease } = mailbox.start_call(setup, Instant::now()).unwrap();
+    let caller = Caller::new();
+    call.handle_input(voicemail_core::Input::Answered(caller.now)).unwrap();
+    let _ = caller.drain(&mut call);
+    call.handle_input(voicemail_core::Input::Hangup(caller.now + Duration::from_millis(500))).unwrap();
+    let meta = caller.drain(&mut call).1.expect("a message");
+    mailbox.finish_call(lease, meta, now).unwrap()
 }
