@@ -361,8 +361,10 @@ impl Mailbox {
         self.wake();
     }
 
-    /// Wakes the delivery workers (something may be due).
-    pub(crate) fn wake(&self) {
+    /// Asks the background [`Runner`](crate::runner::Runner) to look for work now: deliveries
+    /// that are due and calls to recover (for example after a call's task failed without
+    /// storing its message). The mailbox wakes it itself whenever it stores a message.
+    pub fn wake(&self) {
         let (lock, cv) = &self.inner.stored;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         cv.notify_all();
@@ -437,14 +439,21 @@ impl Mailbox {
         }
     }
 
-    fn build_call(&self, id: &MessageId, wav: &LockedWav, setup: &CallSetup, now: Instant) -> Result<Call, MailboxError> {
+    fn build_call(
+        &self,
+        id: &MessageId,
+        wav: &LockedWav,
+        setup: &CallSetup,
+        now: Instant,
+    ) -> Result<Call, MailboxError> {
         let config = &self.inner.config;
         let mut cfg = CallConfig::new(id.clone(), setup.caller.clone(), setup.started_at).with_codec(setup.codec);
         cfg.payload_type = setup.payload_type;
         cfg.dtmf_payload_type = setup.dtmf_payload_type.filter(|pt| *pt != setup.payload_type);
         cfg.ptime = setup.ptime;
         cfg.caller_name = setup.caller_name.clone();
-        cfg.called = if setup.called.is_empty() { config.number.clone().unwrap_or_default() } else { setup.called.clone() };
+        cfg.called =
+            if setup.called.is_empty() { config.number.clone().unwrap_or_default() } else { setup.called.clone() };
         cfg.rtp_seed = setup.rtp_seed.unwrap_or_else(|| self.random());
         config.recording.apply_to(&mut cfg).map_err(crate::Error::from)?;
         let recording = Recording::new(wav.sink()).map_err(crate::Error::from)?;
@@ -458,7 +467,12 @@ impl Mailbox {
     ///
     /// When storing fails (a full disk), the mailbox keeps the call and retries it on every
     /// [`Mailbox::recover`] until it succeeds; the error is returned for the log.
-    pub fn finish_call(&self, lease: CallLease, mut meta: MessageMeta, now: Timestamp) -> Result<MessageMeta, MailboxError> {
+    pub fn finish_call(
+        &self,
+        lease: CallLease,
+        mut meta: MessageMeta,
+        now: Timestamp,
+    ) -> Result<MessageMeta, MailboxError> {
         if meta.id != lease.id {
             return Err(MailboxError::WrongLease { lease: lease.id.clone(), meta: meta.id.clone() });
         }
@@ -475,7 +489,13 @@ impl Mailbox {
 
     /// Syncs the recording and commits the message with its deliveries; tells listeners when
     /// it was newly stored.
-    fn store_finished(&self, wav: &CallLease, meta: &MessageMeta, by: &str, now: Timestamp) -> Result<bool, MailboxError> {
+    fn store_finished(
+        &self,
+        wav: &CallLease,
+        meta: &MessageMeta,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, MailboxError> {
         wav.wav.sync().map_err(spool_error(wav.wav.path()))?;
         let routing = route::route(&self.inner.config, &meta.caller);
         let entry = HistoryEntry {
@@ -746,7 +766,13 @@ impl Mailbox {
     /// Applies a follow-up change (assign, called back, delete) made by `by` at `now`. A
     /// deletion removes the recording once the record says deleted; the record and its
     /// history stay.
-    pub fn change(&self, id: &MessageId, change: &Change, by: &str, now: Timestamp) -> Result<StoredMessage, MailboxError> {
+    pub fn change(
+        &self,
+        id: &MessageId,
+        change: &Change,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<StoredMessage, MailboxError> {
         let message = self.store().change(id, change, by, now)?;
         if let Change::Delete { force_reason } = change {
             if let Some(reason) = force_reason.as_deref().filter(|_| !message.followup.is_called_back()) {

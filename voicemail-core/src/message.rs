@@ -26,9 +26,7 @@ pub struct MessageId(String);
 
 /// A string that is not a valid [`MessageId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid message id {0:?}: expected 1-128 letters, digits, '.', '_' or '-' (not starting with '.', no '..')"
-)]
+#[error("invalid message id {0:?}: expected 1-128 letters, digits, '.', '_' or '-' (not starting with '.', no '..')")]
 pub struct InvalidMessageId(pub String);
 
 impl MessageId {

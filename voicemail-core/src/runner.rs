@@ -36,7 +36,8 @@ impl Runner {
         let mut threads = Vec::new();
         {
             let (mailbox, stop) = (mailbox.clone(), stop.clone());
-            threads.push(std::thread::Builder::new().name("vm-recovery".into()).spawn(move || recovery(&mailbox, &stop))?);
+            threads
+                .push(std::thread::Builder::new().name("vm-recovery".into()).spawn(move || recovery(&mailbox, &stop))?);
         }
         for target in mailbox.targets() {
             let (mailbox, stop) = (mailbox.clone(), stop.clone());

@@ -519,7 +519,11 @@ fn recording_limits_reach_the_call() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(c.recording.silence_timeout, None);
-    let mut call = voicemail_core::CallConfig::new(voicemail_core::MessageId::parse("m1").unwrap(), "+74951234567", jiff::Timestamp::UNIX_EPOCH);
+    let mut call = voicemail_core::CallConfig::new(
+        voicemail_core::MessageId::parse("m1").unwrap(),
+        "+74951234567",
+        jiff::Timestamp::UNIX_EPOCH,
+    );
     if let Err(e) = c.recording.apply_to(&mut call) {
         panic!("{e}");
     }

@@ -21,8 +21,7 @@ use voicemail_core::{CallSetup, EndReason, Input, Mailbox, MailboxError, Message
 
 fn config(dir: &Path, maildir: bool) -> Config {
     let mut c = support::mailbox_config(dir);
-    c.delivery.maildir =
-        maildir.then(|| MaildirTarget { root: dir.join("Maildir"), folder: "Voicemail".to_owned() });
+    c.delivery.maildir = maildir.then(|| MaildirTarget { root: dir.join("Maildir"), folder: "Voicemail".to_owned() });
     c
 }
 
@@ -86,7 +85,10 @@ fn a_call_is_recorded_stored_delivered_followed_up_and_deleted() {
     mailbox.assign(&meta.id, "Anna", "boss", t).unwrap();
     let refused = mailbox.delete(&meta.id, None, "boss", t).unwrap_err();
     assert!(
-        matches!(refused, MailboxError::Store(StoreError::FollowUp { source: FollowUpError::NotCalledBack { .. }, .. })),
+        matches!(
+            refused,
+            MailboxError::Store(StoreError::FollowUp { source: FollowUpError::NotCalledBack { .. }, .. })
+        ),
         "{refused}"
     );
     mailbox.called_back(&meta.id, "Anna", Some("ordered 3 more"), t).unwrap();
@@ -107,10 +109,7 @@ fn a_call_is_recorded_stored_delivered_followed_up_and_deleted() {
             "Anna:deleted",
         ]
     );
-    assert!(matches!(
-        mailbox.assign(&meta.id, "X", "boss", t),
-        Err(MailboxError::Store(StoreError::Deleted { .. }))
-    ));
+    assert!(matches!(mailbox.assign(&meta.id, "X", "boss", t), Err(MailboxError::Store(StoreError::Deleted { .. }))));
 }
 
 #[test]

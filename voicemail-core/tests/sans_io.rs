@@ -84,7 +84,9 @@ fn the_engine_alone_needs_no_mail_tls_csv_toml_phone_or_database_crate() {
     let tree = String::from_utf8_lossy(&out.stdout);
     let crates: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
     assert!(crates.contains(&"voicemail-core") && crates.contains(&"hound"), "{tree}");
-    for banned in ["lettre", "mail-builder", "maildir", "rustls", "webpki-roots", "csv", "toml", "rlibphonenumber", "rusqlite"] {
+    for banned in
+        ["lettre", "mail-builder", "maildir", "rustls", "webpki-roots", "csv", "toml", "rlibphonenumber", "rusqlite"]
+    {
         assert!(!crates.contains(&banned), "{banned} in the engine's tree:\n{tree}");
     }
 }

@@ -59,7 +59,8 @@ fn messages_recorded_while_server_is_down_all_arrive_once() {
     let received = tmp.path().join("received");
     let port = support::free_port();
     let clients = tmp.path().join("clients.csv");
-    std::fs::write(&clients, "number,client,manager_name,manager_email\n+74951234562,Acme LLC,Olga,olga@example.org\n").unwrap();
+    std::fs::write(&clients, "number,client,manager_name,manager_email\n+74951234562,Acme LLC,Olga,olga@example.org\n")
+        .unwrap();
     let mut cfg = config_with(tmp.path(), target_for(port));
     cfg.directory = Some(DirectoryConfig { path: clients, default_region: "RU".to_owned() });
     cfg.load_directory().unwrap();
@@ -234,7 +235,12 @@ fn a_silent_smtp_server_delays_no_other_target() {
     let runner = Runner::start(&mailbox).unwrap();
     let mut latencies = Vec::new();
     for i in 0..5 {
-        let meta = support::record(&mailbox, CallSetup::new(format!("+7495000000{i}"), Timestamp::now()), 0.3, Timestamp::now());
+        let meta = support::record(
+            &mailbox,
+            CallSetup::new(format!("+7495000000{i}"), Timestamp::now()),
+            0.3,
+            Timestamp::now(),
+        );
         let stored = Instant::now();
         let watchdog = stored + Duration::from_secs(14);
         while support::maildir_files(&folder).len() < i + 1 {

@@ -116,7 +116,11 @@ pub(crate) fn import(spool: &Spool, store: &dyn Store) -> Result<usize, StoreErr
             };
             let Ok(id) = MessageId::parse(stem) else { continue };
             let f = files.entry(id).or_default();
-            if eml { f.eml = Some(path) } else { f.outbox = Some(path) }
+            if eml {
+                f.eml = Some(path)
+            } else {
+                f.outbox = Some(path)
+            }
             found_any = true;
         }
     }
@@ -130,12 +134,8 @@ pub(crate) fn import(spool: &Spool, store: &dyn Store) -> Result<usize, StoreErr
     let mut done: Vec<PathBuf> = Vec::new();
     for (id, f) in &files {
         let read = |p: &Path| fs::read(p).ok();
-        let meta: Option<MessageMeta> = f
-            .meta
-            .as_deref()
-            .or(f.partial.as_deref())
-            .and_then(read)
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let meta: Option<MessageMeta> =
+            f.meta.as_deref().or(f.partial.as_deref()).and_then(read).and_then(|b| serde_json::from_slice(&b).ok());
         let Some(mut meta) = meta else {
             // Not message metadata (another program's file) or unreadable: left where it is.
             if let Some(p) = f.meta.as_deref().or(f.partial.as_deref()) {
@@ -200,8 +200,11 @@ pub(crate) fn import(spool: &Spool, store: &dyn Store) -> Result<usize, StoreErr
                 wav_path: None,
                 media: MediaStats::default(),
             };
-            let entry =
-                HistoryEntry { at: d.at, by: "import".to_owned(), event: Event::Deleted { forced: d.forced, reason: d.reason } };
+            let entry = HistoryEntry {
+                at: d.at,
+                by: "import".to_owned(),
+                event: Event::Deleted { forced: d.forced, reason: d.reason },
+            };
             let message = Imported {
                 meta,
                 lifecycle: Lifecycle::Deleted,

@@ -86,8 +86,11 @@ fn ts(ms: i64) -> Timestamp {
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Database { action: "encoding a record", message: e.to_string(), full: false })
+    serde_json::to_string(value).map_err(|e| StoreError::Database {
+        action: "encoding a record",
+        message: e.to_string(),
+        full: false,
+    })
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, StoreError> {
@@ -109,9 +112,8 @@ impl SqliteStore {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error("opening the database"))?;
         // WAL is persistent; switching needs a moment without other writers, which the busy
         // timeout waits for.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(db_error("switching to WAL"))?;
+        let mode: String =
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(db_error("switching to WAL"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(%mode, "the store's file system does not support WAL; using {mode}");
         }
@@ -283,7 +285,12 @@ fn get_in(tx: &Transaction<'_>, id: &MessageId) -> Result<Option<StoredMessage>,
     Ok(Some(m))
 }
 
-fn insert_deliveries(tx: &Transaction<'_>, id: &str, deliveries: &[NewDelivery], now: Timestamp) -> Result<(), StoreError> {
+fn insert_deliveries(
+    tx: &Transaction<'_>,
+    id: &str,
+    deliveries: &[NewDelivery],
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let mut stmt = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO deliveries (message_id, target, extra_to, state, attempts, next_ms)
@@ -425,7 +432,10 @@ impl Store for SqliteStore {
             let current = row.into_message()?;
             match current.lifecycle {
                 Lifecycle::Deleted => {
-                    return Err(StoreError::Deleted { id: id.clone(), at: deleted_ms.map_or(Timestamp::UNIX_EPOCH, ts) });
+                    return Err(StoreError::Deleted {
+                        id: id.clone(),
+                        at: deleted_ms.map_or(Timestamp::UNIX_EPOCH, ts),
+                    });
                 }
                 Lifecycle::Recording => return Err(StoreError::Recording(id.clone())),
                 Lifecycle::Stored => {}
@@ -530,7 +540,9 @@ impl Store for SqliteStore {
                 }
             };
             match event {
-                Some(event) => add_history(tx, id.as_str(), &HistoryEntry { at: now, by: "delivery".to_owned(), event }),
+                Some(event) => {
+                    add_history(tx, id.as_str(), &HistoryEntry { at: now, by: "delivery".to_owned(), event })
+                }
                 None => Ok(()),
             }
         })
@@ -559,11 +571,8 @@ impl Store for SqliteStore {
                     params![id.as_str(), t, ms(now)],
                 )
                 .map_err(db_error("queueing a delivery again"))?;
-                let entry = HistoryEntry {
-                    at: now,
-                    by: "operator".to_owned(),
-                    event: Event::Retried { target: t.clone() },
-                };
+                let entry =
+                    HistoryEntry { at: now, by: "operator".to_owned(), event: Event::Retried { target: t.clone() } };
                 add_history(tx, id.as_str(), &entry)?;
             }
             Ok(targets.len())

@@ -122,7 +122,11 @@ impl TestCall {
     }
 
     pub fn config() -> CallConfig {
-        let mut c = CallConfig::new(voicemail_core::MessageId::parse("test-1").unwrap(), "+74951234567", jiff::Timestamp::UNIX_EPOCH);
+        let mut c = CallConfig::new(
+            voicemail_core::MessageId::parse("test-1").unwrap(),
+            "+74951234567",
+            jiff::Timestamp::UNIX_EPOCH,
+        );
         c.rtp_seed = 42;
         c
     }

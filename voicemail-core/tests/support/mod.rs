@@ -339,7 +339,11 @@ pub fn record(
 }
 
 /// Records a call that hangs up during the greeting: a zero-length message.
-pub fn record_empty(mailbox: &voicemail_core::Mailbox, setup: voicemail_core::CallSetup, now: jiff::Timestamp) -> MessageMeta {
+pub fn record_empty(
+    mailbox: &voicemail_core::Mailbox,
+    setup: voicemail_core::CallSetup,
+    now: jiff::Timestamp,
+) -> MessageMeta {
     let voicemail_core::StartedCall { mut call, lease } = mailbox.start_call(setup, Instant::now()).unwrap();
     let caller = Caller::new();
     call.handle_input(voicemail_core::Input::Answered(caller.now)).unwrap();
