@@ -7,19 +7,23 @@
 //!           Endpoint::run ── classify_request ──► Reply (4xx/5xx/OPTIONS 200)
 //!                 │                       └─────► InDialog (BYE, ACK, INFO, re-INVITE → dialog)
 //!                 ▼ NewCall
-//!           call supervisor (one task per call): RTP socket, SDP answer, 180, ring delay, 200,
-//!           dialog events ─► MediaCommand ─► media task (one per call, drives the core Call)
-//!                 │ call ended
+//!           call supervisor (one task per call): RTP socket, SDP answer (400/488 end here),
+//!           Mailbox::start_call (full spool: 503), 180, ring delay, 200, dialog events
+//!           ─► MediaCommand ─► media task (one per call, owns and drives the core Call)
+//!                 │ media task ended (the supervisor held the CallLease meanwhile)
 //!                 ▼
-//!           <spool>/<id>.json written, MessageMeta sent to the application, BYE if the call
-//!           ended on our side
+//!           Mailbox::finish_call on a blocking thread, BYE if the call ended on our side
+//!
+//!  Mailbox::subscribe ──► Endpoint::messages() (finished calls and recovered ones)
+//!  Runner (deliveries per target, recovery): started and stopped by Endpoint::run
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use rand::{Rng, SeedableRng};
 use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -30,9 +34,8 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use voicemail_core::config::Config;
-use voicemail_core::spool::Spool;
-use voicemail_core::{Call, CallConfig, MessageMeta, Prompt, Recording};
+use voicemail_core::runner::Runner;
+use voicemail_core::{CallLease, CallSetup, Mailbox, MessageMeta, StartedCall};
 
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
@@ -45,15 +48,28 @@ use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// The longest wait for the answer to our BYE before the call's resources are released.
 const BYE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `Retry-After` (seconds) of the 503 that new calls get while the spool is full.
+const FULL_RETRY_AFTER_S: u32 = 60;
 
-/// The SIP voicemail endpoint. Create it with [`Endpoint::bind`], take the message stream
-/// with [`Endpoint::messages`], then [`Endpoint::run`] it until [`EndpointHandle::shutdown`].
+/// The sending end of the application's message stream; `None` once [`Endpoint::run`] returned.
+type MessageSender = Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>;
+
+/// The SIP voicemail endpoint of one [`Mailbox`]. Create it with [`Endpoint::bind`], take the
+/// message stream with [`Endpoint::messages`], then [`Endpoint::run`] it until
+/// [`EndpointHandle::shutdown`].
+///
+/// Every call goes through the mailbox: [`Mailbox::start_call`] makes it (message id,
+/// greeting of the moment, recording in the spool) and [`Mailbox::finish_call`] stores its
+/// message. By default [`Endpoint::run`] also runs the mailbox's background work (a
+/// [`Runner`]: deliveries per target, recovery of interrupted calls);
+/// [`Endpoint::without_background_work`] leaves that to the embedder.
 pub struct Endpoint {
     shared: Arc<Shared>,
     stack: rsipstack::transaction::Endpoint,
     incoming: TransactionReceiver,
     messages: Option<mpsc::UnboundedReceiver<MessageMeta>>,
     stack_token: CancellationToken,
+    background: bool,
 }
 
 /// A cloneable handle to a running endpoint: ask it to shut down, read its counters.
@@ -67,6 +83,31 @@ impl EndpointHandle {
     /// finish their messages), and makes [`Endpoint::run`] return.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
+    }
+
+    /// Calls [`EndpointHandle::shutdown`] on the first SIGINT or SIGTERM, from a task on the
+    /// current tokio runtime (it panics outside one, like `tokio::spawn`). The task ends when
+    /// the endpoint shuts down for another reason.
+    ///
+    /// Optional: front-ends that handle signals themselves (or must not take them over) never
+    /// call it. Once called, tokio handles both signals for the rest of the process's life,
+    /// so a second SIGINT or SIGTERM no longer kills the process; the shutdown grace period
+    /// bounds how long [`Endpoint::run`] still takes.
+    #[cfg(unix)]
+    pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+                () = shared.shutdown.cancelled() => return,
+            }
+            shared.shutdown.cancel();
+        });
+        Ok(())
     }
 
     /// Calls in progress.
@@ -94,24 +135,29 @@ impl EndpointHandle {
 
 struct Shared {
     sip: SipConfig,
-    mailbox: Arc<Config>,
-    spool: Spool,
+    mailbox: Mailbox,
     dialogs: DialogLayer,
     ports: PortPool,
     active: AtomicUsize,
     idle: Notify,
     accepting: AtomicBool,
     shutdown: CancellationToken,
-    /// Closed (taken) when [`Endpoint::run`] returns, which ends the application's stream.
-    messages: std::sync::Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>,
+    /// Fed by the mailbox's listener (which holds it weakly); closed (taken) when
+    /// [`Endpoint::run`] returns, which ends the application's stream.
+    messages: Arc<MessageSender>,
     local_addr: SocketAddr,
-    rng: std::sync::Mutex<rand::rngs::SmallRng>,
-    registrations: std::sync::Mutex<Option<RegistrationHandle>>,
+    rng: Mutex<rand::rngs::SmallRng>,
+    registrations: Mutex<Option<RegistrationHandle>>,
 }
 
 impl Shared {
     fn random(&self) -> u64 {
         self.rng.lock().unwrap_or_else(|e| e.into_inner()).random()
+    }
+
+    /// Ends the application's message stream.
+    fn close_messages(&self) {
+        self.messages.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -126,13 +172,49 @@ impl Drop for Slot {
     }
 }
 
+/// The mailbox's background work while [`Endpoint::run`] runs. [`Endpoint::run`] stops it on
+/// a blocking thread; if `run`'s future is dropped instead, a thread of its own stops it, so
+/// no runtime worker waits for the joins.
+struct Background(Option<Runner>);
+
+impl Background {
+    async fn stop(mut self) {
+        if let Some(runner) = self.0.take()
+            && let Err(e) = tokio::task::spawn_blocking(move || runner.stop()).await
+        {
+            tracing::error!(error = %e, "stopping the mailbox's background work failed");
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(runner) = self.0.take() {
+            let spawned = std::thread::Builder::new().name("vm-runner-stop".into()).spawn(move || runner.stop());
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot stop the mailbox's background work on a thread of its own");
+            }
+        }
+    }
+}
+
+/// The mailbox's listener: hands a stored message to the application's stream, if it is open.
+fn forward(to: &Weak<MessageSender>, meta: &MessageMeta) {
+    let Some(sender) = to.upgrade() else { return };
+    if let Some(tx) = sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        let _ = tx.send(meta.clone());
+    }
+}
+
 impl Endpoint {
-    /// Binds the SIP transports of `sip` and prepares the endpoint for the mailbox `mailbox`
-    /// (greetings loaded with [`Config::load_prompts`], recording limits, spool directory,
-    /// which is created if missing).
-    pub async fn bind(sip: SipConfig, mailbox: Arc<Config>) -> Result<Self> {
-        let spool =
-            Spool::open(&mailbox.spool).map_err(|source| Error::Spool { path: mailbox.spool.clone(), source })?;
+    /// Binds the SIP transports of `sip` and prepares the endpoint for `mailbox` (opened with
+    /// [`Mailbox::open`] on a configuration whose greetings are loaded, for example by
+    /// [`Config::load`](voicemail_core::config::Config::load)).
+    ///
+    /// The endpoint subscribes to the mailbox ([`Mailbox::subscribe`]) here: from now on every
+    /// message the mailbox stores goes to [`Endpoint::messages`] until [`Endpoint::run`]
+    /// returns.
+    pub async fn bind(sip: SipConfig, mailbox: Mailbox) -> Result<Self> {
         let stack_token = CancellationToken::new();
         let transports = TransportLayer::new(stack_token.clone());
         let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
@@ -153,25 +235,42 @@ impl Endpoint {
         let incoming = stack.incoming_transactions()?;
         let dialogs = DialogLayer::new(stack.inner.clone());
         let (messages_tx, messages_rx) = mpsc::unbounded_channel();
+        let messages = Arc::new(Mutex::new(Some(messages_tx)));
+        {
+            // Weak: the mailbox may outlive the endpoint, and a listener cannot be removed.
+            let to = Arc::downgrade(&messages);
+            mailbox.subscribe(move |meta| forward(&to, meta));
+        }
         let seed = seed();
         // RTP binds where SIP listens; the SDP names the advertised address.
         let ports = PortPool::new(sip.listen.ip(), sip.rtp_ports.0, sip.rtp_ports.1);
         let shared = Arc::new(Shared {
             sip,
             mailbox,
-            spool,
             dialogs,
             ports,
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             accepting: AtomicBool::new(true),
             shutdown: CancellationToken::new(),
-            messages: std::sync::Mutex::new(Some(messages_tx)),
+            messages,
             local_addr,
-            rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
-            registrations: std::sync::Mutex::new(None),
+            rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
+            registrations: Mutex::new(None),
         });
-        Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token })
+        Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token, background: true })
+    }
+
+    /// Runs the endpoint without the mailbox's background work: [`Endpoint::run`] then starts
+    /// no [`Runner`], so this endpoint neither delivers messages nor recovers interrupted
+    /// calls. For embedders that run them elsewhere (their own [`Runner::start`], another
+    /// process sharing the spool, `inbox deliver`). Calls are still made and stored by the
+    /// mailbox, and [`Endpoint::messages`] still yields each message as it is stored; a
+    /// message whose storing failed (a full disk) is stored by the next
+    /// [`Mailbox::recover`], which is then the embedder's to run.
+    pub fn without_background_work(mut self) -> Self {
+        self.background = false;
+        self
     }
 
     /// The address SIP listens on (with the real port when the configuration asked for 0).
@@ -179,9 +278,13 @@ impl Endpoint {
         self.shared.local_addr
     }
 
-    /// The stream of recorded messages: each call's metadata, sent once `<id>.json` is in
-    /// the spool. The stream ends when [`Endpoint::run`] returns. Returns `None` after the
-    /// first call.
+    /// The stream of stored messages: each message's metadata (with its `wav_path`) as soon
+    /// as the mailbox has durably stored it, before any delivery is attempted. It carries
+    /// this endpoint's calls, messages recovered from calls a dead process left (by the
+    /// background work's recovery) and any other message stored through the same
+    /// [`Mailbox`]. The stream ends when [`Endpoint::run`] returns. Take it before
+    /// [`Endpoint::run`] (messages are not kept for a stream nobody took); returns `None`
+    /// after the first call.
     pub fn messages(&mut self) -> Option<mpsc::UnboundedReceiver<MessageMeta>> {
         self.messages.take()
     }
@@ -191,9 +294,39 @@ impl Endpoint {
         EndpointHandle { shared: self.shared.clone() }
     }
 
-    /// Serves SIP until [`EndpointHandle::shutdown`], then lets the calls in progress end
-    /// (they are hung up with BYE and finish their messages) and returns.
+    /// Starts the mailbox's background work (unless
+    /// [`without_background_work`](Endpoint::without_background_work)), serves SIP until
+    /// [`EndpointHandle::shutdown`], then lets the calls in progress end (they are hung up
+    /// with BYE and their messages stored), stops the background work (deliveries in progress
+    /// finish, due ones get a last short pass) and returns. The message stream ends then.
     pub async fn run(mut self) -> Result<()> {
+        // Nobody reads a stream that was not taken: don't pile messages up in it.
+        drop(self.messages.take());
+        let background = match self.background.then(|| Runner::start(&self.shared.mailbox)).transpose() {
+            Ok(runner) => Background(runner),
+            Err(e) => {
+                self.shared.close_messages();
+                return Err(Error::Background(e));
+            }
+        };
+        let result = self.serve().await;
+        let shared = self.shared.clone();
+        shared.shutdown.cancel();
+        shared.accepting.store(false, Ordering::SeqCst);
+        let registrations = shared.registrations.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(r) = registrations {
+            r.shutdown().await;
+        }
+        self.stack_token.cancel();
+        background.stop().await;
+        // Every finished call has been stored: the application's message stream ends.
+        shared.close_messages();
+        result
+    }
+
+    /// The request loop, until shutdown and the end of the calls in progress (or the grace
+    /// period), or until the SIP stack stops.
+    async fn serve(&mut self) -> Result<()> {
         let inner = self.stack.inner.clone();
         let mut serve = tokio::spawn(async move { inner.serve().await });
         let shared = self.shared.clone();
@@ -243,14 +376,6 @@ impl Endpoint {
                 }
             }
         }
-        shared.shutdown.cancel();
-        let registrations = shared.registrations.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(r) = registrations {
-            r.shutdown().await;
-        }
-        self.stack_token.cancel();
-        // Ends the application's message stream once every finished call has been sent.
-        shared.messages.lock().unwrap_or_else(|e| e.into_inner()).take();
         Ok(())
     }
 }
@@ -376,12 +501,6 @@ async fn send_reply(mut tx: Transaction, reply: Reply) {
     }
 }
 
-/// A new message id: UTC time to the second plus 64 random bits (`20261127T102633Z-…`).
-fn new_message_id(shared: &Shared) -> String {
-    let now = jiff::Timestamp::now();
-    format!("{}-{:016x}", now.strftime("%Y%m%dT%H%M%SZ"), shared.random())
-}
-
 fn contact_uri(shared: &Shared, transport: Transport) -> Option<rsipstack::sip::Uri> {
     let ip = shared.sip.advertised_ip();
     let host = match ip {
@@ -393,11 +512,6 @@ fn contact_uri(shared: &Shared, transport: Transport) -> Option<rsipstack::sip::
         uri.push_str(";transport=tcp");
     }
     rsipstack::sip::Uri::try_from(uri.as_str()).ok()
-}
-
-fn greeting_for(mailbox: &Config, at: jiff::Timestamp) -> Prompt {
-    let choice = mailbox.greeting_at(at);
-    mailbox.prompt(&choice.name).cloned().unwrap_or_else(Prompt::default_greeting)
 }
 
 /// Whether a negotiated direction lets us send RTP.
@@ -431,41 +545,7 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
             return;
         }
     };
-    // 2. The message: id, recording in the spool, the core call.
-    let id = new_message_id(&shared);
-    let started_at = jiff::Timestamp::now();
-    let wav_path = shared.spool.wav_path(&id);
-    let recording = match Recording::create(&wav_path) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, path = %wav_path.display(), "cannot create the recording");
-            send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
-            return;
-        }
-    };
-    let parties = &new_call.parties;
-    let mut cfg = CallConfig::new(id.clone(), parties.caller.clone(), started_at).with_codec(negotiated.codec);
-    cfg.payload_type = negotiated.payload_type;
-    cfg.dtmf_payload_type = negotiated.dtmf_payload_type.filter(|pt| *pt != negotiated.payload_type);
-    cfg.ptime = negotiated.ptime;
-    cfg.caller_name = parties.caller_name.clone();
-    cfg.called = parties.called.clone();
-    cfg.rtp_seed = shared.random();
-    if let Err(e) = shared.mailbox.recording.apply_to(&mut cfg) {
-        tracing::warn!(error = %e, "recording settings: keeping the defaults");
-    }
-    let call = match Call::new(cfg, greeting_for(&shared.mailbox, started_at), recording, Instant::now()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the call");
-            send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
-            return;
-        }
-    };
-    if let Err(e) = shared.spool.begin(&call.provisional_meta()) {
-        tracing::warn!(%id, error = %e, "cannot write the provisional metadata");
-    }
-    // 3. The dialog and the INVITE transaction.
+    // 2. The dialog (in memory only: nothing is sent yet).
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
     let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, contact_uri(&shared, transport))
     {
@@ -477,6 +557,39 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         }
     };
     let dialog_id = dialog.id();
+    // 3. The call, made by the mailbox (id, greeting, recording in the spool), last: a call
+    // refused before this point leaves no file.
+    let parties = &new_call.parties;
+    let mut setup = CallSetup::new(parties.caller.clone(), Timestamp::now()).with_codec(negotiated.codec);
+    setup.payload_type = negotiated.payload_type;
+    setup.dtmf_payload_type = negotiated.dtmf_payload_type;
+    setup.ptime = negotiated.ptime;
+    setup.caller_name = parties.caller_name.clone();
+    setup.called = parties.called.clone();
+    let mailbox = shared.mailbox.clone();
+    let started = tokio::task::spawn_blocking(move || mailbox.start_call(setup, Instant::now())).await;
+    let (call, lease) = match started {
+        Ok(Ok(StartedCall { call, lease })) => (call, lease),
+        Ok(Err(e)) => {
+            let reply = if e.is_full() {
+                tracing::warn!(caller = %parties.caller, %source, error = %e, "the spool is full: call refused with 503");
+                Reply { status: 503, extra: ReplyExtra::RetryAfter(FULL_RETRY_AFTER_S), why: e.to_string() }
+            } else {
+                tracing::error!(caller = %parties.caller, %source, error = %e, "cannot start the call");
+                Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }
+            };
+            shared.dialogs.remove_dialog(&dialog_id);
+            send_reply(tx, reply).await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(caller = %parties.caller, %source, error = %e, "starting the call failed");
+            shared.dialogs.remove_dialog(&dialog_id);
+            send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
+            return;
+        }
+    };
+    let id = lease.id().clone();
     {
         let mut d = dialog.clone();
         tokio::spawn(async move {
@@ -551,7 +664,7 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         }
     };
     drop(commands);
-    // 7. The message: metadata into the spool, then to the application; then the BYE.
+    // 7. The message, stored by the mailbox (which tells the application); then the BYE.
     let (meta, ended_by_call) = match outcome {
         Ok(o) => (o.meta, o.ended_by_call),
         Err(e) => {
@@ -560,35 +673,12 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         }
     };
     match meta {
-        Some(meta) => {
-            let spool = shared.spool.clone();
-            let finished = meta.clone();
-            let written = tokio::task::spawn_blocking(move || spool.finish(&finished)).await;
-            match written {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(%id, error = %e, "writing the message metadata failed"),
-                Err(e) => tracing::error!(%id, error = %e, "writing the message metadata failed"),
-            }
-            tracing::info!(
-                %id,
-                caller = %meta.caller,
-                called = %meta.called,
-                duration_ms = meta.duration_ms,
-                end_reason = %meta.end_reason,
-                codec = ?meta.codec,
-                dtmf = %meta.dtmf,
-                %source,
-                "call recorded"
-            );
-            let sender = shared.messages.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            match sender {
-                Some(tx) => {
-                    let _ = tx.send(meta);
-                }
-                None => tracing::warn!(%id, "the endpoint stopped; the message waits in the spool"),
-            }
+        Some(meta) => finish_call(&shared.mailbox, lease, meta, &source).await,
+        None => {
+            // Letting go of the recording lets recovery store it (end reason `interrupted`).
+            drop(lease);
+            tracing::error!(%id, "the call ended without a message; recovery will store its recording");
         }
-        None => tracing::error!(%id, "the call ended without a message; its WAV stays in the spool"),
     }
     let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup);
     if we_end {
@@ -607,6 +697,30 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         }
     }
     shared.dialogs.remove_dialog(&dialog_id);
+}
+
+/// Stores a finished call's message: [`Mailbox::finish_call`] on a blocking thread (it syncs
+/// the recording and commits to the store).
+async fn finish_call(mailbox: &Mailbox, lease: CallLease, meta: MessageMeta, source: &str) {
+    let id = lease.id().clone();
+    let mailbox = mailbox.clone();
+    let stored = tokio::task::spawn_blocking(move || mailbox.finish_call(lease, meta, Timestamp::now())).await;
+    match stored {
+        Ok(Ok(meta)) => tracing::info!(
+            %id,
+            caller = %meta.caller,
+            called = %meta.called,
+            duration_ms = meta.duration_ms,
+            end_reason = %meta.end_reason,
+            codec = ?meta.codec,
+            dtmf = %meta.dtmf,
+            %source,
+            "call recorded"
+        ),
+        // The mailbox logged it and keeps the message; recovery stores it later.
+        Ok(Err(e)) => tracing::warn!(%id, error = %e, "the message is not stored yet"),
+        Err(e) => tracing::error!(%id, error = %e, "storing the message failed; recovery will store its recording"),
+    }
 }
 
 struct CallSignal {

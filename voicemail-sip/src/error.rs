@@ -23,14 +23,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The spool directory could not be created.
-    #[error("cannot create the spool directory {path}: {source}")]
-    Spool {
-        /// The directory.
-        path: std::path::PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    /// The mailbox's background work (delivery and recovery threads) could not be started.
+    #[error("cannot start the mailbox's background work: {0}")]
+    Background(#[source] std::io::Error),
     /// An account of `[[sip.accounts]]` cannot be registered.
     #[error(transparent)]
     Register(#[from] crate::register::RegisterError),

@@ -1,13 +1,17 @@
 //! # voicemail-sip
 //!
 //! The SIP adapter of the voicemail answering machine: a SIP user agent server that answers
-//! every call, plays the mailbox's greeting and a beep, records the caller into the spool
-//! with one [`voicemail_core::Call`] per dialog, and hands each finished message to the
-//! application.
+//! every call and drives it through the [`Mailbox`](voicemail_core::Mailbox): the mailbox
+//! makes each dialog's [`voicemail_core::Call`] (message id, greeting of the moment, recording
+//! in the spool), this crate feeds it media and time, and the mailbox stores the finished
+//! message, which then reaches the application's stream ([`Endpoint::messages`]).
 //!
 //! - [`Endpoint`]: UDP and TCP transports, transactions and dialogs (rsipstack, kept behind
 //!   this crate's API), INVITE/ACK/BYE/CANCEL/OPTIONS/INFO/re-INVITE handling, a source
-//!   allow-list, a call limit and graceful shutdown.
+//!   allow-list, a call limit, `503` with `Retry-After` while the spool is full, and graceful
+//!   shutdown. [`Endpoint::run`] also runs the mailbox's background work (deliveries and
+//!   recovery, [`voicemail_core::runner::Runner`]) unless
+//!   [`Endpoint::without_background_work`] says the embedder runs it elsewhere.
 //! - [`classify`]: the pure decision for each incoming request (fuzzed and corpus-tested).
 //! - [`sdp`]: RFC 3264 offer/answer for PCMU/PCMA and telephone-event.
 //! - [`media`]: the RTP port pool and the per-call task that drives the core call.
@@ -15,25 +19,24 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
+//! use voicemail_core::Mailbox;
 //! use voicemail_core::config::Config;
 //! use voicemail_sip::{Endpoint, SipConfig};
 //!
-//! let mut mailbox = Config::default_embedded();
-//! mailbox.load_prompts()?;
-//! let sip = SipConfig::from_table(mailbox.sip.as_ref())?;
-//! let mut endpoint = Endpoint::bind(sip, Arc::new(mailbox)).await?;
+//! let mut config = Config::default_embedded();
+//! config.load_prompts()?;
+//! let sip = SipConfig::from_table(config.sip.as_ref())?;
+//! let mailbox = Mailbox::open(config)?;
+//! let mut endpoint = Endpoint::bind(sip, mailbox).await?;
+//! // Each message as soon as it is stored, before any delivery.
 //! let mut messages = endpoint.messages().ok_or("taken")?;
-//! let handle = endpoint.handle();
 //! tokio::spawn(async move {
 //!     while let Some(meta) = messages.recv().await {
 //!         println!("{}", meta.to_json_line());
 //!     }
 //! });
-//! tokio::spawn(async move {
-//!     let _ = tokio::signal::ctrl_c().await;
-//!     handle.shutdown();
-//! });
+//! // Ctrl-C or SIGTERM: calls in progress are hung up and their messages stored.
+//! endpoint.handle().shutdown_on_signals()?;
 //! endpoint.run().await?;
 //! # Ok(()) }
 //! ```

@@ -11,7 +11,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, TempDir, TestEndpoint, free_udp_port, greeting_and_beep, media_port_block};
+use common::{Proc, TestEndpoint, free_udp_port, greeting_and_beep, media_port_block};
 use voicemail_core::{Codec, CodecKind, EndReason};
 
 const RATE: f64 = 8000.0;
@@ -51,7 +51,7 @@ fn baresip_call_is_recorded_as_sent() {
         }
     }
     let mut ep = TestEndpoint::start("baresip", "", "");
-    let conf = TempDir::new("baresip-conf");
+    let conf = common::temp_dir("baresip-conf");
     let source = sweep();
     let source_wav = conf.path().join("sweep.wav");
     {
@@ -102,7 +102,7 @@ fn baresip_call_is_recorded_as_sent() {
     assert_eq!(meta.caller, "alice");
     assert_eq!(meta.called, "4951234500");
     assert_eq!(meta.end_reason, EndReason::HangUp);
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     let rec = common::read_recording(&meta);
     let rec_s = rec.len() as f64 / RATE;
     eprintln!("recorded {rec_s:.3} s, {:?}", meta.media);

@@ -8,8 +8,8 @@
 //! - The full path: the voicemail [`Endpoint`] REGISTERs with Kamailio (`[[sip.accounts]]`),
 //!   SIPp calls `sip:voicemail@<kamailio>`, Kamailio routes the INVITE to the registered contact
 //!   (`lookup("location")` + `t_relay()`, record-routed), audio flows, the caller hangs up, and the
-//!   delivered message (`<spool>/<id>.json` + WAV) carries the caller's number and the expected
-//!   length.
+//!   message the mailbox stored (record + WAV in the spool) carries the caller's number and the
+//!   expected length.
 //!
 //! Needs the Debian packages `kamailio` and `sip-tester` (SIPp). Without them the tests print
 //! `SKIPPED` and pass, unless `VOICEMAIL_REQUIRE_INTEROP=1` is set (meant for CI), which
@@ -21,7 +21,6 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsipstack::EndpointBuilder;
@@ -38,28 +37,11 @@ const MODULE_DIRS: [&str; 3] = [
 ];
 const USER: &str = "voicemail";
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("voicemail-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("VOICEMAIL_KEEP_TEMP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+/// A fresh directory under the system temp dir, removed on drop (kept with
+/// `VOICEMAIL_KEEP_TEMP=1`).
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    let keep = std::env::var_os("VOICEMAIL_KEEP_TEMP").is_some();
+    tempfile::Builder::new().prefix(&format!("voicemail-{tag}-")).disable_cleanup(keep).tempdir().unwrap()
 }
 
 fn find_tool(name: &str, candidates: &[&str]) -> Option<PathBuf> {
@@ -236,7 +218,7 @@ fn password() -> String {
 #[test]
 fn registrar_challenges_with_digest_md5_qop_auth() {
     let Some((kamailio, kamcmd, _)) = tools(false) else { return };
-    let dir = TempDir::new("kam-challenge");
+    let dir = temp_dir("kam-challenge");
     let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password());
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -268,7 +250,7 @@ fn registrar_challenges_with_digest_md5_qop_auth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_refreshes_and_unregisters_with_digest_auth() {
     let Some((kamailio, kamcmd, _)) = tools(false) else { return };
-    let dir = TempDir::new("kam-register");
+    let dir = temp_dir("kam-register");
     let password = password();
     let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password);
     let token = CancellationToken::new();
@@ -316,7 +298,7 @@ async fn registers_refreshes_and_unregisters_with_digest_auth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_reported_as_failing() {
     let Some((kamailio, kamcmd, _)) = tools(false) else { return };
-    let dir = TempDir::new("kam-badpw");
+    let dir = temp_dir("kam-badpw");
     let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password());
     let token = CancellationToken::new();
     let (endpoint, _) = sip_endpoint(&token).await;
@@ -456,7 +438,7 @@ async fn call_through_kamailio_reaches_the_registered_endpoint() {
     use voicemail_sip::{Endpoint, SipConfig};
 
     let Some((kamailio, kamcmd, Some(sipp))) = tools(true) else { return };
-    let dir = TempDir::new("kam-call");
+    let dir = temp_dir("kam-call");
     let password = password();
     let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password);
 
@@ -498,7 +480,8 @@ expires = 60
     let mut mailbox = voicemail_core::config::Config::from_toml_str_in(&config, dir.path()).unwrap();
     mailbox.load_prompts().unwrap();
     let sip = SipConfig::from_table(mailbox.sip.as_ref()).unwrap();
-    let mut endpoint = Endpoint::bind(sip, Arc::new(mailbox)).await.unwrap();
+    let mailbox = voicemail_core::Mailbox::open(mailbox).unwrap();
+    let mut endpoint = Endpoint::bind(sip, mailbox.clone()).await.unwrap();
     let endpoint_addr = endpoint.local_addr();
     let mut messages = endpoint.messages().unwrap();
     let handle = endpoint.handle();
@@ -562,9 +545,9 @@ expires = 60
         .expect("no message within 20 s of the hang-up")
         .expect("message channel closed");
     assert_eq!(meta.caller, CALLER);
-    let json_path = spool.join(format!("{}.json", meta.id));
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
-    assert_eq!(json["caller"], CALLER, "{json}");
+    let stored = mailbox.show(&meta.id).unwrap();
+    assert_eq!(stored.meta, meta, "the stored message differs from the one handed to the application");
+    assert_eq!(stored.meta.caller, CALLER);
     let wav_path = meta.wav_path.clone().expect("no wav path");
     assert!(wav_path.starts_with(&spool), "{}", wav_path.display());
     let reader = hound::WavReader::open(&wav_path).unwrap();

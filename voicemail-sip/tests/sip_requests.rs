@@ -160,7 +160,7 @@ fn call_limit_and_shutdown() {
     let meta = ep.next_message(Duration::from_secs(10)).expect("the interrupted call's message");
     assert_eq!(meta.caller, "+74951234567");
     assert_eq!(meta.duration_ms, 0);
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     ep.stop();
 }
 
@@ -229,6 +229,6 @@ fn media_timeout_ends_the_call_with_our_bye() {
     let meta = ep.next_message(Duration::from_secs(5)).expect("the call's message");
     assert_eq!(meta.end_reason, voicemail_core::EndReason::MediaTimeout);
     assert_eq!(meta.duration_ms, 0);
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     ep.stop();
 }

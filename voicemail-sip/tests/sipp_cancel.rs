@@ -43,7 +43,7 @@ fn cancel_while_ringing_gets_487_and_leaves_an_empty_message() {
     assert_eq!(meta.caller, "+74950000001");
     assert_eq!(meta.end_reason, EndReason::HangUp);
     assert_eq!(meta.duration_ms, 0);
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     assert!(common::read_recording(&meta).is_empty());
     ep.stop();
 }

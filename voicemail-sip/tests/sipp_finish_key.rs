@@ -45,7 +45,7 @@ fn finish_with(name: &str, tag: &str, pcap: Option<String>) {
     assert_eq!(meta.end_reason, EndReason::FinishKey);
     assert_eq!(meta.dtmf, "#");
     assert_eq!(meta.caller, "+74951112233");
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     let ms = common::wav_ms(&meta);
     eprintln!("recorded {ms} ms");
     assert!((1900..=2400).contains(&ms), "WAV is {ms} ms, expected about 2 s");

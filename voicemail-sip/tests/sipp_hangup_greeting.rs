@@ -33,7 +33,7 @@ fn hang_up_during_the_greeting_leaves_an_empty_message() {
     assert_eq!(meta.end_reason, EndReason::HangUp);
     assert_eq!(meta.codec, CodecKind::Pcma);
     assert_eq!(meta.duration_ms, 0);
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     assert!(common::read_recording(&meta).is_empty());
     assert_eq!(std::fs::metadata(meta.wav_path.as_ref().unwrap()).unwrap().len(), 44, "a bare WAV header");
     ep.stop();

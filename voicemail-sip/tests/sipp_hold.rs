@@ -45,7 +45,7 @@ fn hold_and_unhold_keep_recording() {
     let meta = ep.next_message(Duration::from_secs(10)).expect("a message for the call");
     assert_eq!(meta.end_reason, EndReason::HangUp);
     assert_eq!(meta.caller, "+74957654321");
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     let samples = common::read_recording(&meta);
     let ms = samples.len() as u64 / 8;
     eprintln!("recorded {ms} ms");

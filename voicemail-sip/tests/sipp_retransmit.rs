@@ -35,6 +35,6 @@ fn ok_is_retransmitted_until_ack() {
 
     let meta = ep.next_message(Duration::from_secs(10)).expect("a message for the call");
     assert_eq!(meta.caller, "+74950000002");
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     ep.stop();
 }

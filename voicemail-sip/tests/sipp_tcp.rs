@@ -46,7 +46,7 @@ fn a_call_over_tcp_is_recorded() {
     assert_eq!(meta.caller, "84951234567");
     assert_eq!(meta.end_reason, EndReason::HangUp);
     assert_eq!(meta.codec, CodecKind::Pcma);
-    common::assert_spool_json(&ep.spool, &meta);
+    ep.assert_stored(&meta);
     let samples = common::read_recording(&meta);
     let ms = samples.len() as u64 / 8;
     eprintln!("recorded {ms} ms");

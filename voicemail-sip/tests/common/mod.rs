@@ -9,36 +9,18 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use voicemail_core::config::Config;
-use voicemail_core::{Codec, CodecKind, MessageMeta, Prompt};
+use voicemail_core::store::Lifecycle;
+use voicemail_core::{Codec, CodecKind, Mailbox, MessageMeta, Prompt};
 use voicemail_sip::{Endpoint, EndpointHandle, SipConfig};
 
 /// A fresh directory under the system temp dir, removed on drop (kept with
 /// `VOICEMAIL_KEEP_TEMP=1`).
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("voicemail-sip-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("VOICEMAIL_KEEP_TEMP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    let keep = std::env::var_os("VOICEMAIL_KEEP_TEMP").is_some();
+    tempfile::Builder::new().prefix(&format!("voicemail-sip-{tag}-")).disable_cleanup(keep).tempdir().unwrap()
 }
 
 fn find_tool(name: &str) -> Option<PathBuf> {
@@ -80,36 +62,62 @@ pub fn greeting_and_beep() -> Duration {
     Prompt::default_greeting().duration() + Duration::from_millis(250)
 }
 
-/// An endpoint running in its own runtime on 127.0.0.1 with a free port and a temporary spool.
+/// An endpoint running in its own runtime on 127.0.0.1 with a free port, on a mailbox whose
+/// spool is a temporary directory. Messages come from [`Endpoint::messages`].
 pub struct TestEndpoint {
     pub rt: tokio::runtime::Runtime,
     pub handle: EndpointHandle,
     pub addr: SocketAddr,
     pub spool: PathBuf,
+    /// The endpoint's mailbox (a clone: the same store).
+    pub mailbox: Mailbox,
     messages: tokio::sync::mpsc::UnboundedReceiver<MessageMeta>,
     run: Option<tokio::task::JoinHandle<voicemail_sip::Result<()>>>,
-    pub dir: TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl TestEndpoint {
     /// Starts an endpoint; `sip` holds extra `[sip]` lines, `mailbox` extra top-level lines
     /// (before any table) of the mailbox configuration.
     pub fn start(tag: &str, sip: &str, mailbox: &str) -> TestEndpoint {
-        let dir = TempDir::new(tag);
+        Self::start_with(tag, sip, mailbox, |_| {})
+    }
+
+    /// [`TestEndpoint::start`], with `edit` applied to the parsed configuration before the
+    /// mailbox is opened.
+    pub fn start_with(tag: &str, sip: &str, mailbox: &str, edit: impl FnOnce(&mut Config)) -> TestEndpoint {
+        Self::start_opts(tag, sip, mailbox, edit, true)
+    }
+
+    /// [`TestEndpoint::start_with`]; `background: false` runs the endpoint
+    /// [`without_background_work`](Endpoint::without_background_work).
+    pub fn start_opts(
+        tag: &str,
+        sip: &str,
+        mailbox: &str,
+        edit: impl FnOnce(&mut Config),
+        background: bool,
+    ) -> TestEndpoint {
+        let dir = temp_dir(tag);
         let text = format!(
             "mailbox = \"Test\"\ntimezone = \"UTC\"\nspool = \"spool\"\n{mailbox}\n[sip]\nlisten = \"127.0.0.1:0\"\nrtp_ports = \"20000-29999\"\n{sip}\n"
         );
         let mut config = Config::from_toml_str_in(&text, dir.path()).unwrap();
         config.load_prompts().unwrap();
+        edit(&mut config);
         let sip_config = SipConfig::from_table(config.sip.as_ref()).unwrap();
         let spool = config.spool.clone();
+        let mailbox = Mailbox::open(config).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let mut endpoint = rt.block_on(Endpoint::bind(sip_config, Arc::new(config))).unwrap();
+        let mut endpoint = rt.block_on(Endpoint::bind(sip_config, mailbox.clone())).unwrap();
+        if !background {
+            endpoint = endpoint.without_background_work();
+        }
         let messages = endpoint.messages().unwrap();
         let handle = endpoint.handle();
         let addr = endpoint.local_addr();
         let run = rt.spawn(endpoint.run());
-        TestEndpoint { rt, handle, addr, spool, messages, run: Some(run), dir }
+        TestEndpoint { rt, handle, addr, spool, mailbox, messages, run: Some(run), dir }
     }
 
     /// The next recorded message, waiting at most `timeout`.
@@ -132,12 +140,56 @@ impl TestEndpoint {
         out
     }
 
-    /// Shuts the endpoint down and waits (bounded) for `run` to return.
+    /// Shuts the endpoint down, waits (bounded) for `run` to return, checks that the message
+    /// stream ended and that every WAV in the spool belongs to a stored message.
     pub fn stop(&mut self) {
         self.handle.shutdown();
+        self.wait_stopped();
+    }
+
+    /// Waits (bounded) for `run` to return without asking for a shutdown, then checks what
+    /// [`TestEndpoint::stop`] checks.
+    pub fn wait_stopped(&mut self) {
         if let Some(run) = self.run.take() {
             let r = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), run).await });
             assert!(matches!(r, Ok(Ok(Ok(())))), "endpoint run: {r:?}");
+            let rest = self.messages(usize::MAX, Duration::from_secs(5));
+            assert!(self.messages.is_closed(), "the message stream must end when run returns (left: {rest:?})");
+        }
+        self.assert_no_orphan_wav();
+    }
+
+    /// Checks that the mailbox stored `meta` as delivered to the application, and that its
+    /// WAV is in the spool.
+    pub fn assert_stored(&self, meta: &MessageMeta) {
+        let stored = self.mailbox.show(&meta.id).unwrap_or_else(|e| panic!("message {}: {e}", meta.id));
+        assert_eq!(stored.lifecycle, Lifecycle::Stored, "{}", meta.id);
+        assert_eq!(&stored.meta, meta, "the stored message differs from the one handed to the application");
+        assert!(
+            meta.wav_path.as_ref().is_some_and(|p| p.starts_with(&self.spool) && p.is_file()),
+            "{:?}",
+            meta.wav_path
+        );
+    }
+
+    /// The `.wav` files in the spool.
+    pub fn wav_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(&self.spool)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every WAV in the spool is the recording of a stored message (no orphan, no 0-byte file).
+    pub fn assert_no_orphan_wav(&self) {
+        for wav in self.wav_files() {
+            let id = voicemail_core::MessageId::parse(wav.file_stem().unwrap().to_str().unwrap()).unwrap();
+            let stored = self.mailbox.show(&id).unwrap_or_else(|e| panic!("{} has no message: {e}", wav.display()));
+            assert_eq!(stored.lifecycle, Lifecycle::Stored, "{}", wav.display());
+            assert!(std::fs::metadata(&wav).unwrap().len() >= 44, "{} is shorter than a WAV header", wav.display());
         }
     }
 
@@ -406,15 +458,6 @@ pub fn dominant_frequency(samples: &[i16]) -> f64 {
 /// RMS of the samples.
 pub fn rms(samples: &[i16]) -> f64 {
     (samples.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / samples.len().max(1) as f64).sqrt()
-}
-
-/// Checks the JSON beside the WAV matches the message.
-pub fn assert_spool_json(spool: &Path, meta: &MessageMeta) {
-    let path = spool.join(format!("{}.json", meta.id));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let on_disk: MessageMeta = serde_json::from_str(&text).unwrap();
-    assert_eq!(&on_disk, meta, "{}", path.display());
-    assert!(meta.wav_path.as_ref().is_some_and(|p| p.starts_with(spool) && p.is_file()), "{:?}", meta.wav_path);
 }
 
 /// Duration in ms of a message's WAV, from its sample count.
