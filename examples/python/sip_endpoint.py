@@ -2,9 +2,11 @@
 """Run the SIP answering machine from Python and print each message as it arrives.
 
 Every call to the endpoint is answered: the greeting the calendar picks plays, then a beep,
-and the caller is recorded into the spool. Each recorded message is printed as one JSON line
-on stdout (and, with a configuration that names delivery targets, delivered by e-mail).
-Ctrl-C stops accepting calls, lets the calls in progress finish their messages, and exits.
+and the caller is recorded into the mailbox's spool. Each message is printed as one JSON line
+on stdout as soon as the mailbox has stored it (and, with a configuration that names delivery
+targets, it is then delivered by e-mail). Calls a crashed run left behind are recovered at
+start. Ctrl-C or SIGTERM stops accepting calls, lets the calls in progress finish their
+messages, and exits.
 
     python examples/python/sip_endpoint.py --config examples/voicemail.toml
     python examples/python/sip_endpoint.py --listen 127.0.0.1:5062 --asyncio
@@ -34,11 +36,12 @@ def show(message: voicemail.Message) -> None:
 
 def blocking(endpoint: voicemail.SipEndpoint) -> None:
     """``run()`` in this thread; messages arrive through ``on_message``."""
-    endpoint.run()  # returns after shutdown(); re-raises Ctrl-C after a clean stop
+    endpoint.run()  # returns after SIGTERM or shutdown(); re-raises Ctrl-C after a clean stop
 
 
 async def with_asyncio(endpoint: voicemail.SipEndpoint) -> None:
-    """``async with`` starts and stops the endpoint; ``messages()`` yields each message."""
+    """``async with`` starts and stops the endpoint; ``messages()`` yields each message and
+    ends when the endpoint stops (SIGTERM)."""
     async with endpoint:
         async for message in endpoint.messages():
             show(message)
@@ -49,7 +52,7 @@ def main() -> int:
     parser.add_argument("--config", type=Path, help="mailbox configuration (TOML); default: built-in defaults")
     parser.add_argument("--listen", help='SIP address "IP:PORT", overriding [sip] listen (port 0: any free port)')
     parser.add_argument("--asyncio", action="store_true", help="use the asyncio interface")
-    parser.add_argument("--no-deliver", action="store_true", help="keep messages in the spool only")
+    parser.add_argument("--no-deliver", action="store_true", help="no deliveries or recovery from this process")
     args = parser.parse_args()
 
     try:
@@ -64,7 +67,7 @@ def main() -> int:
         log(f"sip_endpoint: {e}")
         return 1
     host, port = endpoint.local_addr
-    log(f"listening on {host}:{port} (udp+tcp), spool {endpoint.spool}; Ctrl-C to stop")
+    log(f"listening on {host}:{port} (udp+tcp), spool {endpoint.spool}; Ctrl-C or SIGTERM to stop")
     try:
         if args.asyncio:
             asyncio.run(with_asyncio(endpoint))
@@ -72,6 +75,8 @@ def main() -> int:
             blocking(endpoint)
     except KeyboardInterrupt:
         log("stopped (Ctrl-C)")
+    else:
+        log("stopped")
     return 0
 
 

@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""Drive ``voicemail.Call`` from your own RTP stack: an asyncio UDP loop, no SIP at all.
+"""Drive a ``voicemail.Call`` from your own RTP stack: an asyncio UDP loop, no SIP at all.
 
-It binds a UDP port, treats the source of the first datagram as the caller, answers, sends
-the greeting and the beep back as RTP paced by the call's timeouts, records what the caller
-sends, and ends when the call ends (media timeout, silence, ``#``) or after ``--seconds``
-(then it hangs up). The message's metadata is printed as one JSON line on stdout; progress
-goes to stderr. This is the loop an integrator with an existing SIP/RTP stack writes::
+It binds a UDP port, treats the source of the first datagram as the caller, asks the mailbox
+for a call (``Mailbox.start_call``: id, greeting, limits, recording in the spool), answers,
+sends the greeting and the beep back as RTP paced by the call's timeouts, records what the
+caller sends, and ends when the call ends (media timeout, silence, ``#``) or after
+``--seconds`` (then it hangs up). The stored message is printed as one JSON line on stdout;
+progress goes to stderr. This is the loop an integrator with an existing SIP/RTP stack
+writes::
 
+    call = mailbox.start_call(caller=..., now=now)
     call.answered(now)
     while not call.ended:
         for out in call.drain():                       # ends with a Timeout
             SendRtp      -> socket.sendto(out.data, caller)
             events       -> StateChanged / DtmfReceived / MessageRecorded
             Timeout(at)  -> wait for a datagram (call.rtp) or until `at` (call.tick)
+
+The message is stored in the mailbox before ``MessageRecorded`` is returned; delivering it
+is the mailbox's business (``Mailbox.deliver()``, or a running ``SipEndpoint``).
 
 Try it with two terminals::
 
@@ -24,9 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -49,26 +55,31 @@ def log(*args: object) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
+def open_mailbox(args: argparse.Namespace) -> voicemail.Mailbox:
+    """The mailbox of ``--config``, or one made from the command line's options."""
+    if args.config:
+        return voicemail.Mailbox(voicemail.Config.load(args.config))
+    media_timeout_ms = max(1000, round(args.media_timeout * 1000))
+    text = (
+        f'mailbox = "udp_call"\ntimezone = "UTC"\nspool = {json.dumps(str(args.spool.resolve()))}\n'
+        f'[recording]\nmedia_timeout = "{media_timeout_ms}ms"\n'
+    )
+    if args.greeting:
+        text += f"[greetings]\ndefault = {json.dumps(str(args.greeting.resolve()))}\n"
+    return voicemail.Mailbox(voicemail.Config.from_toml(text))
+
+
 async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(RtpProtocol, local_addr=(args.host, args.port))
     host, port = transport.get_extra_info("sockname")[:2]
     log(f"listening on {host}:{port}")
     try:
+        mailbox = await loop.run_in_executor(None, open_mailbox, args)
         # The first datagram is the caller: answer it.
         now, first, caller = await proto.queue.get()
-        args.spool.mkdir(parents=True, exist_ok=True)
-        message_id = args.id or f"udp-{uuid.uuid4().hex[:12]}"
-        call = voicemail.Call(
-            id=message_id,
-            caller=f"{caller[0]}:{caller[1]}",
-            recording=args.spool / f"{message_id}.wav",
-            greeting=voicemail.Prompt.load(args.greeting) if args.greeting else None,
-            codec=args.codec,
-            media_timeout=args.media_timeout,
-            now=now,
-        )
-        log(f"call from {caller[0]}:{caller[1]}: answering, recording into {args.spool / (message_id + '.wav')}")
+        call = mailbox.start_call(caller=f"{caller[0]}:{caller[1]}", codec=args.codec, now=now)
+        log(f"call from {caller[0]}:{caller[1]}: answering, message {call.id} in {mailbox.spool}")
         call.answered(now)
         call.rtp(now, first)
         hang_up_at = now + args.seconds
@@ -115,12 +126,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="UDP port (default 0: any free port, printed)")
-    parser.add_argument("--spool", type=Path, default=Path("voicemail-data/spool"), help="where the WAV goes")
+    parser.add_argument("--config", type=Path, help="mailbox configuration (TOML); overrides the three options below")
+    parser.add_argument("--spool", type=Path, default=Path("voicemail-data/spool"), help="the mailbox's spool")
     parser.add_argument("--greeting", type=Path, help="greeting audio file (default: the bundled greeting)")
+    parser.add_argument("--media-timeout", type=float, default=5.0, help="end after this long without RTP (default 5, at least 1)")
     parser.add_argument("--codec", choices=["pcmu", "pcma"], default="pcmu", help="the caller's codec")
     parser.add_argument("--seconds", type=float, default=60.0, help="hang up after this long (default 60)")
-    parser.add_argument("--media-timeout", type=float, default=5.0, help="end after this long without RTP (default 5)")
-    parser.add_argument("--id", help="the message id (default: random)")
     args = parser.parse_args()
     try:
         return asyncio.run(run(args))

@@ -1,4 +1,5 @@
-//! `voicemail.Call` (the sans-IO engine), its outputs, `voicemail.Prompt` and the codecs.
+//! `voicemail.Call` (the sans-IO engine, started by `Mailbox.start_call`), its outputs,
+//! `voicemail.Prompt` and the codecs.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -7,14 +8,13 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDateTime};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 use voicemail_core::codec::Codec;
-use voicemail_core::{Call, CallConfig, CodecKind, DtmfDigit, Event, Input, MessageMeta, Output, Prompt, Recording};
+use voicemail_core::{Call, CallLease, CodecKind, DtmfDigit, Event, Input, Mailbox, MessageMeta, Output, Prompt};
 
-use crate::config::PyConfig;
-use crate::errors::{BindingError, ConfigError};
+use crate::errors::BindingError;
 use crate::message::{PyMediaStats, PyMessage};
-use crate::time::{Clock, from_datetime};
+use crate::time::Clock;
 
 /// Parses a codec name (`pcmu`, `pcma`, `l16`; also `ulaw`, `alaw`).
 pub(crate) fn parse_codec(name: &str) -> PyResult<CodecKind> {
@@ -38,14 +38,6 @@ fn pcm_to_bytes(samples: &[i16]) -> Vec<u8> {
 fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| PyValueError::new_err(format!("{name} must be a finite, non-negative number of seconds")))
-}
-
-/// A random seed for the outgoing RTP stream (SSRC, first sequence number and timestamp).
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    h.finish()
 }
 
 /// Encodes 16-bit little-endian PCM (8 kHz mono) with ``codec`` (``"pcmu"``, ``"pcma"`` or
@@ -334,7 +326,8 @@ impl PyDtmfReceived {
     }
 }
 
-/// The call ended and its message is complete (the WAV is finalised). Exactly once per call.
+/// The call ended and its message is stored in the mailbox (the WAV is finalised and synced,
+/// the metadata committed, its deliveries queued). Exactly once per call.
 #[pyclass(frozen, module = "voicemail", name = "MessageRecorded")]
 #[derive(Debug)]
 pub struct PyMessageRecorded {
@@ -375,7 +368,8 @@ enum Out {
     Timeout(f64),
     State(&'static str),
     Dtmf(char),
-    Message(Box<MessageMeta>),
+    /// The message, and why storing it failed (the mailbox retries it).
+    Message(Box<MessageMeta>, Option<String>),
 }
 
 impl Out {
@@ -385,7 +379,10 @@ impl Out {
             Out::Timeout(at) => Py::new(py, PyTimeout { at })?.into_any(),
             Out::State(s) => Py::new(py, PyStateChanged { state: s.to_owned() })?.into_any(),
             Out::Dtmf(d) => Py::new(py, PyDtmfReceived { digit: d.to_string() })?.into_any(),
-            Out::Message(meta) => {
+            Out::Message(meta, failure) => {
+                if let Some(error) = failure {
+                    log_store_failure(py, meta.id.as_str(), &error);
+                }
                 let message = Py::new(py, PyMessage::new(*meta))?;
                 Py::new(py, PyMessageRecorded { message })?.into_any()
             }
@@ -393,14 +390,34 @@ impl Out {
     }
 }
 
-/// The call and its clock, behind the mutex.
+/// Logs (Python `logging`, logger ``voicemail``, level ERROR) that a finished message could
+/// not be stored yet. Nothing is raised: the mailbox keeps the message and stores it on its
+/// next `recover()`.
+fn log_store_failure(py: Python<'_>, id: &str, error: &str) {
+    let logged = py.import("logging").and_then(|logging| {
+        let logger = logging.call_method1("getLogger", ("voicemail",))?;
+        logger.call_method1(
+            "error",
+            ("storing message %s failed (the mailbox retries it on its next recover()): %s", id, error),
+        )
+    });
+    if let Err(e) = logged {
+        e.write_unraisable(py, None);
+    }
+}
+
+/// The call, its clock and its hold on the recording, behind the mutex.
 struct Inner {
     call: Call,
     clock: Clock,
+    /// Given back to the mailbox with the finished message (`None` afterwards).
+    lease: Option<CallLease>,
+    mailbox: Mailbox,
 }
 
 impl Inner {
-    /// The next output (skipping events this version does not know).
+    /// The next output (skipping events this version does not know). The message is stored
+    /// in the mailbox before it is returned.
     fn poll(&mut self) -> Out {
         loop {
             match self.call.poll_output() {
@@ -408,9 +425,21 @@ impl Inner {
                 Output::Timeout(at) => return Out::Timeout(self.clock.seconds(at)),
                 Output::Event(Event::StateChanged(s)) => return Out::State(s.as_str()),
                 Output::Event(Event::DtmfReceived(d)) => return Out::Dtmf(d.as_char()),
-                Output::Event(Event::MessageRecorded(meta)) => return Out::Message(meta),
+                Output::Event(Event::MessageRecorded(meta)) => return self.finish(*meta),
                 Output::Event(_) => {}
             }
+        }
+    }
+
+    /// Stores the finished call's message (fsync, commit, deliveries queued).
+    fn finish(&mut self, mut meta: MessageMeta) -> Out {
+        let Some(lease) = self.lease.take() else {
+            return Out::Message(Box::new(meta), None);
+        };
+        meta.wav_path = Some(lease.wav_path().to_path_buf());
+        match self.mailbox.finish_call(lease, meta.clone(), jiff::Timestamp::now()) {
+            Ok(stored) => Out::Message(Box::new(stored), None),
+            Err(e) => Out::Message(Box::new(meta), Some(e.to_string())),
         }
     }
 
@@ -432,41 +461,25 @@ impl Inner {
     }
 }
 
-/// What the greeting argument of `Call` holds.
-enum GreetingArg {
-    Prompt(Prompt),
-    Path(PathBuf),
-}
-
 /// One call through the voicemail engine, for integrators who bring their own SIP and RTP:
-/// the sans-IO contract of voicemail-core. It owns no socket, no thread and no clock.
+/// the sans-IO contract of voicemail-core. It owns no socket, no thread and no clock. Calls
+/// are made by ``Mailbox.start_call(...)`` (there is no public constructor): the mailbox picks
+/// the id, the greeting and the limits, and records into its spool.
 ///
-/// Feed inputs with ``answered``, ``rtp``, ``dtmf``, ``hangup`` and ``tick``, each with the
-/// time it happened as ``time.monotonic()`` seconds (any monotonic float clock works; the
-/// first time seen is the call's origin). After every input drain ``poll_output()`` until it
-/// returns a ``Timeout``: ``SendRtp`` packets are the greeting and beep, paced by those
+/// Feed inputs with ``answered``, ``rtp``, ``dtmf``, ``hangup``, ``hold`` and ``tick``, each
+/// with the time it happened as ``time.monotonic()`` seconds (any monotonic float clock works;
+/// the first time seen is the call's origin). After every input drain ``poll_output()`` until
+/// it returns a ``Timeout``: ``SendRtp`` packets are the greeting and beep, paced by those
 /// timeouts; events report state changes, DTMF digits and, exactly once, the
 /// ``MessageRecorded`` message. A caller who hangs up during the greeting still leaves a
 /// message (a valid zero-length WAV).
 ///
-/// Arguments (keyword-only):
-///
-/// - ``id``, ``caller``: the message id and the caller's number; ``caller_name``, ``called``
-///   (default: the config's ``number``) and ``started_at`` (aware ``datetime``, default now)
-///   go into the message too.
-/// - ``recording``: the WAV file to create (it must not exist; ``FileExistsError``).
-/// - ``greeting``: a ``Prompt`` or an audio file path; by default the config's greeting for
-///   ``started_at`` (the calendar), else the bundled one.
-/// - ``config``: a ``Config`` whose recording limits, finish key and beep apply; the other
-///   keyword arguments override it.
-/// - ``max_length``, ``silence_timeout``, ``media_timeout``: seconds (``silence_timeout=0``
-///   disables it); ``finish_key=""`` disables the finish key.
-/// - ``codec``: ``"pcmu"``, ``"pcma"`` or ``"l16"``; ``payload_type`` defaults to the codec's
-///   static type; ``dtmf_payload_type`` is the RFC 4733 type (``None``: no in-band DTMF);
-///   ``ptime_ms`` the greeting's packet length (10-120 ms).
-/// - ``beep``: ``True`` (the default 1 kHz beep or the config's), ``False``, or a ``Prompt``.
-/// - ``rtp_seed``: seeds the outgoing SSRC, sequence and timestamp (default random).
-/// - ``now``: the origin's time, if the first input's time should not be.
+/// Before ``MessageRecorded`` is returned, the message is stored in the mailbox (the WAV
+/// synced, the metadata committed, its deliveries queued), so ``message.wav_path`` is set and
+/// the message is durable. If storing fails (a full disk), nothing is raised: the failure is
+/// logged (``logging.getLogger("voicemail")``, ERROR) and the mailbox stores the message on
+/// its next ``recover()``. A call dropped before it ended is recovered by ``recover()`` as
+/// ``interrupted``.
 ///
 /// Misuse (an input after the call ended, time going backwards) raises ``CallError``. The
 /// GIL is released while the engine processes audio, so calls run in parallel in threads.
@@ -474,6 +487,21 @@ enum GreetingArg {
 pub struct PyCall {
     inner: Mutex<Inner>,
     id: String,
+}
+
+impl PyCall {
+    /// A call started by the mailbox; `now` is the seconds value of the call's origin, if known.
+    pub(crate) fn started(
+        mailbox: Mailbox,
+        call: Call,
+        lease: CallLease,
+        base: Instant,
+        now: Option<f64>,
+    ) -> PyResult<Self> {
+        let clock = Clock::new(base, now)?;
+        let id = lease.id().as_str().to_owned();
+        Ok(Self { inner: Mutex::new(Inner { call, clock, lease: Some(lease), mailbox }), id })
+    }
 }
 
 impl PyCall {
@@ -492,148 +520,13 @@ impl PyCall {
 
 #[pymethods]
 impl PyCall {
+    /// Refuses: calls are made by ``Mailbox.start_call(...)``.
     #[new]
-    #[pyo3(
-        text_signature = "(*, id, caller, recording, caller_name=None, called=None, started_at=None, greeting=None, config=None, codec='pcmu', payload_type=None, dtmf_payload_type=101, ptime_ms=20, finish_key=None, max_length=None, silence_timeout=None, silence_threshold=None, media_timeout=None, beep=True, rtp_seed=None, now=None)"
-    )]
-    #[pyo3(signature = (
-        *,
-        id,
-        caller,
-        recording,
-        caller_name = None,
-        called = None,
-        started_at = None,
-        greeting = None,
-        config = None,
-        codec = "pcmu",
-        payload_type = None,
-        dtmf_payload_type = Some(101),
-        ptime_ms = 20,
-        finish_key = None,
-        max_length = None,
-        silence_timeout = None,
-        silence_threshold = None,
-        media_timeout = None,
-        beep = None,
-        rtp_seed = None,
-        now = None
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        id: String,
-        caller: String,
-        recording: PathBuf,
-        caller_name: Option<String>,
-        called: Option<String>,
-        started_at: Option<&Bound<'_, PyDateTime>>,
-        greeting: Option<&Bound<'_, PyAny>>,
-        config: Option<&Bound<'_, PyConfig>>,
-        codec: &str,
-        payload_type: Option<u8>,
-        dtmf_payload_type: Option<u8>,
-        ptime_ms: u64,
-        finish_key: Option<&str>,
-        max_length: Option<f64>,
-        silence_timeout: Option<f64>,
-        silence_threshold: Option<i16>,
-        media_timeout: Option<f64>,
-        beep: Option<&Bound<'_, PyAny>>,
-        rtp_seed: Option<u64>,
-        now: Option<f64>,
-    ) -> PyResult<Self> {
-        let started_at = match started_at {
-            Some(dt) => from_datetime(dt)?,
-            None => jiff::Timestamp::now(),
-        };
-        let mut cfg = CallConfig::new(id.clone(), caller, started_at).with_codec(parse_codec(codec)?);
-        cfg.caller_name = caller_name;
-        let config = config.map(|c| c.get());
-        if let Some(c) = config {
-            c.config.recording.apply_to(&mut cfg).map_err(BindingError::from)?;
-            if let Some(n) = &c.config.number {
-                cfg.called.clone_from(n);
-            }
-        }
-        if let Some(called) = called {
-            cfg.called = called;
-        }
-        if let Some(pt) = payload_type {
-            cfg.payload_type = pt;
-        }
-        cfg.dtmf_payload_type = dtmf_payload_type;
-        cfg.ptime = Duration::from_millis(ptime_ms);
-        if let Some(key) = finish_key {
-            let mut chars = key.chars();
-            cfg.finish_key = match (chars.next(), chars.next()) {
-                (None, _) => None,
-                (Some(c), None) => Some(DtmfDigit::from_char(c).ok_or_else(|| {
-                    PyValueError::new_err(format!("finish_key must be a DTMF key (0-9, *, #, A-D), got {key:?}"))
-                })?),
-                _ => return Err(PyValueError::new_err(format!("finish_key must be one key, got {key:?}"))),
-            };
-        }
-        if let Some(s) = max_length {
-            cfg.max_length = seconds("max_length", s)?;
-        }
-        if let Some(s) = silence_timeout {
-            let d = seconds("silence_timeout", s)?;
-            cfg.silence_timeout = (!d.is_zero()).then_some(d);
-        }
-        if let Some(t) = silence_threshold {
-            cfg.silence_threshold = t;
-        }
-        if let Some(s) = media_timeout {
-            cfg.media_timeout = seconds("media_timeout", s)?;
-        }
-        if let Some(b) = beep {
-            if let Ok(p) = b.cast::<PyPrompt>() {
-                cfg.beep = Some(p.get().prompt.clone());
-            } else if let Ok(flag) = b.extract::<bool>() {
-                if !flag {
-                    cfg.beep = None;
-                }
-            } else {
-                return Err(PyTypeError::new_err("beep must be True, False or a Prompt"));
-            }
-        }
-        cfg.rtp_seed = rtp_seed.unwrap_or_else(random_seed);
-
-        let greeting = match greeting {
-            Some(g) => match g.cast::<PyPrompt>() {
-                Ok(p) => GreetingArg::Prompt(p.get().prompt.clone()),
-                Err(_) => GreetingArg::Path(g.extract::<PathBuf>().map_err(|_| {
-                    PyTypeError::new_err("greeting must be a Prompt or an audio file path (str or os.PathLike)")
-                })?),
-            },
-            None => match config {
-                Some(c) => {
-                    let choice = c.config.greeting_at(started_at);
-                    match c.config.prompt(&choice.name) {
-                        Some(p) => GreetingArg::Prompt(p.clone()),
-                        None => {
-                            return Err(ConfigError::new_err(format!(
-                                "greetings.{}: the greeting is not loaded",
-                                choice.name
-                            )));
-                        }
-                    }
-                }
-                None => GreetingArg::Prompt(Prompt::default_greeting()),
-            },
-        };
-        let base = Instant::now();
-        let clock = Clock::new(base, now)?;
-        let call = py.detach(move || -> Result<Call, BindingError> {
-            let prompt = match greeting {
-                GreetingArg::Prompt(p) => p,
-                GreetingArg::Path(path) => Prompt::load(&path)?,
-            };
-            let rec = Recording::create(&recording)?;
-            Ok(Call::new(cfg, prompt, rec, base)?)
-        })?;
-        Ok(Self { inner: Mutex::new(Inner { call, clock }), id })
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Err(PyTypeError::new_err(
+            "voicemail.Call has no public constructor: start calls with voicemail.Mailbox(config).start_call(caller=...)",
+        ))
     }
 
     /// The call was answered (SIP 200 OK sent): the greeting starts at ``now``. A repeated
@@ -723,7 +616,7 @@ impl PyCall {
         out.into_iter().map(|o| o.into_py(py)).collect()
     }
 
-    /// The message id given at construction.
+    /// The message id the mailbox gave the call.
     #[getter]
     fn id(&self) -> &str {
         &self.id

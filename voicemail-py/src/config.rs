@@ -2,7 +2,7 @@
 //! directory.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDateTime;
@@ -171,13 +171,6 @@ impl PyConfig {
 
     fn __repr__(&self) -> String {
         format!("Config(mailbox={:?}, spool={:?})", self.config.mailbox, self.config.spool.display().to_string())
-    }
-}
-
-impl PyConfig {
-    /// The spool directory.
-    pub(crate) fn spool_dir(&self) -> &Path {
-        &self.config.spool
     }
 }
 

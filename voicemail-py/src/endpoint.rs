@@ -5,45 +5,55 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use pyo3::PyTraverseError;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
-use tokio::sync::{mpsc, watch};
-use voicemail_core::MessageMeta;
-use voicemail_core::route::Router;
+use voicemail_core::{Mailbox, MessageMeta};
 use voicemail_sip::{Endpoint, EndpointHandle, SipConfig};
 
 use crate::config::PyConfig;
 use crate::errors::{BindingError, SipError};
+use crate::mailbox::PyMailbox;
 use crate::message::PyMessage;
 
-/// How often `run()` wakes up to check for Ctrl-C (and other Python signals).
+/// How often `run()` wakes up to run Python's signal handlers (Ctrl-C, SIGTERM handlers).
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
-/// How often failed deliveries are retried while nothing else happens.
-const RETRY_EVERY: Duration = Duration::from_secs(5);
 
 const READY: u8 = 0;
 const RUNNING: u8 = 1;
 const STOPPED: u8 = 2;
 
+/// Where the mailbox's subscription puts each stored message for `on_message`: closed
+/// (`None`) when `run()` ends.
+type MessageSender = Arc<Mutex<Option<std_mpsc::Sender<MessageMeta>>>>;
+
 /// The SIP answering machine of a mailbox: answers every call, plays the greeting the
-/// calendar picks and a beep, records into the spool and hands each message over.
+/// calendar picks and a beep, records into the mailbox and hands each message over.
 ///
+/// It opens the ``Mailbox`` of ``config`` (``mailbox``) and builds every call through it.
 /// The SIP transports are bound at construction (``local_addr`` tells the port when
 /// ``listen`` — or ``[sip] listen`` — asks for port 0). ``run()`` serves until
 /// ``shutdown()`` (from any thread) or Ctrl-C: new calls are then refused, calls in progress
 /// are hung up and finish their messages, and ``run()`` returns (re-raising the
-/// ``KeyboardInterrupt`` after the clean stop). ``on_message(message)`` is called from a
-/// worker thread for every recorded message, after it is in the spool and, with
-/// ``deliver=True``, queued for the configured delivery targets. ``voicemail.SipEndpoint``
-/// adds the asyncio interface (``await start()``, ``await stop()``, ``async with``,
-/// ``async for message in endpoint.messages()``).
+/// ``KeyboardInterrupt`` after the clean stop). While serving, the mailbox's background work
+/// runs: deliveries with retries, and recovery of calls a crashed process left (at start,
+/// then every few seconds); on stop, due deliveries get a last short pass.
+///
+/// ``on_message(message)`` is called from a worker thread (with the GIL) for every message as
+/// soon as the mailbox has stored it durably — finished calls and recovered ones — before
+/// any delivery is attempted; an exception it raises goes to ``sys.unraisablehook``.
+/// ``deliver=False`` runs the endpoint without the mailbox's background work: this process
+/// neither delivers nor recovers (deliveries for the configured targets are still queued;
+/// run them with ``mailbox.deliver()`` and ``mailbox.recover()``, or let another process
+/// sharing the spool do it). ``voicemail.SipEndpoint`` adds the asyncio interface and
+/// SIGTERM handling.
 #[pyclass(frozen, module = "voicemail._voicemail", name = "SipEndpoint")]
 pub struct PySipEndpoint {
     runtime: Mutex<Option<Arc<Runtime>>>,
@@ -51,10 +61,23 @@ pub struct PySipEndpoint {
     /// Released when `run()` returns: it holds the SIP stack (and its sockets) alive.
     handle: Mutex<Option<EndpointHandle>>,
     local_addr: SocketAddr,
-    spool: PathBuf,
+    mailbox: Mailbox,
     on_message: Option<Arc<Py<PyAny>>>,
-    router: Option<Arc<Router>>,
+    sender: MessageSender,
+    receiver: Mutex<Option<std_mpsc::Receiver<MessageMeta>>>,
     state: AtomicU8,
+}
+
+/// Calls `on_message` with every message until the sender is closed.
+fn hand_over(messages: &std_mpsc::Receiver<MessageMeta>, on_message: &Py<PyAny>) {
+    while let Ok(meta) = messages.recv() {
+        Python::attach(|py| {
+            let result = Py::new(py, PyMessage::new(meta)).and_then(|m| on_message.call1(py, (m,)));
+            if let Err(e) = result {
+                e.write_unraisable(py, Some(on_message.bind(py)));
+            }
+        });
+    }
 }
 
 #[pymethods]
@@ -73,41 +96,49 @@ impl PySipEndpoint {
         {
             return Err(pyo3::exceptions::PyTypeError::new_err("on_message must be callable"));
         }
-        let mailbox = config.get().config.clone();
-        let mut sip = SipConfig::from_table(mailbox.sip.as_ref())
+        let config = config.get().config.clone();
+        let mut sip = SipConfig::from_table(config.sip.as_ref())
             .map_err(|e| BindingError::Sip(Box::new(voicemail_sip::Error::Config(e))))?;
         if let Some(listen) = listen {
             sip.listen = listen.parse().map_err(|_| {
                 PyValueError::new_err(format!("listen must be \"IP:PORT\" like \"127.0.0.1:5060\", got {listen:?}"))
             })?;
         }
-        let spool = mailbox.spool.clone();
-        let (runtime, endpoint, router) = py.detach(move || -> Result<_, BindingError> {
+        let (runtime, endpoint, mailbox) = py.detach(move || -> Result<_, BindingError> {
+            let mailbox = Mailbox::open(config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("voicemail-sip")
                 .enable_all()
                 .build()
                 .map_err(|e| BindingError::io(e, None, "cannot start the runtime"))?;
-            let router = if deliver {
-                // The outbox lives in the spool; the endpoint would create it, but later.
-                std::fs::create_dir_all(&mailbox.spool)
-                    .map_err(|e| BindingError::io(e, Some(&mailbox.spool), "cannot create the spool directory"))?;
-                Some(Arc::new(Router::from_config(mailbox.clone())?))
-            } else {
-                None
-            };
-            let endpoint = runtime.block_on(Endpoint::bind(sip, Arc::new(mailbox)))?;
-            Ok((runtime, endpoint, router))
+            let mut endpoint = runtime.block_on(Endpoint::bind(sip, mailbox.clone()))?;
+            if !deliver {
+                endpoint = endpoint.without_background_work();
+            }
+            // Messages reach Python through the mailbox's subscription below.
+            drop(endpoint.messages());
+            Ok((runtime, endpoint, mailbox))
         })?;
+        let (tx, rx) = std_mpsc::channel();
+        let sender: MessageSender = Arc::new(Mutex::new(on_message.is_some().then_some(tx)));
+        {
+            let sender = sender.clone();
+            mailbox.subscribe(move |meta| {
+                if let Some(tx) = sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    let _ = tx.send(meta.clone());
+                }
+            });
+        }
         Ok(Self {
             handle: Mutex::new(Some(endpoint.handle())),
             local_addr: endpoint.local_addr(),
             runtime: Mutex::new(Some(Arc::new(runtime))),
             endpoint: Mutex::new(Some(endpoint)),
-            spool,
+            mailbox,
             on_message: on_message.map(Arc::new),
-            router,
+            sender,
+            receiver: Mutex::new(Some(rx)),
             state: AtomicU8::new(READY),
         })
     }
@@ -118,10 +149,16 @@ impl PySipEndpoint {
         (self.local_addr.ip().to_string(), self.local_addr.port())
     }
 
-    /// The spool directory messages are written to.
+    /// The spool directory of the endpoint's mailbox.
     #[getter]
     fn spool(&self) -> PathBuf {
-        self.spool.clone()
+        self.mailbox.spool_dir().to_path_buf()
+    }
+
+    /// The endpoint's mailbox (the same store: list, follow-up, deliveries).
+    #[getter]
+    fn mailbox(&self) -> PyMailbox {
+        PyMailbox { mailbox: self.mailbox.clone() }
     }
 
     /// Calls in progress.
@@ -137,20 +174,20 @@ impl PySipEndpoint {
     }
 
     /// Serves SIP until ``shutdown()`` or Ctrl-C, then lets the calls in progress finish
-    /// their messages and returns. The GIL is released while serving. After Ctrl-C the
-    /// ``KeyboardInterrupt`` is re-raised once the endpoint has stopped cleanly; a second
-    /// Ctrl-C stops at once. An endpoint runs once.
+    /// their messages, gives due deliveries a last pass, hands every stored message to
+    /// ``on_message`` and returns. The GIL is released while serving; every 100 ms Python's
+    /// signal handlers run (a handler may call ``shutdown()``). After Ctrl-C the
+    /// ``KeyboardInterrupt`` (or whatever a handler raised) is re-raised once the endpoint
+    /// has stopped cleanly; a second one stops at once. An endpoint runs once.
     fn run(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(mut endpoint) = self.endpoint.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(endpoint) = self.endpoint.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return Err(PyRuntimeError::new_err("the endpoint has already run"));
         };
         let Some(rt) = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return Err(PyRuntimeError::new_err("the endpoint has been closed"));
         };
         self.state.store(RUNNING, Ordering::SeqCst);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let on_message = self.on_message.clone();
-        let delivery = rt.spawn(message_loop(endpoint.messages(), on_message, self.router.clone(), stop_rx));
+        let worker = self.start_hand_over()?;
         let mut serving = rt.spawn(endpoint.run());
         let mut interrupted: Option<PyErr> = None;
         let result = loop {
@@ -169,8 +206,11 @@ impl PySipEndpoint {
                 }
             }
         };
-        let _ = stop_tx.send(true);
-        let _ = py.detach(|| rt.block_on(delivery));
+        // Every message stored so far goes to on_message before run() returns.
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(worker) = worker {
+            let _ = py.detach(move || worker.join());
+        }
         self.state.store(STOPPED, Ordering::SeqCst);
         // The stack and the runtime are no longer needed: release the sockets and threads
         // now, without the GIL, which a worker might still be waiting for.
@@ -219,6 +259,22 @@ impl PySipEndpoint {
     }
 }
 
+impl PySipEndpoint {
+    /// Starts the thread that calls `on_message` (if there is a callback).
+    fn start_hand_over(&self) -> PyResult<Option<JoinHandle<()>>> {
+        let (Some(on_message), Some(rx)) =
+            (self.on_message.clone(), self.receiver.lock().unwrap_or_else(|e| e.into_inner()).take())
+        else {
+            return Ok(None);
+        };
+        std::thread::Builder::new()
+            .name("voicemail-on-message".into())
+            .spawn(move || hand_over(&rx, &on_message))
+            .map(Some)
+            .map_err(|e| BindingError::io(e, None, "cannot start the on_message thread").into())
+    }
+}
+
 impl Drop for PySipEndpoint {
     fn drop(&mut self) {
         let handle = self.handle.get_mut().unwrap_or_else(|e| e.into_inner()).take();
@@ -241,72 +297,4 @@ impl Drop for PySipEndpoint {
             }
         }
     }
-}
-
-/// Hands every message to delivery and the Python callback until the endpoint stopped,
-/// then drains what is left.
-async fn message_loop(
-    messages: Option<mpsc::UnboundedReceiver<MessageMeta>>,
-    on_message: Option<Arc<Py<PyAny>>>,
-    router: Option<Arc<Router>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Some(mut messages) = messages else { return };
-    if let Some(r) = router.clone() {
-        // Messages of calls a crash interrupted (or never queued) are queued first.
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = r.recover(Timestamp::now()) {
-                tracing::warn!(error = %e, "recovering the spool failed");
-            }
-        })
-        .await;
-    }
-    let mut retry = tokio::time::interval(RETRY_EVERY);
-    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            m = messages.recv() => match m {
-                Some(meta) => hand_over(meta, &on_message, &router).await,
-                None => break,
-            },
-            _ = retry.tick(), if router.is_some() => {
-                if let Some(r) = router.clone() {
-                    let _ = tokio::task::spawn_blocking(move || r.run_due(Timestamp::now())).await;
-                }
-            }
-            _ = stop.changed() => {
-                while let Ok(meta) = messages.try_recv() {
-                    hand_over(meta, &on_message, &router).await;
-                }
-                break;
-            }
-        }
-    }
-}
-
-/// Queues one message for delivery (attempting what is due), then calls the callback.
-async fn hand_over(meta: MessageMeta, on_message: &Option<Arc<Py<PyAny>>>, router: &Option<Arc<Router>>) {
-    let on_message = on_message.clone();
-    let router = router.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Some(r) = router {
-            let now = Timestamp::now();
-            if let Err(e) = r.submit(&meta, now) {
-                tracing::error!(id = %meta.id, error = %e, "cannot queue the message; it stays in the spool");
-            }
-            let report = r.run_due(now);
-            for f in &report.failed {
-                tracing::warn!(id = %f.id, target = %f.target, error = %f.error, "delivery failed; will retry");
-            }
-        }
-        if let Some(cb) = on_message {
-            Python::attach(|py| {
-                let result = Py::new(py, PyMessage::new(meta)).and_then(|m| cb.call1(py, (m,)));
-                if let Err(e) = result {
-                    e.write_unraisable(py, Some(cb.bind(py)));
-                }
-            });
-        }
-    })
-    .await;
 }

@@ -7,17 +7,20 @@
 //!     ├── GreetingError           a greeting that does not decode, an invalid tone
 //!     ├── RecordingError          the WAV writer failed, a file is not repairable
 //!     ├── CallError               misuse of a Call: input after the end, time going backwards
-//!     ├── MailboxError            the callback workflow refused
-//!     │   ├── MessageNotFoundError
-//!     │   ├── InvalidTransitionError
-//!     │   └── NotCalledBackError  deleting before a callback without force_reason
-//!     ├── DeliveryError           the outbox refused (bad id, e-mail could not be built)
+//!     ├── MailboxError            the mailbox refused or its store failed
+//!     │   ├── MessageNotFoundError    no such message, or it was deleted
+//!     │   ├── InvalidTransitionError  the follow-up change makes no sense in this state
+//!     │   ├── NotCalledBackError      deleting before a callback without force_reason
+//!     │   └── SpoolFullError          the spool's disk is (nearly) full: new calls refused
+//!     ├── DeliveryError           a delivery request names no configured target
 //!     └── SipError                the SIP stack failed
 //! ```
 //!
-//! I/O failures are never wrapped: they become the matching builtin `OSError` subclass
-//! (`FileNotFoundError`, `PermissionError`, `FileExistsError`, ...) with `errno`, `strerror`
-//! and `filename` set (polars' `PyPolarsErr` pattern: one `From<BindingError> for PyErr`).
+//! Malformed arguments are builtin `ValueError`s: a string that is not a message id, an empty
+//! or over-long name, note or reason (checked before anything is changed). I/O failures are
+//! never wrapped: they become the matching builtin `OSError` subclass (`FileNotFoundError`,
+//! `PermissionError`, `FileExistsError`, ...) with `errno`, `strerror` and `filename` set
+//! (polars' `PyPolarsErr` pattern: one `From<BindingError> for PyErr`).
 
 use std::io;
 use std::path::Path;
@@ -25,15 +28,16 @@ use std::path::Path;
 use pyo3::exceptions::{
     PyBlockingIOError, PyBrokenPipeError, PyConnectionAbortedError, PyConnectionRefusedError, PyConnectionResetError,
     PyException, PyFileExistsError, PyFileNotFoundError, PyInterruptedError, PyIsADirectoryError, PyNotADirectoryError,
-    PyOSError, PyPermissionError, PyTimeoutError,
+    PyOSError, PyPermissionError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 use voicemail_core::config::ConfigError as CoreConfigError;
 use voicemail_core::directory::DirectoryError as CoreDirectoryError;
+use voicemail_core::followup::FollowUpError;
 use voicemail_core::greeting::GreetingError as CoreGreetingError;
 use voicemail_core::mailbox::MailboxError as CoreMailboxError;
-use voicemail_core::outbox::OutboxError as CoreOutboxError;
 use voicemail_core::recording::RecordingError as CoreRecordingError;
+use voicemail_core::store::StoreError;
 
 pyo3::create_exception!(
     voicemail,
@@ -60,12 +64,17 @@ pyo3::create_exception!(
     VoicemailError,
     "Misuse of a Call: an input after the call ended, or time going backwards."
 );
-pyo3::create_exception!(voicemail, MailboxError, VoicemailError, "The mailbox workflow refused an operation.");
+pyo3::create_exception!(
+    voicemail,
+    MailboxError,
+    VoicemailError,
+    "The mailbox refused an operation, or its store failed."
+);
 pyo3::create_exception!(
     voicemail,
     MessageNotFoundError,
     MailboxError,
-    "No such message in the spool (or it was deleted)."
+    "No such message in the mailbox (or it was deleted)."
 );
 pyo3::create_exception!(
     voicemail,
@@ -81,9 +90,15 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     voicemail,
+    SpoolFullError,
+    MailboxError,
+    "The spool's file system is (nearly) full ([store] min_free): new calls are refused until space is freed."
+);
+pyo3::create_exception!(
+    voicemail,
     DeliveryError,
     VoicemailError,
-    "The outbox refused a message (invalid id, e-mail not built)."
+    "A delivery request names a target the mailbox does not have (see Mailbox.targets)."
 );
 pyo3::create_exception!(voicemail, SipError, VoicemailError, "The SIP endpoint could not start or its stack failed.");
 
@@ -98,10 +113,8 @@ pub(crate) enum BindingError {
     Greeting(CoreGreetingError),
     /// A recording.
     Recording(CoreRecordingError),
-    /// The mailbox workflow.
+    /// The mailbox.
     Mailbox(CoreMailboxError),
-    /// The outbox.
-    Outbox(CoreOutboxError),
     /// The SIP endpoint.
     Sip(Box<voicemail_sip::Error>),
     /// An I/O error with the file it concerns.
@@ -135,12 +148,6 @@ impl From<CoreRecordingError> for BindingError {
 impl From<CoreMailboxError> for BindingError {
     fn from(e: CoreMailboxError) -> Self {
         BindingError::Mailbox(e)
-    }
-}
-
-impl From<CoreOutboxError> for BindingError {
-    fn from(e: CoreOutboxError) -> Self {
-        BindingError::Outbox(e)
     }
 }
 
@@ -229,7 +236,7 @@ fn greeting_error(e: CoreGreetingError) -> PyErr {
 
 fn recording_error(e: CoreRecordingError) -> PyErr {
     match e {
-        CoreRecordingError::Io { path, source } => os_error(&source, path.as_deref(), "recording"),
+        CoreRecordingError::Io(source) => os_error(&source, None, "recording"),
         other => RecordingError::new_err(other.to_string()),
     }
 }
@@ -251,22 +258,24 @@ fn config_error_from(e: CoreConfigError) -> PyErr {
 
 fn mailbox_error(e: CoreMailboxError) -> PyErr {
     let message = e.to_string();
-    match e {
-        CoreMailboxError::NoSpool(path) => {
-            os_error(&io::Error::from(io::ErrorKind::NotFound), Some(&path), "spool directory does not exist")
-        }
-        CoreMailboxError::Io { action, path, source } => os_error(&source, Some(&path), action),
-        CoreMailboxError::NotFound(_) | CoreMailboxError::Deleted { .. } => MessageNotFoundError::new_err(message),
-        CoreMailboxError::InvalidTransition { .. } => InvalidTransitionError::new_err(message),
-        CoreMailboxError::NotCalledBack { .. } => NotCalledBackError::new_err(message),
-        _ => MailboxError::new_err(message),
+    if e.is_full() {
+        return SpoolFullError::new_err(message);
     }
-}
-
-fn outbox_error(e: CoreOutboxError) -> PyErr {
     match e {
-        CoreOutboxError::Io { action, path, source } => os_error(&source, Some(&path), action),
-        other => DeliveryError::new_err(other.to_string()),
+        CoreMailboxError::Spool { path, source } => os_error(&source, Some(&path), "spool"),
+        CoreMailboxError::InvalidId(_) => PyValueError::new_err(message),
+        CoreMailboxError::Call(e) => core_error(e),
+        CoreMailboxError::Store(e) => match e {
+            StoreError::NotFound(_) | StoreError::Deleted { .. } => MessageNotFoundError::new_err(message),
+            StoreError::FollowUp { source, .. } => match source {
+                FollowUpError::InvalidTransition { .. } => InvalidTransitionError::new_err(message),
+                FollowUpError::NotCalledBack { .. } => NotCalledBackError::new_err(message),
+                FollowUpError::InvalidText { .. } => PyValueError::new_err(message),
+                _ => MailboxError::new_err(message),
+            },
+            _ => MailboxError::new_err(message),
+        },
+        _ => MailboxError::new_err(message),
     }
 }
 
@@ -277,6 +286,7 @@ fn core_error(e: voicemail_core::Error) -> PyErr {
         E::InvalidConfig(_) => config_error(e.to_string(), None),
         E::Greeting(g) => greeting_error(g),
         E::Recording(r) => recording_error(r),
+        E::InvalidId(_) => PyValueError::new_err(e.to_string()),
         E::Io(io) => os_error(&io, None, ""),
         other => VoicemailError::new_err(other.to_string()),
     }
@@ -287,7 +297,7 @@ fn sip_error(e: voicemail_sip::Error) -> PyErr {
     match e {
         E::Config(c) => config_error(c.to_string(), Some(&c.key)),
         E::Bind { transport, addr, source } => os_error(&source, None, &format!("cannot listen on {transport} {addr}")),
-        E::Spool { path, source } => os_error(&source, Some(&path), "cannot create the spool directory"),
+        E::Background(source) => os_error(&source, None, "cannot start the mailbox's background work"),
         other => SipError::new_err(other.to_string()),
     }
 }
@@ -300,7 +310,6 @@ impl From<BindingError> for PyErr {
             BindingError::Greeting(e) => greeting_error(e),
             BindingError::Recording(e) => recording_error(e),
             BindingError::Mailbox(e) => mailbox_error(e),
-            BindingError::Outbox(e) => outbox_error(e),
             BindingError::Sip(e) => sip_error(*e),
             BindingError::Io { source, path, context } => os_error(&source, path.as_deref(), &context),
         }

@@ -3,12 +3,14 @@
 //! Python bindings of the voicemail answering machine, built with PyO3 and maturin as the
 //! private extension module `voicemail._voicemail` (re-exported by the `voicemail` package):
 //!
+//! - [`mailbox`]: `Mailbox`, the one owner of a message's life (voicemail-core's `Mailbox`):
+//!   it starts calls, stores and recovers messages, delivers them (Maildir/SMTP/IMAP with
+//!   retries) and tracks the follow-up with its history;
 //! - [`call`]: `Call`, the sans-IO engine for integrators who bring their own SIP/RTP stack
-//!   (`now` is `time.monotonic()` seconds), its output classes, `Prompt` and the codecs;
+//!   (made by `Mailbox.start_call`; `now` is `time.monotonic()` seconds), its output
+//!   classes, `Prompt` and the codecs;
 //! - [`config`]: `Config` (TOML), the greeting calendar and the client directory;
-//! - [`mailbox`]: the callback workflow (`Mailbox`) and the outbox status (`Outbox`);
-//! - [`delivery`]: `Delivery`, routing messages to Maildir/SMTP/IMAP with retries;
-//! - [`endpoint`]: `SipEndpoint`, the SIP answering machine (voicemail-sip);
+//! - [`endpoint`]: `SipEndpoint`, the SIP answering machine (voicemail-sip) on a mailbox;
 //! - [`errors`]: the `VoicemailError` hierarchy; I/O failures are builtin `OSError`s.
 //!
 //! The GIL is released whenever Rust does real work (audio, files, network).
@@ -17,7 +19,6 @@
 
 pub mod call;
 pub mod config;
-pub mod delivery;
 pub mod endpoint;
 pub mod errors;
 pub mod mailbox;
@@ -37,16 +38,16 @@ mod _voicemail {
     #[pymodule_export]
     use crate::config::{PyClient, PyConfig, PyGreetingChoice};
     #[pymodule_export]
-    use crate::delivery::{PyDelivery, PyDeliveryReport};
-    #[pymodule_export]
     use crate::endpoint::PySipEndpoint;
     #[pymodule_export]
     use crate::errors::{
         CallError, ConfigError, DeliveryError, GreetingError, InvalidTransitionError, MailboxError,
-        MessageNotFoundError, NotCalledBackError, RecordingError, SipError, VoicemailError,
+        MessageNotFoundError, NotCalledBackError, RecordingError, SipError, SpoolFullError, VoicemailError,
     };
     #[pymodule_export]
-    use crate::mailbox::{PyDeletionRecord, PyDeliveryStatus, PyMailbox, PyMessageStatus, PyOutbox, PyWorkflowState};
+    use crate::mailbox::{
+        PyDeliveryReport, PyDeliveryStatus, PyHistoryEntry, PyMailbox, PyMessageStatus, PyWorkflowState,
+    };
     #[pymodule_export]
     use crate::message::{PyMediaStats, PyMessage};
 

@@ -13,8 +13,8 @@ use crate::time::to_datetime;
 /// where the WAV is. Every call attempt yields exactly one, even a caller who hung up
 /// during the greeting (``duration_ms == 0``, a valid empty WAV).
 ///
-/// Instances are immutable. ``to_json()`` gives the JSON line the spool stores beside the
-/// WAV; ``Message.from_json(text)`` reads one back.
+/// Instances are immutable. ``to_json()`` gives the message as one JSON line (the answering
+/// machine's output format); ``Message.from_json(text)`` reads one back.
 #[pyclass(frozen, eq, module = "voicemail", name = "Message")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyMessage {
@@ -30,7 +30,8 @@ impl PyMessage {
 
 #[pymethods]
 impl PyMessage {
-    /// Reads a message from its JSON form (``<id>.json`` in the spool, or ``to_json()``).
+    /// Reads a message from its JSON form (``to_json()``, or a line the answering machine
+    /// printed).
     #[staticmethod]
     #[pyo3(signature = (text, /))]
     fn from_json(text: &str) -> PyResult<Self> {
@@ -39,10 +40,10 @@ impl PyMessage {
             .map_err(|e| PyValueError::new_err(format!("not message metadata: {e}")))
     }
 
-    /// The message id (unique within the spool).
+    /// The message id (unique within the mailbox).
     #[getter]
     fn id(&self) -> &str {
-        &self.meta.id
+        self.meta.id.as_str()
     }
 
     /// The caller's number as signalled.
@@ -112,7 +113,7 @@ impl PyMessage {
         PyMediaStats { stats: self.meta.media }
     }
 
-    /// The metadata as one line of JSON (the format of ``<id>.json`` in the spool).
+    /// The metadata as one line of JSON.
     fn to_json(&self) -> PyResult<String> {
         serde_json::to_string(&self.meta).map_err(|e| PyValueError::new_err(e.to_string()))
     }
@@ -127,7 +128,7 @@ impl PyMessage {
     pub(crate) fn __repr__(&self) -> String {
         format!(
             "Message(id={:?}, caller={:?}, duration_ms={}, end_reason={:?})",
-            self.meta.id,
+            self.meta.id.as_str(),
             self.meta.caller,
             self.meta.duration_ms,
             self.meta.end_reason.as_str()

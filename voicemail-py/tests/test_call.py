@@ -1,11 +1,14 @@
-"""voicemail.Call driven with a simulated clock: the greeting and beep as paced RTP, the
-recording byte-exact through G.711, every way a call ends, and misuse raising CallError."""
+"""voicemail.Call, started by ``Mailbox.start_call`` and driven with a simulated clock: the
+greeting and beep as paced RTP, the recording byte-exact through G.711, every way a call ends,
+the message stored before it is seen, and misuse raising CallError."""
 
 from __future__ import annotations
 
+import gc
 import inspect
 import math
 import random
+import wave
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 import voicemail
-from conftest import Driver, dtmf_event, rtp_packet, wav_frames
+from conftest import Driver, dtmf_event, make_config, rtp_packet, wav_frames
 
 NewCall = Callable[..., voicemail.Call]
 
@@ -72,7 +75,8 @@ def test_ticking_at_a_timeout_reaches_the_deadline(new_call: NewCall, origin: fl
 
 
 def test_same_seed_same_stream(new_call: NewCall) -> None:
-    a, b = new_call("a", rtp_seed=9), new_call("b", rtp_seed=9)
+    a, b = new_call(rtp_seed=9), new_call(rtp_seed=9)
+    assert a.id != b.id
     a.answered(1.0)
     b.answered(77.0)
     pa = [o for o in a.drain() if isinstance(o, voicemail.SendRtp)]
@@ -127,7 +131,8 @@ def test_g711_committed_vectors() -> None:
 
 def test_hang_up_during_the_greeting_leaves_an_empty_message(new_call: NewCall, spool: Path) -> None:
     started = datetime(2026, 11, 27, 10, 52, 3, 123456, tzinfo=timezone.utc)
-    call = new_call("early", caller="+15551230000", caller_name="Ivan", called="100", started_at=started)
+    call = new_call(caller="+15551230000", caller_name="Ivan", called="100", started_at=started)
+    assert call.id.startswith("20261127T105203Z-")
     d = Driver(call)
     d.answer()
     d.advance_to(d.now + 1.5)
@@ -136,10 +141,10 @@ def test_hang_up_during_the_greeting_leaves_an_empty_message(new_call: NewCall, 
     assert d.states() == ["answered", "greeting", "ended"]
     assert message.duration_ms == 0
     assert message.end_reason == "hang-up"
-    assert (message.id, message.caller, message.caller_name, message.called) == ("early", "+15551230000", "Ivan", "100")
+    assert (message.id, message.caller, message.caller_name, message.called) == (call.id, "+15551230000", "Ivan", "100")
     assert message.started_at == started
-    assert message.greeting == "default-greeting"
-    assert message.wav_path == spool / "early.wav"
+    assert message.greeting == "default"
+    assert message.wav_path == spool / f"{call.id}.wav"
     assert message.wav_path.stat().st_size == 44
     assert wav_frames(message.wav_path) == b""
     assert call.ended
@@ -178,9 +183,14 @@ def test_finish_key_by_sip_info_and_rfc4733(new_call: NewCall) -> None:
     assert message.duration_ms == 200
 
 
-def test_max_length_silence_and_media_timeouts(new_call: NewCall) -> None:
+def limited(tmp_path: Path, name: str, recording: str) -> voicemail.Mailbox:
+    """A mailbox of its own (spool ``name``) with these ``[recording]`` settings."""
+    return voicemail.Mailbox(make_config(tmp_path, f"[recording]\n{recording}\n", spool=name))
+
+
+def test_max_length_silence_and_media_timeouts(tmp_path: Path) -> None:
     # max_length: 2 s of audio into a 1 s limit.
-    call = new_call("long", max_length=1.0, silence_timeout=0)
+    call = limited(tmp_path, "long", 'max_length = "1s"\nsilence_timeout = "off"').start_call(caller="+1")
     d = Driver(call)
     d.answer()
     d.until_state("recording")
@@ -193,7 +203,7 @@ def test_max_length_silence_and_media_timeouts(new_call: NewCall) -> None:
     assert d.message.duration_ms == 1000
 
     # silence_timeout: μ-law silence (0xFF) for longer than 1 s.
-    call = new_call("quiet", silence_timeout=1.0)
+    call = limited(tmp_path, "quiet", 'silence_timeout = "1s"').start_call(caller="+1")
     d = Driver(call)
     d.answer()
     d.until_state("recording")
@@ -205,15 +215,15 @@ def test_max_length_silence_and_media_timeouts(new_call: NewCall) -> None:
     assert d.message is not None and d.message.end_reason == "silence-timeout"
 
     # media_timeout: the caller sends nothing at all.
-    call = new_call("gone", media_timeout=2.0)
+    call = limited(tmp_path, "gone", 'media_timeout = "2s"').start_call(caller="+1")
     d = Driver(call)
     d.answer()
     d.advance_to(d.now + 60)
     assert d.message is not None and d.message.end_reason == "media-timeout"
 
 
-def test_hold_suspends_the_media_timeout(new_call: NewCall) -> None:
-    call = new_call("held", media_timeout=2.0)
+def test_hold_suspends_the_media_timeout(tmp_path: Path) -> None:
+    call = limited(tmp_path, "held", 'media_timeout = "2s"').start_call(caller="+1")
     d = Driver(call)
     d.answer()
     call.hold(d.now, True)  # straight away: the 2 s media timeout is shorter than the greeting
@@ -256,75 +266,80 @@ def test_misuse_raises_call_error(new_call: NewCall) -> None:
     assert issubclass(voicemail.CallError, voicemail.VoicemailError)
 
 
-def test_invalid_arguments(new_call: NewCall, spool: Path) -> None:
-    new_call("dup")
-    with pytest.raises(FileExistsError) as e:
-        new_call("dup")
-    assert e.value.filename == str(spool / "dup.wav")
+def test_invalid_arguments(new_call: NewCall, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown codec"):
-        new_call("c1", codec="opus")
+        new_call(codec="opus")
     with pytest.raises(voicemail.ConfigError, match="ptime"):
-        new_call("c2", ptime_ms=15)
-    with pytest.raises(voicemail.ConfigError, match="payload types"):
-        new_call("c3", dtmf_payload_type=0)
-    with pytest.raises(ValueError, match="finish_key"):
-        new_call("c4", finish_key="##")
-    with pytest.raises(FileNotFoundError):
-        new_call("c5", greeting=spool / "missing.wav")
-    with pytest.raises(TypeError, match="beep"):
-        new_call("c6", beep="loud")
+        new_call(ptime_ms=15)
+    with pytest.raises(ValueError, match="unknown greeting"):
+        new_call(greeting="nope")
     with pytest.raises(ValueError, match="timezone-aware"):
-        new_call("c7", started_at=datetime(2026, 1, 1))
-    with pytest.raises(FileNotFoundError):
-        voicemail.Call(id="x", caller="1", recording=spool / "no" / "such" / "dir.wav")
+        new_call(started_at=datetime(2026, 1, 1))
+    with pytest.raises(TypeError):
+        new_call(recording=tmp_path / "x.wav")
+    # Nothing was left in the spool by the refused calls.
+    assert list((tmp_path / "spool").glob("*.wav")) == []
+    # A full spool ([store] min_free) refuses new calls before any file is made.
+    full = voicemail.Mailbox(
+        voicemail.Config.from_toml('mailbox = "x"\ntimezone = "UTC"\nspool = "full"\n[store]\nmin_free = "1000000GB"\n', base_dir=tmp_path)
+    )
+    with pytest.raises(voicemail.SpoolFullError, match="free") as e:
+        full.start_call(caller="+1")
+    assert isinstance(e.value, voicemail.MailboxError)
+    with pytest.raises(voicemail.SpoolFullError):
+        full.check_space()
+    assert list((tmp_path / "full").glob("*.wav")) == []
 
 
-def test_custom_greeting_beep_and_finish_key(new_call: NewCall, tmp_path: Path) -> None:
-    tone = voicemail.Prompt.beep(440.0, 0.5).renamed("tone")
-    silence = voicemail.Prompt.from_pcm("hush", b"\x00\x00" * 800)
-    assert (tone.name, tone.samples, tone.duration) == ("tone", 4000, 0.5)
-    assert silence.pcm() == b"\x00\x00" * 800
-    call = new_call(greeting=tone, beep=silence, finish_key="*", codec="pcma", ptime_ms=40)
-    d = Driver(call)
-    d.answer()
-    d.until_state("recording")
-    payloads = b"".join(p.payload for _, p in d.sent)
-    assert payloads == tone.encoded("pcma") + silence.encoded("pcma")
-    assert len(d.sent) == math.ceil(4000 / 320) + math.ceil(800 / 320)
-    call.dtmf(d.now, "*")
-    d._collect()
-    assert d.message is not None and d.message.end_reason == "finish-key" and d.message.greeting == "tone"
+def test_calls_are_made_only_by_the_mailbox(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="start_call"):
+        voicemail.Call(id="x", caller="1", recording=tmp_path / "x.wav")
+    with pytest.raises(TypeError, match="start_call"):
+        voicemail.Call()
 
-    no_beep = new_call("nb", beep=False)
-    d = Driver(no_beep)
-    d.answer()
-    d.until_state("recording")
-    assert b"".join(p.payload for _, p in d.sent) == voicemail.Prompt.default().encoded("pcmu")
 
-    # A greeting file: WAV written with the stdlib.
-    import wave
-
+def test_custom_greeting_beep_and_finish_key(tmp_path: Path) -> None:
+    # A greeting file (WAV written with the stdlib), the beep and the finish key from the config.
     path = tmp_path / "hello.wav"
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(8000)
         w.writeframes(b"\x10\x00" * 1600)
-    from_file = new_call("file", greeting=path)
-    from_file.answered(0.0)
-    from_file.hangup(0.01)
-    msgs = [o.message for o in from_file.drain() if isinstance(o, voicemail.MessageRecorded)]
-    assert msgs[0].greeting == "hello"
-    assert voicemail.Prompt.load(path).pcm() == b"\x10\x00" * 1600
+    config = make_config(
+        tmp_path,
+        '[recording]\nfinish_key = "*"\nbeep_frequency_hz = 440\nbeep_length = "500ms"\n'
+        '[greetings]\nhello = "hello.wav"\n',
+    )
+    hello = config.prompt("hello")
+    assert hello is not None and hello.pcm() == b"\x10\x00" * 1600
+    assert voicemail.Prompt.load(path).pcm() == hello.pcm()
+    beep = voicemail.Prompt.beep(440.0, 0.5)
+    assert (beep.name, beep.samples, beep.duration) == ("beep", 4000, 0.5)
+    call = voicemail.Mailbox(config).start_call(caller="+1", greeting="hello", codec="pcma", ptime_ms=40)
+    d = Driver(call)
+    d.answer()
+    d.until_state("recording")
+    payloads = b"".join(p.payload for _, p in d.sent)
+    assert payloads == hello.encoded("pcma") + beep.encoded("pcma")
+    assert len(d.sent) == math.ceil(1600 / 320) + math.ceil(4000 / 320)
+    call.dtmf(d.now, "#")  # not the finish key here
+    call.dtmf(d.now, "*")
+    d._collect()
+    assert d.message is not None and d.message.end_reason == "finish-key" and d.message.greeting == "hello"
+    assert d.message.dtmf == "#*"
+
     with pytest.raises(voicemail.GreetingError):
         voicemail.Prompt.from_bytes("junk", b"not audio at all", format="wav")
     with pytest.raises(voicemail.GreetingError):
         voicemail.Prompt.beep(5000.0)
+    silence = voicemail.Prompt.from_pcm("hush", b"\x00\x00" * 800)
+    assert silence.pcm() == b"\x00\x00" * 800 and silence.renamed("x").name == "x"
 
 
 def test_message_attributes_and_json(new_call: NewCall) -> None:
     started = datetime(2026, 3, 1, 9, 0, tzinfo=timezone(timedelta(hours=3)))
-    call = new_call("json", caller_name="Анна", started_at=started)
+    call = new_call(caller_name="Анна", started_at=started)
     call.answered(0.0)
     provisional = call.provisional_message()
     assert provisional.end_reason == "interrupted"
@@ -382,9 +397,9 @@ def test_rtp_batch_drains_after_each_packet(new_call: NewCall) -> None:
     assert call.rtp_batch.__doc__ and "GIL" in call.rtp_batch.__doc__
 
 
-def test_call_with_a_config_uses_its_calendar_and_limits(example_config: voicemail.Config, spool: Path) -> None:
+def test_call_with_a_config_uses_its_calendar_and_limits(example_config: voicemail.Config) -> None:
     new_year = datetime(2027, 1, 3, 12, 0, tzinfo=timezone(timedelta(hours=3)))
-    call = voicemail.Call(id="cfg", caller="8 (495) 123-45-67", recording=spool / "cfg.wav", config=example_config, started_at=new_year)
+    call = voicemail.Mailbox(example_config).start_call(caller="8 (495) 123-45-67", started_at=new_year)
     call.answered(0.0)
     call.hangup(0.5)
     message = next(o.message for o in call.drain() if isinstance(o, voicemail.MessageRecorded))
@@ -392,13 +407,57 @@ def test_call_with_a_config_uses_its_calendar_and_limits(example_config: voicema
     assert message.called == "+74951234500"
 
 
+def test_the_message_is_stored_before_it_is_seen(tmp_path: Path) -> None:
+    mailbox = voicemail.Mailbox(make_config(tmp_path, '[delivery.maildir]\nroot = "Maildir"\nfolder = "Voicemail"\n'))
+    call = mailbox.start_call(caller="+74951234567")
+    [status] = mailbox.list()
+    assert (status.id, status.lifecycle) == (call.id, "recording")
+    d = Driver(call)
+    d.answer()
+    d.until_state("recording")
+    start = d.now
+    for i in range(50):
+        d.rtp(start + 0.02 * i, rtp_packet(i, 160 * i, b"\x42" * 160))
+    message = d.hangup(start + 1.0)
+    # MessageRecorded came after the mailbox committed the message and queued its delivery.
+    status = mailbox.show(message.id)
+    assert status.lifecycle == "stored" and status.message == message
+    assert status.wav == message.wav_path and message.wav_path is not None and message.wav_path.parent == mailbox.spool
+    assert [(h.event, h.by) for h in status.history] == [("recorded", "answering-machine")]
+    assert status.history[0].to_dict()["end_reason"] == "hang-up"
+    assert [(x.target, x.state) for x in status.deliveries] == [("maildir", "pending")]
+    assert message.duration_ms == 1000
+
+
+def test_a_dropped_call_is_recovered_as_interrupted(mailbox: voicemail.Mailbox) -> None:
+    call = mailbox.start_call(caller="+15550001111")
+    id = call.id
+    d = Driver(call)
+    d.answer()
+    d.until_state("recording")
+    start = d.now
+    for i in range(150):  # 3 s
+        d.rtp(start + 0.02 * i, rtp_packet(i, 160 * i, b"\x42" * 160))
+    assert mailbox.recover() == [], "a live call is never recovered"
+    del d, call
+    gc.collect()  # the call (and its hold on the recording) is gone, as if its process died
+    [message] = mailbox.recover()
+    assert (message.id, message.caller, message.end_reason) == (id, "+15550001111", "interrupted")
+    assert 2000 <= message.duration_ms <= 3000
+    assert message.wav_path is not None and len(wav_frames(message.wav_path)) // 16 == message.duration_ms
+    status = mailbox.show(id)
+    assert status.lifecycle == "stored" and [(h.event, h.by) for h in status.history] == [("recorded", "recovery")]
+    assert mailbox.recover() == []
+
+
 def test_documented_signatures() -> None:
-    sig = inspect.signature(voicemail.Call)
-    assert list(sig.parameters)[:3] == ["id", "caller", "recording"]
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in sig.parameters.values())
+    sig = inspect.signature(voicemail.Mailbox.start_call)
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    assert params[0].name == "caller"
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
     assert sig.parameters["dtmf_payload_type"].default == 101
-    assert sig.parameters["beep"].default is True
-    assert voicemail.Call.__doc__ and "sans-IO" in voicemail.Call.__doc__
+    assert sig.parameters["greeting"].default is None
+    assert voicemail.Call.__doc__ and "sans-IO" in voicemail.Call.__doc__ and "start_call" in voicemail.Call.__doc__
     assert str(inspect.signature(voicemail.Call.rtp)) == "(self, now, data, /)"
     for name in ("answered", "rtp", "dtmf", "hangup", "tick", "poll_output", "drain", "rtp_batch"):
         assert getattr(voicemail.Call, name).__doc__, name

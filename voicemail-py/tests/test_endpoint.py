@@ -1,4 +1,5 @@
-"""voicemail.SipEndpoint without a SIP peer: Ctrl-C stops a blocking ``run()`` cleanly,
+"""voicemail.SipEndpoint without a SIP peer: Ctrl-C and SIGTERM stop a blocking ``run()``
+cleanly (and the previous SIGTERM handler comes back), SIGTERM stops an asyncio endpoint,
 asyncio start/stop, and the sockets are released when an endpoint stops or is dropped."""
 
 from __future__ import annotations
@@ -52,6 +53,47 @@ def test_ctrl_c_stops_run_cleanly(tmp_path: Path) -> None:
     assert_port_free(host, port)
 
 
+def test_sigterm_stops_run_cleanly(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def previous(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    old = signal.signal(signal.SIGTERM, previous)
+    try:
+        endpoint = voicemail.SipEndpoint(make_config(tmp_path), deliver=False)
+        timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        timer.start()
+        started = time.monotonic()
+        endpoint.run()  # returns normally after SIGTERM
+        timer.join()
+        assert time.monotonic() - started < 10
+        assert not endpoint.running and seen == []
+        # The handler that was there before run() is back.
+        assert signal.getsignal(signal.SIGTERM) is previous
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_sigterm_stops_an_asyncio_endpoint(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    endpoint = voicemail.SipEndpoint(make_config(tmp_path))
+
+    async def scenario() -> list[voicemail.Message]:
+        async with endpoint:
+            assert signal.getsignal(signal.SIGTERM) is not before
+            asyncio.get_running_loop().call_later(0.3, os.kill, os.getpid(), signal.SIGTERM)
+            # SIGTERM stops the endpoint: the message stream ends by itself.
+            return [m async for m in endpoint.messages()]
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == []
+    assert not endpoint.running
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_an_endpoint_that_never_ran_releases_its_port(tmp_path: Path) -> None:
     endpoint = voicemail.SipEndpoint(make_config(tmp_path), deliver=False)
     host, port = endpoint.local_addr
@@ -79,6 +121,7 @@ def test_asyncio_start_and_stop(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert seen == []
     assert endpoint.spool == tmp_path / "spool" and (tmp_path / "spool").is_dir()
+    assert endpoint.mailbox.spool == endpoint.spool and endpoint.mailbox.list() == []
     assert_port_free(*endpoint.local_addr)
 
 

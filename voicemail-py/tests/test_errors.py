@@ -1,5 +1,5 @@
-"""The exception hierarchy: VoicemailError and its subclasses; I/O failures as builtin
-OSError subclasses with errno and filename."""
+"""The exception hierarchy: VoicemailError and its subclasses; malformed arguments as
+ValueError; I/O failures as builtin OSError subclasses with errno and filename."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import voicemail
+from conftest import make_config
 
 
 @pytest.mark.parametrize(
@@ -23,6 +24,7 @@ import voicemail
         (voicemail.MessageNotFoundError, voicemail.MailboxError),
         (voicemail.InvalidTransitionError, voicemail.MailboxError),
         (voicemail.NotCalledBackError, voicemail.MailboxError),
+        (voicemail.SpoolFullError, voicemail.MailboxError),
         (voicemail.DeliveryError, voicemail.VoicemailError),
         (voicemail.SipError, voicemail.VoicemailError),
     ],
@@ -44,11 +46,12 @@ def test_io_failures_are_os_errors(tmp_path: Path) -> None:
     assert e.value.errno == 2 and e.value.filename == str(tmp_path / "nope.wav")
     with pytest.raises(IsADirectoryError):
         voicemail.Prompt.load(tmp_path)
-    with pytest.raises(FileNotFoundError):
-        voicemail.Outbox(tmp_path / "nope")
-    (tmp_path / "taken.wav").write_bytes(b"")
-    with pytest.raises(FileExistsError):
-        voicemail.Call(id="x", caller="1", recording=tmp_path / "taken.wav")
+    # A spool that is a file.
+    (tmp_path / "taken").write_bytes(b"")
+    with pytest.raises(OSError) as spool_error:
+        voicemail.Mailbox(make_config(tmp_path, spool="taken"))
+    assert spool_error.value.filename == str(tmp_path / "taken")
+    assert not isinstance(spool_error.value, voicemail.VoicemailError)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
@@ -57,8 +60,8 @@ def test_permission_denied(tmp_path: Path) -> None:
     locked.mkdir(mode=0o500)
     try:
         with pytest.raises(PermissionError) as e:
-            voicemail.Call(id="x", caller="1", recording=locked / "x.wav")
-        assert e.value.filename == str(locked / "x.wav")
+            voicemail.Mailbox(make_config(tmp_path, spool="locked/spool"))
+        assert e.value.filename == str(locked / "spool")
     finally:
         locked.chmod(0o700)
 

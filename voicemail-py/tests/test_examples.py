@@ -1,9 +1,9 @@
 """The Python examples run: ``udp_call.py`` answers RTP this test sends it over 127.0.0.1 and
-records it (the WAV's length and its last second are checked byte for byte)."""
+records it through a mailbox (the WAV's length and its last second are checked byte for
+byte, and the message is stored)."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import socket
@@ -21,7 +21,7 @@ EXAMPLES = REPO / "examples" / "python"
 def test_udp_call_example(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "udp_call.py"), "--port", "0", "--spool", str(tmp_path / "spool")]
-        + ["--media-timeout", "1", "--seconds", "60", "--id", "udp-test"],
+        + ["--media-timeout", "1", "--seconds", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -74,10 +74,13 @@ def test_udp_call_example(tmp_path: Path) -> None:
     assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
 
     message = voicemail.Message.from_json(out.strip().splitlines()[-1])
-    assert message.id == "udp-test"
     assert message.end_reason == "media-timeout"
     assert message.caller == f"127.0.0.1:{sock.getsockname()[1]}"
-    assert message.wav_path == tmp_path / "spool" / "udp-test.wav"
+    assert message.wav_path == tmp_path / "spool" / f"{message.id}.wav"
+    # The mailbox stored it before the example saw it.
+    spool_config = voicemail.Config.from_toml(f'mailbox = "x"\ntimezone = "UTC"\nspool = "{tmp_path / "spool"}"\n')
+    status = voicemail.Mailbox(spool_config).show(message.id)
+    assert status.lifecycle == "stored" and status.message == message
     frames = wav_frames(message.wav_path)
     assert len(frames) // 16 == message.duration_ms  # 8 kHz, 2 bytes a sample
 

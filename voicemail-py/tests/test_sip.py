@@ -1,34 +1,27 @@
 """End to end over SIP: SIPp calls a ``voicemail.SipEndpoint`` started from Python, and the
 test reads the delivered message — through ``async for ... in endpoint.messages()``, through
 ``on_message`` with a blocking ``run()``, and from the ``sip_endpoint.py`` example (stopped with
-SIGINT). Skipped without SIPp (/usr/bin/sipp, Debian sip-tester), unless
+SIGINT or SIGTERM). ``test_shutdown.py`` kills and stops an endpoint in mid-call. Skipped without SIPp (/usr/bin/sipp, Debian sip-tester), unless
 VOICEMAIL_REQUIRE_INTEROP=1 (``test_endpoint.py`` has the tests that need no SIP peer)."""
 
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-import random
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import pytest
 
 import voicemail
-from conftest import REPO, sipp_path, wav_frames
+from conftest import GREETING_MS, REPO, sipp_argv, sipp_failure, sipp_path, wav_frames
 
 SIPP = sipp_path()
 pytestmark = [pytest.mark.sipp, pytest.mark.skipif(SIPP is None, reason="SIPp not found (Debian package sip-tester)")]
-SCENARIO = Path(__file__).parent / "sipp" / "uac_call.xml"
-GREETING_MS = math.ceil((voicemail.Prompt.default().duration + voicemail.Prompt.beep().duration) * 1000) + 40
 
 
 def make_config(tmp_path: Path, deliver: bool = True) -> voicemail.Config:
@@ -39,68 +32,10 @@ def make_config(tmp_path: Path, deliver: bool = True) -> voicemail.Config:
     return voicemail.Config.from_toml(text, base_dir=tmp_path)
 
 
-def write_ulaw_wav(path: Path, seconds: float, freq: float) -> None:
-    """An 8 kHz μ-law WAV (format 7, as SIPp's rtp_stream reads it) of a sine tone."""
-    n = round(seconds * 8000)
-    pcm = b"".join(struct.pack("<h", int(math.sin(2 * math.pi * freq * i / 8000) * 12000)) for i in range(n))
-    data = voicemail.encode_audio("pcmu", pcm)
-    fmt = struct.pack("<HHIIHHH", 7, 1, 8000, 8000, 1, 8, 0)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    body += b"fact" + struct.pack("<II", 4, n) + b"data" + struct.pack("<I", len(data)) + data
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-
-
-def free_port_block(span: int) -> int:
-    rng = random.Random(os.getpid() ^ time.time_ns())
-    for _ in range(200):
-        base = 40000 + rng.randrange(10000) * 2
-        held = []
-        try:
-            for i in range(span):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                held.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free port block")
-
-
-def sipp_argv(workdir: Path, target: tuple[str, int], *, greeting_ms: int, stream_ms: int) -> List[str]:
-    """SIPp placing one call from +74951230000 to 4951234500 (scenario tests/sipp/uac_call.xml)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_ulaw_wav(workdir / "tone.wav", max(stream_ms / 1000 + 1, 1.0), 440.0)
-    xml = SCENARIO.read_text(encoding="utf-8")
-    for key, value in {
-        "CALLER": "+74951230000",
-        "GREETING_MS": str(greeting_ms),
-        "STREAM_MS": str(stream_ms),
-        "FILE": "tone.wav",
-    }.items():
-        xml = xml.replace("{{" + key + "}}", value)
-    assert "{{" not in xml
-    (workdir / "uac_call.xml").write_text(xml, encoding="utf-8")
-    sip_port = free_port_block(1)
-    media = free_port_block(8)
-    assert SIPP is not None
-    return (
-        [SIPP, f"{target[0]}:{target[1]}", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(sip_port)]
-        + ["-mp", str(media), "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err"]
-        + ["-sf", "uac_call.xml", "-s", "4951234500", "-m", "1"]
-    )
-
-
-def sipp_failure(workdir: Path, out: str) -> str:
-    errors = "".join(p.read_text(errors="replace") for p in workdir.glob("*_errors.log"))
-    return f"{out[-3000:]}\n--- errors.log\n{errors[-3000:]}"
-
-
-def check_spool_json(message: voicemail.Message, spool: Path) -> None:
-    stored = voicemail.Message.from_json((spool / f"{message.id}.json").read_text(encoding="utf-8"))
-    assert stored == message
+def check_stored(message: voicemail.Message, config: voicemail.Config) -> None:
+    """The message is stored in the mailbox exactly as it was handed over."""
+    status = voicemail.Mailbox(config).show(message.id)
+    assert status.lifecycle == "stored" and status.message == message
 
 
 def test_sipp_call_through_asyncio(tmp_path: Path) -> None:
@@ -142,11 +77,12 @@ def test_sipp_call_through_asyncio(tmp_path: Path) -> None:
     assert max(middle) > 8000
     crossings = sum(1 for a, b in zip(middle, middle[1:]) if a < 0 <= b)
     assert abs(crossings - 440 * len(middle) / 8000) < 20, crossings
-    check_spool_json(message, tmp_path / "spool")
-    # deliver=True: the message went into the Maildir folder, and the outbox says so.
+    check_stored(message, config)
+    # deliver=True: the endpoint's mailbox delivered it into the Maildir folder (at the latest
+    # in its last pass when the endpoint stopped), and the delivery status says so.
     mails = list((tmp_path / "Maildir" / ".Voicemail" / "new").iterdir())
     assert len(mails) == 1 and b"+74951230000" in mails[0].read_bytes()
-    [status] = voicemail.Outbox(config).status()
+    [status] = voicemail.Mailbox(config).deliveries()
     assert (status.id, status.state) == (message.id, "delivered")
 
 
@@ -188,14 +124,18 @@ def test_blocking_run_with_a_callback(tmp_path: Path) -> None:
     [message] = got
     assert message.duration_ms == 0 and message.end_reason == "hang-up"
     assert message.wav_path is not None and message.wav_path.stat().st_size == 44
-    check_spool_json(message, tmp_path / "spool")
+    check_stored(message, config)
     with pytest.raises(RuntimeError, match="already run"):
         endpoint.run()
     assert not (tmp_path / "Maildir").exists()  # deliver=False
 
 
-@pytest.mark.parametrize("mode", [[], ["--asyncio"]], ids=["blocking", "asyncio"])
-def test_sip_endpoint_example(tmp_path: Path, mode: List[str]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "stop"),
+    [([], signal.SIGINT), (["--asyncio"], signal.SIGINT), ([], signal.SIGTERM), (["--asyncio"], signal.SIGTERM)],
+    ids=["blocking-sigint", "asyncio-sigint", "blocking-sigterm", "asyncio-sigterm"],
+)
+def test_sip_endpoint_example(tmp_path: Path, mode: List[str], stop: signal.Signals) -> None:
     cfg = tmp_path / "voicemail.toml"
     cfg.write_text(
         'mailbox = "Example"\ntimezone = "UTC"\nspool = "spool"\n[sip]\nlisten = "127.0.0.1:0"\nrtp_ports = "30000-39999"\n',
@@ -226,7 +166,7 @@ def test_sip_endpoint_example(tmp_path: Path, mode: List[str]) -> None:
         json_line = proc.stdout.readline()
         message = voicemail.Message.from_json(json_line)
         assert message.caller == "+74951230000" and message.end_reason == "hang-up"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

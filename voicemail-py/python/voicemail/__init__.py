@@ -1,15 +1,20 @@
 """voicemail: an answering machine for VoIP.
 
-- :class:`Call` — the sans-IO call engine for integrators with their own SIP/RTP stack:
-  feed ``answered``/``rtp``/``dtmf``/``hangup``/``tick`` with ``time.monotonic()`` seconds,
-  drain ``poll_output()`` (``SendRtp``, ``Timeout``, ``StateChanged``, ``DtmfReceived``,
-  ``MessageRecorded``).
-- :class:`SipEndpoint` — the complete SIP answering machine; blocking ``run()`` or asyncio
-  (``async with endpoint: async for message in endpoint.messages(): ...``).
-- :class:`Config` (TOML), :class:`Mailbox` (New → Assigned → CalledBack), :class:`Outbox`,
-  :class:`Delivery`, :class:`Prompt`.
+- :class:`Mailbox` — the one owner of a message's life: ``Mailbox(config).start_call(...)``
+  starts a call, and its message is stored before you see it; ``list``/``show``/``assign``/
+  ``called_back``/``delete`` (New → Assigned → CalledBack, with history), ``deliveries``/
+  ``deliver``/``retry`` (Maildir, SMTP, IMAP), ``recover`` (calls whose process died).
+- :class:`Call` — the sans-IO call engine for integrators with their own SIP/RTP stack
+  (made by ``Mailbox.start_call``): feed ``answered``/``rtp``/``dtmf``/``hangup``/``tick``
+  with ``time.monotonic()`` seconds, drain ``poll_output()`` (``SendRtp``, ``Timeout``,
+  ``StateChanged``, ``DtmfReceived``, ``MessageRecorded``).
+- :class:`SipEndpoint` — the complete SIP answering machine on a mailbox; blocking ``run()``
+  or asyncio (``async with endpoint: async for message in endpoint.messages(): ...``);
+  stops gracefully on Ctrl-C and SIGTERM.
+- :class:`Config` (TOML), :class:`Prompt`.
 
-Errors derive from :class:`VoicemailError`; I/O failures are builtin ``OSError`` subclasses.
+Errors derive from :class:`VoicemailError`; malformed arguments (a bad message id, an empty
+name) are ``ValueError``; I/O failures are builtin ``OSError`` subclasses.
 """
 
 from __future__ import annotations
@@ -23,14 +28,13 @@ from voicemail._voicemail import (
     Client,
     Config,
     ConfigError,
-    DeletionRecord,
-    Delivery,
     DeliveryError,
     DeliveryReport,
     DeliveryStatus,
     DtmfReceived,
     GreetingChoice,
     GreetingError,
+    HistoryEntry,
     InvalidTransitionError,
     Mailbox,
     MailboxError,
@@ -40,11 +44,11 @@ from voicemail._voicemail import (
     MessageRecorded,
     MessageStatus,
     NotCalledBackError,
-    Outbox,
     Prompt,
     RecordingError,
     SendRtp,
     SipError,
+    SpoolFullError,
     StateChanged,
     Timeout,
     VoicemailError,
@@ -65,8 +69,6 @@ __all__ = [
     "Client",
     "Config",
     "ConfigError",
-    "DeletionRecord",
-    "Delivery",
     "DeliveryError",
     "DeliveryReport",
     "DeliveryStatus",
@@ -74,6 +76,7 @@ __all__ = [
     "Event",
     "GreetingChoice",
     "GreetingError",
+    "HistoryEntry",
     "InvalidTransitionError",
     "Mailbox",
     "MailboxError",
@@ -83,13 +86,13 @@ __all__ = [
     "MessageRecorded",
     "MessageStatus",
     "NotCalledBackError",
-    "Outbox",
     "Output",
     "Prompt",
     "RecordingError",
     "SendRtp",
     "SipEndpoint",
     "SipError",
+    "SpoolFullError",
     "StateChanged",
     "Timeout",
     "VoicemailError",

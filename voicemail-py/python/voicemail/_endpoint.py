@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import AsyncIterator, Callable, Optional, Tuple, Type
 
 from voicemail import _voicemail
-from voicemail._voicemail import Config, Message
+from voicemail._voicemail import Config, Mailbox, Message
 
 __all__ = ["SipEndpoint"]
 
@@ -20,6 +21,27 @@ def _post(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None
         loop.call_soon_threadsafe(callback)
     except RuntimeError:
         pass  # the loop is closed: nobody is listening any more
+
+
+def _stop_on_sigterm(native: _voicemail.SipEndpoint) -> Callable[[], None]:
+    """In the main thread, makes SIGTERM call ``native.shutdown()`` (a graceful stop, like
+    Ctrl-C) and returns the function that restores the previous handler. Elsewhere (Python
+    runs signal handlers in the main thread only) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+        native.shutdown()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        # Only our own handler is replaced: one installed meanwhile stays.
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    return restore
 
 
 class _Dispatcher:
@@ -58,23 +80,32 @@ class _Dispatcher:
 
 class SipEndpoint:
     """The SIP answering machine of a mailbox: answers every call, plays the greeting the
-    calendar picks and a beep, records the caller into the spool and hands over each message.
+    calendar picks and a beep, records the caller into the mailbox and hands over each
+    message.
 
     ``SipEndpoint(config, *, on_message=None, deliver=True, listen=None)``
 
-    - ``config``: a :class:`voicemail.Config`; its ``[sip]`` table sets the listen address,
-      RTP ports, call limit, allow-list and registrations.
-    - ``on_message(message)``: called for every recorded :class:`voicemail.Message`, from a
-      worker thread, once the message is in the spool (and queued for delivery).
-    - ``deliver``: queue every message for the configured delivery targets (Maildir, SMTP,
-      IMAP) and retry failed deliveries while running, like the Rust answering machine.
+    - ``config``: a :class:`voicemail.Config`. The endpoint opens its :class:`voicemail.Mailbox`
+      (:attr:`mailbox`), which starts every call and stores every message; the ``[sip]``
+      table sets the listen address, RTP ports, call limit, allow-list and registrations.
+    - ``on_message(message)``: called for every :class:`voicemail.Message` as soon as the
+      mailbox has stored it durably (finished calls, and calls a crashed process left, which
+      the endpoint recovers as ``interrupted``), before any delivery is attempted, until the
+      endpoint has stopped. It runs on
+      a worker thread; an exception it raises goes to ``sys.unraisablehook``.
+    - ``deliver``: while running, the endpoint runs the mailbox's background work, like the
+      Rust answering machine: every message is delivered to the configured targets (Maildir,
+      SMTP, IMAP) with retries, and calls a crashed process left are recovered (at start,
+      then every few seconds). ``deliver=False`` runs without it: this process neither
+      delivers nor recovers; deliveries for the configured targets are still queued (run
+      them with ``mailbox.deliver()``/``mailbox.recover()``, or from another process).
     - ``listen``: ``"IP:PORT"`` overriding ``[sip] listen`` (port 0 picks a free port; see
       :attr:`local_addr`).
 
     The SIP sockets are bound at construction. Blocking use::
 
         endpoint = voicemail.SipEndpoint(config, on_message=print)
-        endpoint.run()          # until Ctrl-C (re-raised after a clean stop) or shutdown()
+        endpoint.run()          # until Ctrl-C (re-raised after a clean stop), SIGTERM or shutdown()
 
     asyncio use::
 
@@ -82,9 +113,17 @@ class SipEndpoint:
             async for message in endpoint.messages():
                 print(message.to_json())
 
-    Stopping (``shutdown()``, ``await stop()``, leaving ``async with``, Ctrl-C) refuses new
-    calls, hangs up the calls in progress (their messages are finished and handed over),
-    then stops.
+    Stopping (``shutdown()``, ``await stop()``, leaving ``async with``, Ctrl-C, SIGTERM)
+    refuses new calls, hangs up the calls in progress (their messages are finished, stored
+    and handed over), gives due deliveries a last short pass, then stops.
+
+    SIGTERM: while :meth:`run` runs in the main thread, and while an endpoint started with
+    :meth:`start` from the main thread runs, a SIGTERM handler calls :meth:`shutdown`; the
+    previous handler is restored when the endpoint stops. After SIGTERM, :meth:`run` returns
+    normally (and ``messages()`` ends), so a service manager's stop is a clean exit. Calls in
+    progress are hung up (end reason ``hang-up``), never left ``interrupted``. Only SIGKILL (or
+    a second Ctrl-C) stops at once; the next endpoint on the same spool then recovers the
+    calls in progress as ``interrupted`` messages.
     """
 
     __module__ = "voicemail"
@@ -112,8 +151,13 @@ class SipEndpoint:
 
     @property
     def spool(self) -> Path:
-        """The spool directory messages are written to."""
+        """The spool directory of the endpoint's mailbox."""
         return self._native.spool
+
+    @property
+    def mailbox(self) -> Mailbox:
+        """The endpoint's :class:`voicemail.Mailbox` (list, follow-up, deliveries)."""
+        return self._native.mailbox
 
     @property
     def active_calls(self) -> int:
@@ -126,12 +170,17 @@ class SipEndpoint:
         return self._native.running
 
     def run(self) -> None:
-        """Serves SIP in this thread until :meth:`shutdown` or Ctrl-C, then lets the calls in
-        progress finish and returns. After Ctrl-C, ``KeyboardInterrupt`` is re-raised once the
-        endpoint has stopped cleanly; a second Ctrl-C stops at once. An endpoint runs once."""
+        """Serves SIP in this thread until :meth:`shutdown`, SIGTERM or Ctrl-C, then lets the
+        calls in progress finish their messages and returns. After SIGTERM it returns
+        normally (in the main thread, a SIGTERM handler is installed for the duration of the
+        call and the previous one restored afterwards). After Ctrl-C, ``KeyboardInterrupt``
+        is re-raised once the endpoint has stopped cleanly; a second Ctrl-C stops at once. An
+        endpoint runs once."""
+        restore = _stop_on_sigterm(self._native)
         try:
             self._native.run()
         finally:
+            restore()
             self._dispatcher.close()
 
     def shutdown(self) -> None:
@@ -140,7 +189,8 @@ class SipEndpoint:
 
     async def start(self) -> None:
         """Starts serving in a background thread; returns once it runs. Messages then arrive
-        at :meth:`messages` (and ``on_message``)."""
+        at :meth:`messages` (and ``on_message``). Called from the main thread, it also makes
+        SIGTERM stop the endpoint gracefully until it has stopped."""
         if self._done is not None:
             raise RuntimeError("the endpoint was already started")
         loop = asyncio.get_running_loop()
@@ -149,8 +199,10 @@ class SipEndpoint:
         self._queue, self._done = queue, done
         self._dispatcher.attach(loop, queue)
         native, dispatcher = self._native, self._dispatcher
+        restore = _stop_on_sigterm(native)
 
         def settle(error: Optional[BaseException]) -> None:
+            restore()  # on the loop's thread: the main thread when the handler was installed
             if done.done():
                 return
             if error is None:
