@@ -39,7 +39,11 @@ fn main() {
     let base = Instant::now();
     let mut calls = Vec::with_capacity(n);
     for i in 0..n {
-        let cfg = CallConfig::new(voicemail_core::MessageId::parse(&format!("m{i}")).expect("an id"), "+74951234567", jiff::Timestamp::UNIX_EPOCH);
+        let cfg = CallConfig::new(
+            voicemail_core::MessageId::parse(&format!("m{i}")).expect("an id"),
+            "+74951234567",
+            jiff::Timestamp::UNIX_EPOCH,
+        );
         let rec = Recording::new(Discard(0)).expect("sink");
         let mut call = Call::new(cfg, greeting.clone(), rec, base).expect("config");
         call.handle_input(Input::Answered(base)).expect("answer");

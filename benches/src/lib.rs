@@ -28,7 +28,11 @@ pub fn caller_packets(seconds: u32) -> Vec<Vec<u8>> {
 pub fn offline_call(greeting: &Prompt, packets: &[Vec<u8>]) -> (MessageMeta, Duration) {
     let base = Instant::now();
     let rec = Recording::new(Cursor::new(Vec::with_capacity(44 + packets.len() * 320))).expect("in-memory WAV");
-    let mut cfg = CallConfig::new(voicemail_core::MessageId::parse("bench").expect("an id"), "+74951234567", jiff::Timestamp::UNIX_EPOCH);
+    let mut cfg = CallConfig::new(
+        voicemail_core::MessageId::parse("bench").expect("an id"),
+        "+74951234567",
+        jiff::Timestamp::UNIX_EPOCH,
+    );
     cfg.silence_timeout = None;
     let mut call = Call::new(cfg, greeting.clone(), rec, base).expect("valid config");
     let mut now = base;
