@@ -30,9 +30,8 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use voicemail_core::config::Config;
-use voicemail_core::spool::Spool;
-use voicemail_core::{Call, CallConfig, MessageMeta, Prompt, Recording};
+use voicemail_core::runner::Runner;
+use voicemail_core::{CallSetup, Mailbox, MessageMeta, StartedCall};
 
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
@@ -94,8 +93,7 @@ impl EndpointHandle {
 
 struct Shared {
     sip: SipConfig,
-    mailbox: Arc<Config>,
-    spool: Spool,
+    mailbox: Mailbox,
     dialogs: DialogLayer,
     ports: PortPool,
     active: AtomicUsize,
@@ -103,7 +101,7 @@ struct Shared {
     accepting: AtomicBool,
     shutdown: CancellationToken,
     /// Closed (taken) when [`Endpoint::run`] returns, which ends the application's stream.
-    messages: std::sync::Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>,
+    messages: Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>>,
     local_addr: SocketAddr,
     rng: std::sync::Mutex<rand::rngs::SmallRng>,
     registrations: std::sync::Mutex<Option<RegistrationHandle>>,
@@ -127,12 +125,9 @@ impl Drop for Slot {
 }
 
 impl Endpoint {
-    /// Binds the SIP transports of `sip` and prepares the endpoint for the mailbox `mailbox`
-    /// (greetings loaded with [`Config::load_prompts`], recording limits, spool directory,
-    /// which is created if missing).
-    pub async fn bind(sip: SipConfig, mailbox: Arc<Config>) -> Result<Self> {
-        let spool =
-            Spool::open(&mailbox.spool).map_err(|source| Error::Spool { path: mailbox.spool.clone(), source })?;
+    /// Binds the SIP transports of `sip` and prepares the endpoint for `mailbox`: calls are
+    /// started and stored through it, and [`Endpoint::messages`] yields each message it stores.
+    pub async fn bind(sip: SipConfig, mailbox: Mailbox) -> Result<Self> {
         let stack_token = CancellationToken::new();
         let transports = TransportLayer::new(stack_token.clone());
         let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
@@ -153,20 +148,28 @@ impl Endpoint {
         let incoming = stack.incoming_transactions()?;
         let dialogs = DialogLayer::new(stack.inner.clone());
         let (messages_tx, messages_rx) = mpsc::unbounded_channel();
+        let messages = Arc::new(std::sync::Mutex::new(Some(messages_tx)));
+        {
+            let messages = messages.clone();
+            mailbox.subscribe(move |meta| {
+                if let Some(tx) = messages.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    let _ = tx.send(meta.clone());
+                }
+            });
+        }
         let seed = seed();
         // RTP binds where SIP listens; the SDP names the advertised address.
         let ports = PortPool::new(sip.listen.ip(), sip.rtp_ports.0, sip.rtp_ports.1);
         let shared = Arc::new(Shared {
             sip,
             mailbox,
-            spool,
             dialogs,
             ports,
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             accepting: AtomicBool::new(true),
             shutdown: CancellationToken::new(),
-            messages: std::sync::Mutex::new(Some(messages_tx)),
+            messages,
             local_addr,
             rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
             registrations: std::sync::Mutex::new(None),
@@ -197,6 +200,8 @@ impl Endpoint {
         let inner = self.stack.inner.clone();
         let mut serve = tokio::spawn(async move { inner.serve().await });
         let shared = self.shared.clone();
+        let runner = Runner::start(&shared.mailbox)
+            .map_err(|source| Error::Spool { path: shared.mailbox.spool_dir().to_path_buf(), source })?;
         if !shared.sip.accounts.is_empty() {
             let handle = crate::register::spawn_registrations(
                 self.stack.inner.clone(),
@@ -249,7 +254,8 @@ impl Endpoint {
             r.shutdown().await;
         }
         self.stack_token.cancel();
-        // Ends the application's message stream once every finished call has been sent.
+        // Deliveries in progress finish; then the stream ends (every stored message was sent).
+        let _ = tokio::task::spawn_blocking(move || runner.stop()).await;
         shared.messages.lock().unwrap_or_else(|e| e.into_inner()).take();
         Ok(())
     }
@@ -376,12 +382,6 @@ async fn send_reply(mut tx: Transaction, reply: Reply) {
     }
 }
 
-/// A new message id: UTC time to the second plus 64 random bits (`20261127T102633Z-…`).
-fn new_message_id(shared: &Shared) -> String {
-    let now = jiff::Timestamp::now();
-    format!("{}-{:016x}", now.strftime("%Y%m%dT%H%M%SZ"), shared.random())
-}
-
 fn contact_uri(shared: &Shared, transport: Transport) -> Option<rsipstack::sip::Uri> {
     let ip = shared.sip.advertised_ip();
     let host = match ip {
@@ -393,11 +393,6 @@ fn contact_uri(shared: &Shared, transport: Transport) -> Option<rsipstack::sip::
         uri.push_str(";transport=tcp");
     }
     rsipstack::sip::Uri::try_from(uri.as_str()).ok()
-}
-
-fn greeting_for(mailbox: &Config, at: jiff::Timestamp) -> Prompt {
-    let choice = mailbox.greeting_at(at);
-    mailbox.prompt(&choice.name).cloned().unwrap_or_else(Prompt::default_greeting)
 }
 
 /// Whether a negotiated direction lets us send RTP.
@@ -431,40 +426,35 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
             return;
         }
     };
-    // 2. The message: id, recording in the spool, the core call.
-    let id = new_message_id(&shared);
-    let started_at = jiff::Timestamp::now();
-    let wav_path = shared.spool.wav_path(&id);
-    let recording = match Recording::create(&wav_path) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, path = %wav_path.display(), "cannot create the recording");
-            send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
-            return;
-        }
-    };
+    // 2. The message: the mailbox starts the call (id, greeting, recording in the spool).
     let parties = &new_call.parties;
-    let mut cfg = CallConfig::new(id.clone(), parties.caller.clone(), started_at).with_codec(negotiated.codec);
-    cfg.payload_type = negotiated.payload_type;
-    cfg.dtmf_payload_type = negotiated.dtmf_payload_type.filter(|pt| *pt != negotiated.payload_type);
-    cfg.ptime = negotiated.ptime;
-    cfg.caller_name = parties.caller_name.clone();
-    cfg.called = parties.called.clone();
-    cfg.rtp_seed = shared.random();
-    if let Err(e) = shared.mailbox.recording.apply_to(&mut cfg) {
-        tracing::warn!(error = %e, "recording settings: keeping the defaults");
-    }
-    let call = match Call::new(cfg, greeting_for(&shared.mailbox, started_at), recording, Instant::now()) {
-        Ok(c) => c,
-        Err(e) => {
+    let mut setup = CallSetup::new(parties.caller.clone(), jiff::Timestamp::now()).with_codec(negotiated.codec);
+    setup.payload_type = negotiated.payload_type;
+    setup.dtmf_payload_type = negotiated.dtmf_payload_type;
+    setup.ptime = negotiated.ptime;
+    setup.caller_name = parties.caller_name.clone();
+    setup.called = parties.called.clone();
+    setup.rtp_seed = Some(shared.random());
+    let mailbox = shared.mailbox.clone();
+    let started = tokio::task::spawn_blocking(move || mailbox.start_call(setup, Instant::now())).await;
+    let StartedCall { call, lease } = match started {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot start the call");
+            let reply = if e.is_full() {
+                Reply { status: 503, extra: ReplyExtra::RetryAfter(60), why: e.to_string() }
+            } else {
+                Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }
+            };
+            send_reply(tx, reply).await;
+            return;
+        }
+        Err(e) => {
             send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
             return;
         }
     };
-    if let Err(e) = shared.spool.begin(&call.provisional_meta()) {
-        tracing::warn!(%id, error = %e, "cannot write the provisional metadata");
-    }
+    let id = lease.id().clone();
     // 3. The dialog and the INVITE transaction.
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
     let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, contact_uri(&shared, transport))
@@ -561,14 +551,6 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     };
     match meta {
         Some(meta) => {
-            let spool = shared.spool.clone();
-            let finished = meta.clone();
-            let written = tokio::task::spawn_blocking(move || spool.finish(&finished)).await;
-            match written {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(%id, error = %e, "writing the message metadata failed"),
-                Err(e) => tracing::error!(%id, error = %e, "writing the message metadata failed"),
-            }
             tracing::info!(
                 %id,
                 caller = %meta.caller,
@@ -580,15 +562,20 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
                 %source,
                 "call recorded"
             );
-            let sender = shared.messages.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            match sender {
-                Some(tx) => {
-                    let _ = tx.send(meta);
-                }
-                None => tracing::warn!(%id, "the endpoint stopped; the message waits in the spool"),
+            // Stored (and sent to the application by the mailbox's listener) before the BYE.
+            let mailbox = shared.mailbox.clone();
+            let stored =
+                tokio::task::spawn_blocking(move || mailbox.finish_call(lease, meta, jiff::Timestamp::now())).await;
+            match stored {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(%id, error = %e, "storing the message failed; the mailbox retries"),
+                Err(e) => tracing::error!(%id, error = %e, "storing the message failed"),
             }
         }
-        None => tracing::error!(%id, "the call ended without a message; its WAV stays in the spool"),
+        None => {
+            drop(lease);
+            tracing::error!(%id, "the call ended without a message; recovery stores its recording");
+        }
     }
     let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup);
     if we_end {
