@@ -1,153 +1,412 @@
-//! The mailbox from the command line: list messages, assign them, log callbacks, delete, and
-//! see or push delivery.
+//! The mailbox from the command line: list and show messages, assign them, log callbacks,
+//! delete, and see or push delivery. Every command goes through the mailbox, so it is safe
+//! while the answering machine (or another `inbox`) works on the same spool.
 //!
 //! ```text
-//! cargo run --example inbox -- [--config FILE] list
-//! cargo run --example inbox -- [--config FILE] show ID
-//! cargo run --example inbox -- [--config FILE] assign ID --to NAME
-//! cargo run --example inbox -- [--config FILE] called-back ID --by NAME [--note TEXT]
-//! cargo run --example inbox -- [--config FILE] delete ID [--force --reason TEXT]
-//! cargo run --example inbox -- [--config FILE] status        # delivery state of every message
-//! cargo run --example inbox -- [--config FILE] deliver       # attempt due deliveries now (also recovers
-//!                                                           # messages of interrupted calls)
+//! cargo run --example inbox -- [--config FILE] list [--json]
+//! cargo run --example inbox -- [--config FILE] show ID [--json]      # metadata, follow-up, history, deliveries
+//! cargo run --example inbox -- [--config FILE] assign ID --to NAME [--by WHO]
+//! cargo run --example inbox -- [--config FILE] called-back ID [--by NAME] [--note TEXT]
+//! cargo run --example inbox -- [--config FILE] delete ID [--force --reason TEXT] [--by WHO]
+//! cargo run --example inbox -- [--config FILE] status                # every delivery and its state
+//! cargo run --example inbox -- [--config FILE] deliver               # recover, then attempt what is due now
+//! cargo run --example inbox -- [--config FILE] deliver --retry ID [--target T]   # queue a rejected delivery again
+//! cargo run --example inbox -- [--config FILE] recover               # store calls whose process died
 //! ```
-//! Without `--config` the embedded defaults are used (spool `./voicemail-data/spool`).
+//!
+//! Without `--config` the embedded defaults are used (spool `./voicemail-data/spool`). `--by`
+//! defaults to the `USER` environment variable, else `inbox`. Exit status: 0 done; 2 bad
+//! input or a change the mailbox refuses (unknown id, not called back yet, ...), with a
+//! one-line message on stderr; 1 anything else (the spool or the store failed).
 
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jiff::Timestamp;
-use voicemail_core::config::Config;
-use voicemail_core::mailbox::{ForceReason, Mailbox, MessageStatus};
-use voicemail_core::route::Router;
-use voicemail_core::spool::Spool;
+use serde_json::json;
+use voicemail_core::followup::FollowUp;
+use voicemail_core::mailbox::RunReport;
+use voicemail_core::store::{Delivery, StoreError, StoredMessage};
+use voicemail_core::{Mailbox, MailboxError, MessageId};
+use voicemail_examples::config::{Load, load, one_line};
 
-const USAGE: &str = "usage: inbox [--config FILE] (list | show ID | assign ID --to NAME | \
-called-back ID --by NAME [--note TEXT] | delete ID [--force --reason TEXT] | status | deliver)";
+const USAGE: &str = "usage: inbox [--config FILE] (list [--json] | show ID [--json] | assign ID --to NAME [--by WHO] | \
+called-back ID [--by NAME] [--note TEXT] | delete ID [--force --reason TEXT] [--by WHO] | status | \
+deliver [--retry ID [--target T]] | recover)";
 
-fn line(s: &MessageStatus) -> String {
-    let (caller, name, dur, when) = match &s.meta {
-        Some(m) => (
-            m.caller.as_str(),
-            m.caller_name.as_deref().unwrap_or(""),
-            format!("{}.{:01}s", m.duration_ms / 1000, (m.duration_ms % 1000) / 100),
-            m.started_at.to_string(),
-        ),
-        None => ("?", "", "?".to_owned(), "?".to_owned()),
-    };
-    format!("{}  {when}  {caller:<16} {name:<20} {dur:>6}  {}", s.id, s.state().describe())
+/// `writeln!` into the output buffer (`inbox` writes its output once, at the end).
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
 }
 
-/// Takes the value after `flag` out of `rest`.
-fn option(rest: &mut Vec<String>, flag: &str) -> Result<Option<String>, String> {
-    match rest.iter().position(|a| a == flag) {
-        None => Ok(None),
-        Some(i) if i + 1 < rest.len() => {
-            let v = rest.remove(i + 1);
-            rest.remove(i);
-            Ok(Some(v))
-        }
-        Some(_) => Err(format!("{flag} needs a value")),
+/// Options that take a value, and switches.
+const VALUE_OPTIONS: &[&str] = &["--config", "--to", "--by", "--note", "--reason", "--retry", "--target"];
+const SWITCHES: &[&str] = &["--force", "--json"];
+
+/// Why a command did not complete.
+enum Failure {
+    /// Bad input, or a change the mailbox refuses: exit 2.
+    Refused(String),
+    /// The spool or the store failed: exit 1.
+    Failed(String),
+}
+
+impl From<MailboxError> for Failure {
+    fn from(e: MailboxError) -> Self {
+        let refused = matches!(
+            e,
+            MailboxError::InvalidId(_)
+                | MailboxError::Store(
+                    StoreError::NotFound(_)
+                        | StoreError::Deleted { .. }
+                        | StoreError::Recording(_)
+                        | StoreError::Exists(_)
+                        | StoreError::FollowUp { .. }
+                )
+        );
+        if refused { Failure::Refused(e.to_string()) } else { Failure::Failed(e.to_string()) }
     }
 }
 
-fn run() -> Result<(), String> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match option(&mut args, "--config")? {
-        Some(path) => Config::load(std::path::Path::new(&path)).map_err(|e| e.to_string())?,
-        None => Config::default_embedded(),
-    };
-    let force = match args.iter().position(|a| a == "--force") {
-        Some(i) => {
-            args.remove(i);
-            true
+fn refused(message: impl Into<String>) -> Failure {
+    Failure::Refused(message.into())
+}
+
+/// The parsed command line.
+struct Command {
+    words: Vec<String>,
+    options: Vec<(&'static str, String)>,
+    switches: Vec<&'static str>,
+}
+
+impl Command {
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, Failure> {
+        let mut cmd = Command { words: Vec::new(), options: Vec::new(), switches: Vec::new() };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Err(refused(USAGE));
+            }
+            if let Some(&name) = VALUE_OPTIONS.iter().find(|&&o| o == arg) {
+                let value = args.next().ok_or_else(|| refused(format!("{name} needs a value")))?;
+                if cmd.options.iter().any(|(n, _)| *n == name) {
+                    return Err(refused(format!("{name} is given twice")));
+                }
+                cmd.options.push((name, value));
+            } else if let Some(&name) = SWITCHES.iter().find(|&&o| o == arg) {
+                if !cmd.switches.contains(&name) {
+                    cmd.switches.push(name);
+                }
+            } else if arg.starts_with("--") {
+                return Err(refused(format!("unknown option {arg}")));
+            } else {
+                cmd.words.push(arg);
+            }
         }
-        None => false,
-    };
-    let to = option(&mut args, "--to")?;
-    let by = option(&mut args, "--by")?;
-    let note = option(&mut args, "--note")?;
-    let reason = option(&mut args, "--reason")?;
-    let mut words = args.into_iter();
-    let command = words.next().ok_or(USAGE)?;
-    let id = words.next();
-    if let Some(extra) = words.next() {
-        return Err(format!("unexpected argument {extra:?}\n{USAGE}"));
+        Ok(cmd)
     }
-    let need_id = || id.clone().ok_or_else(|| format!("{command} needs a message id\n{USAGE}"));
+
+    fn option(&self, name: &str) -> Option<&str> {
+        self.options.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn switch(&self, name: &str) -> bool {
+        self.switches.contains(&name)
+    }
+
+    /// Refuses options the command does not take, and extra words.
+    fn check(&self, command: &str, ids: usize, allowed: &[&str]) -> Result<(), Failure> {
+        for name in self.options.iter().map(|(n, _)| *n).chain(self.switches.iter().copied()) {
+            if name != "--config" && !allowed.contains(&name) {
+                return Err(refused(format!("{command} does not take {name}")));
+            }
+        }
+        match self.words.len().saturating_sub(1) {
+            n if n < ids => Err(refused(format!("{command} needs a message id"))),
+            n if n > ids => Err(refused(format!("unexpected argument {:?}", self.words[ids + 1]))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The message id after the command word, parsed (never a path).
+    fn id(&self) -> Result<MessageId, Failure> {
+        let word = self.words.get(1).ok_or_else(|| refused("a message id is needed"))?;
+        MessageId::parse(word).map_err(|e| refused(e.to_string()))
+    }
+
+    /// `--by`, else `$USER`, else `inbox`.
+    fn by(&self) -> String {
+        match self.option("--by") {
+            Some(by) => by.to_owned(),
+            None => std::env::var("USER").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| "inbox".to_owned()),
+        }
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{}.{}s", ms / 1000, (ms % 1000) / 100)
+}
+
+/// The message's state in one word or phrase: `recording`, `deleted`, or its follow-up.
+fn state(m: &StoredMessage) -> String {
+    match m.lifecycle {
+        voicemail_core::store::Lifecycle::Stored => m.followup.describe(),
+        other => other.as_str().to_owned(),
+    }
+}
+
+fn list_line(m: &StoredMessage) -> String {
+    let meta = &m.meta;
+    let deliveries: Vec<String> = m.deliveries.iter().map(|d| format!("{}:{}", d.target, d.state.as_str())).collect();
+    format!(
+        "{}  {}  {:<16} {:<20} {:>6}  {}  {}",
+        meta.id,
+        meta.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+        meta.caller,
+        meta.caller_name.as_deref().unwrap_or(""),
+        seconds(meta.duration_ms),
+        state(m),
+        deliveries.join(" ")
+    )
+}
+
+fn delivery_line(d: &Delivery) -> String {
+    let mut line = format!("{}  {:<8} {:<9} attempts {}", d.id, d.target, d.state.as_str(), d.attempts);
+    if let Some(t) = d.next_attempt {
+        line.push_str(&format!("  next {t}"));
+    }
+    if let Some(t) = d.delivered_at {
+        line.push_str(&format!("  delivered {t}"));
+    }
+    if let Some(ack) = &d.ack {
+        line.push_str(&format!("  ack: {}", one_line(ack)));
+    }
+    if let Some(e) = &d.last_error {
+        line.push_str(&format!("  last error: {}", one_line(e)));
+    }
+    line
+}
+
+fn delivery_json(d: &Delivery) -> serde_json::Value {
+    json!({
+        "target": d.target,
+        "state": d.state,
+        "attempts": d.attempts,
+        "next_attempt": d.next_attempt,
+        "last_attempt": d.last_attempt,
+        "last_error": d.last_error,
+        "delivered_at": d.delivered_at,
+        "ack": d.ack,
+    })
+}
+
+fn message_json(m: &StoredMessage) -> serde_json::Value {
+    json!({
+        "meta": m.meta,
+        "lifecycle": m.lifecycle,
+        "followup": m.followup,
+        "history": m.history,
+        "deliveries": m.deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
+    })
+}
+
+fn show(out: &mut String, m: &StoredMessage) {
+    let meta = &m.meta;
+    outln!(out, "id:        {}", meta.id);
+    match &meta.caller_name {
+        Some(name) => outln!(out, "caller:    {} ({})", meta.caller, one_line(name)),
+        None => outln!(out, "caller:    {}", meta.caller),
+    }
+    outln!(out, "called:    {}", meta.called);
+    outln!(out, "started:   {}", meta.started_at);
+    outln!(out, "duration:  {}", seconds(meta.duration_ms));
+    outln!(out, "ended by:  {}", meta.end_reason);
+    outln!(out, "codec:     {}", meta.codec);
+    outln!(out, "greeting:  {}", meta.greeting);
+    outln!(out, "dtmf:      {}", meta.dtmf);
+    if let Some(wav) = &meta.wav_path {
+        outln!(out, "wav:       {}", wav.display());
+    }
+    outln!(out, "message:   {}", m.lifecycle.as_str());
+    let followup = match &m.followup {
+        FollowUp::New => "new".to_owned(),
+        FollowUp::Assigned { to, at } => format!("assigned to {to} at {at}"),
+        FollowUp::CalledBack { by, at, note } => match note {
+            Some(note) => format!("called back by {by} at {at}: {}", one_line(note)),
+            None => format!("called back by {by} at {at}"),
+        },
+    };
+    outln!(out, "follow-up: {followup}");
+    outln!(out, "history:");
+    for h in &m.history {
+        outln!(out, "  {}", one_line(&h.describe()));
+    }
+    outln!(out, "deliveries:");
+    for d in &m.deliveries {
+        outln!(out, "  {}", delivery_line(d));
+    }
+}
+
+fn report(out: &mut String, r: &RunReport) {
+    for (id, target, error) in &r.failed {
+        outln!(out, "failed: {id} {target}: {}", one_line(error));
+    }
+    for (id, target, error) in &r.rejected {
+        outln!(out, "rejected: {id} {target}: {}", one_line(error));
+    }
+}
+
+fn run() -> Result<String, Failure> {
+    let mut out = String::new();
+    let cmd = Command::parse(std::env::args().skip(1))?;
+    let command = cmd.words.first().cloned().ok_or_else(|| refused(USAGE))?;
+    // Check the command line before opening anything.
+    match command.as_str() {
+        "list" => cmd.check(&command, 0, &["--json"])?,
+        "status" | "recover" => cmd.check(&command, 0, &[])?,
+        "show" => cmd.check(&command, 1, &["--json"])?,
+        "assign" => cmd.check(&command, 1, &["--to", "--by"])?,
+        "called-back" => cmd.check(&command, 1, &["--by", "--note"])?,
+        "delete" => cmd.check(&command, 1, &["--force", "--reason", "--by"])?,
+        "deliver" => cmd.check(&command, 0, &["--retry", "--target"])?,
+        _ => return Err(refused(format!("unknown command {command:?}; {USAGE}"))),
+    }
+    if command == "deliver" && cmd.option("--target").is_some() && cmd.option("--retry").is_none() {
+        return Err(refused("--target goes with --retry ID"));
+    }
+    let retry = cmd.option("--retry").map(MessageId::parse).transpose().map_err(|e| refused(e.to_string()))?;
+    let id = if cmd.words.len() > 1 { Some(cmd.id()?) } else { None };
+    let id = || id.clone().ok_or_else(|| refused(format!("{command} needs a message id")));
+    // Delivery and recovery route messages (the client directory names the manager); the
+    // workflow needs neither the directory nor the greetings, so `inbox` starts fast.
+    let needs = if matches!(command.as_str(), "deliver" | "recover") { Load::Directory } else { Load::Nothing };
+    let config = load(cmd.option("--config").map(PathBuf::from).as_deref(), needs).map_err(Failure::Refused)?;
+    let mailbox = Mailbox::open(config)?;
     let now = Timestamp::now();
-    let mailbox = || Mailbox::open(&config.spool).map_err(|e| e.to_string());
     match command.as_str() {
         "list" => {
-            for s in mailbox()?.list().map_err(|e| e.to_string())? {
-                println!("{}", line(&s));
+            for m in mailbox.list(false)? {
+                if cmd.switch("--json") {
+                    outln!(out, "{}", message_json(&m));
+                } else {
+                    outln!(out, "{}", list_line(&m));
+                }
             }
         }
         "show" => {
-            let s = mailbox()?.show(&need_id()?).map_err(|e| e.to_string())?;
-            println!("{}", line(&s));
-            if let Some(m) = &s.meta {
-                println!("{}", serde_json::to_string_pretty(m).map_err(|e| e.to_string())?);
-            }
-            for h in &s.workflow.history {
-                println!("history: {}", h.describe());
+            let m = mailbox.show(&id()?)?;
+            if cmd.switch("--json") {
+                outln!(out, "{}", message_json(&m));
+            } else {
+                show(&mut out, &m);
             }
         }
         "assign" => {
-            let to = to.ok_or("assign needs --to NAME")?;
-            let s = mailbox()?.assign(&need_id()?, &to, now).map_err(|e| e.to_string())?;
-            println!("{}", line(&s));
+            let to = cmd.option("--to").ok_or_else(|| refused("assign needs --to NAME"))?;
+            let m = mailbox.assign(&id()?, to, &cmd.by(), now)?;
+            outln!(out, "{}", list_line(&m));
         }
         "called-back" => {
-            let by = by.ok_or("called-back needs --by NAME")?;
-            let s = mailbox()?.called_back(&need_id()?, &by, now, note.as_deref()).map_err(|e| e.to_string())?;
-            println!("{}", line(&s));
+            let m = mailbox.called_back(&id()?, &cmd.by(), cmd.option("--note"), now)?;
+            outln!(out, "{}", list_line(&m));
         }
         "delete" => {
-            let force = match (force, reason) {
-                (true, Some(r)) => Some(ForceReason::new(r)),
-                (true, None) => return Err("--force needs --reason TEXT".into()),
-                (false, Some(_)) => return Err("--reason goes with --force".into()),
+            let reason = match (cmd.switch("--force"), cmd.option("--reason")) {
+                (true, Some(r)) => Some(r),
+                (true, None) => return Err(refused("--force needs --reason TEXT")),
+                (false, Some(_)) => return Err(refused("--reason goes with --force")),
                 (false, None) => None,
             };
-            let r = mailbox()?.delete(&need_id()?, force, now).map_err(|e| e.to_string())?;
-            println!("deleted {}{}", r.id, if r.forced { " (forced)" } else { "" });
+            let id = id()?;
+            mailbox.delete(&id, reason, &cmd.by(), now)?;
+            match reason {
+                Some(r) => outln!(out, "deleted {id} (forced: {})", one_line(r)),
+                None => outln!(out, "deleted {id}"),
+            }
         }
         "status" => {
-            let router = Router::from_config(config).map_err(|e| e.to_string())?;
-            for s in router.outbox().status().map_err(|e| e.to_string())? {
-                let next = s.next_attempt.map(|t| format!(" next {t}")).unwrap_or_default();
-                let err = s.last_error.map(|e| format!(" last error: {e}")).unwrap_or_default();
-                println!("{}  {:<8} {:?} attempts {}{next}{err}", s.id, s.target, s.state, s.attempts);
+            for d in mailbox.deliveries()? {
+                outln!(out, "{}", delivery_line(&d));
             }
         }
         "deliver" => {
-            let spool = Spool::open(&config.spool).map_err(|e| e.to_string())?;
-            let recovered = spool.recover().map_err(|e| e.to_string())?;
-            let router = Router::from_config(config).map_err(|e| e.to_string())?;
-            let queued = router.recover(now).map_err(|e| e.to_string())?;
-            let report = router.run_due(now);
-            println!(
-                "recovered {} interrupted, queued {queued}, attempted {}, delivered {}, failed {}",
-                recovered.len(),
-                report.attempted,
-                report.delivered.len(),
-                report.failed.len()
-            );
-            for f in &report.failed {
-                println!("failed: {f:?}");
+            if let Some(id) = retry {
+                let target = cmd.option("--target");
+                if let Some(t) = target
+                    && !mailbox.targets().iter().any(|k| k == t)
+                {
+                    let targets = mailbox.targets();
+                    let known = if targets.is_empty() { "none is".to_owned() } else { targets.join(", ") + " are" };
+                    return Err(refused(format!("--target {t:?} is not a configured target ({known} configured)")));
+                }
+                let queued = mailbox.retry(&id, target, now)?;
+                if queued == 0 {
+                    return Err(refused(format!("message {id} has no undelivered delivery to retry")));
+                }
+                let r = mailbox.deliver_all_due(now)?;
+                outln!(
+                    out,
+                    "queued {queued} again; attempted {}, delivered {}, failed {}, rejected {}",
+                    r.attempted,
+                    r.delivered.len(),
+                    r.failed.len(),
+                    r.rejected.len()
+                );
+                report(&mut out, &r);
+            } else {
+                let recovered = mailbox.recover(now)?;
+                let r = mailbox.deliver_all_due(now)?;
+                outln!(
+                    out,
+                    "recovered {}, attempted {}, delivered {}, failed {}, rejected {}",
+                    recovered.len(),
+                    r.attempted,
+                    r.delivered.len(),
+                    r.failed.len(),
+                    r.rejected.len()
+                );
+                report(&mut out, &r);
+                if mailbox.targets().is_empty() {
+                    eprintln!("inbox: no delivery target is configured; messages stay in the spool");
+                }
             }
         }
-        _ => return Err(format!("unknown command {command:?}\n{USAGE}")),
+        "recover" => {
+            let recovered = mailbox.recover(now)?;
+            outln!(out, "recovered {}", recovered.len());
+            for m in &recovered {
+                outln!(out, "recovered: {} {} {} {}", m.id, m.caller, seconds(m.duration_ms), m.end_reason);
+            }
+        }
+        _ => return Err(refused(USAGE)),
     }
-    Ok(())
+    Ok(out)
 }
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("inbox: {e}");
+        Ok(out) => {
+            // A closed pipe (`inbox list | head`) is not an error of ours.
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("inbox: writing the output: {e}");
+                    ExitCode::from(1)
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(Failure::Refused(e)) => {
+            eprintln!("inbox: {}", one_line(&e));
             ExitCode::from(2)
+        }
+        Err(Failure::Failed(e)) => {
+            eprintln!("inbox: {}", one_line(&e));
+            ExitCode::from(1)
         }
     }
 }

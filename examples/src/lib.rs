@@ -1,6 +1,9 @@
-//! Runnable examples for voicemail, and the code they share with their tests.
+//! Runnable examples for voicemail, and the code they share with their tests. Each example is
+//! a thin front-end of the [`Mailbox`](voicemail_core::Mailbox):
 //!
+//! - `answering_machine`: the SIP endpoint on a mailbox.
 //! - `offline_call`: the whole pipeline with a simulated caller and clock ([`offline`]).
-//! - `inbox`: the mailbox workflow and delivery status from the command line.
+//! - `inbox`: the follow-up workflow and delivery status from the command line.
 
+pub mod config;
 pub mod offline;

@@ -1,18 +1,22 @@
 //! The offline call behind `examples/offline_call.rs`: a simulated caller and clock drive the
-//! whole pipeline (greeting, beep, RTP through the core with seeded impairments, recording,
-//! spool, and — with a configuration — routing and delivery). Tests call [`run`] directly.
+//! whole pipeline through the [`Mailbox`]: the mailbox starts the call (id, greeting from the
+//! calendar, recording in the spool), the caller's RTP goes through the core with seeded
+//! impairments, the mailbox stores the message and, when the configuration has delivery
+//! targets, delivers it. Tests call [`run`] directly.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use voicemail_core::config::Config;
-use voicemail_core::route::{Router, Routing};
-use voicemail_core::spool::Spool;
+use voicemail_core::config::DeliveryConfig;
+use voicemail_core::mailbox::RunReport;
+use voicemail_core::store::StoredMessage;
 use voicemail_core::{
-    Call, CallConfig, CallState, Codec, CodecKind, Event, Input, MessageMeta, Output, Prompt, Recording,
+    Call, CallSetup, CallState, Codec, CodecKind, Event, Input, Mailbox, MessageMeta, Output, Prompt, StartedCall,
 };
+
+use crate::config::{Load, load};
 
 /// Usage text.
 pub const USAGE: &str = "usage: offline_call --input FILE --caller NUMBER [--name NAME] [--codec pcmu|pcma] \
@@ -39,7 +43,7 @@ pub struct Args {
     pub duplicate: f64,
     /// Seed of the simulated network.
     pub seed: u64,
-    /// The spool directory (default: the config's spool, else `voicemail-data/spool`).
+    /// The spool directory (default: the config's spool, else `./voicemail-data/spool`).
     pub out: Option<PathBuf>,
     /// A configuration file: greetings, calendar, limits and delivery.
     pub config: Option<PathBuf>,
@@ -116,23 +120,26 @@ impl Args {
 /// What an offline call produced.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The message's metadata (also written to `<spool>/<id>.json`).
+    /// The stored message's metadata (its WAV is `wav_path`, in the spool).
     pub meta: MessageMeta,
-    /// Where it was queued, when a configuration was given.
-    pub routing: Option<Routing>,
-    /// Deliveries that failed on the first attempt (they stay queued and are retried).
-    pub pending: Vec<String>,
+    /// The message as the mailbox holds it after the delivery attempt: follow-up state,
+    /// history and one entry per delivery target.
+    pub stored: StoredMessage,
+    /// What the delivery attempt did; `None` without delivery targets.
+    pub delivery: Option<RunReport>,
 }
 
-/// A message id that sorts by time and does not collide within one spool: the time, then
-/// bits from the process's random hasher keys (independent of `--seed`, which only shapes the
-/// simulated network).
-pub fn new_id(now: jiff::Timestamp) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i128(now.as_nanosecond());
-    h.write_u32(std::process::id());
-    format!("{}-{:08x}", now.strftime("%Y%m%dT%H%M%SZ"), h.finish() as u32)
+impl Outcome {
+    /// Deliveries of this message that are not acknowledged yet (`target: state, last error`):
+    /// they stay queued in the spool (see `inbox status` and `inbox deliver`).
+    pub fn pending(&self) -> Vec<String> {
+        self.stored
+            .deliveries
+            .iter()
+            .filter(|d| d.state != voicemail_core::store::DeliveryState::Delivered)
+            .map(|d| format!("{}: {} ({})", d.target, d.state.as_str(), d.last_error.as_deref().unwrap_or("not tried")))
+            .collect()
+    }
 }
 
 /// The simulated caller: RTP packets of the input file, 20 ms each, sent after the beep.
@@ -183,56 +190,38 @@ impl Caller {
 }
 
 /// Runs one offline call; errors are one-line messages.
+///
+/// The mailbox is `--config`'s (its spool replaced by `--out` when given), else the embedded
+/// defaults (spool `./voicemail-data/spool`, or `--out`) with no silence timeout (a scripted
+/// caller must not be cut short by its own pauses) and no delivery target.
 pub fn run(a: &Args) -> Result<Outcome, String> {
     let input = Prompt::load(&a.input).map_err(|e| e.to_string())?;
-    let config = match &a.config {
-        Some(path) => Some(Config::load(path).map_err(|e| e.to_string())?),
-        None => None,
-    };
+    let mut config = load(a.config.as_deref(), Load::Everything)?;
+    if a.config.is_none() {
+        config.recording.silence_timeout = None;
+        config.delivery = DeliveryConfig::default();
+    }
+    if let Some(out) = &a.out {
+        config.spool = out.clone();
+    }
+    let mailbox = Mailbox::open(config).map_err(|e| e.to_string())?;
     let started_at = a.at.unwrap_or_else(jiff::Timestamp::now);
-    let spool_dir = match (&a.out, &config) {
-        (Some(out), _) => out.clone(),
-        (None, Some(c)) => c.spool.clone(),
-        (None, None) => PathBuf::from("voicemail-data/spool"),
-    };
-    let spool = Spool::open(&spool_dir).map_err(|e| format!("cannot create {}: {e}", spool_dir.display()))?;
     let mut rng = SmallRng::seed_from_u64(a.seed);
-    let id = new_id(started_at);
-    let recording = Recording::create(&spool.wav_path(&id)).map_err(|e| e.to_string())?;
-
-    let mut cfg = CallConfig::new(id.clone(), a.caller.clone(), started_at).with_codec(a.codec);
-    cfg.caller_name = a.name.clone();
-    cfg.rtp_seed = rng.random();
-    let greeting = match &config {
-        Some(c) => {
-            c.recording.apply_to(&mut cfg).map_err(|e| e.to_string())?;
-            cfg.called = c.number.clone().unwrap_or_default();
-            let choice = c.greeting_at(started_at);
-            c.prompt(&choice.name).cloned().ok_or_else(|| format!("greeting {:?} is not loaded", choice.name))?
-        }
-        None => {
-            // A scripted caller talks as long as its file; silence must not cut it short.
-            cfg.silence_timeout = None;
-            Prompt::default_greeting()
-        }
-    };
+    let mut setup = CallSetup::new(a.caller.clone(), started_at).with_codec(a.codec);
+    setup.caller_name = a.name.clone();
+    setup.rtp_seed = Some(rng.random());
     let base = Instant::now();
-    let mut call = Call::new(cfg, greeting, recording, base).map_err(|e| e.to_string())?;
-    spool.begin(&call.provisional_meta()).map_err(|e| format!("spool: {e}"))?;
+    let StartedCall { mut call, lease } = mailbox.start_call(setup, base).map_err(|e| e.to_string())?;
     let meta = simulate(&mut call, &input, a, &mut rng, base)?;
-    spool.finish(&meta).map_err(|e| format!("spool: {e}"))?;
-
-    let (routing, pending) = match config {
-        Some(c) => {
-            let router = Router::from_config(c).map_err(|e| e.to_string())?;
-            let routing = router.submit(&meta, jiff::Timestamp::now()).map_err(|e| e.to_string())?;
-            let report = router.run_due(jiff::Timestamp::now());
-            let pending = report.failed.iter().map(|f| format!("{f:?}")).collect();
-            (Some(routing), pending)
-        }
-        None => (None, Vec::new()),
+    drop(call);
+    let meta = mailbox.finish_call(lease, meta, jiff::Timestamp::now()).map_err(|e| e.to_string())?;
+    let delivery = if mailbox.targets().is_empty() {
+        None
+    } else {
+        Some(mailbox.deliver_all_due(jiff::Timestamp::now()).map_err(|e| e.to_string())?)
     };
-    Ok(Outcome { meta, routing, pending })
+    let stored = mailbox.show(&meta.id).map_err(|e| e.to_string())?;
+    Ok(Outcome { meta, stored, delivery })
 }
 
 /// Drives the call with the simulated caller until its message is recorded.

@@ -4,6 +4,7 @@
 //! the client's manager; its metadata names the holiday greeting and its attachment equals the
 //! spooled WAV byte for byte. A hostile display name (CR/LF) and caller number (`../`) create
 //! no header and no file outside the spool. An unknown caller reaches the shared folder only.
+//! The store records each delivery as acknowledged, with its history entry.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use mail_parser::{MessageParser, MimeHeaders};
+use voicemail_core::store::DeliveryState;
 use voicemail_examples::offline::{Args, run};
 
 /// examples/voicemail.toml with the spool, Maildir and SMTP port moved into `dir`.
@@ -63,19 +65,25 @@ impl Mail {
 
 #[test]
 fn client_call_on_a_holiday_reaches_folder_and_manager() {
-    let dir = TempDir::new("deliver");
-    let Some((_smtp, port)) = start_smtp(&dir.path().join("smtp")) else { return };
-    let config = patched_config(dir.path(), port);
+    let dir = temp_dir("deliver");
+    let Some(smtp) = SmtpServer::start(&dir.path().join("smtp")) else { return };
+    let config = patched_config(dir.path(), smtp.port());
     let input = dir.path().join("speech.wav");
-    write_wav(&input, &speechlike(8000 * 4));
+    write_wav8k(&input, &speechlike(8000 * 4));
 
     // 8 (495) 123-45-67 is ООО «Ромашка» in examples/clients.csv, written another way here.
     let out = call(&config, &input, "+7 495 123 45 67", "Ivan Petrov", "2027-01-03T12:00:00+03:00");
     let m = &out.meta;
     assert_eq!(m.greeting, "new_year", "the holiday greeting is named in the metadata");
-    assert!(out.pending.is_empty(), "delivered on the first attempt: {:?}", out.pending);
-    let routing = out.routing.unwrap();
-    assert_eq!(routing.client.as_deref(), Some("ООО «Ромашка»"));
+    assert!(out.pending().is_empty(), "delivered on the first attempt: {:?}", out.pending());
+    let states: Vec<_> = out.stored.deliveries.iter().map(|d| (d.target.as_str(), d.state)).collect();
+    assert_eq!(states, [("maildir", DeliveryState::Delivered), ("smtp", DeliveryState::Delivered)]);
+    let report = out.delivery.as_ref().unwrap();
+    assert_eq!((report.attempted, report.delivered.len()), (2, 2));
+    let history: Vec<String> = out.stored.history.iter().map(|h| h.event.describe()).collect();
+    assert!(history[0].starts_with("recorded"), "{history:?}");
+    assert!(history.iter().any(|h| h.starts_with("delivered to maildir")), "{history:?}");
+    assert!(history.iter().any(|h| h.starts_with("delivered to smtp")), "{history:?}");
     let wav = std::fs::read(m.wav_path.as_ref().unwrap()).unwrap();
     assert_eq!(wav.len(), 44 + 8000 * 4 * 2);
 
@@ -84,11 +92,14 @@ fn client_call_on_a_holiday_reaches_folder_and_manager() {
     let mail = Mail::read(&folder[0]);
     assert_eq!(mail.attachment(), wav, "attachment bytes equal the spooled WAV");
     assert_eq!(mail.header("X-Voicemail-Id").as_deref(), Some(m.id.as_str()));
-    assert!(mail.header("X-Voicemail-Client").is_some());
+    let parser = MessageParser::default().header_text(mail_parser::HeaderName::Other("X-Voicemail-Client".into()));
+    let client =
+        parser.parse(&mail.raw).unwrap().header("X-Voicemail-Client").and_then(|h| h.as_text()).map(str::to_owned);
+    assert_eq!(client.as_deref(), Some("ООО «Ромашка»"));
 
-    let smtp = maildir_messages(&dir.path().join("smtp"));
-    assert_eq!(smtp.len(), 1, "one SMTP transaction");
-    let mail = Mail::read(&smtp[0]);
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 1, "one SMTP transaction");
+    let mail = Mail::read(&sent[0]);
     let rcpt = mail.header("X-RcptTo").unwrap();
     assert!(rcpt.contains("anna.petrova@example.com"), "the manager received it: {rcpt}");
     assert!(rcpt.contains("sales@example.com"), "the shared address received it: {rcpt}");
@@ -98,36 +109,34 @@ fn client_call_on_a_holiday_reaches_folder_and_manager() {
 
 #[test]
 fn unknown_caller_goes_to_the_shared_folder_only() {
-    let dir = TempDir::new("unknown");
-    let Some((_smtp, port)) = start_smtp(&dir.path().join("smtp")) else { return };
-    let config = patched_config(dir.path(), port);
+    let dir = temp_dir("unknown");
+    let Some(smtp) = SmtpServer::start(&dir.path().join("smtp")) else { return };
+    let config = patched_config(dir.path(), smtp.port());
     let input = dir.path().join("speech.wav");
-    write_wav(&input, &speechlike(8000));
+    write_wav8k(&input, &speechlike(8000));
     let out = call(&config, &input, "+7 999 000 00 00", "Stranger", "2027-03-03T11:00:00+03:00");
     assert_eq!(out.meta.greeting, "default", "business hours on a Wednesday: the default greeting");
-    assert_eq!(out.routing.unwrap().client, None);
-    let smtp = maildir_messages(&dir.path().join("smtp"));
-    let rcpt = Mail::read(&smtp[0]).header("X-RcptTo").unwrap();
+    assert!(out.pending().is_empty(), "{:?}", out.pending());
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 1);
+    let rcpt = Mail::read(&sent[0]).header("X-RcptTo").unwrap();
     assert!(!rcpt.contains("anna.petrova") && !rcpt.contains("boris") && !rcpt.contains("carol"), "{rcpt}");
-    assert!(Mail::read(&smtp[0]).header("X-Voicemail-Client").is_none());
+    assert!(Mail::read(&sent[0]).header("X-Voicemail-Client").is_none());
 }
 
 #[test]
 fn hostile_caller_strings_add_no_header_and_no_file() {
-    let dir = TempDir::new("hostile");
-    let Some((_smtp, port)) = start_smtp(&dir.path().join("smtp")) else { return };
-    let config = patched_config(dir.path(), port);
+    let dir = temp_dir("hostile");
+    let Some(smtp) = SmtpServer::start(&dir.path().join("smtp")) else { return };
+    let config = patched_config(dir.path(), smtp.port());
     let input = dir.path().join("speech.wav");
-    write_wav(&input, &speechlike(800));
+    write_wav8k(&input, &speechlike(800));
     let name = "Eve\r\nBcc: victim@example.com\r\nX-Injected: 1";
     let number = "../../../etc/passwd\r\nX-Evil: 1";
     let out = call(&config, &input, number, name, "2027-03-06T23:00:00+03:00");
     assert_eq!(out.meta.greeting, "after_hours");
 
-    for path in maildir_messages(&dir.path().join("Maildir/.Voicemail"))
-        .iter()
-        .chain(&maildir_messages(&dir.path().join("smtp")))
-    {
+    for path in maildir_messages(&dir.path().join("Maildir/.Voicemail")).iter().chain(&smtp.messages()) {
         let mail = Mail::read(path);
         let names = mail.header_names();
         for bad in ["bcc", "x-injected", "x-evil"] {
