@@ -343,7 +343,7 @@ fn run() -> Result<String, Failure> {
                     let known = if targets.is_empty() { "none is".to_owned() } else { targets.join(", ") + " are" };
                     return Err(refused(format!("--target {t:?} is not a configured target ({known} configured)")));
                 }
-                let queued = mailbox.retry(&id, target, now)?;
+                let queued = mailbox.retry(&id, target, &cmd.by(), now)?;
                 if queued == 0 {
                     return Err(refused(format!("message {id} has no undelivered delivery to retry")));
                 }

@@ -208,6 +208,7 @@ pub fn run(a: &Args) -> Result<Outcome, String> {
     let started_at = a.at.unwrap_or_else(jiff::Timestamp::now);
     let mut rng = SmallRng::seed_from_u64(a.seed);
     let mut setup = CallSetup::new(a.caller.clone(), started_at).with_codec(a.codec);
+    setup.recorded_by = "offline_call".to_owned();
     setup.caller_name = a.name.clone();
     setup.rtp_seed = Some(rng.random());
     let base = Instant::now();

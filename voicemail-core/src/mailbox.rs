@@ -130,6 +130,8 @@ pub struct CallSetup {
     pub rtp_seed: Option<u64>,
     /// A greeting to play instead of the calendar's: a name of `[greetings]`.
     pub greeting: Option<String>,
+    /// Who records the call, for the message's history (`answering-machine`, `python`, ...).
+    pub recorded_by: String,
 }
 
 impl CallSetup {
@@ -146,6 +148,7 @@ impl CallSetup {
             ptime: Duration::from_millis(20),
             rtp_seed: None,
             greeting: None,
+            recorded_by: "answering-machine".to_owned(),
         }
     }
 
@@ -174,6 +177,7 @@ pub struct StartedCall {
 pub struct CallLease {
     id: MessageId,
     wav: LockedWav,
+    recorded_by: String,
 }
 
 impl CallLease {
@@ -212,6 +216,10 @@ impl RunReport {
 
 type Listener = Box<dyn Fn(&MessageMeta) + Send + Sync>;
 
+/// Names a listener registered with [`Mailbox::subscribe`], for [`Mailbox::unsubscribe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subscription(u64);
+
 /// A finished call whose storing failed (a full disk): retried by [`Mailbox::recover`].
 struct Pending {
     lease: CallLease,
@@ -228,7 +236,7 @@ struct Inner {
     keys: std::collections::hash_map::RandomState,
     counter: AtomicU64,
     pending: Mutex<Vec<Pending>>,
-    listeners: Mutex<Vec<Listener>>,
+    listeners: Mutex<Vec<(Subscription, Listener)>>,
     /// Bumped (and waited on) when a message is stored: wakes delivery workers.
     stored: (Mutex<u64>, Condvar),
 }
@@ -278,8 +286,7 @@ fn spool_error(path: &Path) -> impl Fn(io::Error) -> MailboxError + '_ {
 
 impl Mailbox {
     /// Opens the mailbox of `config`: creates the spool if needed, opens (or creates) its
-    /// store, imports the JSON files of an older spool, and cleans up after earlier crashes
-    /// (recordings of deleted messages, empty recordings nobody owns).
+    /// store and imports the JSON files of an older spool.
     ///
     /// Greetings are used as the configuration has them loaded ([`Config::load`] loads them);
     /// a greeting that is not loaded plays the bundled default instead.
@@ -316,7 +323,6 @@ impl Mailbox {
             }),
         };
         crate::store::legacy::import(&mailbox.inner.spool, mailbox.store())?;
-        mailbox.clean_spool();
         Ok(mailbox)
     }
 
@@ -350,12 +356,19 @@ impl Mailbox {
     /// Calls `listener` with every message as soon as it is durably stored (finished calls,
     /// recovered ones), before any delivery is attempted. Listeners run on the thread that
     /// stored the message and must return quickly.
-    pub fn subscribe(&self, listener: impl Fn(&MessageMeta) + Send + Sync + 'static) {
-        self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(listener));
+    pub fn subscribe(&self, listener: impl Fn(&MessageMeta) + Send + Sync + 'static) -> Subscription {
+        let id = Subscription(self.inner.counter.fetch_add(1, Ordering::Relaxed));
+        self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).push((id, Box::new(listener)));
+        id
+    }
+
+    /// Removes a listener; it is not called again once this returns.
+    pub fn unsubscribe(&self, subscription: Subscription) {
+        self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).retain(|(id, _)| *id != subscription);
     }
 
     fn stored(&self, meta: &MessageMeta) {
-        for l in self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (_, l) in self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             l(meta);
         }
         self.wake();
@@ -389,7 +402,7 @@ impl Mailbox {
                 if config.prompt(crate::config::DEFAULT_GREETING_NAME).is_some() || name != "default" {
                     tracing::warn!(greeting = %name, "greeting not loaded; playing the bundled default");
                 }
-                Prompt::default_greeting()
+                Prompt::default_greeting().renamed(&name)
             }
         }
     }
@@ -427,7 +440,7 @@ impl Mailbox {
         match started {
             Ok(call) => {
                 tracing::debug!(%id, caller = %setup.caller, mailbox = %config.mailbox, "call started");
-                Ok(StartedCall { call, lease: CallLease { id, wav } })
+                Ok(StartedCall { call, lease: CallLease { id, wav, recorded_by: setup.recorded_by } })
             }
             Err(e) => {
                 drop(wav);
@@ -477,7 +490,7 @@ impl Mailbox {
             return Err(MailboxError::WrongLease { lease: lease.id.clone(), meta: meta.id.clone() });
         }
         meta.wav_path = Some(lease.wav.path().to_path_buf());
-        match self.store_finished(&lease, &meta, "answering-machine", now) {
+        match self.store_finished(&lease, &meta, &lease.recorded_by, now) {
             Ok(_) => Ok(meta),
             Err(e) => {
                 tracing::error!(id = %meta.id, caller = %meta.caller, error = %e, "storing the message failed; retrying later");
@@ -523,7 +536,7 @@ impl Mailbox {
         let mut still = Vec::new();
         let mut first_error = None;
         for p in pending {
-            match self.store_finished(&p.lease, &p.meta, "answering-machine", now) {
+            match self.store_finished(&p.lease, &p.meta, &p.lease.recorded_by, now) {
                 Ok(_) => out.push(p.meta),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -573,7 +586,10 @@ impl Mailbox {
         meta.duration_ms = samples * 1000 / 8000;
         meta.wav_path = wav.as_ref().map(|w| w.path().to_path_buf());
         let stored = match wav {
-            Some(wav) => self.store_finished(&CallLease { id: id.clone(), wav }, &meta, "recovery", now)?,
+            Some(wav) => {
+                let lease = CallLease { id: id.clone(), wav, recorded_by: "recovery".to_owned() };
+                self.store_finished(&lease, &meta, "recovery", now)?
+            }
             None => {
                 let routing = route::route(&self.inner.config, &meta.caller);
                 let entry = HistoryEntry {
@@ -596,10 +612,11 @@ impl Mailbox {
         }
     }
 
-    /// At open: removes recordings of deleted messages (a crash between the deletion and the
-    /// removal) and empty recordings that no record names and no process owns (a crash while
-    /// a call was being set up). A non-empty recording without a record is kept and logged.
-    fn clean_spool(&self) {
+    /// Removes recordings of deleted messages (a crash between the deletion and the removal)
+    /// and empty recordings that no record names and no process owns (a crash while a call
+    /// was being set up). A non-empty recording without a record is kept and logged. The
+    /// [`Runner`](crate::runner::Runner) runs it when it starts.
+    pub fn clean_spool(&self) {
         let spool = &self.inner.spool;
         let Ok(ids) = spool.wav_ids() else { return };
         if ids.is_empty() {
@@ -733,10 +750,11 @@ impl Mailbox {
         Ok(self.store().next_due(target)?)
     }
 
-    /// Queues rejected or failing deliveries of `id` again, due now (all targets, or one).
-    /// Returns how many were queued.
-    pub fn retry(&self, id: &MessageId, target: Option<&str>, now: Timestamp) -> Result<usize, MailboxError> {
-        let n = self.store().retry(id, target, now)?;
+    /// Queues rejected or failing deliveries of `id` again, due now (all targets, or one);
+    /// `by` asked for it (recorded in the history). A delivery being attempted at this moment
+    /// is left alone. Returns how many were queued.
+    pub fn retry(&self, id: &MessageId, target: Option<&str>, by: &str, now: Timestamp) -> Result<usize, MailboxError> {
+        let n = self.store().retry(id, target, by, now)?;
         if n > 0 {
             self.wake();
         }

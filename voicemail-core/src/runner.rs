@@ -76,6 +76,7 @@ impl Drop for Runner {
 }
 
 fn recovery(mailbox: &Mailbox, stop: &AtomicBool) {
+    mailbox.clean_spool();
     let mut seen = 0;
     loop {
         if let Err(e) = mailbox.recover(Timestamp::now()) {

@@ -157,7 +157,7 @@ fn auth_is_used_when_configured() {
     wrong.username = Some("vm".to_owned());
     wrong.password = Some("wrong".to_owned());
     let mailbox = Mailbox::open(config_with(tmp.path(), wrong)).unwrap();
-    assert_eq!(mailbox.retry(&meta.id, None, secs(t0, 5)).unwrap(), 1);
+    assert_eq!(mailbox.retry(&meta.id, None, "operator", secs(t0, 5)).unwrap(), 1);
     let report = mailbox.deliver_all_due(secs(t0, 5)).unwrap();
     assert_eq!(report.failed.len(), 1, "wrong password must fail: {report:?}");
     assert!(report.failed[0].2.contains("535"), "{report:?}");
@@ -213,7 +213,7 @@ fn a_permanent_refusal_is_rejected_with_the_servers_words_and_retried_on_request
     // The operator fixes the cause (here: a server that accepts) and asks for a retry.
     server.stop();
     let _accepting = start_aiosmtpd(&python, port, &received);
-    assert_eq!(mailbox.retry(&meta.id, None, secs(t0, 100)).unwrap(), 1);
+    assert_eq!(mailbox.retry(&meta.id, None, "operator", secs(t0, 100)).unwrap(), 1);
     let report = mailbox.deliver_all_due(secs(t0, 100)).unwrap();
     assert_eq!(report.delivered.len(), 1, "{report:?}");
     assert_eq!(support::maildir_files(&received).len(), 1);

@@ -444,6 +444,7 @@ impl PyMailbox {
     ) -> PyResult<PyCall> {
         let started_at = timestamp_or_now(started_at)?;
         let mut setup = CallSetup::new(caller, started_at).with_codec(parse_codec(codec)?);
+        setup.recorded_by = "python".to_owned();
         setup.caller_name = caller_name;
         setup.called = called.unwrap_or_default();
         if let Some(pt) = payload_type {
@@ -546,18 +547,20 @@ impl PyMailbox {
     }
 
     /// Queues the rejected or failing deliveries of message ``id`` again, due now (every
-    /// target, or only ``target``). Returns how many were queued.
-    #[pyo3(signature = (id, target = None, *, now = None))]
+    /// target, or only ``target``); ``by`` is recorded in the history. A delivery being
+    /// attempted at this moment is left alone. Returns how many were queued.
+    #[pyo3(signature = (id, target = None, *, by = "python", now = None))]
     fn retry(
         &self,
         py: Python<'_>,
         id: &str,
         target: Option<&str>,
+        by: &str,
         now: Option<&Bound<'_, PyDateTime>>,
     ) -> PyResult<usize> {
         let (id, now) = (parse_id(id)?, timestamp_or_now(now)?);
         self.check_target(target)?;
-        Ok(py.detach(|| self.mailbox.retry(&id, target, now)).map_err(BindingError::from)?)
+        Ok(py.detach(|| self.mailbox.retry(&id, target, by, now)).map_err(BindingError::from)?)
     }
 
     /// Attempts every delivery due at ``now`` (every target, or only ``target``), one target

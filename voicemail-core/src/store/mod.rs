@@ -278,8 +278,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records how an attempt on a claimed delivery ended and releases the lease.
     fn attempted(&self, id: &MessageId, target: &str, attempt: &Attempt, now: Timestamp) -> Result<(), StoreError>;
 
-    /// Queues rejected (and failing) deliveries of `id` again, due at `now`; all targets or one.
-    fn retry(&self, id: &MessageId, target: Option<&str>, now: Timestamp) -> Result<usize, StoreError>;
+    /// Queues rejected (and failing) deliveries of `id` again, due at `now`, all targets or one,
+    /// except one that is leased (being attempted); `by` is recorded in the history.
+    fn retry(&self, id: &MessageId, target: Option<&str>, by: &str, now: Timestamp) -> Result<usize, StoreError>;
 
     /// The earliest time a pending or failing delivery to `target` is due.
     fn next_due(&self, target: &str) -> Result<Option<Timestamp>, StoreError>;

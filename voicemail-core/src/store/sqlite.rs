@@ -128,6 +128,11 @@ impl SqliteStore {
 
     fn migrate(&mut self) -> Result<(), StoreError> {
         let conn = self.conn.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Up to date (the usual case): no write lock needed.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_error("migrating"))?;
+        if version == MIGRATIONS.len() as i64 {
+            return Ok(());
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error("migrating"))?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_error("migrating"))?;
         let known = MIGRATIONS.len() as i64;
@@ -548,7 +553,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn retry(&self, id: &MessageId, target: Option<&str>, now: Timestamp) -> Result<usize, StoreError> {
+    fn retry(&self, id: &MessageId, target: Option<&str>, by: &str, now: Timestamp) -> Result<usize, StoreError> {
         self.write("queueing a delivery again", |tx| {
             if row_of(tx, id.as_str())?.is_none() {
                 return Err(StoreError::NotFound(id.clone()));
@@ -556,11 +561,11 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT target FROM deliveries WHERE message_id = ?1 AND state != 'delivered'
-                     AND (?2 IS NULL OR target = ?2)",
+                     AND (?2 IS NULL OR target = ?2) AND (lease_until_ms IS NULL OR lease_until_ms <= ?3)",
                 )
                 .map_err(db_error("queueing a delivery again"))?;
             let targets: Vec<String> = stmt
-                .query_map(params![id.as_str(), target], |r| r.get(0))
+                .query_map(params![id.as_str(), target, ms(now)], |r| r.get(0))
                 .map_err(db_error("queueing a delivery again"))?
                 .collect::<Result<_, _>>()
                 .map_err(db_error("queueing a delivery again"))?;
@@ -571,8 +576,7 @@ impl Store for SqliteStore {
                     params![id.as_str(), t, ms(now)],
                 )
                 .map_err(db_error("queueing a delivery again"))?;
-                let entry =
-                    HistoryEntry { at: now, by: "operator".to_owned(), event: Event::Retried { target: t.clone() } };
+                let entry = HistoryEntry { at: now, by: by.to_owned(), event: Event::Retried { target: t.clone() } };
                 add_history(tx, id.as_str(), &entry)?;
             }
             Ok(targets.len())
