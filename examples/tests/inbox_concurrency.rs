@@ -254,3 +254,93 @@ fn concurrent_inbox_commands_serialize() {
     assert!(both > 0 && one > 0 && none > 0, "every outcome occurs");
     assert!(lists > 0);
 }
+
+/// The literal form: 200 pairs of `assign` / `called-back` / `delete` on ONE message,
+/// four pairs at a time, while `inbox list` runs in a loop. Every command applies or is refused
+/// cleanly; the history is exactly the applied commands, and replaying it from the start is
+/// valid at every step and ends in the state `inbox show` prints; every refused command is
+/// one the rules refuse at some point of that history (so a serial order explains it).
+#[test]
+fn concurrent_inbox_commands_on_one_message() {
+    let dir = temp_dir("inbox-one");
+    let config = write_config(dir.path(), "35000-35999", "");
+    let id = store_messages(&config, 1).remove(0);
+    // Racing reassignments first (each pair: two assigns, or an assign against a callback
+    // late on), then deletes against callbacks at the end: most commands can apply, and the
+    // message dies only in the last pairs.
+    let pairs: Vec<(Cmd, Cmd)> = (0..PAIRS)
+        .map(|i| match PAIRS - i {
+            1..=4 => (Cmd::new(2, i, 'a'), Cmd::new(1, i, 'b')),
+            5..=12 => (Cmd::new(0, i, 'a'), Cmd::new(1, i, 'b')),
+            _ => (Cmd::new(0, i, 'a'), Cmd::new(0, i, 'b')),
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let lister = {
+        let (stop, config) = (stop.clone(), config.clone());
+        std::thread::spawn(move || {
+            let mut runs = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let out = inbox(&config, &["list"]);
+                assert_eq!(out.code(), Some(0), "inbox list failed: {}", out.stderr);
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let next = AtomicUsize::new(0);
+    let outcomes: Vec<(Cmd, bool)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..PAIRS_AT_ONCE)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some((a, b)) = pairs.get(i) else { return mine };
+                        let (args_a, args_b) = (a.args(id.as_str()), b.args(id.as_str()));
+                        let (out_a, out_b) = std::thread::scope(|s| {
+                            let ta = s.spawn(|| inbox(&config, &args_a.iter().map(String::as_str).collect::<Vec<_>>()));
+                            let tb = s.spawn(|| inbox(&config, &args_b.iter().map(String::as_str).collect::<Vec<_>>()));
+                            (ta.join().unwrap(), tb.join().unwrap())
+                        });
+                        mine.push((a.clone(), outcome(&format!("{args_a:?}"), &out_a)));
+                        mine.push((b.clone(), outcome(&format!("{args_b:?}"), &out_b)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    stop.store(true, Ordering::SeqCst);
+    let lists = lister.join().unwrap();
+
+    let shown = show(&config, id.as_str());
+    let history: Vec<serde_json::Value> = shown["history"].as_array().unwrap()[1..]
+        .iter()
+        .map(|h| serde_json::json!({"by": h["by"], "event": h["event"]}))
+        .collect();
+    let applied: Vec<&Cmd> = outcomes.iter().filter(|(_, ok)| *ok).map(|(c, _)| c).collect();
+    assert_eq!(history.len(), applied.len(), "the history lists every applied change once");
+    // Replay the history: each entry must be an applied command the rules accept in turn.
+    let mut state = State::new();
+    let mut states = vec![state.clone()];
+    for entry in &history {
+        let cmd = applied
+            .iter()
+            .find(|c| state.clone().apply(c).as_ref() == Some(entry))
+            .unwrap_or_else(|| panic!("history entry {entry} is no applied command valid in state {state:?}"));
+        state.apply(cmd);
+        states.push(state.clone());
+    }
+    assert_eq!(state, State::of(&shown), "replaying the history gives the final state");
+    for (cmd, ok) in &outcomes {
+        if !ok {
+            assert!(
+                states.iter().any(|s| s.clone().apply(cmd).is_none()),
+                "{cmd:?} was refused, but the rules accept it in every state of the history"
+            );
+        }
+    }
+    eprintln!("one message: {} of {} commands applied; {lists} `inbox list` runs", applied.len(), outcomes.len());
+    assert!(applied.len() > PAIRS && lists > 0, "most commands apply");
+}
