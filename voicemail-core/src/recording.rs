@@ -449,10 +449,12 @@ pub(crate) const OGG_SERIAL: u32 = 0x766d_3031; // "vm01"
 
 /// Opus bitrate of recordings at `rate` Hz: plenty for speech at that bandwidth.
 fn recording_bitrate(rate: u32) -> i32 {
-    match rate {
-        ..=8000 => 12_000,
-        ..=16_000 => 16_000,
-        _ => 24_000,
+    if rate <= 8000 {
+        12_000
+    } else if rate <= 16_000 {
+        16_000
+    } else {
+        24_000
     }
 }
 

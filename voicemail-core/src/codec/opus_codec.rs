@@ -71,7 +71,10 @@ impl super::Encoder for OpusEncoder {
     fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) {
         // Legal frame lengths: 2.5, 5, 10, 20, 40 or 60 ms.
         let per_2_5ms = self.rate as usize / 400;
-        if pcm.is_empty() || pcm.len() % per_2_5ms != 0 || ![1, 2, 4, 8, 16, 24].contains(&(pcm.len() / per_2_5ms)) {
+        if pcm.is_empty()
+            || !pcm.len().is_multiple_of(per_2_5ms)
+            || ![1, 2, 4, 8, 16, 24].contains(&(pcm.len() / per_2_5ms))
+        {
             return;
         }
         if let Ok(n) = self.inner.encode(pcm, &mut self.buf) {
@@ -165,7 +168,7 @@ impl super::Decoder for OpusDecoder {
 
     fn recover(&mut self, next: &[u8], samples: usize, out: &mut Vec<i16>) -> bool {
         let q = self.rate as usize / 400;
-        if samples == 0 || samples % q != 0 || samples > self.pcm.len() || samples_in(next, self.rate) == 0 {
+        if samples == 0 || !samples.is_multiple_of(q) || samples > self.pcm.len() || samples_in(next, self.rate) == 0 {
             return false;
         }
         // FEC data exists only in SILK or hybrid packets (TOC configurations 0..=15).
