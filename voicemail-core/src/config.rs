@@ -14,6 +14,11 @@
 //! [recording]
 //! max_length = "3m"
 //! silence_timeout = "10s"
+//! format = "opus"          # "wav" (default), "wav-g711" or "opus"
+//!
+//! [media]
+//! codecs = ["opus", "g722", "pcma", "pcmu", "l16"]   # preference order (this is the default)
+//! opus_sample_rate_hz = 16000                          # or 48000
 //!
 //! [greetings]
 //! default = "builtin:default"
@@ -64,9 +69,11 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use crate::call::CallConfig;
+use crate::codec::CodecKind;
 use crate::deliver::{ImapTarget, MaildirTarget, SmtpTarget};
 use crate::directory::{self, Directory, DirectoryError};
 use crate::greeting::{GreetingError, Prompt};
+use crate::recording::RecordingFormat;
 use crate::rtp::dtmf::DtmfDigit;
 use crate::schedule::{
     DateRange, DayHours, GreetingChoice, Holiday, Schedule, TemporaryGreeting, WeekHours, parse_instant,
@@ -185,6 +192,9 @@ pub struct RecordingConfig {
     pub beep_frequency_hz: u32,
     /// The beep's length (`beep_length`, default 250 ms).
     pub beep_length: Duration,
+    /// The file format of recordings (`format`: `"wav"`, the default, `"wav-g711"` or
+    /// `"opus"`).
+    pub format: RecordingFormat,
 }
 
 impl Default for RecordingConfig {
@@ -196,7 +206,29 @@ impl Default for RecordingConfig {
             finish_key: Some('#'),
             beep_frequency_hz: 1000,
             beep_length: Duration::from_millis(250),
+            format: RecordingFormat::Wav,
         }
+    }
+}
+
+/// The codecs offered to callers (`[media]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The codecs we accept, most preferred first (`codecs`, default `["opus", "g722",
+    /// "pcma", "pcmu", "l16"]`): an offer is answered with the first of these that it has.
+    pub codecs: Vec<CodecKind>,
+    /// The audio rate of Opus calls and their recordings (`opus_sample_rate_hz`: 16000, the
+    /// default, or 48000; 8000 is accepted too).
+    pub opus_sample_rate_hz: u32,
+}
+
+/// The default codec preference: wideband first.
+pub const DEFAULT_CODECS: [CodecKind; 5] =
+    [CodecKind::Opus, CodecKind::G722, CodecKind::Pcma, CodecKind::Pcmu, CodecKind::L16];
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig { codecs: DEFAULT_CODECS.to_vec(), opus_sample_rate_hz: 16_000 }
     }
 }
 
@@ -274,8 +306,10 @@ pub struct Config {
     pub spool: PathBuf,
     /// The spool's storage limits (`[store]`).
     pub store: StoreConfig,
-    /// Recording limits (`[recording]`).
+    /// Recording limits and format (`[recording]`).
     pub recording: RecordingConfig,
+    /// Codec preference (`[media]`).
+    pub media: MediaConfig,
     /// The greetings by name (`[greetings]`); always has `"default"`.
     pub greetings: BTreeMap<String, GreetingSource>,
     /// The greeting calendar (`[schedule]`).
@@ -305,6 +339,7 @@ impl Config {
             spool: PathBuf::from("./voicemail-data/spool"),
             store: StoreConfig::default(),
             recording: RecordingConfig::default(),
+            media: MediaConfig::default(),
             greetings,
             schedule: Schedule::new(TimeZone::UTC, DEFAULT_GREETING_NAME),
             delivery: DeliveryConfig {
@@ -445,6 +480,8 @@ struct RawConfig {
     #[serde(default)]
     recording: RawRecording,
     #[serde(default)]
+    media: RawMedia,
+    #[serde(default)]
     greetings: BTreeMap<String, String>,
     #[serde(default)]
     schedule: RawSchedule,
@@ -500,6 +537,53 @@ struct RawRecording {
     finish_key: Option<String>,
     beep_frequency_hz: Option<u32>,
     beep_length: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMedia {
+    codecs: Option<Vec<String>>,
+    opus_sample_rate_hz: Option<u32>,
+}
+
+impl RawMedia {
+    fn validate(&self) -> Result<MediaConfig, ConfigError> {
+        let d = MediaConfig::default();
+        let codecs = match &self.codecs {
+            None => d.codecs,
+            Some(names) => {
+                let mut codecs = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    let codec: CodecKind = name.parse().map_err(|e: crate::codec::UnknownCodec| {
+                        ConfigError::invalid(format!("media.codecs[{i}]"), e.to_string())
+                    })?;
+                    if codecs.contains(&codec) {
+                        return Err(ConfigError::invalid(
+                            format!("media.codecs[{i}]"),
+                            format!("{codec} is listed twice"),
+                        ));
+                    }
+                    codecs.push(codec);
+                }
+                if codecs.is_empty() {
+                    return Err(ConfigError::invalid("media.codecs", "expected at least one codec"));
+                }
+                codecs
+            }
+        };
+        let opus_sample_rate_hz = match self.opus_sample_rate_hz {
+            None => d.opus_sample_rate_hz,
+            Some(r) if CodecKind::Opus.supports_sample_rate(r) => r,
+            Some(r) => {
+                return Err(ConfigError::invalid(
+                    "media.opus_sample_rate_hz",
+                    format!("expected 16000 or 48000 (or 8000), found {r}"),
+                ));
+            }
+        };
+        Ok(MediaConfig { codecs, opus_sample_rate_hz })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -587,6 +671,7 @@ impl RawConfig {
         let store = self.store.validate()?;
 
         let recording = self.recording.validate()?;
+        let media = self.media.validate()?;
 
         let mut greetings = BTreeMap::new();
         for (name, value) in &self.greetings {
@@ -682,6 +767,7 @@ impl RawConfig {
             spool,
             store,
             recording,
+            media,
             greetings,
             schedule,
             delivery,
@@ -768,7 +854,19 @@ impl RawRecording {
                 ));
             }
         };
-        Ok(RecordingConfig { max_length, silence_timeout, media_timeout, finish_key, beep_frequency_hz, beep_length })
+        let format = match self.format.as_deref() {
+            None => d.format,
+            Some(f) => f.parse().map_err(|m: String| ConfigError::invalid("recording.format", m))?,
+        };
+        Ok(RecordingConfig {
+            max_length,
+            silence_timeout,
+            media_timeout,
+            finish_key,
+            beep_frequency_hz,
+            beep_length,
+            format,
+        })
     }
 }
 

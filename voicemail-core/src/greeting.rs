@@ -1,6 +1,7 @@
 //! Greetings and prompts: decoded once from WAV, MP3, FLAC or Ogg/Vorbis (symphonia), mixed
-//! down to mono, resampled to 8 kHz (rubato), encoded once per codec and shared behind an
-//! `Arc` so every concurrent call plays the same copy. Also the generated beep.
+//! down to mono, resampled once to 8 kHz and once to 16 kHz (rubato; wideband calls hear the
+//! 16 kHz audio), encoded once per codec and shared behind an `Arc` so every concurrent call
+//! plays the same copy. Also the generated beep.
 //!
 //! Everything that can go wrong with a greeting goes wrong when it is loaded: a [`Prompt`]
 //! that exists is valid audio, so a call never fails because of its greeting. Decoding is
@@ -20,7 +21,7 @@
 use std::fmt;
 use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -95,35 +96,83 @@ const DEFAULT_GREETING_WAV: &[u8] = include_bytes!("../assets/default-greeting.w
 /// The name of the bundled greeting (its file stem).
 const DEFAULT_GREETING_NAME: &str = "default-greeting";
 
-/// A prompt (greeting or beep): 8 kHz mono audio, pre-encoded for every codec. Cloning is
-/// cheap (an `Arc`), and the encoded bytes are `Bytes`, so packets slice them without copying.
+/// A prompt (greeting or beep): mono audio at 8 kHz and 16 kHz (each made once, from the
+/// source where there is one), encoded once per codec and shared. Cloning is cheap (an `Arc`),
+/// and the encodings are `Bytes`, so packets slice them without copying. G.711 and L16 are
+/// encoded when the prompt is made; G.722 and Opus (from the 16 kHz audio) the first time a call
+/// asks for them, then kept for every later call.
 #[derive(Debug, Clone)]
 pub struct Prompt {
     inner: Arc<Inner>,
 }
 
 /// The shared, immutable contents of a [`Prompt`].
+#[derive(Debug)]
 struct Inner {
     name: String,
-    pcm: Vec<i16>,
-    /// One encoding per codec, indexed by [`slot`].
-    encoded: [Bytes; 3],
+    audio: Arc<Audio>,
 }
 
-impl fmt::Debug for Inner {
+/// The audio of a prompt, shared by its renamed copies.
+struct Audio {
+    /// 8 kHz samples.
+    pcm: Vec<i16>,
+    /// 16 kHz samples.
+    pcm16: Vec<i16>,
+    /// PCMU, PCMA and L16, indexed by [`slot`].
+    encoded: [Bytes; 3],
+    /// G.722, made on first use.
+    g722: OnceLock<Bytes>,
+    /// Opus packets of 10, 20, 40 and 60 ms, each made on first use.
+    opus: [OnceLock<Arc<[Bytes]>>; 4],
+}
+
+impl fmt::Debug for Audio {
     // The samples and encodings are large and say nothing useful in a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Prompt").field("name", &self.name).field("samples", &self.pcm.len()).finish_non_exhaustive()
+        f.debug_struct("Audio").field("samples", &self.pcm.len()).finish_non_exhaustive()
     }
 }
 
-/// The index of `codec`'s encoding in [`Inner::encoded`].
-fn slot(codec: CodecKind) -> usize {
+/// The index of `codec`'s encoding in [`Audio::encoded`] (the codecs encoded at once).
+fn slot(codec: CodecKind) -> Option<usize> {
     match codec {
-        CodecKind::Pcmu => 0,
-        CodecKind::Pcma => 1,
-        CodecKind::L16 => 2,
+        CodecKind::Pcmu => Some(0),
+        CodecKind::Pcma => Some(1),
+        CodecKind::L16 => Some(2),
+        CodecKind::G722 | CodecKind::Opus => None,
     }
+}
+
+/// The Opus frame lengths a prompt is packetized in, in ms.
+const OPUS_FRAMES_MS: [u64; 4] = [10, 20, 40, 60];
+
+/// The Opus frame length used for a call's `ptime`: itself when Opus has such a frame (10,
+/// 20, 40 or 60 ms), else 20 ms.
+pub(crate) fn opus_frame_for(ptime: Duration) -> Duration {
+    let ms = ptime.as_millis() as u64;
+    Duration::from_millis(if OPUS_FRAMES_MS.contains(&ms) { ms } else { 20 })
+}
+
+/// A prompt ready to be sent in one codec.
+#[derive(Debug, Clone)]
+pub(crate) enum PromptMedia {
+    /// A fixed number of bytes per RTP clock tick: slice it into packets of any length.
+    Contiguous {
+        /// The whole prompt.
+        bytes: Bytes,
+        /// Bytes per clock tick.
+        bytes_per_tick: usize,
+    },
+    /// Ready-made packets of one frame length (Opus).
+    Packets {
+        /// The packets, in order.
+        packets: Arc<[Bytes]>,
+        /// Clock ticks per packet.
+        ticks: u32,
+        /// How long each packet plays.
+        frame: Duration,
+    },
 }
 
 impl Prompt {
@@ -131,9 +180,9 @@ impl Prompt {
     ///
     /// WAV, MP3, FLAC and Ogg/Vorbis are supported, at any sample rate from 1 kHz to 192 kHz
     /// and any channel count: the channels are averaged to mono and the rate converted to
-    /// 8 kHz (8 kHz audio passes through sample-exact). Data over 256 MiB and audio over ten
-    /// minutes are refused; errors carry `name`. (With the `mailbox` feature, `Prompt::load`
-    /// reads a file.)
+    /// 8 kHz and 16 kHz (8 kHz audio passes through sample-exact). Data over 256 MiB and audio
+    /// over ten minutes are refused; errors carry `name`. (With the `mailbox` feature,
+    /// `Prompt::load` reads a file.)
     pub fn from_encoded_bytes(name: &str, bytes: Vec<u8>, ext_hint: Option<&str>) -> Result<Self, GreetingError> {
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(GreetingError::Decode {
@@ -141,16 +190,18 @@ impl Prompt {
                 reason: format!("the file is larger than {} MiB", MAX_FILE_BYTES >> 20),
             });
         }
-        let pcm = decode_to_8k(Box::new(Cursor::new(bytes)), ext_hint, name)?;
-        Ok(Self::from_parts(name.to_owned(), pcm))
+        let (pcm, pcm16) = decode_to_8k_and_16k(Box::new(Cursor::new(bytes)), ext_hint, name)?;
+        Ok(Self::from_parts(name.to_owned(), pcm, pcm16))
     }
 
-    /// A prompt from 8 kHz mono samples; an empty slice is an error.
+    /// A prompt from 8 kHz mono samples; an empty slice is an error. The 16 kHz audio of
+    /// wideband calls is resampled from them.
     pub fn from_pcm(name: &str, samples: Vec<i16>) -> Result<Self, GreetingError> {
         if samples.is_empty() {
             return Err(GreetingError::Empty { name: name.to_owned() });
         }
-        Ok(Self::from_parts(name.to_owned(), samples))
+        let pcm16 = upsample_16k(&samples);
+        Ok(Self::from_parts(name.to_owned(), samples, pcm16))
     }
 
     /// The greeting bundled with the crate (English speech, about 4.7 s).
@@ -160,13 +211,21 @@ impl Prompt {
         static DEFAULT: OnceLock<Prompt> = OnceLock::new();
         DEFAULT
             .get_or_init(|| {
-                match decode_to_8k(Box::new(Cursor::new(DEFAULT_GREETING_WAV)), Some("wav"), DEFAULT_GREETING_NAME) {
-                    Ok(pcm) => Self::from_parts(DEFAULT_GREETING_NAME.to_owned(), pcm),
+                match decode_to_8k_and_16k(
+                    Box::new(Cursor::new(DEFAULT_GREETING_WAV)),
+                    Some("wav"),
+                    DEFAULT_GREETING_NAME,
+                ) {
+                    Ok((pcm, pcm16)) => Self::from_parts(DEFAULT_GREETING_NAME.to_owned(), pcm, pcm16),
                     Err(err) => {
                         // Unreachable in practice (the asset is tested); a second of silence
                         // keeps the call flow intact rather than panicking in a call.
                         tracing::error!(%err, "bundled greeting does not decode; using silence");
-                        Self::from_parts(DEFAULT_GREETING_NAME.to_owned(), vec![0; RATE_HZ as usize])
+                        Self::from_parts(
+                            DEFAULT_GREETING_NAME.to_owned(),
+                            vec![0; RATE_HZ as usize],
+                            vec![0; 2 * RATE_HZ as usize],
+                        )
                     }
                 }
             })
@@ -175,9 +234,11 @@ impl Prompt {
 
     /// A beep: a sine tone of `frequency_hz` lasting `length`, with short fades.
     ///
-    /// The tone is at -6 dBFS with a 5 ms linear fade in and out, named `"beep"`. The
-    /// frequency must be finite and strictly between 0 and 4000 Hz (the Nyquist limit at
-    /// 8 kHz); the length must be at least one sample and at most ten minutes.
+    /// The tone is at -6 dBFS with a 5 ms linear fade in and out, named `"beep"`, generated
+    /// at 8 kHz and at 16 kHz. The frequency must be finite and strictly between 0 and 4000 Hz
+    /// (the Nyquist limit at 8 kHz); the length must be at least one 8 kHz sample and at most
+    /// ten minutes. Beeps are kept: asking again for the same tone returns the same shared
+    /// audio (and its encodings).
     pub fn beep(frequency_hz: f32, length: Duration) -> Result<Self, GreetingError> {
         if !frequency_hz.is_finite() || frequency_hz <= 0.0 {
             return Err(GreetingError::InvalidTone("frequency must be a positive finite number of hertz"));
@@ -196,29 +257,37 @@ impl Prompt {
         if n == 0 {
             return Err(GreetingError::InvalidTone("length is shorter than one 8 kHz sample"));
         }
-        let fade = BEEP_FADE_SAMPLES.min(n / 2).max(1);
-        let step = std::f64::consts::TAU * f64::from(frequency_hz) / f64::from(RATE_HZ);
-        let pcm = (0..n)
-            .map(|i| {
-                let from_end = n - 1 - i;
-                let gain = (i.min(from_end) as f64 / fade as f64).min(1.0);
-                let x = BEEP_AMPLITUDE * gain * (step * i as f64).sin();
-                to_i16(x)
-            })
-            .collect();
-        Ok(Self::from_parts("beep".to_owned(), pcm))
+        static BEEPS: Mutex<Vec<(u32, usize, Prompt)>> = Mutex::new(Vec::new());
+        let key = (frequency_hz.to_bits(), n);
+        let mut cache = BEEPS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, _, p)) = cache.iter().find(|(f, len, _)| (*f, *len) == key) {
+            return Ok(p.clone());
+        }
+        let tone = |rate: u32, n: usize| -> Vec<i16> {
+            let fade = (BEEP_FADE_SAMPLES * rate as usize / RATE_HZ as usize).min(n / 2).max(1);
+            let step = std::f64::consts::TAU * f64::from(frequency_hz) / f64::from(rate);
+            (0..n)
+                .map(|i| {
+                    let from_end = n - 1 - i;
+                    let gain = (i.min(from_end) as f64 / fade as f64).min(1.0);
+                    to_i16(BEEP_AMPLITUDE * gain * (step * i as f64).sin())
+                })
+                .collect()
+        };
+        let prompt = Self::from_parts("beep".to_owned(), tone(RATE_HZ, n), tone(2 * RATE_HZ, 2 * n));
+        // A few distinct beeps at most are configured; keep the cache small anyway.
+        if cache.len() >= 8 {
+            cache.remove(0);
+        }
+        cache.push((key.0, key.1, prompt.clone()));
+        Ok(prompt)
     }
 
-    /// The same audio under another name (the encodings are shared, not copied). The config
-    /// names each greeting after its key, so messages record the calendar's choice.
+    /// The same audio under another name (the audio and its encodings are shared, not
+    /// copied). The config names each greeting after its key, so messages record the
+    /// calendar's choice.
     pub fn renamed(&self, name: &str) -> Prompt {
-        Prompt {
-            inner: Arc::new(Inner {
-                name: name.to_owned(),
-                pcm: self.inner.pcm.clone(),
-                encoded: self.inner.encoded.clone(),
-            }),
-        }
+        Prompt { inner: Arc::new(Inner { name: name.to_owned(), audio: self.inner.audio.clone() }) }
     }
 
     /// The prompt's name (recorded in message metadata as the greeting used).
@@ -228,12 +297,21 @@ impl Prompt {
 
     /// The 8 kHz mono samples.
     pub fn pcm(&self) -> &[i16] {
-        &self.inner.pcm
+        &self.inner.audio.pcm
+    }
+
+    /// The mono samples at `rate_hz` (8000 or 16000), `None` at other rates.
+    pub fn pcm_at(&self, rate_hz: u32) -> Option<&[i16]> {
+        match rate_hz {
+            8000 => Some(&self.inner.audio.pcm),
+            16_000 => Some(&self.inner.audio.pcm16),
+            _ => None,
+        }
     }
 
     /// Number of 8 kHz samples.
     pub fn samples(&self) -> usize {
-        self.inner.pcm.len()
+        self.inner.audio.pcm.len()
     }
 
     /// The length.
@@ -242,20 +320,71 @@ impl Prompt {
         Duration::from_nanos((self.samples() as u64).saturating_mul(125_000))
     }
 
-    /// The whole prompt encoded in `codec` (one payload byte string; slice it into packets).
+    /// The whole prompt encoded in a fixed-rate `codec` (one payload byte string; slice it
+    /// into packets): G.711 and L16 from the 8 kHz audio, G.722 from the 16 kHz audio. Opus
+    /// prompts are packets, not one byte string: empty here.
     pub fn encoded(&self, codec: CodecKind) -> &Bytes {
-        &self.inner.encoded[slot(codec)]
+        static EMPTY: Bytes = Bytes::new();
+        let audio = &self.inner.audio;
+        match (codec, slot(codec)) {
+            (_, Some(i)) => &audio.encoded[i],
+            (CodecKind::G722, None) => audio.g722.get_or_init(|| {
+                let mut out = Vec::with_capacity(audio.pcm16.len() / 2);
+                CodecKind::G722.encode(&audio.pcm16, &mut out);
+                Bytes::from(out)
+            }),
+            _ => &EMPTY,
+        }
     }
 
-    /// Builds a prompt from 8 kHz samples, encoding them once per codec.
-    fn from_parts(name: String, pcm: Vec<i16>) -> Self {
+    /// The prompt as Opus packets of `frame` (10, 20, 40 or 60 ms; other lengths use 20 ms),
+    /// encoded once from the 16 kHz audio; the last frame is padded with silence.
+    pub fn opus_packets(&self, frame: Duration) -> Arc<[Bytes]> {
+        let frame = opus_frame_for(frame);
+        let ms = frame.as_millis() as u64;
+        let index = OPUS_FRAMES_MS.iter().position(|&f| f == ms).unwrap_or(1);
+        let audio = &self.inner.audio;
+        audio.opus[index]
+            .get_or_init(|| {
+                let per_frame = 16 * ms as usize;
+                let Ok(mut encoder) = CodecKind::Opus.encoder(16_000) else {
+                    return Arc::from(Vec::new());
+                };
+                let mut frame_pcm = vec![0i16; per_frame];
+                let mut packets = Vec::with_capacity(audio.pcm16.len() / per_frame + 1);
+                for chunk in audio.pcm16.chunks(per_frame) {
+                    frame_pcm[..chunk.len()].copy_from_slice(chunk);
+                    frame_pcm[chunk.len()..].fill(0);
+                    let mut out = Vec::new();
+                    encoder.encode(&frame_pcm, &mut out);
+                    packets.push(Bytes::from(out));
+                }
+                Arc::from(packets)
+            })
+            .clone()
+    }
+
+    /// The prompt ready to be sent in `codec` with packets of `ptime`.
+    pub(crate) fn media(&self, codec: CodecKind, ptime: Duration) -> PromptMedia {
+        if codec.is_fixed_rate() {
+            PromptMedia::Contiguous { bytes: self.encoded(codec).clone(), bytes_per_tick: codec.bytes_per_sample() }
+        } else {
+            let frame = opus_frame_for(ptime);
+            let ticks = (frame.as_millis() as u32) * (codec.clock_rate_hz() / 1000);
+            PromptMedia::Packets { packets: self.opus_packets(frame), ticks, frame }
+        }
+    }
+
+    /// Builds a prompt from 8 kHz and 16 kHz samples, encoding G.711 and L16 at once.
+    fn from_parts(name: String, pcm: Vec<i16>, pcm16: Vec<i16>) -> Self {
         let encode = |codec: CodecKind| {
             let mut out = Vec::with_capacity(pcm.len() * codec.bytes_per_sample());
             codec.encode(&pcm, &mut out);
             Bytes::from(out)
         };
         let encoded = [encode(CodecKind::Pcmu), encode(CodecKind::Pcma), encode(CodecKind::L16)];
-        Self { inner: Arc::new(Inner { name, pcm, encoded }) }
+        let audio = Audio { pcm, pcm16, encoded, g722: OnceLock::new(), opus: Default::default() };
+        Self { inner: Arc::new(Inner { name, audio: Arc::new(audio) }) }
     }
 }
 
@@ -279,18 +408,25 @@ impl Failure {
     }
 }
 
-/// Decodes, downmixes and resamples `source` to 8 kHz i16 samples.
+/// Decodes, downmixes and resamples `source` to 8 kHz and 16 kHz i16 samples.
 ///
 /// Third-party decoders run on untrusted bytes here, so a panic inside them is caught and
 /// reported as a decode error: a bad greeting file must never take the process down.
-fn decode_to_8k(source: Box<dyn MediaSource>, ext_hint: Option<&str>, label: &str) -> Result<Vec<i16>, GreetingError> {
+fn decode_to_8k_and_16k(
+    source: Box<dyn MediaSource>,
+    ext_hint: Option<&str>,
+    label: &str,
+) -> Result<(Vec<i16>, Vec<i16>), GreetingError> {
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         let (mono, rate) = decode_mono(source, ext_hint)?;
-        let resampled = resample_to_8k(mono, rate)?;
+        let wide = resample(&mono, rate, 2 * RATE_HZ)?;
+        let resampled = resample(&mono, rate, RATE_HZ)?;
         if resampled.is_empty() {
             return Err(Failure::Empty);
         }
-        Ok(resampled.into_iter().map(|x| to_i16(f64::from(x))).collect())
+        let pcm = resampled.into_iter().map(|x| to_i16(f64::from(x))).collect();
+        let pcm16 = wide.into_iter().map(|x| to_i16(f64::from(x))).collect();
+        Ok((pcm, pcm16))
     }));
     match result {
         Ok(Ok(pcm)) => Ok(pcm),
@@ -395,17 +531,27 @@ fn decode_mono(source: Box<dyn MediaSource>, ext_hint: Option<&str>) -> Result<(
     }
 }
 
-/// Resamples mono audio at `rate` Hz to 8 kHz; 8 kHz input passes through untouched.
-/// The output has `round(n * 8000 / rate)` samples.
-fn resample_to_8k(mono: Vec<f32>, rate: u32) -> Result<Vec<f32>, Failure> {
-    if rate == RATE_HZ {
-        return Ok(mono);
+/// 16 kHz samples resampled from 8 kHz ones (exactly twice as many).
+fn upsample_16k(pcm: &[i16]) -> Vec<i16> {
+    let mono: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    match resample(&mono, RATE_HZ, 2 * RATE_HZ) {
+        Ok(wide) => wide.into_iter().map(|x| to_i16(f64::from(x))).collect(),
+        // Unreachable for these fixed rates; repeating each sample keeps the audio usable.
+        Err(_) => pcm.iter().flat_map(|&s| [s, s]).collect(),
+    }
+}
+
+/// Resamples mono audio at `rate` Hz to `to` Hz; audio already at `to` passes through
+/// untouched. The output has `round(n * to / rate)` samples.
+fn resample(mono: &[f32], rate: u32, to: u32) -> Result<Vec<f32>, Failure> {
+    if rate == to {
+        return Ok(mono.to_vec());
     }
     let n = mono.len();
-    let target = ((n as u128 * u128::from(RATE_HZ) + u128::from(rate) / 2) / u128::from(rate)) as usize;
-    let mut resampler = Fft::<f32>::new(rate as usize, RATE_HZ as usize, RESAMPLE_CHUNK, 1, FixedSync::Input)
+    let target = ((n as u128 * u128::from(to) + u128::from(rate) / 2) / u128::from(rate)) as usize;
+    let mut resampler = Fft::<f32>::new(rate as usize, to as usize, RESAMPLE_CHUNK, 1, FixedSync::Input)
         .map_err(|e| Failure::Decode(format!("cannot resample from {rate} Hz ({e})")))?;
-    let input = InterleavedSlice::new(&mono, 1, n)
+    let input = InterleavedSlice::new(mono, 1, n)
         .map_err(|e| Failure::Decode(format!("cannot resample from {rate} Hz ({e})")))?;
     let output = resampler
         .process_all(&input, n, None)
@@ -521,12 +667,28 @@ mod tests {
     #[test]
     fn encodings_match_each_codec() {
         let prompt = Prompt::beep(440.0, Duration::from_millis(100)).unwrap();
-        for codec in CodecKind::ALL {
+        for codec in CodecKind::ALL.into_iter().filter(|c| c.is_fixed_rate()) {
+            let pcm = prompt.pcm_at(codec.sample_rate_hz()).unwrap();
             let mut expected = Vec::new();
-            codec.encode(prompt.pcm(), &mut expected);
+            codec.encode(pcm, &mut expected);
             assert_eq!(prompt.encoded(codec).as_ref(), &expected[..], "{codec}");
-            assert_eq!(prompt.encoded(codec).len(), prompt.samples() * codec.bytes_per_sample());
+            assert_eq!(prompt.encoded(codec).len(), prompt.samples() * codec.bytes_per_sample(), "{codec}");
         }
+        assert!(prompt.encoded(CodecKind::Opus).is_empty());
+        // Opus: whole frames of the 16 kHz audio, made once and shared.
+        let packets = prompt.opus_packets(Duration::from_millis(20));
+        assert_eq!(packets.len(), 5);
+        assert!(Arc::ptr_eq(&packets, &prompt.renamed("x").opus_packets(Duration::from_millis(20))));
+        assert_eq!(prompt.opus_packets(Duration::from_millis(30)).len(), 5, "30 ms is sent as 20 ms frames");
+        assert_eq!(prompt.opus_packets(Duration::from_millis(60)).len(), 2);
+        for p in packets.iter() {
+            assert_eq!(CodecKind::Opus.samples_in(p), 960);
+        }
+        assert_eq!(prompt.pcm_at(16_000).unwrap().len(), 2 * prompt.samples());
+        assert!(prompt.pcm_at(48_000).is_none());
+        // The same beep is the same audio.
+        let again = Prompt::beep(440.0, Duration::from_millis(100)).unwrap();
+        assert!(Arc::ptr_eq(&prompt.inner, &again.inner));
     }
 
     #[test]

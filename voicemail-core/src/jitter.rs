@@ -14,8 +14,11 @@
 //! - bounds its memory: [`CAPACITY`] slots whose payload buffers are reused, so a steady stream
 //!   allocates nothing after the first few packets.
 //!
-//! Gaps are not filled here: every released [`Frame`] carries its RTP timestamp, and the
-//! reader fills the difference with silence so a recording's length follows the sender's clock.
+//! Gaps are not filled here: every released [`Frame`] carries its RTP timestamp and how many
+//! packets were lost just before it, and the reader fills the difference (silence, or the
+//! codec's concealment and FEC) so a recording's length follows the sender's clock. Nothing here
+//! depends on the frame length: packets of 10 to 120 ms, and a mix of them (Opus changes its
+//! frame size at will), are ordered by sequence number alone.
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +58,10 @@ pub struct Frame<'a> {
     pub audio: bool,
     /// The first frame of a stream (the first ever, or after an SSRC change or restart).
     pub new_stream: bool,
+    /// Sequence numbers given up as lost just before this frame (0 when it follows its
+    /// predecessor): the reader may conceal them, or recover the last one from this frame's
+    /// redundancy (Opus FEC).
+    pub lost_before: u64,
     /// When the packet arrived.
     pub arrival: Instant,
 }
@@ -267,12 +274,14 @@ impl JitterBuffer {
     /// Releases the frame at `stream.next`, or skips to the next held one, counting the loss.
     fn release_one(&mut self, stream: &mut Stream, emit: &mut impl FnMut(Frame<'_>)) {
         let idx = (stream.next % CAPACITY as u64) as usize;
+        let mut lost_before = 0;
         if !(self.slots[idx].full && self.slots[idx].ext == stream.next) {
             // Skip the gap up to the lowest held packet.
             let lowest = self.slots.iter().filter(|s| s.full).map(|s| s.ext).min();
             match lowest {
                 Some(l) if l > stream.next => {
-                    self.stats.lost += l - stream.next;
+                    lost_before = l - stream.next;
+                    self.stats.lost += lost_before;
                     stream.next = l;
                 }
                 _ => {
@@ -292,6 +301,7 @@ impl JitterBuffer {
             payload: &slot.payload,
             audio: slot.audio,
             new_stream,
+            lost_before: if new_stream { 0 } else { lost_before },
             arrival: slot.arrival,
         });
         stream.next += 1;

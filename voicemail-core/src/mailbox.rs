@@ -35,7 +35,7 @@ use crate::deliver::{self, DeliveryError, OutgoingEmail, Target};
 use crate::followup::{Change, Event, HistoryEntry};
 use crate::greeting::Prompt;
 use crate::message::{EndReason, InvalidMessageId, MessageId, MessageMeta};
-use crate::recording::Recording;
+use crate::recording::{Recording, RecordingSpec};
 use crate::route;
 use crate::store::spool::{Claim as WavClaim, LockedWav, Spool};
 use crate::store::{Attempt, Delivery, SqliteStore, Store, StoreError, StoredMessage};
@@ -152,7 +152,7 @@ impl CallSetup {
         }
     }
 
-    /// Sets the codec and its static payload type (96 for L16).
+    /// Sets the codec and its static payload type (96 for L16 and Opus).
     pub fn with_codec(mut self, codec: CodecKind) -> Self {
         self.codec = codec;
         self.payload_type = codec.static_payload_type().unwrap_or(96);
@@ -430,7 +430,8 @@ impl Mailbox {
         let config = &self.inner.config;
         let spool = &self.inner.spool;
         let id = MessageId::generate(setup.started_at, self.random());
-        let wav = spool.create_wav(&id).map_err(spool_error(&spool.wav_path(&id)))?;
+        let format = config.recording.format;
+        let wav = spool.create_wav(&id, format).map_err(spool_error(&spool.recording_path(&id, format)))?;
         let started = self.build_call(&id, &wav, &setup, now).and_then(|call| {
             let mut provisional = call.provisional_meta();
             provisional.wav_path = Some(wav.path().to_path_buf());
@@ -468,8 +469,10 @@ impl Mailbox {
         cfg.called =
             if setup.called.is_empty() { config.number.clone().unwrap_or_default() } else { setup.called.clone() };
         cfg.rtp_seed = setup.rtp_seed.unwrap_or_else(|| self.random());
+        cfg.opus_sample_rate_hz = config.media.opus_sample_rate_hz;
         config.recording.apply_to(&mut cfg).map_err(crate::Error::from)?;
-        let recording = Recording::new(wav.sink()).map_err(crate::Error::from)?;
+        let spec = RecordingSpec::for_call(config.recording.format, cfg.codec, cfg.sample_rate_hz());
+        let recording = Recording::with_spec(wav.sink(), spec).map_err(crate::Error::from)?;
         Ok(Call::new(cfg, self.greeting(setup), recording, now)?)
     }
 
@@ -576,14 +579,14 @@ impl Mailbox {
         }
         let mut meta = record.meta;
         meta.end_reason = EndReason::Interrupted;
-        let samples = match &wav {
-            Some(w) => w.repair().unwrap_or_else(|e| {
+        let duration_ms = match &wav {
+            Some(w) => w.repair().map(|r| r.duration_ms()).unwrap_or_else(|e| {
                 tracing::warn!(%id, error = %e, "the recording of an interrupted call is not repairable");
                 0
             }),
             None => 0,
         };
-        meta.duration_ms = samples * 1000 / 8000;
+        meta.duration_ms = duration_ms;
         meta.wav_path = wav.as_ref().map(|w| w.path().to_path_buf());
         let stored = match wav {
             Some(wav) => {
@@ -631,7 +634,7 @@ impl Mailbox {
                 Some(r) => r.lifecycle == crate::store::Lifecycle::Deleted,
                 None => match spool.claim_wav(&id) {
                     Ok(WavClaim::Dead(wav)) => {
-                        let empty = wav.repair().map(|n| n == 0).unwrap_or(false);
+                        let empty = wav.repair().map(|r| r.samples == 0).unwrap_or(false);
                         if !empty {
                             tracing::warn!(%id, "a recording without a record is kept in the spool");
                         }

@@ -209,9 +209,10 @@ fn invalid_beeps_are_rejected() {
 #[test]
 fn encoded_equals_codec_output() -> Result<(), GreetingError> {
     let prompt = Prompt::load(&fixture("tone-44100-mono.flac"))?;
-    for codec in CodecKind::ALL {
+    // The fixed-rate codecs, each from the prompt's audio at its rate (G.722: 16 kHz).
+    for codec in CodecKind::ALL.into_iter().filter(|c| c.is_fixed_rate()) {
         let mut expected = Vec::new();
-        codec.encode(prompt.pcm(), &mut expected);
+        codec.encode(prompt.pcm_at(codec.sample_rate_hz()).expect("8 or 16 kHz"), &mut expected);
         assert_eq!(prompt.encoded(codec).as_ref(), &expected[..], "{codec}");
     }
     assert_eq!(prompt.encoded(CodecKind::Pcmu).len(), prompt.samples());

@@ -16,7 +16,7 @@ use crate::errors::BindingError;
 use crate::message::{PyMediaStats, PyMessage};
 use crate::time::Clock;
 
-/// Parses a codec name (`pcmu`, `pcma`, `l16`; also `ulaw`, `alaw`).
+/// Parses a codec name (`pcmu`, `pcma`, `l16`, `g722`, `opus`; also `ulaw`, `alaw`).
 pub(crate) fn parse_codec(name: &str) -> PyResult<CodecKind> {
     name.parse::<CodecKind>().map_err(|e| PyValueError::new_err(e.to_string()))
 }
@@ -40,8 +40,9 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err(format!("{name} must be a finite, non-negative number of seconds")))
 }
 
-/// Encodes 16-bit little-endian PCM (8 kHz mono) with ``codec`` (``"pcmu"``, ``"pcma"`` or
-/// ``"l16"``), exactly as the engine encodes greetings.
+/// Encodes 16-bit little-endian PCM with ``codec`` (``"pcmu"``, ``"pcma"`` or ``"l16"`` at
+/// 8 kHz, ``"g722"`` at 16 kHz, ``"opus"``: one 2.5 to 60 ms frame at 48 kHz), exactly as the
+/// engine encodes greetings.
 #[pyfunction]
 #[pyo3(signature = (codec, pcm, /))]
 pub(crate) fn encode_audio<'py>(py: Python<'py>, codec: &str, pcm: &[u8]) -> PyResult<Bound<'py, PyBytes>> {

@@ -126,7 +126,7 @@ def test_g711_committed_vectors() -> None:
     with pytest.raises(ValueError):
         voicemail.encode_audio("pcmu", b"\x00")
     with pytest.raises(ValueError):
-        voicemail.decode_audio("opus", b"")  # type: ignore[arg-type]
+        voicemail.decode_audio("g729", b"")  # type: ignore[arg-type]
 
 
 def test_hang_up_during_the_greeting_leaves_an_empty_message(new_call: NewCall, spool: Path) -> None:
@@ -268,7 +268,7 @@ def test_misuse_raises_call_error(new_call: NewCall) -> None:
 
 def test_invalid_arguments(new_call: NewCall, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown codec"):
-        new_call(codec="opus")
+        new_call(codec="g729")
     with pytest.raises(voicemail.ConfigError, match="ptime"):
         new_call(ptime_ms=15)
     with pytest.raises(ValueError, match="unknown greeting"):

@@ -537,7 +537,8 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     let port = socket.local_addr().map_or(0, |a| a.port());
     let mut local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
     let offer = tx.original.body.clone();
-    let negotiated = match sdp::negotiate(&offer, &local) {
+    let media_config = shared.mailbox.config().media.clone();
+    let negotiated = match sdp::negotiate_with(&offer, &local, &media_config) {
         Ok(n) => n,
         Err(e) => {
             let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
@@ -640,7 +641,7 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         }
     }
     // 6. The call, until its media task ends.
-    let mut offer_state = OfferState { offer, negotiated: negotiated.clone() };
+    let mut offer_state = OfferState { offer, negotiated: negotiated.clone(), media_config };
     let outcome = loop {
         tokio::select! {
             r = &mut media => break r,
@@ -733,6 +734,8 @@ struct CallSignal {
 struct OfferState {
     offer: Vec<u8>,
     negotiated: Negotiated,
+    /// The codec preference; a new offer keeps the call's codec when it still has it.
+    media_config: voicemail_core::config::MediaConfig,
 }
 
 async fn on_dialog_state(
@@ -799,7 +802,10 @@ async fn on_offer(
     let body = if req.body.is_empty() { offers.offer.clone() } else { req.body.clone() };
     let mut next = *local;
     next.version = local.version.saturating_add(1);
-    match sdp::negotiate(&body, &next) {
+    let mut keep = offers.media_config.clone();
+    keep.codecs.retain(|c| *c != offers.negotiated.codec);
+    keep.codecs.insert(0, offers.negotiated.codec);
+    match sdp::negotiate_with(&body, &next, &keep) {
         Ok(n) if n.codec == offers.negotiated.codec && n.payload_type == offers.negotiated.payload_type => {
             *local = next;
             // Any direction that is not two-way is a hold (RFC 3264 §8.4; `c=0.0.0.0` is RFC 2543's).

@@ -4,12 +4,16 @@
 //! the 200 OK ([`Negotiated`]) or says why the offer cannot be answered ([`SdpError`]: 488 or 400).
 //!
 //! What is accepted:
-//! - the first `m=audio` line with a non-zero port over plain `RTP/AVP` that offers PCMU or PCMA
-//!   (static payload types 0 and 8 even without `a=rtpmap`, dynamic ones by their `a=rtpmap`
-//!   name, case-insensitive, at 8000 Hz, mono). The codec is the first of the two in the offer's
-//!   order of preference (RFC 3264 §6.1);
-//! - RFC 4733 `telephone-event/8000` with whatever payload type the offer uses for it in that
-//!   m-line. A payload type with conflicting `a=rtpmap` lines is ambiguous and never used;
+//! - the first `m=audio` line with a non-zero port over plain `RTP/AVP` that offers one of our
+//!   codecs: PCMU, PCMA, G.722 (static payload types 0, 8 and 9 even without `a=rtpmap`),
+//!   `L16/8000` (mono) and `opus/48000/2` (dynamic, by their `a=rtpmap` name,
+//!   case-insensitive). The codec is the first of **our** preference order
+//!   ([`MediaConfig::codecs`], default Opus, G.722, PCMA, PCMU, L16) that the offer has, so a
+//!   phone offering G.722 or Opus gets wideband audio, and an offer of any single one of them is
+//!   answered with it (RFC 3264 §6.1 lets the answerer choose among the offered formats);
+//! - RFC 4733 `telephone-event` at the chosen codec's RTP clock rate (8000, or 48000 for Opus),
+//!   with whatever payload type the offer uses for it in that m-line. A payload type with
+//!   conflicting `a=rtpmap` lines is ambiguous and never used;
 //! - `a=ptime` (media level, else session level, the first line if there are several), rounded to
 //!   a multiple of 10 ms between 10 and 120 ms; 20 ms when absent or unreadable.
 //!
@@ -37,6 +41,8 @@ use ezk_sdp_types::{
     Direction as SdpDirection, MediaDescription, MediaType, SessionDescription, TaggedAddress, TransportProtocol,
 };
 use voicemail_core::CodecKind;
+use voicemail_core::codec::Codec as _;
+use voicemail_core::config::MediaConfig;
 
 /// Largest SDP body accepted (bytes). Bigger bodies are [`SdpError::Malformed`].
 pub const MAX_OFFER_LEN: usize = 64 * 1024;
@@ -148,11 +154,12 @@ impl From<SdpDirection> for Direction {
 pub struct Negotiated {
     /// The SDP answer for the 200 OK (`application/sdp`, CRLF line ends).
     pub answer: String,
-    /// The chosen audio codec (PCMU or PCMA).
+    /// The chosen audio codec.
     pub codec: CodecKind,
     /// The RTP payload type the offer uses for the chosen codec (we send and expect this one).
     pub payload_type: u8,
-    /// The RFC 4733 telephone-event payload type of the offer, if it has one at 8000 Hz.
+    /// The RFC 4733 telephone-event payload type of the offer, if it has one at the codec's
+    /// clock rate.
     pub dtmf_payload_type: Option<u8>,
     /// Packetization time: 10 to 120 ms in steps of 10 ms.
     pub ptime: Duration,
@@ -222,20 +229,32 @@ fn clean_token(token: Option<&str>, slashes: bool) -> Option<String> {
 /// What a payload type of an m-line stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
-    G711(CodecKind),
-    TelephoneEvent,
+    Audio(CodecKind),
+    /// RFC 4733 events at this clock rate.
+    TelephoneEvent(u32),
     Other,
 }
 
-/// Negotiates our answer to an SDP `offer` (RFC 3264 §6).
+/// [`negotiate_with`] our default preferences ([`MediaConfig::default`]: Opus, G.722, PCMA,
+/// PCMU, L16; Opus at 16 kHz).
+///
+/// # Errors
+/// As [`negotiate_with`].
+pub fn negotiate(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> {
+    negotiate_with(offer, local, &MediaConfig::default())
+}
+
+/// Negotiates our answer to an SDP `offer` (RFC 3264 §6), choosing the first codec of
+/// `media.codecs` that the accepted stream offers.
 ///
 /// See the module documentation for what is accepted. The returned answer always has as many
 /// m-lines as the offer, in the same order.
 ///
 /// # Errors
-/// [`SdpError::NotAcceptable`] (488) when no audio stream offers PCMU or PCMA over RTP/AVP;
-/// [`SdpError::Malformed`] (400) when the body is not SDP (too big, or no usable `o=`, `s=`, `t=`).
-pub fn negotiate(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpError> {
+/// [`SdpError::NotAcceptable`] (488) when no audio stream offers one of `media.codecs` over
+/// RTP/AVP; [`SdpError::Malformed`] (400) when the body is not SDP (too big, or no usable `o=`,
+/// `s=`, `t=`).
+pub fn negotiate_with(offer: &[u8], local: &LocalMedia, media_config: &MediaConfig) -> Result<Negotiated, SdpError> {
     let (session, raw_mlines) = parse_offer(offer)?;
     if session.media_descriptions.is_empty() {
         return Err(SdpError::NotAcceptable("the offer has no media stream".into()));
@@ -243,13 +262,14 @@ pub fn negotiate(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpErro
 
     let mut chosen = None;
     for (index, media) in session.media_descriptions.iter().enumerate() {
-        if let Some(selection) = select_audio(media) {
+        if let Some(selection) = select_audio(media, &media_config.codecs) {
             chosen = Some((index, media, selection));
             break;
         }
     }
     let Some((chosen_index, media, (codec, payload_type, dtmf_payload_type))) = chosen else {
-        return Err(SdpError::NotAcceptable("no audio stream offers PCMU or PCMA over RTP/AVP".into()));
+        let names: Vec<&str> = media_config.codecs.iter().map(|c| c.name()).collect();
+        return Err(SdpError::NotAcceptable(format!("no audio stream offers {} over RTP/AVP", names.join(", "))));
     };
 
     let ptime = ptime_of(&session, media);
@@ -264,7 +284,7 @@ pub fn negotiate(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpErro
         local,
         &raw_mlines,
         chosen_index,
-        codec,
+        (codec, media_config.opus_sample_rate_hz),
         payload_type,
         dtmf_payload_type,
         ptime,
@@ -357,24 +377,22 @@ fn shorten(text: &str) -> String {
     out
 }
 
-/// PCMU/PCMA, payload type and telephone-event payload type for an acceptable audio stream.
-fn select_audio(media: &MediaDescription) -> Option<(CodecKind, u8, Option<u8>)> {
+/// The codec (first of `preference` offered), its payload type (the first the offer lists for
+/// it) and the telephone-event payload type at its clock rate, for an acceptable audio stream.
+fn select_audio(media: &MediaDescription, preference: &[CodecKind]) -> Option<(CodecKind, u8, Option<u8>)> {
     if media.media.media_type != MediaType::Audio
         || media.media.proto != TransportProtocol::RtpAvp
         || media.media.port == 0
     {
         return None;
     }
-    let mut codec = None;
-    let mut dtmf = None;
-    for &payload_type in &media.media.fmts {
-        match format_of(media, payload_type) {
-            Format::G711(kind) if codec.is_none() => codec = Some((kind, payload_type)),
-            Format::TelephoneEvent if dtmf.is_none() => dtmf = Some(payload_type),
-            _ => {}
-        }
-    }
-    codec.map(|(kind, payload_type)| (kind, payload_type, dtmf))
+    let formats: Vec<(u8, Format)> = media.media.fmts.iter().map(|&pt| (pt, format_of(media, pt))).collect();
+    let (codec, payload_type) = preference
+        .iter()
+        .find_map(|&want| formats.iter().find(|(_, f)| *f == Format::Audio(want)).map(|&(pt, _)| (want, pt)))?;
+    let clock = codec.clock_rate_hz();
+    let dtmf = formats.iter().find(|(_, f)| *f == Format::TelephoneEvent(clock)).map(|&(pt, _)| pt);
+    Some((codec, payload_type, dtmf))
 }
 
 /// What `payload_type` means in `media`: its `a=rtpmap`, else the RFC 3551 static assignment.
@@ -382,8 +400,9 @@ fn format_of(media: &MediaDescription, payload_type: u8) -> Format {
     let mut maps = media.rtpmap.iter().filter(|map| map.payload == payload_type);
     let Some(first) = maps.next() else {
         return match payload_type {
-            0 => Format::G711(CodecKind::Pcmu),
-            8 => Format::G711(CodecKind::Pcma),
+            0 => Format::Audio(CodecKind::Pcmu),
+            8 => Format::Audio(CodecKind::Pcma),
+            9 => Format::Audio(CodecKind::G722),
             _ => Format::Other,
         };
     };
@@ -398,9 +417,15 @@ fn format_of(media: &MediaDescription, payload_type: u8) -> Format {
     }
     let mono = matches!(channels.as_deref(), None | Some("1"));
     match (encoding.as_str(), clock_rate) {
-        ("pcmu", 8000) if mono => Format::G711(CodecKind::Pcmu),
-        ("pcma", 8000) if mono => Format::G711(CodecKind::Pcma),
-        ("telephone-event", 8000) => Format::TelephoneEvent,
+        ("pcmu", 8000) if mono => Format::Audio(CodecKind::Pcmu),
+        ("pcma", 8000) if mono => Format::Audio(CodecKind::Pcma),
+        ("g722", 8000) if mono => Format::Audio(CodecKind::G722),
+        ("l16", 8000) if mono => Format::Audio(CodecKind::L16),
+        // RFC 7587 §7: always `opus/48000/2`; a missing channel count is tolerated.
+        ("opus", 48_000) if matches!(channels.as_deref(), None | Some("2") | Some("1")) => {
+            Format::Audio(CodecKind::Opus)
+        }
+        ("telephone-event", rate @ (8000 | 48_000)) => Format::TelephoneEvent(rate),
         _ => Format::Other,
     }
 }
@@ -441,7 +466,7 @@ fn write_answer(
     local: &LocalMedia,
     raw_mlines: &[RawMLine],
     chosen_index: usize,
-    codec: CodecKind,
+    (codec, opus_rate): (CodecKind, u32),
     payload_type: u8,
     dtmf_payload_type: Option<u8>,
     ptime: Duration,
@@ -460,17 +485,23 @@ fn write_answer(
             let _ = write!(sdp, "m={} 0 {} {}\r\n", raw.media, raw.proto, raw.format);
             continue;
         }
-        let encoding = match codec {
-            CodecKind::Pcma => "PCMA",
-            _ => "PCMU",
-        };
+        let clock = codec.clock_rate_hz();
         let _ = write!(sdp, "m=audio {} RTP/AVP {payload_type}", local.port);
         if let Some(dtmf) = dtmf_payload_type {
             let _ = write!(sdp, " {dtmf}");
         }
-        let _ = write!(sdp, "\r\na=rtpmap:{payload_type} {encoding}/8000\r\n");
+        if codec == CodecKind::Opus {
+            // RFC 7587 §7: what we decode (mono at our rate) and that we use in-band FEC.
+            let _ = write!(
+                sdp,
+                "\r\na=rtpmap:{payload_type} opus/48000/2\r\na=fmtp:{payload_type} maxplaybackrate={opus_rate}; \
+                 sprop-maxcapturerate=16000; stereo=0; sprop-stereo=0; useinbandfec=1\r\n"
+            );
+        } else {
+            let _ = write!(sdp, "\r\na=rtpmap:{payload_type} {}/{clock}\r\n", codec.name());
+        }
         if let Some(dtmf) = dtmf_payload_type {
-            let _ = write!(sdp, "a=rtpmap:{dtmf} telephone-event/8000\r\na=fmtp:{dtmf} 0-15\r\n");
+            let _ = write!(sdp, "a=rtpmap:{dtmf} telephone-event/{clock}\r\na=fmtp:{dtmf} 0-15\r\n");
         }
         let _ = write!(sdp, "a=ptime:{}\r\na={}\r\n", ptime.as_millis(), direction.as_str());
     }
@@ -519,13 +550,84 @@ mod tests {
 
     #[test]
     fn lf_only_offer_in_preference_order() {
+        // Our preference (Opus first) wins over the offer's order; telephone-event/8000 does
+        // not go with Opus's 48 kHz clock.
         let n = negotiate(BARESIP.as_bytes(), &LOCAL).unwrap();
-        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (CodecKind::Pcma, 8, Some(101)));
+        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (CodecKind::Opus, 96, None));
+        assert!(n.answer.contains("a=rtpmap:96 opus/48000/2\r\na=fmtp:96 maxplaybackrate=16000; "), "{}", n.answer);
+        // Without Opus in our list, PCMA (ours before PCMU) with its telephone-event.
+        let narrow = MediaConfig { codecs: vec![CodecKind::Pcmu, CodecKind::Pcma], ..MediaConfig::default() };
+        let n = negotiate_with(BARESIP.as_bytes(), &LOCAL, &narrow).unwrap();
+        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (CodecKind::Pcmu, 0, Some(101)));
         let answer = reparse(&n.answer);
         let media = &answer.media_descriptions[0];
-        assert_eq!(media.media.fmts, [8, 101]);
+        assert_eq!(media.media.fmts, [0, 101]);
         assert_eq!(media.media.port, 40000);
         assert!(n.answer.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"));
+    }
+
+    #[test]
+    fn single_codec_offers_are_answered_with_that_codec() {
+        let cases = [
+            ("m=audio 5000 RTP/AVP 9\r\n", CodecKind::G722, 9, None, "a=rtpmap:9 G722/8000\r\n"),
+            (
+                "m=audio 5000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+                CodecKind::G722,
+                9,
+                Some(101),
+                "a=rtpmap:101 telephone-event/8000\r\n",
+            ),
+            (
+                "m=audio 5000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n\
+                 a=rtpmap:110 telephone-event/48000\r\n",
+                CodecKind::Opus,
+                111,
+                Some(110),
+                "a=rtpmap:110 telephone-event/48000\r\n",
+            ),
+            (
+                "m=audio 5000 RTP/AVP 97\r\na=rtpmap:97 L16/8000\r\n",
+                CodecKind::L16,
+                97,
+                None,
+                "a=rtpmap:97 L16/8000\r\n",
+            ),
+            (
+                "m=audio 5000 RTP/AVP 98\r\na=rtpmap:98 l16/8000/1\r\n",
+                CodecKind::L16,
+                98,
+                None,
+                "a=rtpmap:98 L16/8000\r\n",
+            ),
+        ];
+        for (media, codec, pt, dtmf, line) in cases {
+            let n = negotiate(offer(media).as_bytes(), &LOCAL).unwrap_or_else(|e| panic!("{media:?}: {e}"));
+            assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (codec, pt, dtmf), "{media:?}");
+            assert!(n.answer.contains(line), "{}", n.answer);
+            reparse(&n.answer);
+        }
+        // Wideband first, whatever the offer's order.
+        let n = negotiate(offer("m=audio 5000 RTP/AVP 0 8 9\r\n").as_bytes(), &LOCAL).unwrap();
+        assert_eq!(n.codec, CodecKind::G722);
+        // L16 at other rates or in stereo, and G.722 at 16000 (a common mistake), are not ours.
+        for media in [
+            "m=audio 5000 RTP/AVP 97\r\na=rtpmap:97 L16/16000\r\n",
+            "m=audio 5000 RTP/AVP 97\r\na=rtpmap:97 L16/8000/2\r\n",
+            "m=audio 5000 RTP/AVP 97\r\na=rtpmap:97 G722/16000\r\n",
+            "m=audio 5000 RTP/AVP 97\r\na=rtpmap:97 opus/8000\r\n",
+        ] {
+            assert!(matches!(negotiate(offer(media).as_bytes(), &LOCAL), Err(SdpError::NotAcceptable(_))), "{media}");
+        }
+        // A codec left out of the configuration is refused.
+        let only_g711 = MediaConfig { codecs: vec![CodecKind::Pcma, CodecKind::Pcmu], ..MediaConfig::default() };
+        let e = negotiate_with(offer("m=audio 5000 RTP/AVP 9\r\n").as_bytes(), &LOCAL, &only_g711).unwrap_err();
+        assert_eq!(e.status_code(), 488);
+        // The Opus rate is announced as our maximum playback rate.
+        let wide = MediaConfig { opus_sample_rate_hz: 48_000, ..MediaConfig::default() };
+        let n =
+            negotiate_with(offer("m=audio 5000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n").as_bytes(), &LOCAL, &wide)
+                .unwrap();
+        assert!(n.answer.contains("maxplaybackrate=48000;"), "{}", n.answer);
     }
 
     #[test]

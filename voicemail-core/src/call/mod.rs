@@ -32,11 +32,9 @@ use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use crate::codec::{Codec, CodecKind};
+use crate::codec::{Codec, CodecKind, Decoder};
 use crate::error::{Error, Result};
-use crate::greeting::Prompt;
+use crate::greeting::{Prompt, PromptMedia};
 pub use crate::io::CallState;
 use crate::io::{Event, Input, Output, RtpOut};
 use crate::jitter::{Frame, JitterBuffer, JitterConfig};
@@ -45,12 +43,12 @@ use crate::recording::{Recording, RecordingError};
 use crate::rtp::dtmf::{DtmfDetector, DtmfDigit};
 use crate::rtp::{Packetizer, RtpPacket};
 
-/// Samples per second of every supported codec's RTP clock.
-const RATE: u64 = 8000;
 /// The comfort-noise payload type (RFC 3389); carries no audio worth recording.
 const PT_CN: u8 = 13;
 /// The most silence added after the last frame at a hang-up (covers lost final packets).
-const TAIL_CAP: u64 = RATE * 60 / 1000;
+const TAIL_CAP: Duration = Duration::from_millis(60);
+/// The most audio concealed by the codec for lost packets; a longer gap is silence after it.
+const CONCEAL_CAP: Duration = Duration::from_millis(120);
 /// How long after the last expected deadline an ended call's timeout lies.
 const IDLE: Duration = Duration::from_secs(24 * 3600);
 
@@ -69,8 +67,12 @@ pub struct CallConfig {
     pub started_at: jiff::Timestamp,
     /// The negotiated audio codec.
     pub codec: CodecKind,
-    /// The payload type of the audio codec (its static type by default; L16 needs one).
+    /// The payload type of the audio codec (its static type by default; L16 and Opus need one).
     pub payload_type: u8,
+    /// The audio rate of an Opus call in Hz: 8000, 16000 (the default) or 48000. The
+    /// recording is made at this rate; other codecs have a fixed rate (see
+    /// [`CallConfig::sample_rate_hz`]).
+    pub opus_sample_rate_hz: u32,
     /// The negotiated telephone-event payload type (RFC 4733), if any.
     pub dtmf_payload_type: Option<u8>,
     /// Packetization time of the greeting and beep (10 to 120 ms).
@@ -105,6 +107,7 @@ impl CallConfig {
             started_at,
             codec: CodecKind::Pcmu,
             payload_type: 0,
+            opus_sample_rate_hz: 16_000,
             dtmf_payload_type: Some(101),
             ptime: Duration::from_millis(20),
             finish_key: DtmfDigit::from_char('#'),
@@ -118,11 +121,20 @@ impl CallConfig {
         }
     }
 
-    /// Sets the codec and its static payload type (96 for L16).
+    /// Sets the codec and its static payload type (96 for L16 and Opus).
     pub fn with_codec(mut self, codec: CodecKind) -> Self {
         self.codec = codec;
         self.payload_type = codec.static_payload_type().unwrap_or(96);
         self
+    }
+
+    /// The audio rate of the call and its recording: 8 kHz for G.711 and L16, 16 kHz for
+    /// G.722, [`CallConfig::opus_sample_rate_hz`] for Opus.
+    pub fn sample_rate_hz(&self) -> u32 {
+        match self.codec {
+            CodecKind::Opus => self.opus_sample_rate_hz,
+            other => other.sample_rate_hz(),
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -139,6 +151,9 @@ impl CallConfig {
         if self.max_length.is_zero() || self.media_timeout.is_zero() {
             return Err(Error::InvalidConfig("max_length and media_timeout must be positive"));
         }
+        if !CodecKind::Opus.supports_sample_rate(self.opus_sample_rate_hz) {
+            return Err(Error::InvalidConfig("opus_sample_rate_hz must be 8000, 16000 or 48000"));
+        }
         Ok(())
     }
 }
@@ -149,11 +164,11 @@ fn default_beep() -> Option<Prompt> {
     BEEP.get_or_init(|| Prompt::beep(1000.0, Duration::from_millis(250)).ok()).clone()
 }
 
-/// A prompt being played: the encoded bytes and the position in samples.
+/// A prompt being played: its encoding and the position in clock ticks (fixed-rate codecs)
+/// or packets (Opus).
 #[derive(Debug)]
 struct Playback {
-    encoded: Bytes,
-    bytes_per_sample: usize,
+    media: PromptMedia,
     total: usize,
     pos: usize,
     next_send: Instant,
@@ -164,7 +179,11 @@ struct Playback {
 #[derive(Debug)]
 struct Recorder {
     recording: Option<Recording>,
-    codec: CodecKind,
+    decoder: Box<dyn Decoder>,
+    /// The audio rate (of the decoder and the recording), in Hz.
+    rate: u64,
+    /// The RTP clock rate, in Hz.
+    clock: u64,
     pcm: Vec<i16>,
     /// When recording began (wall time anchor for the first frame and the tail).
     started: Option<Instant>,
@@ -185,9 +204,19 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn wall_samples(from: Instant, to: Instant) -> u64 {
+    fn wall_samples(&self, from: Instant, to: Instant) -> u64 {
         let d = to.saturating_duration_since(from);
-        (d.as_nanos() * u128::from(RATE) / 1_000_000_000) as u64
+        (d.as_nanos() * u128::from(self.rate) / 1_000_000_000) as u64
+    }
+
+    /// Audio samples in `ticks` of the RTP clock.
+    fn ticks_to_samples(&self, ticks: u64) -> u64 {
+        ticks * self.rate / self.clock
+    }
+
+    /// Audio samples in `d`.
+    fn samples_in(&self, d: Duration) -> u64 {
+        (d.as_millis() as u64) * self.rate / 1000
     }
 
     fn on_frame(&mut self, f: Frame<'_>) {
@@ -200,17 +229,18 @@ impl Recorder {
         if !f.audio {
             return;
         }
-        // Silence to insert before this frame.
+        // Audio missing before this frame (a pause, DTX or lost packets).
         let gap = match (self.last_arrival, self.expected_ts) {
-            (None, _) => self.started.map_or(0, |s| Self::wall_samples(s, f.arrival)),
+            (None, _) => self.started.map_or(0, |s| self.wall_samples(s, f.arrival)),
             (Some(last), expected) => {
-                let wall = Self::wall_samples(last, f.arrival).saturating_sub(self.last_samples);
+                let wall = self.wall_samples(last, f.arrival).saturating_sub(self.last_samples);
                 match expected {
                     Some(e) if !self.pending_new_stream => {
-                        let ts_gap = i64::from(f.timestamp.wrapping_sub(e) as i32).max(0) as u64;
+                        let ticks = i64::from(f.timestamp.wrapping_sub(e) as i32).max(0) as u64;
+                        let ts_gap = self.ticks_to_samples(ticks);
                         // A timestamp jump far beyond the time that really passed is a sender
                         // discontinuity, not a pause: follow the wall clock instead.
-                        if ts_gap > wall + RATE { wall } else { ts_gap }
+                        if ts_gap > wall + self.rate { wall } else { ts_gap }
                     }
                     _ => wall,
                 }
@@ -219,10 +249,14 @@ impl Recorder {
         self.pending_new_stream = false;
         if gap > 0 {
             self.concealed += gap;
-            self.write_silence(gap);
+            if f.lost_before > 0 && self.last_arrival.is_some() {
+                self.fill_loss(gap, f.payload);
+            } else {
+                self.write_silence(gap);
+            }
         }
         self.pcm.clear();
-        self.codec.decode(f.payload, &mut self.pcm);
+        self.decoder.decode(f.payload, &mut self.pcm);
         let n = self.pcm.len() as u64;
         let take = n.min(self.max_samples - self.written) as usize;
         if take > 0 {
@@ -240,9 +274,53 @@ impl Recorder {
         } else {
             self.silent_run = 0;
         }
-        self.expected_ts = Some(f.timestamp.wrapping_add(n as u32));
+        let ticks = n * self.clock / self.rate;
+        self.expected_ts = Some(f.timestamp.wrapping_add(ticks as u32));
         self.last_arrival = Some(f.arrival);
         self.last_samples = n;
+        self.check_limits();
+    }
+
+    /// Fills `gap` samples lost just before a frame whose payload is `next`: the codec's
+    /// concealment right after the last frame (at most [`CONCEAL_CAP`]), silence, then what
+    /// `next`'s redundancy recovers of the last lost packet (Opus FEC). G.711 and L16 conceal
+    /// with silence, so their recordings are unchanged by this.
+    fn fill_loss(&mut self, gap: u64, next: &[u8]) {
+        let mut recovered = Vec::new();
+        let fec = self.last_samples.min(gap);
+        if fec > 0 && !self.decoder.recover(next, fec as usize, &mut recovered) {
+            recovered.clear();
+        }
+        let rest = gap - recovered.len() as u64;
+        let conceal = rest.min(self.samples_in(CONCEAL_CAP));
+        if conceal > 0 {
+            self.pcm.clear();
+            self.decoder.conceal(conceal as usize, &mut self.pcm);
+            let pcm = std::mem::take(&mut self.pcm);
+            self.write_pcm(&pcm[..(conceal as usize).min(pcm.len())]);
+            self.pcm = pcm;
+        }
+        self.write_silence(rest - conceal);
+        self.write_pcm(&recovered);
+    }
+
+    /// Writes decoded or concealed samples (not counted as caller audio for silence detection).
+    fn write_pcm(&mut self, pcm: &[i16]) {
+        if self.stop.is_some() {
+            return;
+        }
+        let take = (pcm.len() as u64).min(self.max_samples - self.written) as usize;
+        if take == 0 {
+            return;
+        }
+        if let Some(rec) = self.recording.as_mut()
+            && let Err(e) = rec.write(&pcm[..take])
+        {
+            self.fail(e);
+            return;
+        }
+        self.written += take as u64;
+        self.silent_run += take as u64;
         self.check_limits();
     }
 
@@ -262,15 +340,15 @@ impl Recorder {
         self.check_limits();
     }
 
-    /// Silence from the end of the last frame to `end` (a hang-up), at most `cap` samples, so
-    /// a lost final packet does not shorten the message.
-    fn write_tail(&mut self, end: Instant, cap: u64) {
+    /// Silence from the end of the last frame to `end` (a hang-up), at most `cap`, so a lost
+    /// final packet does not shorten the message.
+    fn write_tail(&mut self, end: Instant, cap: Duration) {
         if self.stop.is_some() {
             return;
         }
         if let Some(last) = self.last_arrival {
-            let tail = Self::wall_samples(last, end).saturating_sub(self.last_samples);
-            self.write_silence(tail.min(cap));
+            let tail = self.wall_samples(last, end).saturating_sub(self.last_samples);
+            self.write_silence(tail.min(self.samples_in(cap)));
         }
     }
 
@@ -313,27 +391,43 @@ pub struct Call {
     digits: String,
     recorder: Recorder,
     stats: MediaStats,
+    /// The prompts ready to send in the call's codec: greeting, beep.
+    greeting_media: PromptMedia,
+    beep_media: Option<PromptMedia>,
 }
 
 impl Call {
-    /// A new call at `now`, not yet answered. The recording is usually
-    /// [`Recording::create`]d in the spool; its header is valid from the start.
+    /// A new call at `now`, not yet answered. The recording (usually made by the mailbox in
+    /// its spool; its header is valid from the start) must be at the call's audio rate,
+    /// [`CallConfig::sample_rate_hz`]: 8 kHz for G.711 and L16, 16 kHz for G.722, the
+    /// configured rate for Opus.
     pub fn new(config: CallConfig, greeting: Prompt, recording: Recording, now: Instant) -> Result<Self> {
         config.validate()?;
-        let samples_per_packet = (config.ptime.as_millis() as u64 * RATE / 1000) as usize;
+        let rate = config.sample_rate_hz();
+        if recording.sample_rate_hz() != rate {
+            return Err(Error::InvalidConfig("the recording's sample rate must be the call's audio rate"));
+        }
+        let decoder = config.codec.decoder(rate).map_err(|_| Error::InvalidConfig("unsupported codec rate"))?;
+        let clock = u64::from(config.codec.clock_rate_hz());
+        let samples_per_packet = (config.ptime.as_millis() as u64 * clock / 1000) as usize;
+        let rate = u64::from(rate);
+        let greeting_media = greeting.media(config.codec, config.ptime);
+        let beep_media = config.beep.as_ref().map(|b| b.media(config.codec, config.ptime));
         let recorder = Recorder {
             recording: Some(recording),
-            codec: config.codec,
-            pcm: Vec::with_capacity(samples_per_packet * 2),
+            decoder,
+            rate,
+            clock,
+            pcm: Vec::with_capacity(samples_per_packet * 4),
             started: None,
             expected_ts: None,
             last_arrival: None,
             last_samples: 0,
             pending_new_stream: false,
             written: 0,
-            max_samples: (config.max_length.as_millis() as u64 * RATE / 1000).max(1),
+            max_samples: (config.max_length.as_millis() as u64 * rate / 1000).max(1),
             silent_run: 0,
-            silence_samples: config.silence_timeout.map(|d| d.as_millis() as u64 * RATE / 1000),
+            silence_samples: config.silence_timeout.map(|d| d.as_millis() as u64 * rate / 1000),
             threshold: config.silence_threshold,
             concealed: 0,
             stop: None,
@@ -355,6 +449,8 @@ impl Call {
             digits: String::new(),
             recorder,
             stats: MediaStats::default(),
+            greeting_media,
+            beep_media,
             config,
         })
     }
@@ -393,7 +489,7 @@ impl Call {
             caller_name: c.caller_name.clone(),
             called: c.called.clone(),
             started_at: c.started_at,
-            duration_ms: self.recorder.written * 1000 / RATE,
+            duration_ms: self.recorder.written * 1000 / self.recorder.rate,
             end_reason: EndReason::Interrupted,
             codec: c.codec,
             greeting: self.greeting.name().to_owned(),
@@ -403,7 +499,7 @@ impl Call {
         }
     }
 
-    /// Samples recorded so far.
+    /// Samples recorded so far (at [`CallConfig::sample_rate_hz`]).
     pub fn recorded_samples(&self) -> u64 {
         self.recorder.written
     }
@@ -482,15 +578,18 @@ impl Call {
         self.events.push_back(Event::StateChanged(state));
     }
 
-    fn play(&mut self, prompt: &Prompt, at: Instant) {
-        let codec = self.config.codec;
-        self.playback = Some(Playback {
-            encoded: prompt.encoded(codec).clone(),
-            bytes_per_sample: codec.bytes_per_sample(),
-            total: prompt.samples(),
-            pos: 0,
-            next_send: at,
-        });
+    fn play(&mut self, media: PromptMedia, at: Instant) {
+        let total = match &media {
+            PromptMedia::Contiguous { bytes, bytes_per_tick } => bytes.len() / (*bytes_per_tick).max(1),
+            PromptMedia::Packets { packets, .. } => packets.len(),
+        };
+        if total == 0 {
+            // Nothing to send (cannot happen with a valid prompt): move on at once.
+            self.playback = Some(Playback { media, total: 0, pos: 0, next_send: at });
+            self.prompt_done(at);
+            return;
+        }
+        self.playback = Some(Playback { media, total, pos: 0, next_send: at });
     }
 
     fn on_answered(&mut self, now: Instant) {
@@ -500,8 +599,7 @@ impl Call {
         self.set_state(CallState::Answered);
         self.last_rtp = now;
         self.set_state(CallState::Greeting);
-        let greeting = self.greeting.clone();
-        self.play(&greeting, now);
+        self.play(self.greeting_media.clone(), now);
         self.packetizer.mark_talkspurt();
     }
 
@@ -511,8 +609,8 @@ impl Call {
         match self.state {
             CallState::Greeting => {
                 self.set_state(CallState::Beep);
-                match self.config.beep.clone() {
-                    Some(beep) => self.play(&beep, ends_at),
+                match self.beep_media.clone() {
+                    Some(beep) => self.play(beep, ends_at),
                     None => self.recording_at = Some(ends_at),
                 }
             }
@@ -526,17 +624,27 @@ impl Call {
         if p.next_send > self.now {
             return None;
         }
-        let n = self.samples_per_packet.min(p.total - p.pos);
-        let (a, b) = (p.pos * p.bytes_per_sample, (p.pos + n) * p.bytes_per_sample);
-        let payload = p.encoded.slice(a..b);
-        p.pos += n;
+        let clock = u64::from(self.config.codec.clock_rate_hz());
         let sent_at = p.next_send;
-        p.next_send += self.config.ptime;
+        let (payload, ticks, plays) = match &p.media {
+            PromptMedia::Contiguous { bytes, bytes_per_tick } => {
+                let n = self.samples_per_packet.min(p.total - p.pos);
+                let payload = bytes.slice(p.pos * bytes_per_tick..(p.pos + n) * bytes_per_tick);
+                p.pos += n;
+                p.next_send += self.config.ptime;
+                (payload, n as u32, Duration::from_nanos(n as u64 * 1_000_000_000 / clock))
+            }
+            PromptMedia::Packets { packets, ticks, frame } => {
+                let payload = packets[p.pos].clone();
+                p.pos += 1;
+                p.next_send += *frame;
+                (payload, *ticks, *frame)
+            }
+        };
         let done = p.pos >= p.total;
-        let header = self.packetizer.next_header(n as u32);
+        let header = self.packetizer.next_header(ticks);
         if done {
-            let ends_at = sent_at + Duration::from_nanos(n as u64 * 1_000_000_000 / RATE);
-            self.prompt_done(ends_at);
+            self.prompt_done(sent_at + plays);
         }
         Some(RtpOut { header, payload })
     }

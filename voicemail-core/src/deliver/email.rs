@@ -77,7 +77,9 @@ pub enum EmailError {
     Build(#[from] std::io::Error),
 }
 
-/// Builds the e-mail for `meta` with `wav` attached as `audio/wav`.
+/// Builds the e-mail for `meta` with its recording attached: `audio/wav` named `….wav` for a
+/// WAV (16-bit PCM or G.711), `audio/ogg; codecs=opus` named `….opus` for Ogg/Opus (RFC 7845
+/// §9), told apart by the file's first bytes.
 ///
 /// The result's `Message-ID` depends only on the message id and the sender's domain, and the
 /// `Date:` only on `meta.started_at`, so building again yields the same identity. A zero-length
@@ -116,7 +118,13 @@ pub fn build_email(meta: &MessageMeta, wav: &[u8], ctx: &EmailContext) -> Result
     }
 
     let body = body_text(meta, ctx, &local, &caller, caller_name.as_deref(), &called, &duration);
-    let filename = attachment_filename(&local, &meta.caller);
+    let ogg = wav.starts_with(b"OggS");
+    let filename = attachment_filename(&local, &meta.caller, if ogg { "opus" } else { "wav" });
+    let content_type = if ogg {
+        ContentType::new("audio/ogg").attribute("codecs", "opus").attribute("name", filename.clone())
+    } else {
+        ContentType::new("audio/wav").attribute("name", filename.clone())
+    };
 
     let from_name = ctx.from_name.as_deref().map(sanitize_line);
     let mut to: Vec<Address<'_>> = ctx.to.iter().map(|a| Address::from(a.as_str())).collect();
@@ -138,10 +146,7 @@ pub fn build_email(meta: &MessageMeta, wav: &[u8], ctx: &EmailContext) -> Result
     if let Some(client) = &client {
         builder = builder.header("X-Voicemail-Client", Text::new(client.clone()));
     }
-    let bytes = builder
-        .text_body(body)
-        .attachment(ContentType::new("audio/wav").attribute("name", filename.clone()), filename, wav.to_vec())
-        .write_to_vec()?;
+    let bytes = builder.text_body(body).attachment(content_type, filename, wav.to_vec()).write_to_vec()?;
 
     Ok(OutgoingEmail {
         voicemail_id: meta.id.to_string(),
@@ -196,13 +201,13 @@ pub(crate) fn sanitize_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') { ' ' } else { c }).collect()
 }
 
-/// `voicemail-2026-11-27_143205-+74951234567.wav`: local time and caller number, reduced to
-/// `[A-Za-z0-9+_.-]` (other characters become `_`, leading dots are dropped).
-fn attachment_filename(local: &jiff::ZonedDateTime, caller: &str) -> String {
+/// `voicemail-2026-11-27_143205-+74951234567.wav` (or `.opus`): local time and caller number,
+/// reduced to `[A-Za-z0-9+_.-]` (other characters become `_`, leading dots are dropped).
+fn attachment_filename(local: &jiff::ZonedDateTime, caller: &str, extension: &str) -> String {
     let number: String = caller.chars().map(|c| if is_safe_name_char(c) { c } else { '_' }).take(40).collect();
     let number = number.trim_start_matches('.');
     let number = if number.is_empty() { "unknown" } else { number };
-    format!("voicemail-{}-{number}.wav", local.strftime("%Y-%m-%d_%H%M%S"))
+    format!("voicemail-{}-{number}.{extension}", local.strftime("%Y-%m-%d_%H%M%S"))
 }
 
 /// `voicemail.<safe id>.<hash>@<sender domain>`; the hash keeps ids that differ only in

@@ -1,7 +1,9 @@
 //! The spool directory's files: the one place that names them.
 //!
 //! ```text
-//! <spool>/<id>.wav             a recording (streamed during the call, valid at every moment)
+//! <spool>/<id>.wav             a recording (streamed during the call, valid at every moment):
+//!                              16-bit PCM or G.711 WAV, at 8, 16 or 48 kHz
+//! <spool>/<id>.opus            a recording in Ogg/Opus (`[recording] format = "opus"`)
 //! <spool>/voicemail.sqlite3    the store (metadata, follow-up, history, outbox), with -wal/-shm
 //! <spool>/imported-json/       JSON files of an older spool, once imported
 //! ```
@@ -20,7 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::message::MessageId;
-use crate::recording::{HEADER_LEN, MAX_DATA_BYTES, SAMPLE_RATE_HZ};
+use crate::recording::{
+    G711_HEADER_LEN, G711Law, HEADER_LEN, MAX_DATA_BYTES, OGG_SERIAL, RecordingFormat, g711_wav_header, opus_head,
+    opus_tags,
+};
+
+/// The extensions of recordings, in the order they are looked for.
+const EXTENSIONS: [&str; 2] = ["wav", "opus"];
 
 /// The store's database file in the spool.
 pub(crate) const DB_FILE: &str = "voicemail.sqlite3";
@@ -50,14 +58,26 @@ impl Spool {
         self.dir.join(DB_FILE)
     }
 
-    /// Where message `id`'s recording is.
+    /// Where message `id`'s recording is when it is a WAV (the name used in errors about a
+    /// recording of unknown format).
     pub(crate) fn wav_path(&self, id: &MessageId) -> PathBuf {
         self.dir.join(format!("{id}.wav"))
     }
 
-    /// Creates message `id`'s recording (it must not exist) and takes its lock.
-    pub(crate) fn create_wav(&self, id: &MessageId) -> io::Result<LockedWav> {
-        let path = self.wav_path(id);
+    /// Where message `id`'s recording in `format` is.
+    pub(crate) fn recording_path(&self, id: &MessageId, format: RecordingFormat) -> PathBuf {
+        self.dir.join(format!("{id}.{}", format.extension()))
+    }
+
+    /// Creates message `id`'s recording in `format` (no recording of `id` may exist) and
+    /// takes its lock.
+    pub(crate) fn create_wav(&self, id: &MessageId, format: RecordingFormat) -> io::Result<LockedWav> {
+        for ext in EXTENSIONS {
+            if self.dir.join(format!("{id}.{ext}")).exists() {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the message already has a recording"));
+            }
+        }
+        let path = self.recording_path(id, format);
         let file = File::create_new(&path)?;
         if let Err(e) = file.try_lock() {
             drop(file);
@@ -70,14 +90,22 @@ impl Spool {
         Ok(LockedWav { file: Arc::new(file), path })
     }
 
-    /// Takes the lock of message `id`'s recording if no live process holds it.
+    /// Takes the lock of message `id`'s recording (whatever its format) if no live process
+    /// holds it.
     pub(crate) fn claim_wav(&self, id: &MessageId) -> io::Result<Claim> {
-        let path = self.wav_path(id);
-        let file = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Claim::Missing),
-            Err(e) => return Err(e),
-        };
+        let mut found = None;
+        for ext in EXTENSIONS {
+            let path = self.dir.join(format!("{id}.{ext}"));
+            match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) => {
+                    found = Some((f, path));
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((file, path)) = found else { return Ok(Claim::Missing) };
         match file.try_lock() {
             Ok(()) => Ok(Claim::Dead(LockedWav { file: Arc::new(file), path })),
             Err(TryLockError::WouldBlock) => Ok(Claim::Live),
@@ -85,26 +113,30 @@ impl Spool {
         }
     }
 
-    /// Removes message `id`'s recording (a missing file is fine).
+    /// Removes message `id`'s recording, whatever its format (a missing file is fine).
     pub(crate) fn remove_wav(&self, id: &MessageId) -> io::Result<()> {
-        match fs::remove_file(self.wav_path(id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        for ext in EXTENSIONS {
+            match fs::remove_file(self.dir.join(format!("{id}.{ext}"))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
-    /// `<id>` of every `<id>.wav` in the spool.
+    /// `<id>` of every recording (`<id>.wav`, `<id>.opus`) in the spool.
     pub(crate) fn wav_ids(&self) -> io::Result<Vec<MessageId>> {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".wav")).and_then(|s| MessageId::parse(s).ok())
-            {
+            let stem = name.to_str().and_then(|n| EXTENSIONS.iter().find_map(|ext| n.strip_suffix(&format!(".{ext}"))));
+            if let Some(id) = stem.and_then(|s| MessageId::parse(s).ok()) {
                 ids.push(id);
             }
         }
         ids.sort();
+        ids.dedup();
         Ok(ids)
     }
 
@@ -154,9 +186,11 @@ impl LockedWav {
         self.file.sync_all()
     }
 
-    /// Repairs the WAV header after a crash; returns the samples it holds.
-    pub(crate) fn repair(&self) -> io::Result<u64> {
-        repair(&self.file)
+    /// Repairs the recording after a crash (WAV sizes, or a torn last Ogg page); returns
+    /// what it holds.
+    pub(crate) fn repair(&self) -> io::Result<Repaired> {
+        let opus = self.path.extension().is_some_and(|e| e == "opus");
+        repair(&self.file, opus)
     }
 }
 
@@ -179,78 +213,284 @@ impl Seek for SharedFile {
     }
 }
 
-/// Checks that `h` is the header the engine's recording writes: RIFF/WAVE, a 16-byte PCM fmt
-/// chunk for 8000 Hz, 16-bit mono, then the data chunk header. The two sizes are not checked.
-fn check_header(h: &[u8; HEADER_LEN as usize]) -> Result<(), &'static str> {
-    let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
-    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    if &h[0..4] != b"RIFF" || &h[8..12] != b"WAVE" {
-        return Err("not a RIFF/WAVE file");
-    }
-    if &h[12..16] != b"fmt " || u32_at(16) != 16 {
-        return Err("unexpected chunk layout: no 16-byte fmt chunk first");
-    }
-    if u16_at(20) != 1
-        || u16_at(22) != 1
-        || u32_at(24) != SAMPLE_RATE_HZ
-        || u32_at(28) != SAMPLE_RATE_HZ * 2
-        || u16_at(32) != 2
-        || u16_at(34) != 16
-    {
-        return Err("not 8 kHz 16-bit mono PCM");
-    }
-    if &h[36..40] != b"data" {
-        return Err("unexpected chunk layout: data chunk does not follow fmt");
-    }
-    Ok(())
+/// What a repaired recording holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Repaired {
+    /// Samples of audio.
+    pub(crate) samples: u64,
+    /// Their rate, in Hz.
+    pub(crate) rate: u32,
 }
 
-/// Makes a WAV file the engine wrote valid again after a crash: header sizes set from the
-/// file length (a torn odd byte at the end is dropped), then synced. A file shorter than a
-/// header (a crash right after creation) becomes a valid empty WAV. A file that is not one of
-/// ours is an `InvalidData` error and is left alone. Never panics, whatever the contents.
-fn repair(file: &File) -> io::Result<u64> {
+impl Repaired {
+    /// The length in milliseconds.
+    pub(crate) fn duration_ms(&self) -> u64 {
+        self.samples * 1000 / u64::from(self.rate.max(1))
+    }
+}
+
+/// The WAV layouts the engine writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WavLayout {
+    /// 16-bit PCM: 44-byte header, 2 bytes per sample.
+    Pcm,
+    /// G.711: 58-byte header with a `fact` chunk, 1 byte per sample.
+    G711(G711Law),
+}
+
+impl WavLayout {
+    fn header_len(self) -> u64 {
+        match self {
+            WavLayout::Pcm => HEADER_LEN,
+            WavLayout::G711(_) => G711_HEADER_LEN,
+        }
+    }
+
+    fn bytes_per_sample(self) -> u64 {
+        match self {
+            WavLayout::Pcm => 2,
+            WavLayout::G711(_) => 1,
+        }
+    }
+}
+
+/// Checks that `h` starts like a header the engine's recording writes: RIFF/WAVE, then either
+/// a 16-byte PCM fmt chunk (16-bit mono) and the data chunk, or an 18-byte A-law/μ-law fmt
+/// chunk (8-bit mono), a `fact` chunk and the data chunk. The sizes are not checked. Returns
+/// the layout and the rate.
+fn check_header(h: &[u8]) -> Result<(WavLayout, u32), &'static str> {
+    if h.len() < HEADER_LEN as usize {
+        return Err("shorter than a WAV header");
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    if &h[0..4] != b"RIFF" || &h[8..12] != b"WAVE" || &h[12..16] != b"fmt " {
+        return Err("not a RIFF/WAVE file with its fmt chunk first");
+    }
+    let rate = u32_at(24);
+    if !(8000..=48_000).contains(&rate) || u16_at(22) != 1 {
+        return Err("not mono audio at 8 to 48 kHz");
+    }
+    match (u32_at(16), u16_at(20)) {
+        (16, 1) => {
+            if u32_at(28) != rate * 2 || u16_at(32) != 2 || u16_at(34) != 16 {
+                return Err("not 16-bit PCM");
+            }
+            if &h[36..40] != b"data" {
+                return Err("unexpected chunk layout: data chunk does not follow fmt");
+            }
+            Ok((WavLayout::Pcm, rate))
+        }
+        (18, tag @ (6 | 7)) => {
+            if h.len() < G711_HEADER_LEN as usize {
+                return Err("shorter than a G.711 WAV header");
+            }
+            if u32_at(28) != rate || u16_at(32) != 1 || u16_at(34) != 8 {
+                return Err("not 8-bit G.711");
+            }
+            if &h[38..42] != b"fact" || u32_at(42) != 4 || &h[50..54] != b"data" {
+                return Err("unexpected chunk layout: no fact then data chunk after fmt");
+            }
+            Ok((WavLayout::G711(if tag == 6 { G711Law::ALaw } else { G711Law::MuLaw }), rate))
+        }
+        _ => Err("neither 16-bit PCM nor G.711"),
+    }
+}
+
+/// Makes a recording the engine wrote valid again after a crash, then syncs it. Never panics,
+/// whatever the contents; a file that is not one of ours is an `InvalidData` error and is left
+/// alone.
+///
+/// - WAV (16-bit PCM or G.711): header sizes set from the file length (a torn partial sample
+///   at the end is dropped).
+/// - Ogg/Opus: cut after the last whole page whose CRC checks; that page is marked the end of
+///   the stream. The length comes from its granule position.
+/// - A file shorter than its headers (a crash right after creation) becomes a valid empty
+///   recording of its kind (`opus`: the file is a `.opus`).
+fn repair(file: &File, opus: bool) -> io::Result<Repaired> {
     let invalid = |why: &'static str| io::Error::new(io::ErrorKind::InvalidData, why);
     let mut f = file;
     let len = f.metadata()?.len();
-    if len < HEADER_LEN {
-        let mut head = Vec::new();
-        f.seek(SeekFrom::Start(0))?;
-        f.read_to_end(&mut head)?;
-        if !b"RIFF".starts_with(&head[..head.len().min(4)]) {
-            return Err(invalid("not a WAV file"));
-        }
-        f.set_len(0)?;
-        f.seek(SeekFrom::Start(0))?;
-        f.write_all(&empty_wav_header())?;
-        f.sync_all()?;
-        return Ok(0);
-    }
-    let mut header = [0u8; HEADER_LEN as usize];
+    let mut head = Vec::with_capacity(G711_HEADER_LEN as usize);
     f.seek(SeekFrom::Start(0))?;
-    f.read_exact(&mut header)?;
-    check_header(&header).map_err(invalid)?;
-    let on_disk = len - HEADER_LEN;
-    let data_len = (on_disk & !1).min(MAX_DATA_BYTES);
-    let riff_size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let data_size = u32::from_le_bytes([header[40], header[41], header[42], header[43]]);
-    if data_len == on_disk && u64::from(data_size) == data_len && u64::from(riff_size) == len - 8 {
-        return Ok(data_len / 2);
+    f.take(G711_HEADER_LEN).read_to_end(&mut head)?;
+    if head.starts_with(b"OggS") || (opus && b"OggS".starts_with(&head[..head.len().min(4)])) {
+        return repair_ogg(file);
+    }
+    if !b"RIFF".starts_with(&head[..head.len().min(4)]) {
+        return Err(invalid("not a WAV or Ogg file"));
+    }
+    let layout = match check_header(&head) {
+        Ok(l) => l,
+        // A header cut short by a crash right after creation: an empty 8 kHz WAV.
+        Err(_) if len < HEADER_LEN || (len < G711_HEADER_LEN && head.get(16..20) == Some(&18u32.to_le_bytes()[..])) => {
+            f.set_len(0)?;
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(&empty_wav_header())?;
+            f.sync_all()?;
+            return Ok(Repaired { samples: 0, rate: 8000 });
+        }
+        Err(why) => return Err(invalid(why)),
+    };
+    let (layout, rate) = layout;
+    let header_len = layout.header_len();
+    let per = layout.bytes_per_sample();
+    let on_disk = len - header_len;
+    let data_len = (on_disk - on_disk % per).min(MAX_DATA_BYTES);
+    let samples = data_len / per;
+    let u32_at = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let riff_size = u32_at(4);
+    let data_at = header_len as usize - 4;
+    let intact = data_len == on_disk
+        && u64::from(u32_at(data_at)) == data_len
+        && u64::from(riff_size) == len - 8
+        && (layout == WavLayout::Pcm || u64::from(u32_at(46)) == samples);
+    if intact {
+        return Ok(Repaired { samples, rate });
+    }
+    if data_len != on_disk {
+        f.set_len(header_len + data_len)?;
     }
     let new_data = u32::try_from(data_len).map_err(|_| invalid("too large"))?;
-    let new_riff = u32::try_from(data_len + HEADER_LEN - 8).map_err(|_| invalid("too large"))?;
-    if data_len != on_disk {
-        f.set_len(HEADER_LEN + data_len)?;
+    match layout {
+        WavLayout::Pcm => {
+            let new_riff = u32::try_from(data_len + HEADER_LEN - 8).map_err(|_| invalid("too large"))?;
+            f.seek(SeekFrom::Start(4))?;
+            f.write_all(&new_riff.to_le_bytes())?;
+            f.seek(SeekFrom::Start(40))?;
+            f.write_all(&new_data.to_le_bytes())?;
+        }
+        WavLayout::G711(law) => {
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(&g711_wav_header(rate, law, new_data))?;
+        }
     }
-    f.seek(SeekFrom::Start(4))?;
-    f.write_all(&new_riff.to_le_bytes())?;
-    f.seek(SeekFrom::Start(40))?;
-    f.write_all(&new_data.to_le_bytes())?;
     f.sync_all()?;
-    Ok(data_len / 2)
+    Ok(Repaired { samples, rate })
 }
 
-/// The 44-byte header of an empty recording.
+/// The CRC-32 of Ogg pages (polynomial 0x04C11DB7, no reflection, initial value 0).
+fn ogg_crc(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut r = (i as u32) << 24;
+            let mut bit = 0;
+            while bit < 8 {
+                r = if r & 0x8000_0000 != 0 { (r << 1) ^ 0x04C1_1DB7 } else { r << 1 };
+                bit += 1;
+            }
+            table[i] = r;
+            i += 1;
+        }
+        table
+    };
+    data.iter().fold(0u32, |crc, &b| (crc << 8) ^ TABLE[((crc >> 24) as u8 ^ b) as usize])
+}
+
+/// The largest Ogg page: 27 + 255 lacing values + 255 × 255 bytes.
+const MAX_OGG_PAGE: usize = 27 + 255 + 255 * 255;
+
+/// Repairs an Ogg/Opus recording: keeps the whole, CRC-valid pages of our stream from the
+/// start, cuts the rest, and marks the last page the end of the stream (its CRC recomputed).
+fn repair_ogg(file: &File) -> io::Result<Repaired> {
+    let mut f = file;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(0))?;
+    let mut reader = io::BufReader::with_capacity(64 * 1024, f);
+    let mut page = Vec::with_capacity(MAX_OGG_PAGE);
+    let mut good_end = 0u64;
+    let mut last: Option<(u64, Vec<u8>)> = None; // offset and bytes of the last good page
+    let mut pages = 0u64;
+    let mut head: Option<(u64, u32)> = None; // pre-skip, input rate
+    let mut granule = 0u64;
+    loop {
+        page.clear();
+        page.resize(27, 0);
+        if reader.read_exact(&mut page[..27]).is_err() {
+            break;
+        }
+        if &page[0..4] != b"OggS"
+            || page[4] != 0
+            || u32::from_le_bytes([page[14], page[15], page[16], page[17]]) != OGG_SERIAL
+        {
+            break;
+        }
+        let segments = page[26] as usize;
+        page.resize(27 + segments, 0);
+        if reader.read_exact(&mut page[27..]).is_err() {
+            break;
+        }
+        let body: usize = page[27..].iter().map(|&b| usize::from(b)).sum();
+        let at = page.len();
+        page.resize(at + body, 0);
+        if reader.read_exact(&mut page[at..]).is_err() {
+            break;
+        }
+        let stored = u32::from_le_bytes([page[22], page[23], page[24], page[25]]);
+        page[22..26].fill(0);
+        if ogg_crc(&page) != stored {
+            break;
+        }
+        page[22..26].copy_from_slice(&stored.to_le_bytes());
+        if pages == 0 {
+            let data = &page[at..];
+            if data.len() < 19 || &data[..8] != b"OpusHead" {
+                break;
+            }
+            let pre_skip = u64::from(u16::from_le_bytes([data[10], data[11]]));
+            let rate = u32::from_le_bytes([data[12], data[13], data[14], data[15]]);
+            head = Some((pre_skip, rate));
+        }
+        let g = u64::from_le_bytes([page[6], page[7], page[8], page[9], page[10], page[11], page[12], page[13]]);
+        if g != u64::MAX {
+            granule = g;
+        }
+        last = Some((good_end, page.clone()));
+        good_end += page.len() as u64;
+        pages += 1;
+    }
+    drop(reader);
+    let (pre_skip, rate) = match head {
+        Some((pre_skip, rate)) if pages >= 2 => (pre_skip, if (8000..=48_000).contains(&rate) { rate } else { 48_000 }),
+        // The headers did not make it to disk: an empty Ogg/Opus file.
+        _ => {
+            f.set_len(0)?;
+            f.seek(SeekFrom::Start(0))?;
+            let mut w = ogg::PacketWriter::new(Vec::new());
+            w.write_packet(opus_head(0, 48_000), OGG_SERIAL, ogg::PacketWriteEndInfo::EndPage, 0)?;
+            w.write_packet(opus_tags(), OGG_SERIAL, ogg::PacketWriteEndInfo::EndPage, 0)?;
+            f.write_all(&w.into_inner())?;
+            f.sync_all()?;
+            return Ok(Repaired { samples: 0, rate: 48_000 });
+        }
+    };
+    let samples = granule.saturating_sub(pre_skip) * u64::from(rate) / 48_000;
+    let mut changed = false;
+    if good_end != len {
+        f.set_len(good_end)?;
+        changed = true;
+    }
+    // Mark the last audio page as the end of the stream (the header pages stay as they are).
+    if let Some((offset, mut bytes)) = last.filter(|_| pages > 2)
+        && bytes[5] & 4 == 0
+    {
+        bytes[5] |= 4;
+        bytes[22..26].fill(0);
+        let crc = ogg_crc(&bytes);
+        bytes[22..26].copy_from_slice(&crc.to_le_bytes());
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(&bytes)?;
+        changed = true;
+    }
+    if changed {
+        f.sync_all()?;
+    }
+    Ok(Repaired { samples, rate })
+}
+
+/// The 44-byte header of an empty 8 kHz recording.
 pub(crate) fn empty_wav_header() -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[0..4].copy_from_slice(b"RIFF");
@@ -260,8 +500,8 @@ pub(crate) fn empty_wav_header() -> [u8; HEADER_LEN as usize] {
     h[16..20].copy_from_slice(&16u32.to_le_bytes());
     h[20..22].copy_from_slice(&1u16.to_le_bytes());
     h[22..24].copy_from_slice(&1u16.to_le_bytes());
-    h[24..28].copy_from_slice(&SAMPLE_RATE_HZ.to_le_bytes());
-    h[28..32].copy_from_slice(&(SAMPLE_RATE_HZ * 2).to_le_bytes());
+    h[24..28].copy_from_slice(&8000u32.to_le_bytes());
+    h[28..32].copy_from_slice(&16_000u32.to_le_bytes());
     h[32..34].copy_from_slice(&2u16.to_le_bytes());
     h[34..36].copy_from_slice(&16u16.to_le_bytes());
     h[36..40].copy_from_slice(b"data");
@@ -272,6 +512,8 @@ pub(crate) fn empty_wav_header() -> [u8; HEADER_LEN as usize] {
 mod tests {
     use super::*;
     use crate::Recording;
+    use crate::codec::CodecKind;
+    use crate::recording::RecordingSpec;
 
     fn spool() -> (tempfile::TempDir, Spool) {
         let dir = tempfile::tempdir().unwrap();
@@ -287,17 +529,18 @@ mod tests {
     fn a_live_recording_cannot_be_claimed_and_a_released_one_can() {
         let (_d, spool) = spool();
         let id = MessageId::parse("m1").unwrap();
-        let wav = spool.create_wav(&id).unwrap();
+        let wav = spool.create_wav(&id, RecordingFormat::Wav).unwrap();
         let mut rec = Recording::new(wav.sink()).unwrap();
         rec.write(&[7i16; 12_000]).unwrap();
         assert!(matches!(spool.claim_wav(&id).unwrap(), Claim::Live));
-        assert!(spool.create_wav(&id).is_err(), "never two recordings in one file");
+        assert!(spool.create_wav(&id, RecordingFormat::Wav).is_err(), "never two recordings in one file");
+        assert!(spool.create_wav(&id, RecordingFormat::Opus).is_err(), "nor two recordings of one message");
         // The sink alone keeps the lock: dropping the lease handle changes nothing.
         drop(wav);
         assert!(matches!(spool.claim_wav(&id).unwrap(), Claim::Live));
         drop(rec); // like a process that dies: the lock goes with the last handle
         let Claim::Dead(claimed) = spool.claim_wav(&id).unwrap() else { panic!("not claimable") };
-        assert_eq!(claimed.repair().unwrap(), 12_000);
+        assert_eq!(claimed.repair().unwrap(), Repaired { samples: 12_000, rate: 8000 });
         assert!(matches!(spool.claim_wav(&id).unwrap(), Claim::Live), "now we hold it");
         assert!(matches!(spool.claim_wav(&MessageId::parse("m2").unwrap()).unwrap(), Claim::Missing));
     }
@@ -306,7 +549,7 @@ mod tests {
     fn repair_restores_a_torn_file() {
         let (_d, spool) = spool();
         let id = MessageId::parse("torn").unwrap();
-        let wav = spool.create_wav(&id).unwrap();
+        let wav = spool.create_wav(&id, RecordingFormat::Wav).unwrap();
         let mut rec = Recording::new(wav.sink()).unwrap();
         rec.write(&[1i16; 9_000]).unwrap(); // one checkpoint at 8000
         std::mem::forget(rec); // the buffer never reaches the file: a crash
@@ -315,10 +558,10 @@ mod tests {
             let mut f = OpenOptions::new().append(true).open(wav.path()).unwrap();
             f.write_all(&[0u8; 201]).unwrap();
         }
-        assert_eq!(wav.repair().unwrap(), 8_100);
+        assert_eq!(wav.repair().unwrap().samples, 8_100);
         assert_eq!(read(wav.path()).len(), 8_100);
         // Intact files are left as they are.
-        assert_eq!(wav.repair().unwrap(), 8_100);
+        assert_eq!(wav.repair().unwrap().samples, 8_100);
     }
 
     #[test]
@@ -327,13 +570,85 @@ mod tests {
         let short = spool.dir().join("short.wav");
         fs::write(&short, b"RIF").unwrap();
         let f = OpenOptions::new().read(true).write(true).open(&short).unwrap();
-        assert_eq!(repair(&f).unwrap(), 0);
+        assert_eq!(repair(&f, false).unwrap().samples, 0);
         assert!(read(&short).is_empty());
         let foreign = spool.dir().join("foreign.wav");
         fs::write(&foreign, vec![b'x'; 100]).unwrap();
         let f = OpenOptions::new().read(true).write(true).open(&foreign).unwrap();
-        assert_eq!(repair(&f).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(repair(&f, false).unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert_eq!(fs::read(&foreign).unwrap(), vec![b'x'; 100], "left alone");
+    }
+
+    #[test]
+    fn repair_of_g711_and_wideband_wav() {
+        let (_d, spool) = spool();
+        for (i, spec) in [
+            RecordingSpec::for_call(RecordingFormat::WavG711, CodecKind::Pcmu, 8000),
+            RecordingSpec::for_call(RecordingFormat::WavG711, CodecKind::G722, 16_000),
+            RecordingSpec::for_call(RecordingFormat::Wav, CodecKind::G722, 16_000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = MessageId::parse(&format!("g{i}")).unwrap();
+            let wav = spool.create_wav(&id, spec.format).unwrap();
+            let mut rec = Recording::with_spec(wav.sink(), spec).unwrap();
+            rec.write(&[100i16; 20_000]).unwrap();
+            std::mem::forget(rec); // a crash: what the buffer held is lost
+            {
+                let mut f = OpenOptions::new().append(true).open(wav.path()).unwrap();
+                f.write_all(&[0x55u8; 301]).unwrap();
+            }
+            let repaired = wav.repair().unwrap();
+            assert_eq!(repaired.rate, spec.sample_rate_hz);
+            let per = if spec.format == RecordingFormat::Wav { 2 } else { 1 };
+            let header = if per == 2 { HEADER_LEN } else { G711_HEADER_LEN };
+            let len = fs::metadata(wav.path()).unwrap().len();
+            assert_eq!(repaired.samples, (len - header) / per);
+            assert!(repaired.samples >= u64::from(spec.sample_rate_hz), "at least the first second");
+            assert_eq!(wav.repair().unwrap(), repaired, "idempotent");
+            if per == 2 {
+                assert_eq!(read(wav.path()).len() as u64, repaired.samples);
+            }
+        }
+    }
+
+    #[test]
+    fn repair_of_a_torn_ogg_opus_file() {
+        let (_d, spool) = spool();
+        let id = MessageId::parse("ogg").unwrap();
+        let wav = spool.create_wav(&id, RecordingFormat::Opus).unwrap();
+        assert!(wav.path().to_str().unwrap().ends_with("ogg.opus"));
+        let spec = RecordingSpec::for_call(RecordingFormat::Opus, CodecKind::Opus, 16_000);
+        let mut rec = Recording::with_spec(wav.sink(), spec).unwrap();
+        let tone: Vec<i16> = (0..40_000).map(|i| ((i as f64 * 0.1).sin() * 5000.0) as i16).collect();
+        rec.write(&tone).unwrap(); // two whole seconds on disk, half a second in memory
+        std::mem::forget(rec);
+        let whole = fs::read(wav.path()).unwrap();
+        // A torn page after the last whole one.
+        {
+            let mut f = OpenOptions::new().append(true).open(wav.path()).unwrap();
+            f.write_all(&whole[whole.len() - 100..]).unwrap();
+        }
+        let repaired = wav.repair().unwrap();
+        assert_eq!(repaired, Repaired { samples: 32_000, rate: 16_000 });
+        let after = fs::read(wav.path()).unwrap();
+        assert_eq!(after.len(), whole.len(), "the torn page is cut");
+        assert_eq!(wav.repair().unwrap(), repaired, "idempotent");
+        assert_eq!(after, fs::read(wav.path()).unwrap());
+        // A file cut inside its headers becomes an empty Ogg/Opus file.
+        let cut = spool.dir().join("cut.opus");
+        fs::write(&cut, &whole[..30]).unwrap();
+        let f = OpenOptions::new().read(true).write(true).open(&cut).unwrap();
+        assert_eq!(repair(&f, true).unwrap().samples, 0);
+        assert!(fs::read(&cut).unwrap().starts_with(b"OggS"));
+        // Random bytes after "OggS" never panic.
+        let junk = spool.dir().join("junk.opus");
+        let mut bytes = b"OggS".to_vec();
+        bytes.extend((0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        fs::write(&junk, &bytes).unwrap();
+        let f = OpenOptions::new().read(true).write(true).open(&junk).unwrap();
+        assert_eq!(repair(&f, true).unwrap().samples, 0);
     }
 
     #[test]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, final
 
 _StrPath = str | os.PathLike[str]
-_Codec = Literal["pcmu", "pcma", "l16", "ulaw", "alaw", "g711u", "g711a"]
+_Codec = Literal["pcmu", "pcma", "l16", "g722", "opus", "ulaw", "alaw", "g711u", "g711a"]
 _State = Literal["ringing", "answered", "greeting", "beep", "recording", "ended"]
 _EndReason = Literal[
     "hang-up", "finish-key", "max-length", "silence-timeout", "media-timeout", "recording-failed", "interrupted"
@@ -117,7 +117,7 @@ class Message:
     @property
     def end_reason(self) -> _EndReason: ...
     @property
-    def codec(self) -> Literal["pcmu", "pcma", "l16"]: ...
+    def codec(self) -> Literal["pcmu", "pcma", "l16", "g722", "opus"]: ...
     @property
     def greeting(self) -> str: ...
     @property
