@@ -12,8 +12,10 @@
 //! [`Mailbox`](mailbox::Mailbox) starts calls (id, greeting from the calendar, recording in the
 //! spool), stores finished messages in an embedded SQLite store, recovers calls whose process
 //! died, delivers by e-mail (Maildir, SMTP, IMAP) with retries, and tracks the follow-up
-//! (New → Assigned → CalledBack) with its history. Modules: [`config`], [`schedule`],
-//! [`directory`], [`store`], [`deliver`], [`route`], [`followup`], [`mailbox`], [`runner`].
+//! (New → Assigned → CalledBack) with its history: a known client's message is assigned to
+//! the client's manager, and calls not returned in time are reminded of and escalated by
+//! e-mail. Modules: [`config`], [`schedule`], [`directory`], [`store`], [`deliver`],
+//! [`template`], [`route`], [`followup`], [`remind`], [`mailbox`], [`runner`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -44,9 +46,13 @@ pub mod route;
 #[cfg(feature = "mailbox")]
 pub mod runner;
 #[cfg(feature = "mailbox")]
+pub mod remind;
+#[cfg(feature = "mailbox")]
 pub mod schedule;
 #[cfg(feature = "mailbox")]
 pub mod store;
+#[cfg(feature = "mailbox")]
+pub mod template;
 
 pub use call::{Call, CallConfig, CallState};
 pub use codec::{Codec, CodecKind};
