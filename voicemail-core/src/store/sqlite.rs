@@ -762,17 +762,18 @@ impl Store for SqliteStore {
         self.read("reading reminders", |tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT r.message_id, r.step FROM reminder_steps r JOIN messages m ON m.id = r.message_id
+                    "SELECT r.message_id, r.step, m.followup FROM reminder_steps r JOIN messages m ON m.id = r.message_id
                      WHERE m.lifecycle = 'stored' ORDER BY r.message_id, r.step",
                 )
                 .map_err(db_error("reading reminders"))?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
                 .map_err(db_error("reading reminders"))?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, step) = row.map_err(db_error("reading reminders"))?;
-                if let (Ok(id), Some(step)) = (MessageId::parse(&id), ReminderStep::parse(&step)) {
+                let (id, step, followup) = row.map_err(db_error("reading reminders"))?;
+                let called_back = from_json::<FollowUp>(&id, &followup).map_or(true, |f| f.is_called_back());
+                if let (Ok(id), Some(step), false) = (MessageId::parse(&id), ReminderStep::parse(&step), called_back) {
                     out.push((id, step));
                 }
             }
@@ -818,5 +819,131 @@ impl Store for SqliteStore {
             add_history(tx, id.as_str(), &HistoryEntry { at: now, by: reminder.by.clone(), event })?;
             Ok(true)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::CodecKind;
+    use crate::message::{EndReason, MediaStats};
+
+    fn meta(id: &str) -> MessageMeta {
+        MessageMeta {
+            id: MessageId::parse(id).unwrap(),
+            caller: "+74951234567".into(),
+            caller_name: None,
+            called: String::new(),
+            started_at: Timestamp::from_second(1_795_779_125).unwrap(),
+            duration_ms: 1000,
+            end_reason: EndReason::HangUp,
+            codec: CodecKind::Pcmu,
+            greeting: "default".into(),
+            dtmf: String::new(),
+            wav_path: None,
+            media: MediaStats::default(),
+        }
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_795_779_125 + s).unwrap()
+    }
+
+    /// A store of schema version 1 (as the previous release wrote it) with one message and
+    /// its pending SMTP delivery is migrated to version 2 at open: the delivery is kept and
+    /// still claimed, reminders of the message get rows of their own, once per step.
+    #[test]
+    fn migration_to_v2_keeps_deliveries_and_adds_reminders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("voicemail.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let m = meta("msg-1");
+            conn.execute(
+                "INSERT INTO messages (id, lifecycle, started_ms, meta, followup) VALUES ('msg-1', 'stored', ?1, ?2, ?3)",
+                params![ms(m.started_at), serde_json::to_string(&m).unwrap(), r#"{"state":"new"}"#],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO deliveries (message_id, target, extra_to, state, attempts, next_ms, last_error)
+                 VALUES ('msg-1', 'smtp', '[\"anna@example.com\"]', 'pending', 2, ?1, 'timeout')",
+                [ms(at(0))],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 2);
+        let id = MessageId::parse("msg-1").unwrap();
+        let before = store.deliveries().unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!((before[0].state, before[0].attempts, before[0].reminder), (DeliveryState::Failing, 2, None));
+        assert_eq!(before[0].extra_to, ["anna@example.com"]);
+
+        let reminder = NewReminder {
+            step: ReminderStep::Remind(1),
+            covers: Vec::new(),
+            to: vec!["anna@example.com".into()],
+            by: "reminder".into(),
+        };
+        assert!(store.queue_reminder(&id, &reminder, at(10)).unwrap());
+        assert!(!store.queue_reminder(&id, &reminder, at(11)).unwrap(), "never twice for one step");
+        assert_eq!(store.reminder_steps().unwrap(), [(id.clone(), ReminderStep::Remind(1))]);
+        // An escalation standing for reminder 3: reminder 2 can no longer be queued.
+        let escalation =
+            NewReminder { step: ReminderStep::Escalate, covers: vec![ReminderStep::Remind(3)], ..reminder.clone() };
+        assert!(store.queue_reminder(&id, &escalation, at(20)).unwrap());
+        let stale = NewReminder { step: ReminderStep::Remind(2), ..reminder.clone() };
+        assert!(!store.queue_reminder(&id, &stale, at(21)).unwrap());
+
+        // The message's own delivery and both reminders are claimed from the one outbox.
+        let claims = store.claim("smtp", at(30), "me", at(900), 10).unwrap();
+        let kinds: Vec<_> = claims.iter().map(|c| c.reminder).collect();
+        assert_eq!(kinds, [None, Some(ReminderStep::Remind(1)), Some(ReminderStep::Escalate)]);
+        store.attempted(&id, "smtp", Some(ReminderStep::Remind(1)), &Attempt::Delivered("250 ok".into()), at(31)).unwrap();
+        store.release(&id, "smtp", None).unwrap();
+        store.release(&id, "smtp", Some(ReminderStep::Escalate)).unwrap();
+        let ds = store.deliveries().unwrap();
+        let states: Vec<_> = ds.iter().map(|d| (d.reminder, d.state)).collect();
+        assert_eq!(
+            states,
+            [
+                (None, DeliveryState::Failing),
+                (Some(ReminderStep::Remind(1)), DeliveryState::Delivered),
+                (Some(ReminderStep::Escalate), DeliveryState::Pending),
+            ]
+        );
+
+        // Called back: the escalation not sent yet is dropped, the sent reminder stays, and
+        // nothing more can be queued.
+        store.change(&id, &Change::CalledBack { note: None }, "anna", at(40)).unwrap();
+        let m = store.get(&id).unwrap().unwrap();
+        let left: Vec<_> = m.deliveries.iter().map(|d| d.reminder).collect();
+        assert_eq!(left, [None, Some(ReminderStep::Remind(1))]);
+        let events: Vec<String> = m.history.iter().map(|h| h.event.describe()).collect();
+        assert!(events.iter().any(|e| e == "reminder 1 sent: 250 ok"), "{events:?}");
+        assert!(events.iter().any(|e| e == "escalation queued for anna@example.com"), "{events:?}");
+        let next = NewReminder { step: ReminderStep::Remind(4), ..reminder };
+        assert!(!store.queue_reminder(&id, &next, at(50)).unwrap());
+        assert!(store.reminder_steps().unwrap().is_empty(), "only messages not called back");
+    }
+
+    /// Auto-assignment is part of storing the message: its state and history come with it.
+    #[test]
+    fn finish_with_an_assignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let m = meta("msg-2");
+        let recorded = HistoryEntry { at: at(0), by: "x".into(), event: Event::Recorded { end_reason: "hang-up".into() } };
+        let (state, entry) =
+            FollowUp::New.apply(&Change::Assign { to: "anna@example.com".into() }, "directory", at(0)).unwrap();
+        assert!(store.finish(&m, &[], &recorded, Some((&state, &entry)), at(0)).unwrap());
+        assert!(!store.finish(&m, &[], &recorded, Some((&state, &entry)), at(1)).unwrap(), "stored once");
+        let got = store.get(&m.id).unwrap().unwrap();
+        assert_eq!(got.followup, FollowUp::Assigned { to: "anna@example.com".into(), at: at(0) });
+        assert_eq!(got.history.len(), 2);
+        assert_eq!(got.history[1].by, "directory");
     }
 }
