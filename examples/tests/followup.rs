@@ -151,11 +151,18 @@ fn reminders_reach_the_manager_once_then_escalate() {
 
     // History and status say what happened.
     let shown = inbox(&config, &["show", &id]).stdout;
-    for want in ["reminder: reminder 1 queued for anna@example.com", "reminder: escalation queued for", "delivery: reminder 1 sent"] {
+    for want in [
+        "reminder: reminder 1 queued for anna@example.com",
+        "reminder: escalation queued for",
+        "delivery: reminder 1 sent",
+    ] {
         assert!(shown.contains(want), "{want:?} not in\n{shown}");
     }
     let status = inbox(&config, &["status"]).stdout;
-    assert!(status.lines().any(|l| l.starts_with(&id) && l.contains("smtp escalate") && l.contains("delivered")), "{status}");
+    assert!(
+        status.lines().any(|l| l.starts_with(&id) && l.contains("smtp escalate") && l.contains("delivered")),
+        "{status}"
+    );
 
     // Called back: no further reminder (the next would be due at 16 h).
     let done = inbox(&config, &["called-back", &id, "--by", "Anna"]);

@@ -918,7 +918,9 @@ fn check_public_url(url: &str) -> Result<String, ConfigError> {
     if !ok {
         return Err(ConfigError::invalid(
             "web.public_url",
-            format!("expected an http:// or https:// URL without a query, like \"https://voicemail.example.com\", found {url:?}"),
+            format!(
+                "expected an http:// or https:// URL without a query, like \"https://voicemail.example.com\", found {url:?}"
+            ),
         ));
     }
     Ok(trimmed.to_owned())

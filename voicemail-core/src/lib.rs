@@ -9,7 +9,7 @@
 //! with [`Call::poll_output`]. `default-features = false` builds the engine alone.
 //!
 //! **The mailbox** (feature `mailbox`, on by default) owns the life of every message:
-//! [`Mailbox`](mailbox::Mailbox) starts calls (id, greeting from the calendar, recording in the
+//! [`Mailbox`] starts calls (id, greeting from the calendar, recording in the
 //! spool), stores finished messages in an embedded SQLite store, recovers calls whose process
 //! died, delivers by e-mail (Maildir, SMTP, IMAP) with retries, and tracks the follow-up
 //! (New → Assigned → CalledBack) with its history: a known client's message is assigned to
@@ -42,11 +42,11 @@ mod greeting_file;
 #[cfg(feature = "mailbox")]
 pub mod mailbox;
 #[cfg(feature = "mailbox")]
+pub mod remind;
+#[cfg(feature = "mailbox")]
 pub mod route;
 #[cfg(feature = "mailbox")]
 pub mod runner;
-#[cfg(feature = "mailbox")]
-pub mod remind;
 #[cfg(feature = "mailbox")]
 pub mod schedule;
 #[cfg(feature = "mailbox")]

@@ -739,7 +739,9 @@ impl Mailbox {
         let ctx = route::email_context(config, meta, &c.followup);
         if let Some(step) = c.reminder {
             let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
-                return Err(DeliveryError::Config("reminders go by smtp, and [delivery.smtp] is not configured".into()));
+                return Err(DeliveryError::Config(
+                    "reminders go by smtp, and [delivery.smtp] is not configured".into(),
+                ));
             };
             let reminder = self.reminder_for(meta, step, &c.extra_to, now);
             let email = deliver::build_reminder(meta, &wav, &ctx, &reminder)

@@ -89,9 +89,12 @@ impl FollowupConfig {
         let latest = self.latest_reminder(waited);
         let max_done = max_reminder(done);
         let remind = latest.filter(|n| *n > max_done).map(ReminderStep::Remind);
-        let escalate = self.escalate_after.filter(|e| waited >= *e).is_some() && !done.contains(&ReminderStep::Escalate);
+        let escalate =
+            self.escalate_after.filter(|e| waited >= *e).is_some() && !done.contains(&ReminderStep::Escalate);
         match (escalate, remind) {
-            (true, remind) => Some(Due { step: ReminderStep::Escalate, covers: remind.into_iter().collect(), escalated: true }),
+            (true, remind) => {
+                Some(Due { step: ReminderStep::Escalate, covers: remind.into_iter().collect(), escalated: true })
+            }
             (false, Some(step)) => Some(Due { step, covers: Vec::new(), escalated: self.is_escalated(step) }),
             (false, None) => None,
         }

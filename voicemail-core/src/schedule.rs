@@ -656,7 +656,12 @@ impl Schedule {
     /// zone); inside one piece local time is UTC plus that offset, so each business-hours range
     /// of each local day maps to one interval of instants. A range whose wall-clock times are
     /// skipped by a transition is cut there, and one whose times happen twice counts twice.
-    fn for_each_open(&self, from: Timestamp, to: Timestamp, mut f: impl FnMut(Timestamp, Timestamp) -> ControlFlow<()>) {
+    fn for_each_open(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        mut f: impl FnMut(Timestamp, Timestamp) -> ControlFlow<()>,
+    ) {
         let Some(hours) = &self.business_hours else { return };
         if hours.days.iter().all(DayHours::is_closed) {
             return;

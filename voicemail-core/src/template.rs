@@ -183,8 +183,11 @@ fn environment() -> Environment<'static> {
     env.set_fuel(Some(FUEL));
     // Plain text: `{% if %}` lines leave no blank line behind; no HTML escaping (the names
     // carry no extension that would turn it on).
-    if let Ok(syntax) =
-        minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(true).build()
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
     {
         env.set_syntax(syntax);
     }
@@ -589,8 +592,9 @@ pub fn phone_forms(caller: &str, region: Option<Region>) -> Option<(String, Stri
     }
     let e164 = parsed.format_as(PhoneNumberFormat::E164).into_owned();
     let home = region.is_none() || parsed.get_region_code() == region;
-    let national =
-        parsed.format_as(if home { PhoneNumberFormat::National } else { PhoneNumberFormat::International }).into_owned();
+    let national = parsed
+        .format_as(if home { PhoneNumberFormat::National } else { PhoneNumberFormat::International })
+        .into_owned();
     Some((e164, national))
 }
 
@@ -752,7 +756,8 @@ mod tests {
                 }
             }
         }
-        let ru = Templates::builtin(Language::Ru).render(TemplateKind::Subject, &Variables::sample(Language::Ru, false));
+        let ru =
+            Templates::builtin(Language::Ru).render(TemplateKind::Subject, &Variables::sample(Language::Ru, false));
         assert_eq!(ru, "Голосовое сообщение от +74951234567 (Ivan Petrov), 0:42 [Acme LLC]");
         let en = Templates::builtin(Language::En).render(TemplateKind::Body, &Variables::sparse(false));
         assert!(!en.contains("Name:") && !en.contains("Client:") && !en.contains("Listen"), "{en}");
@@ -762,7 +767,10 @@ mod tests {
     fn overrides_are_checked_and_used() {
         let o = TemplateOverrides { subject: Some("VM {{ number }} {{ client|upper }}".into()), ..Default::default() };
         let t = Templates::new(Language::En, &o).unwrap();
-        assert_eq!(t.render(TemplateKind::Subject, &Variables::sample(Language::En, false)), "VM +74951234567 ACME LLC");
+        assert_eq!(
+            t.render(TemplateKind::Subject, &Variables::sample(Language::En, false)),
+            "VM +74951234567 ACME LLC"
+        );
         assert_eq!(t.source(TemplateKind::Body), EN_BODY);
 
         let bad = |o: TemplateOverrides| Templates::new(Language::En, &o).unwrap_err();
@@ -774,11 +782,13 @@ mod tests {
         // Reminder variables exist only in reminder templates.
         let e = bad(TemplateOverrides { body: Some("{{ waited }}".into()), ..Default::default() });
         assert_eq!(e.kind, TemplateKind::Body);
-        assert!(Templates::new(
-            Language::En,
-            &TemplateOverrides { reminder_body: Some("{{ waited }} {{ step }}".into()), ..Default::default() }
-        )
-        .is_ok());
+        assert!(
+            Templates::new(
+                Language::En,
+                &TemplateOverrides { reminder_body: Some("{{ waited }} {{ step }}".into()), ..Default::default() }
+            )
+            .is_ok()
+        );
         // A template that loops too long runs out of fuel: at load time an error.
         let e = bad(TemplateOverrides {
             body: Some("{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}".into()),
@@ -813,10 +823,7 @@ mod tests {
     #[test]
     fn phone_numbers_in_both_forms() {
         let ru = Region::from_code("RU").ok();
-        assert_eq!(
-            phone_forms("+74951234567", ru),
-            Some(("+74951234567".to_owned(), "8 (495) 123-45-67".to_owned()))
-        );
+        assert_eq!(phone_forms("+74951234567", ru), Some(("+74951234567".to_owned(), "8 (495) 123-45-67".to_owned())));
         assert_eq!(phone_forms("84951234567", ru).map(|f| f.0), Some("+74951234567".to_owned()));
         assert_eq!(phone_forms("+78005553535", ru).map(|f| f.1), Some("8 (800) 555-35-35".to_owned()));
         // Another country: international format.

@@ -58,7 +58,9 @@ fn concurrent_passes_queue_each_reminder_once() {
 
     // No business hours: wall-clock time. At +1h30 reminder 1 is due, at +3h30 reminder 3
     // (reminder 2 was missed: a late pass sends only the latest).
-    for (at, want) in [(90, vec![ReminderStep::Remind(1)]), (210, vec![ReminderStep::Remind(1), ReminderStep::Remind(3)])] {
+    for (at, want) in
+        [(90, vec![ReminderStep::Remind(1)]), (210, vec![ReminderStep::Remind(1), ReminderStep::Remind(3)])]
+    {
         let now = t0 + SignedDuration::from_mins(at);
         std::thread::scope(|s| {
             for mailbox in [&a, &b, &a, &b] {
@@ -86,8 +88,10 @@ fn concurrent_passes_queue_each_reminder_once() {
     let mut reminded = report.queued.clone();
     reminded.sort();
     let office = vec!["office@example.com".to_owned()];
-    let mut want =
-        vec![(ids[1].clone(), ReminderStep::Remind(10), office.clone()), (ids[2].clone(), ReminderStep::Remind(10), office)];
+    let mut want = vec![
+        (ids[1].clone(), ReminderStep::Remind(10), office.clone()),
+        (ids[2].clone(), ReminderStep::Remind(10), office),
+    ];
     want.sort();
     assert_eq!(reminded, want);
 }

@@ -212,12 +212,7 @@ pub fn build_reminder(
         .references(MessageId::new(original))
         .header("X-Voicemail-Reminder", Raw::new(reminder.step.key()));
     let bytes = with_recording(builder.text_body(body), &local, wav, &vars).write_to_vec()?;
-    Ok(OutgoingEmail {
-        voicemail_id: meta.id.to_string(),
-        message_id,
-        bytes,
-        extra_recipients: reminder.to.clone(),
-    })
+    Ok(OutgoingEmail { voicemail_id: meta.id.to_string(), message_id, bytes, extra_recipients: reminder.to.clone() })
 }
 
 fn check(meta: &MessageMeta, ctx: &EmailContext) -> Result<(), EmailError> {
@@ -249,7 +244,10 @@ fn headers<'x>(
         .from(Address::new_address(from_name, ctx.from.clone()))
         .subject(Text::new(subject.to_owned()))
         .header("X-Voicemail-Id", Text::new(sanitize_line(meta.id.as_str())))
-        .header("X-Voicemail-Caller", Text::new(if vars.caller_e164.is_empty() { vars.number.clone() } else { vars.caller_e164.clone() }))
+        .header(
+            "X-Voicemail-Caller",
+            Text::new(if vars.caller_e164.is_empty() { vars.number.clone() } else { vars.caller_e164.clone() }),
+        )
         .header("X-Voicemail-Duration-Ms", Raw::new(meta.duration_ms.to_string()));
     if !to.is_empty() {
         builder = builder.to(Address::new_list(to));
@@ -306,7 +304,11 @@ fn variables(meta: &MessageMeta, ctx: &EmailContext, local: &jiff::ZonedDateTime
         duration_seconds: meta.duration_ms.saturating_add(500) / 1000,
         ended: ended_words(language, meta.end_reason, ctx.finish_key),
         end_reason: meta.end_reason.as_str().to_owned(),
-        greeting: ctx.greeting_label.as_deref().map(clean).unwrap_or_else(|| crate::template::humanize(&clean(&meta.greeting))),
+        greeting: ctx
+            .greeting_label
+            .as_deref()
+            .map(clean)
+            .unwrap_or_else(|| crate::template::humanize(&clean(&meta.greeting))),
         greeting_name: clean(&meta.greeting),
         client: ctx.client.as_deref().map(clean).unwrap_or_default(),
         manager_name: ctx.manager.as_ref().map(|m| clean(&m.name)).unwrap_or_default(),
@@ -422,7 +424,9 @@ mod tests {
 
     #[test]
     fn attachment_names() {
-        let local = jiff::Timestamp::from_second(1_795_779_125).unwrap().to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Moscow").unwrap());
+        let local = jiff::Timestamp::from_second(1_795_779_125)
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Moscow").unwrap());
         assert_eq!(attachment_filename(&local, "+74951234567"), "+74951234567_2026-11-27_14-32.wav");
         assert_eq!(attachment_filename(&local, "../x y"), "_x_y_2026-11-27_14-32.wav");
         assert_eq!(attachment_filename(&local, ""), "unknown_2026-11-27_14-32.wav");

@@ -92,7 +92,8 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// The SQLite store of one spool. See the [module docs](self).
+/// The SQLite store of one spool: WAL, one write transaction per change, a versioned schema
+/// (see [`crate::store`]).
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
@@ -804,7 +805,9 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             let mut insert = tx
-                .prepare_cached("INSERT OR IGNORE INTO reminder_steps (message_id, step, queued_ms) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO reminder_steps (message_id, step, queued_ms) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(&fail)?;
             for step in std::iter::once(&reminder.step).chain(&reminder.covers) {
                 insert.execute(params![id.as_str(), step.key(), ms(now)]).map_err(&fail)?;
@@ -902,7 +905,9 @@ mod tests {
         let claims = store.claim("smtp", at(30), "me", at(900), 10).unwrap();
         let kinds: Vec<_> = claims.iter().map(|c| c.reminder).collect();
         assert_eq!(kinds, [None, Some(ReminderStep::Remind(1)), Some(ReminderStep::Escalate)]);
-        store.attempted(&id, "smtp", Some(ReminderStep::Remind(1)), &Attempt::Delivered("250 ok".into()), at(31)).unwrap();
+        store
+            .attempted(&id, "smtp", Some(ReminderStep::Remind(1)), &Attempt::Delivered("250 ok".into()), at(31))
+            .unwrap();
         store.release(&id, "smtp", None).unwrap();
         store.release(&id, "smtp", Some(ReminderStep::Escalate)).unwrap();
         let ds = store.deliveries().unwrap();
@@ -936,7 +941,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db")).unwrap();
         let m = meta("msg-2");
-        let recorded = HistoryEntry { at: at(0), by: "x".into(), event: Event::Recorded { end_reason: "hang-up".into() } };
+        let recorded =
+            HistoryEntry { at: at(0), by: "x".into(), event: Event::Recorded { end_reason: "hang-up".into() } };
         let (state, entry) =
             FollowUp::New.apply(&Change::Assign { to: "anna@example.com".into() }, "directory", at(0)).unwrap();
         assert!(store.finish(&m, &[], &recorded, Some((&state, &entry)), at(0)).unwrap());
