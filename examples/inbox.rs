@@ -12,7 +12,13 @@
 //! cargo run --example inbox -- [--config FILE] deliver               # recover, then attempt what is due now
 //! cargo run --example inbox -- [--config FILE] deliver --retry ID [--target T]   # queue a rejected delivery again
 //! cargo run --example inbox -- [--config FILE] recover               # store calls whose process died
+//! cargo run --example inbox -- [--config FILE] remind [--at TIME]     # one reminder pass, then send what is due by SMTP
 //! ```
+//!
+//! `remind` runs what the answering machine does continuously (`[followup]`): it queues the
+//! reminders due at `TIME` (default now; RFC 3339 like `2026-11-27T18:00:00+03:00`, or
+//! `2026-11-27T18:00` in the mailbox's time zone) and attempts the SMTP deliveries due then.
+//! A reminder is queued once: a second run at the same time queues nothing.
 //!
 //! Without `--config` the embedded defaults are used (spool `./voicemail-data/spool`). `--by`
 //! defaults to the `USER` environment variable, else `inbox`. Exit status: 0 done; 2 bad
@@ -33,7 +39,7 @@ use voicemail_examples::config::{Load, load, one_line};
 
 const USAGE: &str = "usage: inbox [--config FILE] (list [--json] | show ID [--json] | assign ID --to NAME [--by WHO] | \
 called-back ID [--by NAME] [--note TEXT] | delete ID [--force --reason TEXT] [--by WHO] | status | \
-deliver [--retry ID [--target T]] | recover)";
+deliver [--retry ID [--target T]] | recover | remind [--at TIME])";
 
 /// `writeln!` into the output buffer (`inbox` writes its output once, at the end).
 macro_rules! outln {
@@ -44,7 +50,7 @@ macro_rules! outln {
 }
 
 /// Options that take a value, and switches.
-const VALUE_OPTIONS: &[&str] = &["--config", "--to", "--by", "--note", "--reason", "--retry", "--target"];
+const VALUE_OPTIONS: &[&str] = &["--config", "--to", "--by", "--note", "--reason", "--retry", "--target", "--at"];
 const SWITCHES: &[&str] = &["--force", "--json"];
 
 /// Why a command did not complete.
@@ -175,7 +181,11 @@ fn list_line(m: &StoredMessage) -> String {
 }
 
 fn delivery_line(d: &Delivery) -> String {
-    let mut line = format!("{}  {:<8} {:<9} attempts {}", d.id, d.target, d.state.as_str(), d.attempts);
+    let target = match d.reminder {
+        Some(step) => format!("{} {step}", d.target),
+        None => d.target.clone(),
+    };
+    let mut line = format!("{}  {:<8} {:<9} attempts {}", d.id, target, d.state.as_str(), d.attempts);
     if let Some(t) = d.next_attempt {
         line.push_str(&format!("  next {t}"));
     }
@@ -194,6 +204,7 @@ fn delivery_line(d: &Delivery) -> String {
 fn delivery_json(d: &Delivery) -> serde_json::Value {
     json!({
         "target": d.target,
+        "reminder": d.reminder,
         "state": d.state,
         "attempts": d.attempts,
         "next_attempt": d.next_attempt,
@@ -273,6 +284,7 @@ fn run() -> Result<String, Failure> {
         "called-back" => cmd.check(&command, 1, &["--by", "--note"])?,
         "delete" => cmd.check(&command, 1, &["--force", "--reason", "--by"])?,
         "deliver" => cmd.check(&command, 0, &["--retry", "--target"])?,
+        "remind" => cmd.check(&command, 0, &["--at"])?,
         _ => return Err(refused(format!("unknown command {command:?}; {USAGE}"))),
     }
     if command == "deliver" && cmd.option("--target").is_some() && cmd.option("--retry").is_none() {
@@ -283,10 +295,21 @@ fn run() -> Result<String, Failure> {
     let id = || id.clone().ok_or_else(|| refused(format!("{command} needs a message id")));
     // Delivery and recovery route messages (the client directory names the manager); the
     // workflow needs neither the directory nor the greetings, so `inbox` starts fast.
-    let needs = if matches!(command.as_str(), "deliver" | "recover") { Load::Directory } else { Load::Nothing };
+    let needs =
+        if matches!(command.as_str(), "deliver" | "recover" | "remind") { Load::Directory } else { Load::Nothing };
     let config = load(cmd.option("--config").map(PathBuf::from).as_deref(), needs).map_err(Failure::Refused)?;
+    let at = match cmd.option("--at") {
+        None => None,
+        Some(text) => Some(
+            voicemail_core::schedule::parse_instant(text, &config.timezone)
+                .map_err(|e| refused(format!("--at: {e}")))?,
+        ),
+    };
+    if command == "remind" && config.followup.is_none() {
+        return Err(refused("remind needs [followup] in the configuration"));
+    }
     let mailbox = Mailbox::open(config)?;
-    let now = Timestamp::now();
+    let now = at.unwrap_or_else(Timestamp::now);
     match command.as_str() {
         "list" => {
             for m in mailbox.list(false)? {
@@ -373,6 +396,26 @@ fn run() -> Result<String, Failure> {
                 if mailbox.targets().is_empty() {
                     eprintln!("inbox: no delivery target is configured; messages stay in the spool");
                 }
+            }
+        }
+        "remind" => {
+            let r = mailbox.remind(now)?;
+            outln!(out, "queued {} reminders", r.queued.len());
+            for (id, step, to) in &r.queued {
+                outln!(out, "reminder: {id} {step} to {}", to.join(", "));
+            }
+            let d = mailbox.deliver_due("smtp", now)?;
+            outln!(
+                out,
+                "attempted {}, delivered {}, failed {}, rejected {}",
+                d.attempted,
+                d.delivered.len(),
+                d.failed.len(),
+                d.rejected.len()
+            );
+            report(&mut out, &d);
+            if let Some(next) = r.next_due {
+                outln!(out, "next reminder due at {next}");
             }
         }
         "recover" => {

@@ -88,7 +88,7 @@ fn a_live_call_is_left_alone_by_inbox_deliver() {
     let ms: u64 = mail_header(&mail, "X-Voicemail-Duration-Ms").unwrap().parse().unwrap();
     assert!((9500..=10500).contains(&ms), "the e-mail says {ms} ms");
     let body = mail_text(&mail);
-    assert!(body.contains("hang-up") && !body.contains("interrupted"), "{body}");
+    assert!(body.contains("How it ended:  the caller hung up") && !body.contains("restarted"), "{body}");
 
     let shown = show(&config, meta.id.as_str());
     assert_eq!(shown["meta"]["end_reason"], "hang-up");

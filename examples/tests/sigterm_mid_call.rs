@@ -76,5 +76,5 @@ fn sigterm_mid_call_stores_and_delivers_the_complete_message() {
     let mail = std::fs::read(&mails[0]).unwrap();
     assert_eq!(mail_header(&mail, "X-Voicemail-Id").as_deref(), Some(meta.id.as_str()));
     assert_eq!(mail_header(&mail, "X-Voicemail-Duration-Ms"), Some(meta.duration_ms.to_string()));
-    assert!(mail_text(&mail).contains("hang-up"), "the e-mail says how the call ended");
+    assert!(mail_text(&mail).contains("How it ended:  the caller hung up"), "the e-mail says how the call ended");
 }

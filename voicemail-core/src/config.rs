@@ -38,6 +38,15 @@
 //! [delivery.maildir]
 //! root = "voicemail-data/Maildir"
 //! folder = "Voicemail"
+//!
+//! [email]
+//! language = "ru"          # the built-in Russian e-mails; subject/body templates may replace them
+//!
+//! [followup]
+//! remind_after = "4h"      # business hours without a callback before the first reminder
+//! remind_every = "4h"
+//! escalate_after = "8h"
+//! escalate_to = ["head-of-sales@example.com"]
 //! ```
 //!
 //! Sizes (`[store] min_free`) are a number of bytes or digits with a unit: `"10MB"`, `"512kB"`,
@@ -74,10 +83,12 @@ use crate::deliver::{ImapTarget, MaildirTarget, SmtpTarget};
 use crate::directory::{self, Directory, DirectoryError};
 use crate::greeting::{GreetingError, Prompt};
 use crate::recording::RecordingFormat;
+use crate::remind::FollowupConfig;
 use crate::rtp::dtmf::DtmfDigit;
 use crate::schedule::{
     DateRange, DayHours, GreetingChoice, Holiday, Schedule, TemporaryGreeting, WeekHours, parse_instant,
 };
+use crate::template::{Language, TemplateOverrides, Templates};
 
 /// The greeting file value that selects the greeting bundled with the crate.
 pub const BUILTIN_DEFAULT_GREETING: &str = "builtin:default";
@@ -320,8 +331,31 @@ pub struct Config {
     pub directory: Option<DirectoryConfig>,
     /// SIP endpoint settings (`[sip]`), kept as a raw table: validated by voicemail-sip.
     pub sip: Option<toml::Table>,
+    /// Human labels of greetings, by name (`label` of a greeting table in `[greetings]`); a
+    /// greeting without one is labelled by [`Config::greeting_label`].
+    pub greeting_labels: BTreeMap<String, String>,
+    /// The e-mails' language and templates (`[email]`).
+    pub email: EmailConfig,
+    /// Reminders of calls not returned (`[followup]`), if configured.
+    pub followup: Option<FollowupConfig>,
+    /// The web front-end's settings (`[web]`), kept as a raw table: validated by the web
+    /// front-end. The mailbox reads only `public_url` ([`Config::public_url`]).
+    pub web: Option<toml::Table>,
+    /// `[web] public_url`, checked, without a trailing `/`: e-mails link each message's page,
+    /// `<public_url>/messages/<id>`.
+    pub public_url: Option<String>,
     prompts: BTreeMap<String, Prompt>,
     client_directory: Option<Directory>,
+}
+
+/// The e-mails' language and templates (`[email]`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EmailConfig {
+    /// `language`: `"en"` (the default) or `"ru"`.
+    pub language: Language,
+    /// The compiled templates: the language's built-in ones, with the configured
+    /// `subject`, `body`, `reminder_subject` and `reminder_body` in their place.
+    pub templates: Templates,
 }
 
 impl Config {
@@ -352,6 +386,11 @@ impl Config {
             },
             directory: None,
             sip: None,
+            greeting_labels: BTreeMap::new(),
+            email: EmailConfig::default(),
+            followup: None,
+            web: None,
+            public_url: None,
             prompts: BTreeMap::new(),
             client_directory: None,
         }
@@ -437,6 +476,21 @@ impl Config {
         self.timezone.iana_name().unwrap_or("UTC")
     }
 
+    /// A greeting's human label: its configured `label`, else its name made readable
+    /// (`new_year` → `New year`).
+    pub fn greeting_label(&self, name: &str) -> String {
+        match self.greeting_labels.get(name) {
+            Some(label) => label.clone(),
+            None => crate::template::humanize(name),
+        }
+    }
+
+    /// The page of message `id` in the web front-end (`<public_url>/messages/<id>`), when
+    /// `[web] public_url` is set.
+    pub fn message_url(&self, id: &crate::MessageId) -> Option<String> {
+        self.public_url.as_ref().map(|base| format!("{base}/messages/{id}"))
+    }
+
     fn parse(text: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
         let document = toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
         let raw: RawConfig =
@@ -482,7 +536,7 @@ struct RawConfig {
     #[serde(default)]
     media: RawMedia,
     #[serde(default)]
-    greetings: BTreeMap<String, String>,
+    greetings: BTreeMap<String, RawGreeting>,
     #[serde(default)]
     schedule: RawSchedule,
     #[serde(default)]
@@ -490,6 +544,71 @@ struct RawConfig {
     directory: Option<RawDirectory>,
     #[serde(default)]
     sip: Option<toml::Table>,
+    #[serde(default)]
+    email: RawEmail,
+    followup: Option<RawFollowup>,
+    #[serde(default)]
+    web: Option<toml::Table>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    language: Option<String>,
+    subject: Option<String>,
+    body: Option<String>,
+    reminder_subject: Option<String>,
+    reminder_body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFollowup {
+    remind_after: String,
+    remind_every: Option<String>,
+    escalate_after: Option<String>,
+    #[serde(default)]
+    escalate_to: Vec<String>,
+}
+
+/// A greeting: a file path (or `"builtin:default"`), or a table with `file` and `label`.
+enum RawGreeting {
+    Path(String),
+    Table { file: String, label: Option<String> },
+}
+
+impl<'de> Deserialize<'de> for RawGreeting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            file: String,
+            label: Option<String>,
+        }
+        struct GreetingVisitor;
+        impl<'de> serde::de::Visitor<'de> for GreetingVisitor {
+            type Value = RawGreeting;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a file path, \"builtin:default\", or a table { file = \"...\", label = \"...\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawGreeting, E> {
+                Ok(RawGreeting::Path(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawGreeting, A::Error> {
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawGreeting::Table { file: t.file, label: t.label })
+            }
+        }
+        deserializer.deserialize_any(GreetingVisitor)
+    }
+}
+
+impl RawGreeting {
+    fn file(&self) -> &str {
+        match self {
+            RawGreeting::Path(p) | RawGreeting::Table { file: p, .. } => p,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -674,9 +793,16 @@ impl RawConfig {
         let media = self.media.validate()?;
 
         let mut greetings = BTreeMap::new();
-        for (name, value) in &self.greetings {
+        let mut greeting_labels = BTreeMap::new();
+        for (name, raw) in &self.greetings {
             let key = format!("greetings.{name}");
             check_greeting_name(&key, name)?;
+            if let RawGreeting::Table { label: Some(label), .. } = raw {
+                check_text(&format!("{key}.label"), label)?;
+                greeting_labels.insert(name.clone(), label.clone());
+            }
+            let key = if matches!(raw, RawGreeting::Table { .. }) { format!("{key}.file") } else { key };
+            let value = raw.file();
             let source = if let Some(builtin) = value.strip_prefix("builtin:") {
                 if value != BUILTIN_DEFAULT_GREETING {
                     return Err(ConfigError::invalid(
@@ -760,6 +886,30 @@ impl RawConfig {
             }
         };
 
+        let email = self.email.validate()?;
+        let followup = match &self.followup {
+            None => None,
+            Some(f) => {
+                if delivery.smtp.is_none() {
+                    return Err(ConfigError::invalid(
+                        "followup",
+                        "reminders go by e-mail: [followup] needs [delivery.smtp] (its server and sender)",
+                    ));
+                }
+                Some(f.validate()?)
+            }
+        };
+        let public_url = match self.web.as_ref().and_then(|w| w.get("public_url")) {
+            None => None,
+            Some(toml::Value::String(url)) => Some(check_public_url(url)?),
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "web.public_url",
+                    format!("expected a string like \"https://voicemail.example.com\", found {}", other.type_str()),
+                ));
+            }
+        };
+
         Ok(Config {
             mailbox: self.mailbox,
             number: self.number,
@@ -773,10 +923,93 @@ impl RawConfig {
             delivery,
             directory,
             sip: self.sip,
+            greeting_labels,
+            email,
+            followup,
+            web: self.web,
+            public_url,
             prompts: BTreeMap::new(),
             client_directory: None,
         })
     }
+}
+
+impl RawEmail {
+    fn validate(&self) -> Result<EmailConfig, ConfigError> {
+        let language = match self.language.as_deref() {
+            None => Language::default(),
+            Some(code) => Language::parse(code).ok_or_else(|| {
+                ConfigError::invalid("email.language", format!("expected \"en\" or \"ru\", found {code:?}"))
+            })?,
+        };
+        let overrides = TemplateOverrides {
+            subject: self.subject.clone(),
+            body: self.body.clone(),
+            reminder_subject: self.reminder_subject.clone(),
+            reminder_body: self.reminder_body.clone(),
+        };
+        let templates = Templates::new(language, &overrides)
+            .map_err(|e| ConfigError::invalid(format!("email.{}", e.kind.key()), e.message))?;
+        Ok(EmailConfig { language, templates })
+    }
+}
+
+/// The longest `[followup]` duration: 1000 hours.
+const MAX_FOLLOWUP: Duration = Duration::from_secs(1000 * 3600);
+
+impl RawFollowup {
+    fn validate(&self) -> Result<FollowupConfig, ConfigError> {
+        let dur = |key: &str, text: &str| {
+            let full = format!("followup.{key}");
+            let v = parse_duration(text).map_err(|m| ConfigError::invalid(&full, m))?;
+            if v < Duration::from_secs(60) || v > MAX_FOLLOWUP {
+                return Err(ConfigError::invalid(full, format!("expected between 1m and 1000h, found {text:?}")));
+            }
+            Ok(v)
+        };
+        let remind_after = dur("remind_after", &self.remind_after)?;
+        let remind_every = self.remind_every.as_deref().map(|t| dur("remind_every", t)).transpose()?;
+        let escalate_after = self.escalate_after.as_deref().map(|t| dur("escalate_after", t)).transpose()?;
+        for (i, to) in self.escalate_to.iter().enumerate() {
+            check_address(&format!("followup.escalate_to[{i}]"), to)?;
+        }
+        match (escalate_after.is_some(), self.escalate_to.is_empty()) {
+            (true, true) => {
+                return Err(ConfigError::invalid(
+                    "followup.escalate_to",
+                    "escalate_after needs escalate_to: the addresses the escalation goes to",
+                ));
+            }
+            (false, false) => {
+                return Err(ConfigError::invalid(
+                    "followup.escalate_after",
+                    "escalate_to needs escalate_after: when to escalate",
+                ));
+            }
+            _ => {}
+        }
+        Ok(FollowupConfig { remind_after, remind_every, escalate_after, escalate_to: self.escalate_to.clone() })
+    }
+}
+
+/// Checks `[web] public_url`: `http://` or `https://`, then a host; printable ASCII without
+/// spaces, quotes or angle brackets; at most 1000 characters. Returns it without a trailing `/`.
+fn check_public_url(url: &str) -> Result<String, ConfigError> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://"));
+    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && trimmed.len() <= 1000
+        && trimmed.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\' | '`' | '{' | '}'))
+        && !trimmed.contains(['?', '#']);
+    if !ok {
+        return Err(ConfigError::invalid(
+            "web.public_url",
+            format!(
+                "expected an http:// or https:// URL without a query, like \"https://voicemail.example.com\", found {url:?}"
+            ),
+        ));
+    }
+    Ok(trimmed.to_owned())
 }
 
 impl RawStore {

@@ -189,6 +189,27 @@ pub enum Event {
         /// The target.
         target: String,
     },
+    /// A reminder that the call is still to be returned was queued (`[followup]`).
+    ReminderQueued {
+        /// Which reminder.
+        step: ReminderStep,
+        /// Its recipients.
+        to: Vec<String>,
+    },
+    /// The SMTP server acknowledged a reminder.
+    ReminderSent {
+        /// Which reminder.
+        step: ReminderStep,
+        /// What the server said.
+        detail: String,
+    },
+    /// The SMTP server refused a reminder for good.
+    ReminderRejected {
+        /// Which reminder.
+        step: ReminderStep,
+        /// The server's words.
+        error: String,
+    },
 }
 
 impl Event {
@@ -206,7 +227,71 @@ impl Event {
             Event::Delivered { target, detail } => format!("delivered to {target}: {detail}"),
             Event::Rejected { target, error } => format!("rejected by {target}: {error}"),
             Event::Retried { target } => format!("delivery to {target} queued again"),
+            Event::ReminderQueued { step, to } => format!("{} queued for {}", step.describe(), to.join(", ")),
+            Event::ReminderSent { step, detail } => format!("{} sent: {detail}", step.describe()),
+            Event::ReminderRejected { step, error } => format!("{} rejected: {error}", step.describe()),
         }
+    }
+}
+
+/// One reminder of a message not called back (`[followup]`): the n-th reminder, or the
+/// escalation. Each is sent at most once per message; its key (`remind-1`, `escalate`) is
+/// how the store remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ReminderStep {
+    /// The n-th reminder (1 after `remind_after`, then one more every `remind_every`).
+    Remind(u32),
+    /// The escalation after `escalate_after`, also to `escalate_to`.
+    Escalate,
+}
+
+impl ReminderStep {
+    /// The key: `remind-1`, `remind-2`, ..., `escalate`.
+    pub fn key(self) -> String {
+        match self {
+            ReminderStep::Remind(n) => format!("remind-{n}"),
+            ReminderStep::Escalate => "escalate".to_owned(),
+        }
+    }
+
+    /// Parses a key made by [`ReminderStep::key`].
+    pub fn parse(key: &str) -> Option<Self> {
+        if key == "escalate" {
+            return Some(ReminderStep::Escalate);
+        }
+        let n = key.strip_prefix("remind-")?;
+        if n.is_empty() || n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        n.parse().ok().map(ReminderStep::Remind)
+    }
+
+    /// `reminder 2`, `escalation`.
+    pub fn describe(self) -> String {
+        match self {
+            ReminderStep::Remind(n) => format!("reminder {n}"),
+            ReminderStep::Escalate => "escalation".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ReminderStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+impl TryFrom<String> for ReminderStep {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        ReminderStep::parse(&s).ok_or_else(|| format!("not a reminder step: {s:?}"))
+    }
+}
+
+impl From<ReminderStep> for String {
+    fn from(step: ReminderStep) -> String {
+        step.key()
     }
 }
 
@@ -294,6 +379,18 @@ mod tests {
         let forced = Change::Delete { force_reason: Some("spam".into()) };
         let (_, h) = FollowUp::New.apply(&forced, "boss", at(7)).unwrap();
         assert_eq!(h.event, Event::Deleted { forced: true, reason: Some("spam".into()) });
+    }
+
+    #[test]
+    fn reminder_step_keys_round_trip() {
+        for step in [ReminderStep::Remind(1), ReminderStep::Remind(12), ReminderStep::Escalate] {
+            assert_eq!(ReminderStep::parse(&step.key()), Some(step));
+            let json = serde_json::to_string(&step).unwrap();
+            assert_eq!(serde_json::from_str::<ReminderStep>(&json).unwrap(), step);
+        }
+        for bad in ["", "remind-", "remind-0", "remind-01", "remind-x", "escalated", "remind-99999999999"] {
+            assert_eq!(ReminderStep::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! with [`Call::poll_output`]. `default-features = false` builds the engine alone.
 //!
 //! **The mailbox** (feature `mailbox`, on by default) owns the life of every message:
-//! [`Mailbox`](mailbox::Mailbox) starts calls (id, greeting from the calendar, recording in the
+//! [`Mailbox`] starts calls (id, greeting from the calendar, recording in the
 //! spool), stores finished messages in an embedded SQLite store, recovers calls whose process
 //! died, delivers by e-mail (Maildir, SMTP, IMAP) with retries, and tracks the follow-up
-//! (New → Assigned → CalledBack) with its history. Modules: [`config`], [`schedule`],
-//! [`directory`], [`store`], [`deliver`], [`route`], [`followup`], [`mailbox`], [`runner`].
+//! (New → Assigned → CalledBack) with its history: a known client's message is assigned to
+//! the client's manager, and calls not returned in time are reminded of and escalated by
+//! e-mail. Modules: [`config`], [`schedule`], [`directory`], [`store`], [`deliver`],
+//! [`template`], [`route`], [`followup`], [`remind`], [`mailbox`], [`runner`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -40,6 +42,8 @@ mod greeting_file;
 #[cfg(feature = "mailbox")]
 pub mod mailbox;
 #[cfg(feature = "mailbox")]
+pub mod remind;
+#[cfg(feature = "mailbox")]
 pub mod route;
 #[cfg(feature = "mailbox")]
 pub mod runner;
@@ -47,6 +51,8 @@ pub mod runner;
 pub mod schedule;
 #[cfg(feature = "mailbox")]
 pub mod store;
+#[cfg(feature = "mailbox")]
+pub mod template;
 
 pub use call::{Call, CallConfig, CallState};
 pub use codec::{Codec, CodecKind};

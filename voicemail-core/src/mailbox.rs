@@ -9,7 +9,13 @@
 //!      ▼                                    │
 //!  recover(): calls whose process died      ▼
 //!  (lock on the WAV free) → `interrupted`   deliver_due(target): claim, deliver, record
+//!                                           remind(now): reminders due → outbox (smtp)
 //! ```
+//!
+//! A message from a caller found in the client directory is assigned to the client's manager
+//! (by e-mail address) in the transaction that stores it; its history says `directory`
+//! assigned it. Others stay New. [`Mailbox::remind`] (module [`crate::remind`]) queues the
+//! reminders of messages not called back in time.
 //!
 //! Every front-end goes through the mailbox and nothing else: it never names a spool file,
 //! never builds a [`CallConfig`] from the configuration itself and never runs recovery on its
@@ -31,8 +37,8 @@ use jiff::{SignedDuration, Timestamp};
 use crate::call::{Call, CallConfig};
 use crate::codec::{Codec, CodecKind};
 use crate::config::Config;
-use crate::deliver::{self, DeliveryError, OutgoingEmail, Target};
-use crate::followup::{Change, Event, HistoryEntry};
+use crate::deliver::{self, DeliveryError, OutgoingEmail, SmtpTarget, Target};
+use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::greeting::Prompt;
 use crate::message::{EndReason, InvalidMessageId, MessageId, MessageMeta};
 use crate::recording::{Recording, RecordingSpec};
@@ -231,6 +237,8 @@ struct Inner {
     spool: Spool,
     store: Box<dyn Store>,
     targets: Vec<Arc<dyn Target + Send + Sync>>,
+    /// The SMTP target with no recipients of its own: reminders go to theirs only.
+    reminders: Option<SmtpTarget>,
     retry: RetryPolicy,
     owner: String,
     keys: std::collections::hash_map::RandomState,
@@ -303,6 +311,7 @@ impl Mailbox {
         if let Some(i) = &config.delivery.imap {
             targets.push(Arc::new(i.clone()));
         }
+        let reminders = config.delivery.smtp.as_ref().map(|s| SmtpTarget { to: Vec::new(), ..s.clone() });
         let keys = std::collections::hash_map::RandomState::new();
         let mut h = keys.build_hasher();
         h.write_u128(Timestamp::now().as_nanosecond() as u128);
@@ -313,6 +322,7 @@ impl Mailbox {
                 spool,
                 store: Box::new(store),
                 targets,
+                reminders,
                 retry: RetryPolicy::default(),
                 owner,
                 keys,
@@ -341,7 +351,7 @@ impl Mailbox {
         self.inner.targets.iter().map(|t| t.key()).collect()
     }
 
-    fn store(&self) -> &dyn Store {
+    pub(crate) fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }
 
@@ -493,7 +503,7 @@ impl Mailbox {
             return Err(MailboxError::WrongLease { lease: lease.id.clone(), meta: meta.id.clone() });
         }
         meta.wav_path = Some(lease.wav.path().to_path_buf());
-        match self.store_finished(&lease, &meta, &lease.recorded_by, now) {
+        match self.store_finished(Some(&lease), &meta, &lease.recorded_by, now) {
             Ok(_) => Ok(meta),
             Err(e) => {
                 tracing::error!(id = %meta.id, caller = %meta.caller, error = %e, "storing the message failed; retrying later");
@@ -507,22 +517,33 @@ impl Mailbox {
     /// it was newly stored.
     fn store_finished(
         &self,
-        wav: &CallLease,
+        wav: Option<&CallLease>,
         meta: &MessageMeta,
         by: &str,
         now: Timestamp,
     ) -> Result<bool, MailboxError> {
-        wav.wav.sync().map_err(spool_error(wav.wav.path()))?;
+        if let Some(wav) = wav {
+            wav.wav.sync().map_err(spool_error(wav.wav.path()))?;
+        }
         let routing = route::route(&self.inner.config, &meta.caller);
         let entry = HistoryEntry {
             at: now,
             by: by.to_owned(),
             event: Event::Recorded { end_reason: meta.end_reason.as_str().to_owned() },
         };
-        let new = self.store().finish(meta, &routing.deliveries, &entry, now)?;
+        // A known client's message is the manager's from the start: the same transaction.
+        let assigned = routing
+            .assign_to
+            .as_ref()
+            .and_then(|to| FollowUp::New.apply(&Change::Assign { to: to.clone() }, route::DIRECTORY, now).ok());
+        let assigned_ref = assigned.as_ref().map(|(state, entry)| (state, entry));
+        let new = self.store().finish(meta, &routing.deliveries, &entry, assigned_ref, now)?;
         if new {
             if routing.deliveries.is_empty() {
                 tracing::info!(id = %meta.id, "no delivery target configured: the message stays in the spool");
+            }
+            if let Some(to) = &routing.assign_to {
+                tracing::info!(id = %meta.id, client = routing.client.as_deref().unwrap_or(""), %to, "assigned to the client's manager");
             }
             self.stored(meta);
         }
@@ -539,7 +560,7 @@ impl Mailbox {
         let mut still = Vec::new();
         let mut first_error = None;
         for p in pending {
-            match self.store_finished(&p.lease, &p.meta, &p.lease.recorded_by, now) {
+            match self.store_finished(Some(&p.lease), &p.meta, &p.lease.recorded_by, now) {
                 Ok(_) => out.push(p.meta),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -588,25 +609,8 @@ impl Mailbox {
         };
         meta.duration_ms = duration_ms;
         meta.wav_path = wav.as_ref().map(|w| w.path().to_path_buf());
-        let stored = match wav {
-            Some(wav) => {
-                let lease = CallLease { id: id.clone(), wav, recorded_by: "recovery".to_owned() };
-                self.store_finished(&lease, &meta, "recovery", now)?
-            }
-            None => {
-                let routing = route::route(&self.inner.config, &meta.caller);
-                let entry = HistoryEntry {
-                    at: now,
-                    by: "recovery".to_owned(),
-                    event: Event::Recorded { end_reason: meta.end_reason.as_str().to_owned() },
-                };
-                let new = self.store().finish(&meta, &routing.deliveries, &entry, now)?;
-                if new {
-                    self.stored(&meta);
-                }
-                new
-            }
-        };
+        let lease = wav.map(|wav| CallLease { id: id.clone(), wav, recorded_by: "recovery".to_owned() });
+        let stored = self.store_finished(lease.as_ref(), &meta, "recovery", now)?;
         if stored {
             tracing::warn!(%id, caller = %meta.caller, duration_ms = meta.duration_ms, "recovered the message of an interrupted call");
             Ok(Some(meta))
@@ -682,13 +686,13 @@ impl Mailbox {
                 let stop = !keep_going() || (stop_at_failure && !report.failed.is_empty());
                 if stop {
                     for rest in std::iter::once(c).chain(claims.by_ref()) {
-                        self.store().release(&rest.meta.id, target)?;
+                        self.store().release(&rest.meta.id, target, rest.reminder)?;
                     }
                     return Ok(report);
                 }
                 report.attempted += 1;
                 let id = c.meta.id.clone();
-                let outcome = self.attempt(t.as_ref(), &c);
+                let outcome = self.attempt(t.as_ref(), &c, now);
                 let attempt = match outcome {
                     Ok(ack) => {
                         tracing::info!(%id, target, ack = %ack, "delivered");
@@ -712,7 +716,7 @@ impl Mailbox {
                         Attempt::Failed { error, retry_at }
                     }
                 };
-                self.store().attempted(&id, target, &attempt, now)?;
+                self.store().attempted(&id, target, c.reminder, &attempt, now)?;
             }
         }
     }
@@ -722,8 +726,9 @@ impl Mailbox {
         self.inner.retry
     }
 
-    /// Builds the e-mail (from the stored metadata and the recording) and hands it to `t`.
-    fn attempt(&self, t: &dyn Target, c: &crate::store::Claim) -> Result<String, DeliveryError> {
+    /// Builds the e-mail (from the stored metadata and the recording) and hands it to `t`; a
+    /// reminder goes to its own recipients only, by SMTP.
+    fn attempt(&self, t: &dyn Target, c: &crate::store::Claim, now: Timestamp) -> Result<String, DeliveryError> {
         let meta = &c.meta;
         let wav = match meta.wav_path.as_deref().map(std::fs::read) {
             Some(Ok(bytes)) => bytes,
@@ -733,10 +738,37 @@ impl Mailbox {
             }
             None => deliver::empty_wav(),
         };
-        let ctx = route::email_context(&self.inner.config, &meta.caller);
+        let config = &self.inner.config;
+        let ctx = route::email_context(config, meta, &c.followup);
+        if let Some(step) = c.reminder {
+            let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
+                return Err(DeliveryError::Config(
+                    "reminders go by smtp, and [delivery.smtp] is not configured".into(),
+                ));
+            };
+            let reminder = self.reminder_for(meta, step, &c.extra_to, now);
+            let email = deliver::build_reminder(meta, &wav, &ctx, &reminder)
+                .map_err(|e| DeliveryError::Config(e.to_string()))?;
+            return smtp.deliver(&email).map(|ack| ack.detail);
+        }
         let email = deliver::build_email(meta, &wav, &ctx).map_err(|e| DeliveryError::Config(e.to_string()))?;
         let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
         t.deliver(&email).map(|ack| ack.detail)
+    }
+
+    /// The reminder `step` of `meta` to `to`, sent at `now`: how long the message has waited
+    /// (business time) and whether it is escalated.
+    fn reminder_for(&self, meta: &MessageMeta, step: ReminderStep, to: &[String], now: Timestamp) -> deliver::Reminder {
+        let config = &self.inner.config;
+        let schedule = &config.schedule;
+        deliver::Reminder {
+            step,
+            to: to.to_vec(),
+            waited: schedule.business_time_between(meta.started_at, now),
+            business_hours: schedule.business_hours().is_some(),
+            escalated: step == ReminderStep::Escalate || config.followup.as_ref().is_some_and(|f| f.is_escalated(step)),
+            date: now,
+        }
     }
 
     /// [`Mailbox::deliver_due`] for every target, one after the other.

@@ -1,7 +1,9 @@
 //! The mailbox's background work, for long-running front-ends (the answering machine, the
 //! Python endpoint): one delivery worker thread per target, so a dead or silent server delays
-//! only its own target, and one housekeeping thread that runs [`Mailbox::recover`] (calls
-//! whose process died, messages whose storing failed on a full disk).
+//! only its own target, one housekeeping thread that runs [`Mailbox::recover`] (calls
+//! whose process died, messages whose storing failed on a full disk), and, with `[followup]`,
+//! one that runs [`Mailbox::remind`] with the real clock (reminders of calls not returned;
+//! the `smtp` worker then sends them).
 //!
 //! Workers wake when a message is stored in this process, when their next retry is due, and
 //! at least every [`POLL`] (another process may have queued work). [`Runner::stop`] lets each
@@ -18,6 +20,8 @@ use crate::mailbox::Mailbox;
 
 /// The longest a worker sleeps without looking for work.
 pub const POLL: Duration = Duration::from_secs(5);
+/// The longest the reminder worker sleeps between passes.
+pub const REMIND_POLL: Duration = Duration::from_secs(60);
 /// How long workers keep delivering due messages after [`Runner::stop`].
 const FINAL_PASS: Duration = Duration::from_secs(10);
 
@@ -38,6 +42,10 @@ impl Runner {
             let (mailbox, stop) = (mailbox.clone(), stop.clone());
             threads
                 .push(std::thread::Builder::new().name("vm-recovery".into()).spawn(move || recovery(&mailbox, &stop))?);
+        }
+        if mailbox.config().followup.is_some() {
+            let (mailbox, stop) = (mailbox.clone(), stop.clone());
+            threads.push(std::thread::Builder::new().name("vm-remind".into()).spawn(move || remind(&mailbox, &stop))?);
         }
         for target in mailbox.targets() {
             let (mailbox, stop) = (mailbox.clone(), stop.clone());
@@ -91,6 +99,29 @@ fn recovery(mailbox: &Mailbox, stop: &AtomicBool) {
             let _ = mailbox.recover(Timestamp::now());
             return;
         }
+    }
+}
+
+/// Reminder passes: at once, then when the next reminder falls due, at least every
+/// [`REMIND_POLL`] (a message may have been stored or changed by another process), and when
+/// this process stores a message.
+fn remind(mailbox: &Mailbox, stop: &AtomicBool) {
+    let mut seen = 0;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let wait = match mailbox.remind(Timestamp::now()) {
+            Ok(report) => report.next_due.map_or(REMIND_POLL, |next| {
+                let ms = next.as_millisecond().saturating_sub(Timestamp::now().as_millisecond()).max(0);
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(REMIND_POLL)
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "reminder pass failed; retrying");
+                REMIND_POLL
+            }
+        };
+        seen = mailbox.wait_for_work(seen, wait.max(Duration::from_millis(100)));
     }
 }
 

@@ -24,12 +24,25 @@
 //!
 //! A level without a configured greeting is skipped, so a mailbox with business hours but no
 //! business-hours greeting plays the default greeting during business hours.
+//!
+//! ## Business time
+//!
+//! The same calendar measures how long a message has waited for a callback "in business
+//! hours" ([`Schedule::business_time_between`], [`Schedule::add_business_time`]): the instants
+//! whose local wall-clock time falls inside the day's business hours, on days that are not
+//! holidays ([`Schedule::is_business_time`]), exactly the instants at which the after-hours
+//! greeting would not play. Without business hours every instant counts (wall-clock time).
+//! The arithmetic follows the same wall-clock rule on daylight-saving days: a day open
+//! `00:00-24:00` has 23 hours of business time when the clocks go forward and 25 when they go
+//! back, and a range `09:00-18:00` is nine hours on any day.
 
 use std::fmt;
+use std::ops::ControlFlow;
+use std::time::Duration;
 
-use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Weekday};
-use jiff::tz::TimeZone;
+use jiff::tz::{Offset, TimeZone};
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 /// Why a schedule value could not be parsed. The message says what was expected; the
@@ -577,6 +590,140 @@ impl Schedule {
         }
         GreetingChoice { name: self.default_greeting.clone(), reason: GreetingReason::Default }
     }
+
+    /// Whether `date` (local) is a holiday: no business hours on that day.
+    pub fn is_holiday(&self, date: Date) -> bool {
+        self.holidays.iter().any(|h| h.dates.contains(date))
+    }
+
+    /// Whether `at` lies in business time: inside the day's business hours (local wall clock)
+    /// on a day that is not a holiday. Always true without business hours.
+    pub fn is_business_time(&self, at: Timestamp) -> bool {
+        let Some(hours) = &self.business_hours else { return true };
+        let local = self.local_time(at);
+        !self.is_holiday(local.date()) && hours.is_open(local)
+    }
+
+    /// The business time between `from` and `to` (zero when `to` is not after `from`): the
+    /// length of the instants in `[from, to)` that are [business time](Self::is_business_time).
+    /// Without business hours, the wall-clock time between them.
+    pub fn business_time_between(&self, from: Timestamp, to: Timestamp) -> Duration {
+        if to <= from {
+            return Duration::ZERO;
+        }
+        if self.business_hours.is_none() {
+            return unsigned(to.duration_since(from));
+        }
+        let mut total = SignedDuration::ZERO;
+        self.for_each_open(from, to, |a, b| {
+            total = total.saturating_add(b.duration_since(a));
+            ControlFlow::Continue(())
+        });
+        unsigned(total)
+    }
+
+    /// The first instant at which `amount` of business time has passed since `from` (`from`
+    /// itself for zero). Without business hours, `from + amount`. `None` when business hours
+    /// never add up to `amount` within [`BUSINESS_SEARCH_LIMIT`] of `from` (every day closed,
+    /// or a holiday all year round).
+    pub fn add_business_time(&self, from: Timestamp, amount: Duration) -> Option<Timestamp> {
+        let amount = SignedDuration::try_from(amount).ok()?;
+        if amount.is_zero() {
+            return Some(from);
+        }
+        if self.business_hours.is_none() {
+            return from.checked_add(amount).ok();
+        }
+        let limit = from.checked_add(BUSINESS_SEARCH_LIMIT).unwrap_or(Timestamp::MAX);
+        let mut left = amount;
+        let mut found = None;
+        self.for_each_open(from, limit, |a, b| {
+            let length = b.duration_since(a);
+            if length >= left {
+                found = a.checked_add(left).ok();
+                return ControlFlow::Break(());
+            }
+            left -= length;
+            ControlFlow::Continue(())
+        });
+        found
+    }
+
+    /// Calls `f` with each maximal interval `[a, b)` of business time inside `[from, to)`, in
+    /// order, until it breaks. Needs business hours.
+    ///
+    /// The instants are cut into pieces of constant UTC offset (between two transitions of the
+    /// zone); inside one piece local time is UTC plus that offset, so each business-hours range
+    /// of each local day maps to one interval of instants. A range whose wall-clock times are
+    /// skipped by a transition is cut there, and one whose times happen twice counts twice.
+    fn for_each_open(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        mut f: impl FnMut(Timestamp, Timestamp) -> ControlFlow<()>,
+    ) {
+        let Some(hours) = &self.business_hours else { return };
+        if hours.days.iter().all(DayHours::is_closed) {
+            return;
+        }
+        let mut piece_start = from;
+        while piece_start < to {
+            let next = self.time_zone.following(piece_start).take(2).map(|t| t.timestamp()).find(|t| *t > piece_start);
+            let piece_end = next.filter(|t| *t < to).unwrap_or(to);
+            let offset = self.time_zone.to_offset(piece_start);
+            if self.open_in_piece(hours, offset, piece_start, piece_end, &mut f).is_break() {
+                return;
+            }
+            piece_start = piece_end;
+        }
+    }
+
+    /// [`Schedule::for_each_open`] inside `[a, b)`, where the zone's offset is `offset`.
+    fn open_in_piece(
+        &self,
+        hours: &WeekHours,
+        offset: Offset,
+        a: Timestamp,
+        b: Timestamp,
+        f: &mut impl FnMut(Timestamp, Timestamp) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let (local_a, local_b) = (offset.to_datetime(a), offset.to_datetime(b));
+        let mut date = local_a.date();
+        while date.to_datetime(jiff::civil::Time::midnight()) < local_b {
+            if !self.is_holiday(date) {
+                for range in hours.day(date.weekday()).ranges() {
+                    let start = at_minutes(date, range.start_min);
+                    let end = at_minutes(date, range.end_min);
+                    let (start, end) = (start.max(local_a), end.min(local_b));
+                    if start >= end {
+                        continue;
+                    }
+                    // Both lie between `local_a` and `local_b`, so they convert back.
+                    let (Ok(s), Ok(e)) = (offset.to_timestamp(start), offset.to_timestamp(end)) else { continue };
+                    f(s, e)?;
+                }
+            }
+            match date.tomorrow() {
+                Ok(next) => date = next,
+                Err(_) => break,
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// How far [`Schedule::add_business_time`] looks ahead: about three years.
+pub const BUSINESS_SEARCH_LIMIT: SignedDuration = SignedDuration::from_hours(3 * 366 * 24);
+
+/// `date` at `minutes` after midnight; 1440 is the next day's midnight.
+fn at_minutes(date: Date, minutes: u16) -> DateTime {
+    let midnight = date.to_datetime(jiff::civil::Time::midnight());
+    midnight.checked_add(SignedDuration::from_mins(i64::from(minutes))).unwrap_or(DateTime::MAX)
+}
+
+/// A non-negative signed duration as a [`Duration`] (negative ones are zero).
+fn unsigned(d: SignedDuration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::ZERO)
 }
 
 #[cfg(test)]
@@ -622,6 +769,236 @@ mod tests {
             ["02-30", "13-01", "2027-02-29", "2026-05-03..2026-05-01", "12-31..2027-01-08", "1-1", "", "..", "2026-5-1"]
         {
             assert!(DateRange::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    // ---- business time -------------------------------------------------------------------
+
+    fn office(tz: &str) -> Schedule {
+        let mut week = WeekHours::closed();
+        for day in [Weekday::Monday, Weekday::Tuesday, Weekday::Wednesday, Weekday::Thursday, Weekday::Friday] {
+            week.set(day, DayHours::parse("09:00-13:00, 14:00-18:00").unwrap());
+        }
+        Schedule::new(TimeZone::get(tz).unwrap(), "default").with_business_hours(week)
+    }
+
+    fn at(s: &str, tz: &str) -> Timestamp {
+        parse_instant(s, &TimeZone::get(tz).unwrap()).unwrap()
+    }
+
+    fn hours(h: u64) -> Duration {
+        Duration::from_secs(h * 3600)
+    }
+
+    #[test]
+    fn business_time_within_a_day_skips_lunch() {
+        let s = office("Europe/Moscow");
+        // Friday 2026-11-27: 10:00 to 15:30 is 3h before lunch and 1h30 after.
+        let from = at("2026-11-27T10:00", "Europe/Moscow");
+        let to = at("2026-11-27T15:30", "Europe/Moscow");
+        assert_eq!(s.business_time_between(from, to), Duration::from_secs(4 * 3600 + 1800));
+        assert_eq!(s.business_time_between(to, from), Duration::ZERO);
+        // An amount used up exactly at a closing time ends there (13:00), not after lunch.
+        assert_eq!(s.add_business_time(from, hours(3)), Some(at("2026-11-27T13:00", "Europe/Moscow")));
+        assert_eq!(s.add_business_time(from, hours(4)), Some(at("2026-11-27T15:00", "Europe/Moscow")));
+        assert!(s.is_business_time(from));
+        assert!(!s.is_business_time(at("2026-11-27T13:30", "Europe/Moscow")));
+    }
+
+    #[test]
+    fn business_time_across_a_weekend() {
+        let s = office("Europe/Moscow");
+        // Friday 17:00 → Monday 10:00: one hour on Friday, one on Monday.
+        let fri = at("2026-11-27T17:00", "Europe/Moscow");
+        let mon = at("2026-11-30T10:00", "Europe/Moscow");
+        assert_eq!(s.business_time_between(fri, mon), hours(2));
+        assert_eq!(s.add_business_time(fri, hours(2)), Some(mon));
+        // A message left on Saturday has waited nothing by Monday 09:00.
+        let sat = at("2026-11-28T12:00", "Europe/Moscow");
+        assert_eq!(s.business_time_between(sat, at("2026-11-30T09:00", "Europe/Moscow")), Duration::ZERO);
+        assert_eq!(s.add_business_time(sat, hours(5)), Some(at("2026-11-30T15:00", "Europe/Moscow")));
+    }
+
+    #[test]
+    fn business_time_skips_holidays() {
+        let holiday = Holiday {
+            name: "New Year".into(),
+            dates: DateRange::parse("12-31..01-08").unwrap(),
+            greeting: "default".into(),
+        };
+        let s = office("Europe/Moscow").with_holiday(holiday);
+        // Wednesday 2026-12-30 17:00 → the next business hour is Monday 2027-01-11 (1-8 are
+        // holidays, 9-10 a weekend).
+        let from = at("2026-12-30T17:00", "Europe/Moscow");
+        assert_eq!(s.add_business_time(from, hours(2)), Some(at("2027-01-11T10:00", "Europe/Moscow")));
+        assert_eq!(s.business_time_between(from, at("2027-01-08T23:00", "Europe/Moscow")), hours(1));
+        assert!(!s.is_business_time(at("2026-12-31T10:00", "Europe/Moscow")));
+    }
+
+    #[test]
+    fn business_time_across_dst_changes() {
+        // America/New_York: clocks go forward on Sunday 2026-03-08 02:00 and back on Sunday
+        // 2026-11-01 02:00. Friday 17:00 → Monday 10:00 is 2 business hours either way,
+        // though 65 wall-clock hours are 64 h of instants in March and 66 h in November.
+        let s = office("America/New_York");
+        let fri = at("2026-03-06T17:00", "America/New_York");
+        let mon = at("2026-03-09T10:00", "America/New_York");
+        assert_eq!(mon.duration_since(fri), SignedDuration::from_hours(64));
+        assert_eq!(s.business_time_between(fri, mon), hours(2));
+        assert_eq!(s.add_business_time(fri, hours(2)), Some(mon));
+        let fri = at("2026-10-30T17:00", "America/New_York");
+        let mon = at("2026-11-02T10:00", "America/New_York");
+        assert_eq!(mon.duration_since(fri), SignedDuration::from_hours(66));
+        assert_eq!(s.business_time_between(fri, mon), hours(2));
+
+        // A day open around the clock has 23 h in spring and 25 h in autumn.
+        let mut week = WeekHours::closed();
+        week.set(Weekday::Sunday, DayHours::parse("00:00-24:00").unwrap());
+        let sundays = Schedule::new(TimeZone::get("America/New_York").unwrap(), "d").with_business_hours(week);
+        let day = |d: &str, next: &str| {
+            sundays.business_time_between(at(d, "America/New_York"), at(next, "America/New_York"))
+        };
+        assert_eq!(day("2026-03-08T00:00", "2026-03-09T00:00"), hours(23));
+        assert_eq!(day("2026-11-01T00:00", "2026-11-02T00:00"), hours(25));
+        assert_eq!(day("2026-03-15T00:00", "2026-03-16T00:00"), hours(24));
+
+        // A range starting in the skipped hour opens when the clocks jump (the wall clock
+        // decides, as for greetings): 02:30-04:00 on the spring day is 1 h (03:00-04:00).
+        let mut week = WeekHours::closed();
+        week.set(Weekday::Sunday, DayHours::parse("02:30-04:00").unwrap());
+        let night = Schedule::new(TimeZone::get("America/New_York").unwrap(), "d").with_business_hours(week);
+        let from = at("2026-03-08T00:00", "America/New_York");
+        assert_eq!(night.business_time_between(from, at("2026-03-09T00:00", "America/New_York")), hours(1));
+        assert_eq!(night.add_business_time(from, Duration::ZERO), Some(from));
+        assert_eq!(
+            night.add_business_time(from, Duration::from_secs(1)),
+            Some(at("2026-03-08T03:00:01-04:00", "America/New_York"))
+        );
+        // In autumn the wall clock shows 01:00-02:00 twice (EDT, then EST): the range
+        // 01:30-02:30 covers 01:30-02:00 EDT, 01:30-02:00 EST and 02:00-02:30 EST, 1 h 30 min.
+        let mut week = WeekHours::closed();
+        week.set(Weekday::Sunday, DayHours::parse("01:30-02:30").unwrap());
+        let fold = Schedule::new(TimeZone::get("America/New_York").unwrap(), "d").with_business_hours(week);
+        let from = at("2026-11-01T00:00", "America/New_York");
+        assert_eq!(
+            fold.business_time_between(from, at("2026-11-02T00:00", "America/New_York")),
+            Duration::from_secs(5400)
+        );
+    }
+
+    #[test]
+    fn without_business_hours_wall_clock_time_counts() {
+        let s = Schedule::new(TimeZone::get("Europe/Moscow").unwrap(), "default");
+        let from = at("2026-11-28T12:00", "Europe/Moscow");
+        assert_eq!(s.business_time_between(from, at("2026-11-28T17:00", "Europe/Moscow")), hours(5));
+        assert_eq!(s.add_business_time(from, hours(5)), Some(at("2026-11-28T17:00", "Europe/Moscow")));
+        assert!(s.is_business_time(from));
+    }
+
+    #[test]
+    fn never_open_is_none() {
+        let s = Schedule::new(TimeZone::UTC, "d").with_business_hours(WeekHours::closed());
+        assert_eq!(s.add_business_time(Timestamp::UNIX_EPOCH, hours(1)), None);
+        let all_year =
+            Holiday { name: "always".into(), dates: DateRange::parse("01-01..12-31").unwrap(), greeting: "d".into() };
+        let s = office("UTC").with_holiday(all_year);
+        assert_eq!(s.add_business_time(Timestamp::UNIX_EPOCH, hours(1)), None);
+        assert_eq!(s.business_time_between(Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH + hours(1000)), Duration::ZERO);
+    }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const ZONES: &[&str] =
+            &["UTC", "Europe/Moscow", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"];
+
+        /// A random week: each day closed or one or two ranges on a 15-minute grid.
+        fn week() -> impl Strategy<Value = WeekHours> {
+            let day = prop_oneof![
+                Just(DayHours::closed()),
+                (0u16..96, 1u16..97).prop_map(|(a, len)| {
+                    let start = a * 15;
+                    let end = (start + len * 15).min(1440);
+                    DayHours::new(vec![TimeRange::from_minutes(start, end.max(start + 15).min(1440)).unwrap()])
+                        .unwrap_or_default()
+                }),
+                (0u16..40, 1u16..30, 1u16..20, 1u16..30).prop_map(|(a, l1, gap, l2)| {
+                    let s1 = a * 15;
+                    let e1 = s1 + l1 * 15;
+                    let s2 = e1 + gap * 15;
+                    let e2 = (s2 + l2 * 15).min(1440);
+                    let mut ranges = vec![TimeRange::from_minutes(s1, e1).unwrap()];
+                    if s2 < e2 {
+                        ranges.push(TimeRange::from_minutes(s2, e2).unwrap());
+                    }
+                    DayHours::new(ranges).unwrap()
+                }),
+            ];
+            proptest::collection::vec(day, 7).prop_map(|days| {
+                let mut w = WeekHours::closed();
+                for (i, d) in days.into_iter().enumerate() {
+                    let day = Weekday::from_monday_zero_offset(i as i8).unwrap();
+                    w.set(day, d);
+                }
+                w
+            })
+        }
+
+        fn schedule() -> impl Strategy<Value = Schedule> {
+            (0..ZONES.len(), week(), proptest::option::of((1i8..13, 1i8..29, 0i8..10))).prop_map(
+                |(zone, week, holiday)| {
+                    let mut s = Schedule::new(TimeZone::get(ZONES[zone]).unwrap(), "d").with_business_hours(week);
+                    if let Some((m, d, len)) = holiday {
+                        let end = (m, (d + len).min(28));
+                        s = s.with_holiday(Holiday {
+                            name: "h".into(),
+                            dates: DateRange::Yearly { start: (m, d), end },
+                            greeting: "d".into(),
+                        });
+                    }
+                    s
+                },
+            )
+        }
+
+        /// Whole seconds in 2025..2028, so DST transitions of both hemispheres are crossed.
+        fn instant() -> impl Strategy<Value = Timestamp> {
+            (1_735_689_600i64..1_830_297_600).prop_map(|s| Timestamp::from_second(s).unwrap())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            #[test]
+            fn additive(s in schedule(), a in instant(), d1 in 0i64..2_000_000, d2 in 0i64..2_000_000) {
+                let b = a + SignedDuration::from_secs(d1);
+                let c = b + SignedDuration::from_secs(d2);
+                prop_assert_eq!(
+                    s.business_time_between(a, c),
+                    s.business_time_between(a, b) + s.business_time_between(b, c)
+                );
+                prop_assert!(s.business_time_between(a, c) <= Duration::from_secs((d1 + d2) as u64));
+            }
+
+            #[test]
+            fn add_inverts_between(s in schedule(), a in instant(), secs in 1u64..1_500_000) {
+                let amount = Duration::from_secs(secs);
+                if let Some(end) = s.add_business_time(a, amount) {
+                    prop_assert_eq!(s.business_time_between(a, end), amount);
+                    // The first such instant: one second earlier is not enough.
+                    prop_assert!(s.business_time_between(a, end - SignedDuration::from_secs(1)) < amount);
+                }
+            }
+
+            #[test]
+            fn agrees_with_is_business_time(s in schedule(), t in instant()) {
+                let one = s.business_time_between(t, t + SignedDuration::from_secs(1));
+                let open = s.is_business_time(t);
+                prop_assert_eq!(one == Duration::from_secs(1), open, "at {} ({})", t, s.local_time(t));
+                prop_assert!(one == Duration::ZERO || open);
+            }
         }
     }
 }

@@ -536,3 +536,85 @@ fn recording_limits_reach_the_call() {
     let none = format!("{MINIMAL}[recording]\nfinish_key = \"none\"\n");
     assert!(Config::from_toml_str(&none).is_ok_and(|c| c.recording.finish_key.is_none()));
 }
+
+const SMTP: &str = "[delivery.smtp]\nhost = \"127.0.0.1\"\nport = 2525\nfrom = \"vm@example.com\"\n";
+
+#[test]
+fn followup_email_web_and_greeting_labels() {
+    let ok = |text: &str| match Config::from_toml_str(text) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}\n{text}"),
+    };
+    // Defaults: English, built-in templates, no reminders, no public URL, labels from names.
+    let c = ok(MINIMAL);
+    assert_eq!(c.email.language, voicemail_core::template::Language::En);
+    assert!(c.followup.is_none() && c.public_url.is_none() && c.web.is_none());
+    assert_eq!(c.greeting_label("after_hours"), "After hours");
+
+    let c = ok(&format!(
+        "{MINIMAL}[greetings]\nnew_year = {{ file = \"builtin:default\", label = \"Новогодние праздники\" }}\n\
+         [email]\nlanguage = \"ru\"\nreminder_subject = \"{{{{ step }}}} {{{{ number }}}}\"\n\
+         [web]\npublic_url = \"https://vm.example.com/queue/\"\nlisten = \"127.0.0.1:8080\"\n\
+         [followup]\nremind_after = \"4h\"\nremind_every = \"2h\"\nescalate_after = \"1h30m\"\n\
+         escalate_to = [\"head@example.com\"]\n{SMTP}"
+    ));
+    assert_eq!(c.greeting_label("new_year"), "Новогодние праздники");
+    assert_eq!(c.greetings.get("new_year"), Some(&GreetingSource::BuiltinDefault));
+    assert_eq!(c.email.language, voicemail_core::template::Language::Ru);
+    assert_eq!(c.public_url.as_deref(), Some("https://vm.example.com/queue"));
+    assert!(c.web.as_ref().is_some_and(|w| w.contains_key("listen")), "the web table is kept for the web front-end");
+    let id = voicemail_core::MessageId::parse("m-1").unwrap();
+    assert_eq!(c.message_url(&id).as_deref(), Some("https://vm.example.com/queue/messages/m-1"));
+    let f = c.followup.unwrap();
+    assert_eq!(f.remind_after, Duration::from_secs(4 * 3600));
+    assert_eq!(f.remind_every, Some(Duration::from_secs(2 * 3600)));
+    assert_eq!(f.escalate_after, Some(Duration::from_secs(5400)));
+    assert_eq!(f.escalate_to, ["head@example.com"]);
+
+    // Errors name the key.
+    assert_err(&format!("{MINIMAL}[email]\nlanguage = \"de\"\n"), "email.language", &["\"en\" or \"ru\"", "\"de\""]);
+    assert_err(&format!("{MINIMAL}[email]\nsubject = \"{{{{ numbr }}}}\"\n"), "email.subject", &["undefined"]);
+    assert_err(&format!("{MINIMAL}[email]\nbody = \"{{% if client %}}\"\n"), "email.body", &["syntax error"]);
+    assert_err(&format!("{MINIMAL}[email]\nfooter = \"x\"\n"), "email.footer", &["unknown field `footer`"]);
+    assert_err(&format!("{MINIMAL}[followup]\nremind_after = \"4h\"\n"), "followup", &["[delivery.smtp]"]);
+    assert_err(&format!("{MINIMAL}{SMTP}[followup]\nremind_every = \"4h\"\n"), "followup", &["remind_after"]);
+    assert_err(
+        &format!("{MINIMAL}{SMTP}[followup]\nremind_after = \"4 hours\"\n"),
+        "followup.remind_after",
+        &["duration"],
+    );
+    assert_err(
+        &format!("{MINIMAL}{SMTP}[followup]\nremind_after = \"30s\"\n"),
+        "followup.remind_after",
+        &["1m and 1000h"],
+    );
+    assert_err(
+        &format!("{MINIMAL}{SMTP}[followup]\nremind_after = \"4h\"\nescalate_after = \"8h\"\n"),
+        "followup.escalate_to",
+        &["escalate_after needs escalate_to"],
+    );
+    assert_err(
+        &format!("{MINIMAL}{SMTP}[followup]\nremind_after = \"4h\"\nescalate_to = [\"a@b.c\"]\n"),
+        "followup.escalate_after",
+        &["needs escalate_after"],
+    );
+    assert_err(
+        &format!(
+            "{MINIMAL}{SMTP}[followup]\nremind_after = \"4h\"\nescalate_after = \"8h\"\nescalate_to = [\"not an address\"]\n"
+        ),
+        "followup.escalate_to[0]",
+        &["e-mail address"],
+    );
+    for bad in ["vm.example.com", "ftp://x", "https://", "https://a b", "https://x/?q=1", "https://x<y", "https://x y"]
+    {
+        assert_err(&format!("{MINIMAL}[web]\npublic_url = \"{bad}\"\n"), "web.public_url", &["http"]);
+    }
+    assert_err(&format!("{MINIMAL}[web]\npublic_url = 5\n"), "web.public_url", &["string"]);
+    assert_err(
+        &format!("{MINIMAL}[greetings]\nx = {{ file = \"builtin:default\", label = \"a\\nb\" }}\n"),
+        "greetings.x.label",
+        &["control"],
+    );
+    assert_err(&format!("{MINIMAL}[greetings]\nx = {{ label = \"X\" }}\n"), "greetings.x", &["file"]);
+    assert_err(&format!("{MINIMAL}[greetings]\nx = {{ file = \"\" }}\n"), "greetings.x.file", &["empty"]);
+}

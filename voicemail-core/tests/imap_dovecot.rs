@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use voicemail_core::deliver::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ImapTarget, Target, build_email};
+use voicemail_core::followup::FollowUp;
 use voicemail_core::store::DeliveryState;
 use voicemail_core::{CallSetup, Mailbox, route};
 
@@ -152,7 +153,7 @@ fn append_into_dovecot_folder_once() {
     assert_eq!(attachment, wav);
 
     // A retry after a crash (the store never recorded the OK): found by Message-ID.
-    let again = build_email(&meta, &wav, &route::email_context(&cfg, &meta.caller)).unwrap();
+    let again = build_email(&meta, &wav, &route::email_context(&cfg, &meta, &FollowUp::New)).unwrap();
     assert_eq!(again.message_id, message_id);
     let ack = target.deliver(&again).unwrap();
     assert!(ack.already_present, "{ack:?}");

@@ -80,7 +80,7 @@ fn retry_after_crash_leaves_one_copy() {
         let meta = support::record(&mailbox, CallSetup::new("+74951234567", t0()), 0.5, t0());
         let wav = std::fs::read(meta.wav_path.as_ref().unwrap()).unwrap();
         // The "crashed" run: the target stored the message, the store never recorded it.
-        let ctx = route::email_context(&cfg, &meta.caller);
+        let ctx = route::email_context(&cfg, &meta, &voicemail_core::followup::FollowUp::New);
         let email: OutgoingEmail = deliver::build_email(&meta, &wav, &ctx).unwrap();
         assert!(!target.deliver(&email).unwrap().already_present);
         if move_to_cur {

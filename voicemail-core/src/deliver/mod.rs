@@ -2,11 +2,12 @@
 //! delivered to.
 //!
 //! - [`build_email`] turns a [`MessageMeta`](crate::message::MessageMeta) and its WAV into an
-//!   RFC 5322 message ([`OutgoingEmail`]) with the recording attached.
+//!   RFC 5322 message ([`OutgoingEmail`]) with the recording attached; [`build_reminder`]
+//!   builds a reminder of it (`[followup]`).
 //! - A [`Target`] takes an [`OutgoingEmail`] and acknowledges it: [`MaildirTarget`] (a
 //!   Maildir++ folder on disk), [`SmtpTarget`] (submission to an SMTP server, lettre) and
 //!   [`ImapTarget`] (IMAP APPEND into a server folder).
-//! - The [durable outbox](crate::outbox) drives the targets: it retries every (message,
+//! - The [durable outbox](crate::store) drives the targets: it retries every (message,
 //!   target) pair with backoff until the target acknowledged it.
 //!
 //! No server can stall a delivery: the SMTP and IMAP targets bound connecting (TCP connect
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use email::{EmailContext, EmailError, Manager, build_email, empty_wav};
+pub use email::{EmailContext, EmailError, Manager, Reminder, build_email, build_reminder, empty_wav};
 
 /// A Maildir++ folder on the local file system.
 ///

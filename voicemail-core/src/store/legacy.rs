@@ -258,6 +258,7 @@ fn delivery_of(id: &MessageId, p: OldPair) -> Delivery {
     Delivery {
         id: id.clone(),
         target: p.destination.target,
+        reminder: None,
         extra_to: p.destination.extra_to,
         state,
         attempts: p.attempts,

@@ -9,6 +9,11 @@
 //! deliver the same message to the same target at once, and a process that dies
 //! mid-delivery leaves it to another when its lease expires.
 //!
+//! The outbox holds reminders too (`[followup]`, [`crate::remind`]): a reminder is a delivery
+//! of its message to the `smtp` target with a [`ReminderStep`]; the step is also recorded on
+//! its own (the message's reminder steps) in the transaction that queues it, so a reminder is
+//! queued once, ever. A message called back or deleted drops its reminders not yet sent.
+//!
 //! The [`Mailbox`](crate::mailbox::Mailbox) is the only user of a store; applications talk to
 //! the mailbox.
 
@@ -19,7 +24,7 @@ mod sqlite;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::followup::{Change, FollowUp, FollowUpError, HistoryEntry};
+use crate::followup::{Change, FollowUp, FollowUpError, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
 
 pub use sqlite::SqliteStore;
@@ -136,7 +141,10 @@ pub struct Delivery {
     pub id: MessageId,
     /// The target's key: `maildir`, `smtp`, `imap`.
     pub target: String,
-    /// Envelope recipients besides the target's own (a matched client's manager; SMTP).
+    /// The reminder this delivery carries (`smtp` only); `None` for the message's own e-mail.
+    pub reminder: Option<ReminderStep>,
+    /// Envelope recipients besides the target's own (a matched client's manager; SMTP); a
+    /// reminder's recipients (the target's own are not used for reminders).
     pub extra_to: Vec<String>,
     /// Where it stands.
     pub state: DeliveryState,
@@ -161,6 +169,19 @@ pub struct NewDelivery {
     pub target: String,
     /// Extra envelope recipients.
     pub extra_to: Vec<String>,
+}
+
+/// A reminder to queue ([`Store::queue_reminder`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReminder {
+    /// The reminder sent.
+    pub step: ReminderStep,
+    /// Reminders due at the same time that it stands for: recorded as done, not sent.
+    pub covers: Vec<ReminderStep>,
+    /// Its recipients.
+    pub to: Vec<String>,
+    /// Who queues it, for the history (`reminder`).
+    pub by: String,
 }
 
 /// One message as the store holds it.
@@ -192,6 +213,10 @@ pub struct Claim {
     pub meta: MessageMeta,
     /// The target's key.
     pub target: String,
+    /// The reminder it carries; `None` for the message's own e-mail.
+    pub reminder: Option<ReminderStep>,
+    /// The message's follow-up state when it was claimed (a reminder names the assignee).
+    pub followup: FollowUp,
     /// Extra envelope recipients.
     pub extra_to: Vec<String>,
     /// Failed attempts before this one.
@@ -238,13 +263,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Forgets a call whose start failed after [`Store::begin`] (nothing was recorded).
     fn abandon(&self, id: &MessageId) -> Result<(), StoreError>;
 
-    /// Stores a finished message and queues its deliveries, in one transaction. Returns false
-    /// (changing nothing) when the message was stored before.
+    /// Stores a finished message and queues its deliveries, in one transaction; `assigned`,
+    /// when given, is the message's follow-up state from the start (auto-assignment) with its
+    /// history entry. Returns false (changing nothing) when the message was stored before.
     fn finish(
         &self,
         meta: &MessageMeta,
         deliveries: &[NewDelivery],
         recorded: &HistoryEntry,
+        assigned: Option<(&FollowUp, &HistoryEntry)>,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
@@ -273,10 +300,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Claim>, StoreError>;
 
     /// Releases the lease on a claimed delivery that was not attempted.
-    fn release(&self, id: &MessageId, target: &str) -> Result<(), StoreError>;
+    fn release(&self, id: &MessageId, target: &str, reminder: Option<ReminderStep>) -> Result<(), StoreError>;
 
     /// Records how an attempt on a claimed delivery ended and releases the lease.
-    fn attempted(&self, id: &MessageId, target: &str, attempt: &Attempt, now: Timestamp) -> Result<(), StoreError>;
+    fn attempted(
+        &self,
+        id: &MessageId,
+        target: &str,
+        reminder: Option<ReminderStep>,
+        attempt: &Attempt,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Queues rejected (and failing) deliveries of `id` again, due at `now`, all targets or one,
     /// except one that is leased (being attempted); `by` is recorded in the history.
@@ -290,4 +324,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Imports a message of an older spool unless the store has it. Returns whether it did.
     fn import(&self, message: &Imported) -> Result<bool, StoreError>;
+
+    /// The reminder steps recorded for messages that are stored and not called back.
+    fn reminder_steps(&self) -> Result<Vec<(MessageId, ReminderStep)>, StoreError>;
+
+    /// Queues a reminder of message `id` in one transaction: records its step (and the steps
+    /// it covers), queues its delivery to `smtp` due at `now`, and adds the history entry.
+    /// Returns false (changing nothing) when the message is not stored, was called back, or
+    /// the step (or a later reminder) was queued before.
+    fn queue_reminder(&self, id: &MessageId, reminder: &NewReminder, now: Timestamp) -> Result<bool, StoreError>;
 }

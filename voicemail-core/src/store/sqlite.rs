@@ -14,9 +14,10 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{
-    Attempt, Claim, Delivery, DeliveryState, Imported, Lifecycle, NewDelivery, Store, StoreError, StoredMessage,
+    Attempt, Claim, Delivery, DeliveryState, Imported, Lifecycle, NewDelivery, NewReminder, Store, StoreError,
+    StoredMessage,
 };
-use crate::followup::{Change, Event, FollowUp, HistoryEntry};
+use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
 
 /// How long a write waits for another process's write transaction.
@@ -57,9 +58,42 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (message_id, target)
     );
     CREATE INDEX deliveries_due ON deliveries(target, state, next_ms);",
+    // 2: reminders (`[followup]`). A delivery row may carry a reminder step ('' is the
+    // message's own e-mail), so the outbox key becomes (message, target, step); the steps
+    // queued per message are kept on their own, never deleted while the message exists.
+    "CREATE TABLE deliveries_v2 (
+        message_id TEXT NOT NULL REFERENCES messages(id),
+        target TEXT NOT NULL,
+        step TEXT NOT NULL DEFAULT '',
+        extra_to TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER,
+        last_attempt_ms INTEGER,
+        last_error TEXT,
+        delivered_ms INTEGER,
+        ack TEXT,
+        lease_owner TEXT,
+        lease_until_ms INTEGER,
+        PRIMARY KEY (message_id, target, step)
+    );
+    INSERT INTO deliveries_v2 (message_id, target, step, extra_to, state, attempts, next_ms, last_attempt_ms,
+        last_error, delivered_ms, ack, lease_owner, lease_until_ms)
+        SELECT message_id, target, '', extra_to, state, attempts, next_ms, last_attempt_ms, last_error,
+        delivered_ms, ack, lease_owner, lease_until_ms FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v2 RENAME TO deliveries;
+    CREATE INDEX deliveries_due ON deliveries(target, state, next_ms);
+    CREATE TABLE reminder_steps (
+        message_id TEXT NOT NULL REFERENCES messages(id),
+        step TEXT NOT NULL,
+        queued_ms INTEGER NOT NULL,
+        PRIMARY KEY (message_id, step)
+    );",
 ];
 
-/// The SQLite store of one spool. See the [module docs](self).
+/// The SQLite store of one spool: WAL, one write transaction per change, a versioned schema
+/// (see [`crate::store`]).
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
@@ -217,12 +251,14 @@ fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Deliver
         _ => DeliveryState::Pending,
     };
     let extra: String = r.get(2)?;
+    let step: String = r.get(10)?;
     let parsed_id = MessageId::parse(&id).unwrap_or_else(|_| MessageId::generate(Timestamp::UNIX_EPOCH, 0));
     Ok((
         id,
         Delivery {
             id: parsed_id,
             target: r.get(1)?,
+            reminder: ReminderStep::parse(&step),
             extra_to: Vec::new(),
             state,
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -240,11 +276,30 @@ fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Deliver
 }
 
 const DELIVERY_COLUMNS: &str =
-    "message_id, target, extra_to, state, attempts, next_ms, last_attempt_ms, last_error, delivered_ms, ack";
+    "message_id, target, extra_to, state, attempts, next_ms, last_attempt_ms, last_error, delivered_ms, ack, step";
+
+/// The `step` column of a delivery: `''` for the message's own e-mail.
+fn step_key(reminder: Option<ReminderStep>) -> String {
+    reminder.map(ReminderStep::key).unwrap_or_default()
+}
+
+/// Drops the reminders of `id` not sent yet and not being attempted (the message was called
+/// back or deleted); their steps stay recorded.
+fn drop_unsent_reminders(tx: &Transaction<'_>, id: &str, now: Timestamp) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM deliveries WHERE message_id = ?1 AND step != '' AND state != 'delivered'
+         AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)",
+        params![id, ms(now)],
+    )
+    .map_err(db_error("dropping reminders"))?;
+    Ok(())
+}
 
 fn deliveries_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = tx
-        .prepare_cached(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE message_id = ?1 ORDER BY target"))
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE message_id = ?1 ORDER BY target, step != '', next_ms, step"
+        ))
         .map_err(db_error("reading deliveries"))?;
     let rows = stmt.query_map([id], delivery_from_row).map_err(db_error("reading deliveries"))?;
     let mut out = Vec::new();
@@ -338,6 +393,7 @@ impl Store for SqliteStore {
         meta: &MessageMeta,
         deliveries: &[NewDelivery],
         recorded: &HistoryEntry,
+        assigned: Option<(&FollowUp, &HistoryEntry)>,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.write("storing a message", |tx| {
@@ -364,6 +420,11 @@ impl Store for SqliteStore {
                 }
             }
             add_history(tx, id, recorded)?;
+            if let Some((followup, entry)) = assigned {
+                tx.execute("UPDATE messages SET followup = ?2 WHERE id = ?1", params![id, to_json(followup)?])
+                    .map_err(db_error("storing a message"))?;
+                add_history(tx, id, entry)?;
+            }
             insert_deliveries(tx, id, deliveries, now)?;
             Ok(true)
         })
@@ -400,7 +461,9 @@ impl Store for SqliteStore {
                 .map_err(db_error("listing messages"))?;
             let mut by_id = std::collections::HashMap::new();
             let mut deliveries = tx
-                .prepare(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries ORDER BY message_id, target"))
+                .prepare(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries ORDER BY message_id, target, step != '', next_ms, step"
+                ))
                 .map_err(db_error("listing messages"))?;
             for row in deliveries.query_map([], delivery_from_row).map_err(db_error("listing messages"))? {
                 let (id, mut d, extra) = row.map_err(db_error("listing messages"))?;
@@ -459,6 +522,9 @@ impl Store for SqliteStore {
                 tx.execute("UPDATE messages SET followup = ?2 WHERE id = ?1", params![id.as_str(), to_json(&next)?])
                     .map_err(db_error("changing a message"))?;
             }
+            if matches!(change, Change::Delete { .. } | Change::CalledBack { .. }) {
+                drop_unsent_reminders(tx, id.as_str(), at)?;
+            }
             add_history(tx, id.as_str(), &entry)?;
             get_in(tx, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))
         })
@@ -475,30 +541,38 @@ impl Store for SqliteStore {
         self.write("claiming deliveries", |tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT d.message_id, d.extra_to, d.attempts, m.meta FROM deliveries d
+                    "SELECT d.message_id, d.extra_to, d.attempts, m.meta, d.step, m.followup FROM deliveries d
                      JOIN messages m ON m.id = d.message_id
                      WHERE d.target = ?1 AND d.state = 'pending' AND d.next_ms <= ?2
                        AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?2)
                        AND m.lifecycle = 'stored'
-                     ORDER BY d.next_ms, d.message_id LIMIT ?3",
+                     ORDER BY d.next_ms, d.message_id, d.step LIMIT ?3",
                 )
                 .map_err(db_error("claiming deliveries"))?;
-            let rows: Vec<(String, String, i64, String)> = stmt
-                .query_map(params![target, ms(now), limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            type ClaimRow = (String, String, i64, String, String, String);
+            let rows: Vec<ClaimRow> = stmt
+                .query_map(params![target, ms(now), limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })
                 .map_err(db_error("claiming deliveries"))?
                 .collect::<Result<_, _>>()
                 .map_err(db_error("claiming deliveries"))?;
             let mut lease = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET lease_owner = ?3, lease_until_ms = ?4 WHERE message_id = ?1 AND target = ?2",
+                    "UPDATE deliveries SET lease_owner = ?4, lease_until_ms = ?5
+                     WHERE message_id = ?1 AND target = ?2 AND step = ?3",
                 )
                 .map_err(db_error("claiming deliveries"))?;
             let mut out = Vec::with_capacity(rows.len());
-            for (id, extra, attempts, meta) in rows {
-                lease.execute(params![id, target, owner, ms(lease_until)]).map_err(db_error("claiming deliveries"))?;
+            for (id, extra, attempts, meta, step, followup) in rows {
+                lease
+                    .execute(params![id, target, step, owner, ms(lease_until)])
+                    .map_err(db_error("claiming deliveries"))?;
                 out.push(Claim {
                     meta: from_json(&id, &meta)?,
                     target: target.to_owned(),
+                    reminder: ReminderStep::parse(&step),
+                    followup: from_json(&id, &followup)?,
                     extra_to: from_json(&id, &extra)?,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                 });
@@ -507,41 +581,56 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release(&self, id: &MessageId, target: &str) -> Result<(), StoreError> {
+    fn release(&self, id: &MessageId, target: &str, reminder: Option<ReminderStep>) -> Result<(), StoreError> {
         self.write("releasing a delivery", |tx| {
             tx.execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE message_id = ?1 AND target = ?2",
-                params![id.as_str(), target],
+                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL
+                 WHERE message_id = ?1 AND target = ?2 AND step = ?3",
+                params![id.as_str(), target, step_key(reminder)],
             )
             .map_err(db_error("releasing a delivery"))?;
             Ok(())
         })
     }
 
-    fn attempted(&self, id: &MessageId, target: &str, attempt: &Attempt, now: Timestamp) -> Result<(), StoreError> {
+    fn attempted(
+        &self,
+        id: &MessageId,
+        target: &str,
+        reminder: Option<ReminderStep>,
+        attempt: &Attempt,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         const DONE: &str = "last_attempt_ms = ?3, lease_owner = NULL, lease_until_ms = NULL
-                            WHERE message_id = ?1 AND target = ?2";
+                            WHERE message_id = ?1 AND target = ?2 AND step = ?4";
         let fail = db_error("recording a delivery attempt");
+        let step = step_key(reminder);
         self.write("recording a delivery attempt", |tx| {
-            let key = (id.as_str(), target, ms(now));
+            let key = (id.as_str(), target, ms(now), step.as_str());
             let event = match attempt {
                 Attempt::Delivered(ack) => {
-                    let sql = format!("UPDATE deliveries SET state = 'delivered', delivered_ms = ?3, ack = ?4, {DONE}");
-                    tx.execute(&sql, params![key.0, key.1, key.2, ack]).map_err(&fail)?;
-                    Some(Event::Delivered { target: target.to_owned(), detail: ack.clone() })
+                    let sql = format!("UPDATE deliveries SET state = 'delivered', delivered_ms = ?3, ack = ?5, {DONE}");
+                    tx.execute(&sql, params![key.0, key.1, key.2, key.3, ack]).map_err(&fail)?;
+                    Some(match reminder {
+                        Some(step) => Event::ReminderSent { step, detail: ack.clone() },
+                        None => Event::Delivered { target: target.to_owned(), detail: ack.clone() },
+                    })
                 }
                 Attempt::Failed { error, retry_at } => {
                     let sql =
-                        format!("UPDATE deliveries SET attempts = attempts + 1, last_error = ?4, next_ms = ?5, {DONE}");
-                    tx.execute(&sql, params![key.0, key.1, key.2, error, ms(*retry_at)]).map_err(&fail)?;
+                        format!("UPDATE deliveries SET attempts = attempts + 1, last_error = ?5, next_ms = ?6, {DONE}");
+                    tx.execute(&sql, params![key.0, key.1, key.2, key.3, error, ms(*retry_at)]).map_err(&fail)?;
                     None
                 }
                 Attempt::Rejected(error) => {
                     let sql = format!(
-                        "UPDATE deliveries SET state = 'rejected', attempts = attempts + 1, last_error = ?4, {DONE}"
+                        "UPDATE deliveries SET state = 'rejected', attempts = attempts + 1, last_error = ?5, {DONE}"
                     );
-                    tx.execute(&sql, params![key.0, key.1, key.2, error]).map_err(&fail)?;
-                    Some(Event::Rejected { target: target.to_owned(), error: error.clone() })
+                    tx.execute(&sql, params![key.0, key.1, key.2, key.3, error]).map_err(&fail)?;
+                    Some(match reminder {
+                        Some(step) => Event::ReminderRejected { step, error: error.clone() },
+                        None => Event::Rejected { target: target.to_owned(), error: error.clone() },
+                    })
                 }
             };
             match event {
@@ -560,23 +649,24 @@ impl Store for SqliteStore {
             }
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT target FROM deliveries WHERE message_id = ?1 AND state != 'delivered'
+                    "SELECT target, step FROM deliveries WHERE message_id = ?1 AND state != 'delivered'
                      AND (?2 IS NULL OR target = ?2) AND (lease_until_ms IS NULL OR lease_until_ms <= ?3)",
                 )
                 .map_err(db_error("queueing a delivery again"))?;
-            let targets: Vec<String> = stmt
-                .query_map(params![id.as_str(), target, ms(now)], |r| r.get(0))
+            let targets: Vec<(String, String)> = stmt
+                .query_map(params![id.as_str(), target, ms(now)], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(db_error("queueing a delivery again"))?
                 .collect::<Result<_, _>>()
                 .map_err(db_error("queueing a delivery again"))?;
-            for t in &targets {
+            for (t, step) in &targets {
                 tx.execute(
-                    "UPDATE deliveries SET state = 'pending', next_ms = ?3, lease_owner = NULL, lease_until_ms = NULL
-                     WHERE message_id = ?1 AND target = ?2",
-                    params![id.as_str(), t, ms(now)],
+                    "UPDATE deliveries SET state = 'pending', next_ms = ?4, lease_owner = NULL, lease_until_ms = NULL
+                     WHERE message_id = ?1 AND target = ?2 AND step = ?3",
+                    params![id.as_str(), t, step, ms(now)],
                 )
                 .map_err(db_error("queueing a delivery again"))?;
-                let entry = HistoryEntry { at: now, by: by.to_owned(), event: Event::Retried { target: t.clone() } };
+                let target = if step.is_empty() { t.clone() } else { format!("{t} ({step})") };
+                let entry = HistoryEntry { at: now, by: by.to_owned(), event: Event::Retried { target } };
                 add_history(tx, id.as_str(), &entry)?;
             }
             Ok(targets.len())
@@ -603,7 +693,7 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {} FROM deliveries d JOIN messages m ON m.id = d.message_id
-                     WHERE m.lifecycle != 'deleted' ORDER BY d.message_id, d.target",
+                     WHERE m.lifecycle != 'deleted' ORDER BY d.message_id, d.target, d.step != '', d.next_ms, d.step",
                     DELIVERY_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ")
                 ))
                 .map_err(db_error("reading the outbox"))?;
@@ -667,5 +757,199 @@ impl Store for SqliteStore {
             }
             Ok(true)
         })
+    }
+
+    fn reminder_steps(&self) -> Result<Vec<(MessageId, ReminderStep)>, StoreError> {
+        self.read("reading reminders", |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT r.message_id, r.step, m.followup FROM reminder_steps r JOIN messages m ON m.id = r.message_id
+                     WHERE m.lifecycle = 'stored' ORDER BY r.message_id, r.step",
+                )
+                .map_err(db_error("reading reminders"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(db_error("reading reminders"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, step, followup) = row.map_err(db_error("reading reminders"))?;
+                let called_back = from_json::<FollowUp>(&id, &followup).map_or(true, |f| f.is_called_back());
+                if let (Ok(id), Some(step), false) = (MessageId::parse(&id), ReminderStep::parse(&step), called_back) {
+                    out.push((id, step));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn queue_reminder(&self, id: &MessageId, reminder: &NewReminder, now: Timestamp) -> Result<bool, StoreError> {
+        let fail = db_error("queueing a reminder");
+        self.write("queueing a reminder", |tx| {
+            let Some(row) = row_of(tx, id.as_str())? else { return Ok(false) };
+            let message = row.into_message()?;
+            if message.lifecycle != Lifecycle::Stored || message.followup.is_called_back() {
+                return Ok(false);
+            }
+            let mut stmt = tx.prepare_cached("SELECT step FROM reminder_steps WHERE message_id = ?1").map_err(&fail)?;
+            let done: Vec<ReminderStep> = stmt
+                .query_map([id.as_str()], |r| r.get::<_, String>(0))
+                .map_err(&fail)?
+                .filter_map(|r| r.ok().and_then(|s| ReminderStep::parse(&s)))
+                .collect();
+            let later = |n: u32| done.iter().any(|d| matches!(d, ReminderStep::Remind(m) if *m >= n));
+            let stale = match reminder.step {
+                ReminderStep::Escalate => done.contains(&ReminderStep::Escalate),
+                ReminderStep::Remind(n) => later(n),
+            };
+            if stale {
+                return Ok(false);
+            }
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO reminder_steps (message_id, step, queued_ms) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(&fail)?;
+            for step in std::iter::once(&reminder.step).chain(&reminder.covers) {
+                insert.execute(params![id.as_str(), step.key(), ms(now)]).map_err(&fail)?;
+            }
+            tx.execute(
+                "INSERT INTO deliveries (message_id, target, step, extra_to, state, attempts, next_ms)
+                 VALUES (?1, 'smtp', ?2, ?3, 'pending', 0, ?4)",
+                params![id.as_str(), reminder.step.key(), to_json(&reminder.to)?, ms(now)],
+            )
+            .map_err(&fail)?;
+            let event = Event::ReminderQueued { step: reminder.step, to: reminder.to.clone() };
+            add_history(tx, id.as_str(), &HistoryEntry { at: now, by: reminder.by.clone(), event })?;
+            Ok(true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::CodecKind;
+    use crate::message::{EndReason, MediaStats};
+
+    fn meta(id: &str) -> MessageMeta {
+        MessageMeta {
+            id: MessageId::parse(id).unwrap(),
+            caller: "+74951234567".into(),
+            caller_name: None,
+            called: String::new(),
+            started_at: Timestamp::from_second(1_795_779_125).unwrap(),
+            duration_ms: 1000,
+            end_reason: EndReason::HangUp,
+            codec: CodecKind::Pcmu,
+            greeting: "default".into(),
+            dtmf: String::new(),
+            wav_path: None,
+            media: MediaStats::default(),
+        }
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_795_779_125 + s).unwrap()
+    }
+
+    /// A store of schema version 1 (as the previous release wrote it) with one message and
+    /// its pending SMTP delivery is migrated to version 2 at open: the delivery is kept and
+    /// still claimed, reminders of the message get rows of their own, once per step.
+    #[test]
+    fn migration_to_v2_keeps_deliveries_and_adds_reminders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("voicemail.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let m = meta("msg-1");
+            conn.execute(
+                "INSERT INTO messages (id, lifecycle, started_ms, meta, followup) VALUES ('msg-1', 'stored', ?1, ?2, ?3)",
+                params![ms(m.started_at), serde_json::to_string(&m).unwrap(), r#"{"state":"new"}"#],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO deliveries (message_id, target, extra_to, state, attempts, next_ms, last_error)
+                 VALUES ('msg-1', 'smtp', '[\"anna@example.com\"]', 'pending', 2, ?1, 'timeout')",
+                [ms(at(0))],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 2);
+        let id = MessageId::parse("msg-1").unwrap();
+        let before = store.deliveries().unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!((before[0].state, before[0].attempts, before[0].reminder), (DeliveryState::Failing, 2, None));
+        assert_eq!(before[0].extra_to, ["anna@example.com"]);
+
+        let reminder = NewReminder {
+            step: ReminderStep::Remind(1),
+            covers: Vec::new(),
+            to: vec!["anna@example.com".into()],
+            by: "reminder".into(),
+        };
+        assert!(store.queue_reminder(&id, &reminder, at(10)).unwrap());
+        assert!(!store.queue_reminder(&id, &reminder, at(11)).unwrap(), "never twice for one step");
+        assert_eq!(store.reminder_steps().unwrap(), [(id.clone(), ReminderStep::Remind(1))]);
+        // An escalation standing for reminder 3: reminder 2 can no longer be queued.
+        let escalation =
+            NewReminder { step: ReminderStep::Escalate, covers: vec![ReminderStep::Remind(3)], ..reminder.clone() };
+        assert!(store.queue_reminder(&id, &escalation, at(20)).unwrap());
+        let stale = NewReminder { step: ReminderStep::Remind(2), ..reminder.clone() };
+        assert!(!store.queue_reminder(&id, &stale, at(21)).unwrap());
+
+        // The message's own delivery and both reminders are claimed from the one outbox.
+        let claims = store.claim("smtp", at(30), "me", at(900), 10).unwrap();
+        let kinds: Vec<_> = claims.iter().map(|c| c.reminder).collect();
+        assert_eq!(kinds, [None, Some(ReminderStep::Remind(1)), Some(ReminderStep::Escalate)]);
+        store
+            .attempted(&id, "smtp", Some(ReminderStep::Remind(1)), &Attempt::Delivered("250 ok".into()), at(31))
+            .unwrap();
+        store.release(&id, "smtp", None).unwrap();
+        store.release(&id, "smtp", Some(ReminderStep::Escalate)).unwrap();
+        let ds = store.deliveries().unwrap();
+        let states: Vec<_> = ds.iter().map(|d| (d.reminder, d.state)).collect();
+        assert_eq!(
+            states,
+            [
+                (None, DeliveryState::Failing),
+                (Some(ReminderStep::Remind(1)), DeliveryState::Delivered),
+                (Some(ReminderStep::Escalate), DeliveryState::Pending),
+            ]
+        );
+
+        // Called back: the escalation not sent yet is dropped, the sent reminder stays, and
+        // nothing more can be queued.
+        store.change(&id, &Change::CalledBack { note: None }, "anna", at(40)).unwrap();
+        let m = store.get(&id).unwrap().unwrap();
+        let left: Vec<_> = m.deliveries.iter().map(|d| d.reminder).collect();
+        assert_eq!(left, [None, Some(ReminderStep::Remind(1))]);
+        let events: Vec<String> = m.history.iter().map(|h| h.event.describe()).collect();
+        assert!(events.iter().any(|e| e == "reminder 1 sent: 250 ok"), "{events:?}");
+        assert!(events.iter().any(|e| e == "escalation queued for anna@example.com"), "{events:?}");
+        let next = NewReminder { step: ReminderStep::Remind(4), ..reminder };
+        assert!(!store.queue_reminder(&id, &next, at(50)).unwrap());
+        assert!(store.reminder_steps().unwrap().is_empty(), "only messages not called back");
+    }
+
+    /// Auto-assignment is part of storing the message: its state and history come with it.
+    #[test]
+    fn finish_with_an_assignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let m = meta("msg-2");
+        let recorded =
+            HistoryEntry { at: at(0), by: "x".into(), event: Event::Recorded { end_reason: "hang-up".into() } };
+        let (state, entry) =
+            FollowUp::New.apply(&Change::Assign { to: "anna@example.com".into() }, "directory", at(0)).unwrap();
+        assert!(store.finish(&m, &[], &recorded, Some((&state, &entry)), at(0)).unwrap());
+        assert!(!store.finish(&m, &[], &recorded, Some((&state, &entry)), at(1)).unwrap(), "stored once");
+        let got = store.get(&m.id).unwrap().unwrap();
+        assert_eq!(got.followup, FollowUp::Assigned { to: "anna@example.com".into(), at: at(0) });
+        assert_eq!(got.history.len(), 2);
+        assert_eq!(got.history[1].by, "directory");
     }
 }
