@@ -286,6 +286,9 @@ pub struct Config {
     pub directory: Option<DirectoryConfig>,
     /// SIP endpoint settings (`[sip]`), kept as a raw table: validated by voicemail-sip.
     pub sip: Option<toml::Table>,
+    /// Web callback queue settings (`[web]`), kept as a raw table: validated by voicemail-web
+    /// (`WebConfig::from_table`); absent, there is no web queue.
+    pub web: Option<toml::Table>,
     prompts: BTreeMap<String, Prompt>,
     client_directory: Option<Directory>,
 }
@@ -317,6 +320,7 @@ impl Config {
             },
             directory: None,
             sip: None,
+            web: None,
             prompts: BTreeMap::new(),
             client_directory: None,
         }
@@ -453,6 +457,8 @@ struct RawConfig {
     directory: Option<RawDirectory>,
     #[serde(default)]
     sip: Option<toml::Table>,
+    #[serde(default)]
+    web: Option<toml::Table>,
 }
 
 #[derive(Deserialize, Default)]
@@ -687,6 +693,7 @@ impl RawConfig {
             delivery,
             directory,
             sip: self.sip,
+            web: self.web,
             prompts: BTreeMap::new(),
             client_directory: None,
         })
