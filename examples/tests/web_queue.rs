@@ -21,6 +21,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -108,14 +109,17 @@ fn the_queue_in_a_browser() {
 
     // The browser.
     let driver_port = free_port();
-    let _driver = ChildGuard::spawn(
+    let driver = ChildGuard::spawn(
         "chromedriver",
         Command::new(&chromedriver)
             .arg(format!("--port={driver_port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
+    // Dropped first: the browser chromedriver started goes with it, even if the test fails.
+    let _browser = ProcessGroup(driver.pid());
     assert!(wait_for_port(driver_port, Duration::from_secs(30)), "chromedriver did not listen");
     let profile = dir.path().join("chromium-profile");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -132,13 +136,13 @@ fn the_queue_in_a_browser() {
         if let Some(e) = failure {
             let png = shots.join("failure.png");
             let html = shots.join("failure.html");
-            if let Ok(bytes) = client.screenshot().await {
+            if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(20), client.screenshot()).await {
                 let _ = std::fs::write(&png, bytes);
             }
-            if let Ok(source) = client.source().await {
+            if let Ok(Ok(source)) = tokio::time::timeout(Duration::from_secs(20), client.source()).await {
                 let _ = std::fs::write(&html, source);
             }
-            let _ = client.close().await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), client.clone().close()).await;
             panic!("{e}\nscreenshot: {}\npage: {}", png.display(), html.display());
         }
         client.close().await.unwrap();
@@ -150,6 +154,16 @@ fn the_queue_in_a_browser() {
     assert_eq!(shown["followup"]["by"], USER);
     assert_eq!(shown["followup"]["note"], NOTE);
     assert!(am.stop("TERM").success(), "the answering machine (and its web queue) stops cleanly");
+}
+
+/// The process group of chromedriver (its own, with the browsers it starts): killed, by its
+/// id, when dropped.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0)]).stderr(Stdio::null()).status();
+    }
 }
 
 struct Ids<'a> {

@@ -181,8 +181,9 @@ impl LoginLimiter {
         if wait > 0 { Err(wait) } else { Ok(()) }
     }
 
-    /// Counts a failed sign-in.
-    pub(crate) fn failed(&self, ip: IpAddr, user: &str, now: Instant) {
+    /// Counts a failed sign-in; true when it used up the last allowed failure of the address
+    /// or the user name (logged once per lock-out, not on every refused attempt).
+    pub(crate) fn failed(&self, ip: IpAddr, user: &str, now: Instant) -> bool {
         let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_COUNTERS {
             map.retain(|_, (_, since)| *since + FAILURE_WINDOW > now);
@@ -193,13 +194,16 @@ impl LoginLimiter {
                 map.remove(&oldest);
             }
         }
+        let mut locked = false;
         for key in Self::keys(ip, user) {
             let entry = map.entry(key).or_insert((0, now));
             if entry.1 + FAILURE_WINDOW <= now {
                 *entry = (0, now);
             }
-            entry.0 += 1;
+            entry.0 = entry.0.saturating_add(1);
+            locked |= entry.0 == MAX_FAILURES;
         }
+        locked
     }
 
     /// Forgets the failures of `user` after a successful sign-in (the address keeps its count:
@@ -259,10 +263,11 @@ mod tests {
         let l = LoginLimiter::default();
         let t0 = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..MAX_FAILURES {
+        for i in 1..=MAX_FAILURES {
             assert!(l.check(ip, "anna", t0).is_ok());
-            l.failed(ip, "anna", t0);
+            assert_eq!(l.failed(ip, "anna", t0), i == MAX_FAILURES, "the lock-out is reported once");
         }
+        assert!(!l.failed(ip, "anna", t0));
         assert!(l.check(ip, "anna", t0).is_err());
         assert!(l.check(ip, "boris", t0).is_err(), "the address is limited");
         assert!(l.check("192.0.2.2".parse().unwrap(), "anna", t0).is_err(), "the user is limited");

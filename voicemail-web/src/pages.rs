@@ -14,6 +14,7 @@ use voicemail_core::store::StoredMessage;
 
 use crate::app::{AppError, AppState, check_csrf, cookie, parse_id};
 use crate::auth::{SessionInfo, random_token, same_secret, verify_password};
+use crate::config::MAX_USER_NAME_LEN;
 use crate::view::MessageView;
 
 /// The login form's own CSRF cookie.
@@ -391,9 +392,12 @@ pub(crate) async fn sign_in(
     password: &str,
 ) -> Result<SessionInfo, AppError> {
     let ip = peer.ip();
-    let username = username.trim();
+    // No configured name is longer: a longer one is cut (it matches nobody), so that the rate
+    // limit's keys and the log stay small.
+    let username: String = username.trim().chars().take(MAX_USER_NAME_LEN + 1).collect();
+    let username = username.as_str();
     if let Err(wait) = st.limiter.check(ip, username, Instant::now()) {
-        tracing::warn!(%ip, user = %username, "web: sign-in refused: too many failures");
+        tracing::debug!(%ip, user = ?username, "web: sign-in refused: too many failures");
         return Err(AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
@@ -418,8 +422,10 @@ pub(crate) async fn sign_in(
             Ok(st.sessions.open(&u.name, false, st.config.session_lifetime, Instant::now()))
         }
         _ => {
-            st.limiter.failed(ip, username, Instant::now());
-            tracing::warn!(%ip, user = %username, "web: sign-in failed");
+            tracing::warn!(%ip, user = ?username, "web: sign-in failed");
+            if st.limiter.failed(ip, username, Instant::now()) {
+                tracing::warn!(%ip, user = ?username, "web: too many failed sign-ins: locked out for 15 min");
+            }
             Err(AppError::new(StatusCode::UNAUTHORIZED, "wrong-password", "Wrong user name or password."))
         }
     }
