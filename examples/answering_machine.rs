@@ -11,7 +11,8 @@
 //! folder `./voicemail-data/Maildir/.Voicemail`. The `[sip]` table of the configuration file
 //! sets the listen address, RTP ports, call limit, ring delay, allow-list and registrations
 //! (see `examples/voicemail.toml`). With no delivery target configured, messages stay in the
-//! spool (see `inbox`).
+//! spool (see `inbox`). With a `[web]` table it also serves the web callback queue
+//! (voicemail-web) on `[web] listen`; the ready line then names its address (`web=`).
 //!
 //! It logs one line per call to stderr (`RUST_LOG` overrides the default filter
 //! `info,rsipstack=warn`) and prints the metadata of every message as one JSON line on stdout
@@ -33,6 +34,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use voicemail_core::Mailbox;
 use voicemail_examples::config::{Load, load, one_line};
 use voicemail_sip::{Endpoint, SipConfig};
+use voicemail_web::WebConfig;
 
 const USAGE: &str = "usage: answering_machine [--config FILE]";
 
@@ -52,6 +54,7 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
 async fn run() -> Result<(), String> {
     let config = load(parse_args()?.as_deref(), Load::Everything)?;
     let sip = SipConfig::from_table(config.sip.as_ref()).map_err(|e| e.to_string())?;
+    let web = WebConfig::from_table(config.web.as_ref()).map_err(|e| e.to_string())?;
     let name = config.mailbox.clone();
     let mailbox = Mailbox::open(config).map_err(|e| e.to_string())?;
     let targets = match mailbox.targets() {
@@ -88,14 +91,41 @@ async fn run() -> Result<(), String> {
             let _ = out.flush();
         }
     });
+    // The web callback queue, when configured: served until the endpoint has stopped.
+    let (web_addr, web_task) = match web {
+        None => ("off".to_owned(), None),
+        Some(web) => {
+            let listener = tokio::net::TcpListener::bind(web.listen)
+                .await
+                .map_err(|e| format!("web.listen {}: {e}", web.listen))?;
+            let addr = listener.local_addr().map_err(|e| format!("web.listen: {e}"))?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let app = voicemail_web::router(mailbox.clone(), web);
+            let task = tokio::spawn(voicemail_web::serve(listener, app, async move {
+                let _ = stopped.await;
+            }));
+            (addr.to_string(), Some((stop, task)))
+        }
+    };
     tracing::info!(
         mailbox = %name,
         listen = %endpoint.local_addr(),
+        web = %web_addr,
         spool = %mailbox.spool_dir().display(),
         %targets,
         "answering machine ready (udp+tcp)"
     );
     let result = endpoint.run().await.map_err(|e| e.to_string());
+    if let Some((stop, task)) = web_task {
+        let _ = stop.send(());
+        // Requests in progress finish; a connection that lingers does not hold the exit up.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the web queue failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the web queue's task failed"),
+            Err(_) => tracing::warn!("the web queue did not stop within 5 s"),
+        }
+    }
     // The stream ends once `run` has returned: every stored message is printed.
     if let Err(e) = printer.await {
         tracing::error!(error = %e, "printing messages failed");

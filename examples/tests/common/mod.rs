@@ -28,7 +28,7 @@ pub fn example(name: &str) -> PathBuf {
     let dir = exe.parent().and_then(Path::parent).unwrap().join("examples");
     BUILT.get_or_init(|| {
         let built = ["answering_machine", "inbox", "offline_call"].map(|n| modified(&dir.join(n)));
-        let sources = ["", "src", "../voicemail-core/src", "../voicemail-sip/src"]
+        let sources = ["", "src", "../voicemail-core/src", "../voicemail-sip/src", "../voicemail-web"]
             .iter()
             .flat_map(|d| rust_files(&examples_dir().join(d)))
             .map(|f| modified(&f));
@@ -68,7 +68,8 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The `.rs` files in `dir` and below.
+/// The `.rs` files in `dir` and below (and the web queue's templates, script and styles,
+/// which are compiled in).
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -76,7 +77,7 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
         for p in std::fs::read_dir(&d).into_iter().flatten().flatten().map(|e| e.path()) {
             if p.is_dir() && d != examples_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
+            } else if p.extension().is_some_and(|x| ["rs", "html", "js", "css"].iter().any(|e| x == *e)) {
                 out.push(p);
             }
         }
@@ -156,6 +157,8 @@ pub struct AnsweringMachine {
     pub process: ChildGuard,
     /// Where SIP listens: `127.0.0.1:PORT`.
     pub addr: String,
+    /// Where the web queue listens (`127.0.0.1:PORT`), when the config has `[web]`.
+    pub web: Option<String>,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
 }
@@ -189,10 +192,16 @@ impl AnsweringMachine {
                 let _ = out_tx.send(line);
             }
         });
-        let mut am = AnsweringMachine { process, addr: String::new(), stdout, stderr };
+        let mut am = AnsweringMachine { process, addr: String::new(), web: None, stdout, stderr };
         let ready = am.wait_log("answering machine ready", Duration::from_secs(60)).expect("the example did not start");
         let at = ready.split("listen=").nth(1).expect("listen= in the ready line");
         am.addr = at.split_whitespace().next().unwrap().to_owned();
+        am.web = ready
+            .split("web=")
+            .nth(1)
+            .and_then(|w| w.split_whitespace().next())
+            .filter(|w| *w != "off")
+            .map(str::to_owned);
         am
     }
 
