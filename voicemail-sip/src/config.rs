@@ -18,6 +18,11 @@
 //! ring_delay = "0s"                # between 180 Ringing and 200 OK
 //! allow_from = ["127.0.0.1", "192.0.2.0/24"]   # empty: INVITEs from anywhere
 //! user = "voicemail"               # user part of our Contact
+//! max_connections = 256            # TCP connections open at once; more are closed at once
+//! max_connections_per_source = 32  # the same, per remote IP address
+//! idle_timeout = "120s"            # a TCP connection that sends nothing this long is closed
+//! invite_rate = 10                 # INVITEs per second and source; more get 503 (0: no limit)
+//! invite_burst = 50                # INVITEs one source may send at once before the rate applies
 //!
 //! [[sip.accounts]]                 # optional registrations
 //! registrar = "sip:pbx.example.com"
@@ -90,7 +95,8 @@ impl AddrRule {
     }
 }
 
-fn normalize(ip: IpAddr) -> IpAddr {
+/// IPv4-mapped IPv6 addresses as their IPv4 address.
+pub(crate) fn normalize(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
@@ -114,7 +120,7 @@ fn prefix_match(net: &[u8], ip: &[u8], prefix: u8) -> bool {
 }
 
 /// The SIP endpoint's settings. [`SipConfig::default`] is what an absent `[sip]` table means.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SipConfig {
     /// Address and port SIP listens on, for UDP and TCP (`listen`, default `127.0.0.1:5060`).
     /// Port 0 picks a free port (the same for UDP and TCP); see
@@ -139,6 +145,22 @@ pub struct SipConfig {
     pub user: String,
     /// Accounts to REGISTER with a registrar (`[[sip.accounts]]`).
     pub accounts: Vec<Account>,
+    /// The most TCP connections open at once (`max_connections`, default 256); a connection
+    /// accepted beyond it is closed at once. Outbound ones count too.
+    pub max_connections: usize,
+    /// The most TCP connections open at once from one IP address
+    /// (`max_connections_per_source`, default 32).
+    pub max_connections_per_source: usize,
+    /// A TCP connection that sends nothing (not even a keep-alive) for this long is closed
+    /// (`idle_timeout`, default `"120s"`).
+    pub idle_timeout: Duration,
+    /// The per-source INVITE rate limit: INVITEs per second that one IP address may send in
+    /// the long run (`invite_rate`, default 10; 0 turns the limit off). Beyond it INVITEs get
+    /// 503 Service Unavailable with `Retry-After`.
+    pub invite_rate: f64,
+    /// How many INVITEs one IP address may send at once before [`SipConfig::invite_rate`]
+    /// applies (`invite_burst`, default 50).
+    pub invite_burst: u32,
 }
 
 impl Default for SipConfig {
@@ -154,6 +176,11 @@ impl Default for SipConfig {
             allow_from: Vec::new(),
             user: "voicemail".to_owned(),
             accounts: Vec::new(),
+            max_connections: 256,
+            max_connections_per_source: 32,
+            idle_timeout: Duration::from_secs(120),
+            invite_rate: 10.0,
+            invite_burst: 50,
         }
     }
 }
@@ -174,6 +201,11 @@ struct RawSip {
     user: Option<String>,
     #[serde(default)]
     accounts: Vec<RawAccount>,
+    max_connections: Option<i64>,
+    max_connections_per_source: Option<i64>,
+    idle_timeout: Option<String>,
+    invite_rate: Option<f64>,
+    invite_burst: Option<i64>,
 }
 
 /// Every key is optional here so that a missing required one is reported with its own path
@@ -286,6 +318,34 @@ impl RawSip {
             }
             config.user = s.clone();
         }
+        if let Some(n) = self.max_connections {
+            config.max_connections = int_in("sip.max_connections", n, 1, 100_000)?;
+        }
+        if let Some(n) = self.max_connections_per_source {
+            config.max_connections_per_source = int_in("sip.max_connections_per_source", n, 1, 100_000)?;
+        }
+        if config.max_connections_per_source > config.max_connections {
+            return Err(SipConfigError::new(
+                "sip.max_connections_per_source",
+                format!("expected at most sip.max_connections ({})", config.max_connections),
+            ));
+        }
+        if let Some(s) = &self.idle_timeout {
+            let d = voicemail_core::config::parse_duration(s).map_err(|m| SipConfigError::new("sip.idle_timeout", m))?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+                return Err(SipConfigError::new("sip.idle_timeout", format!("expected 1s to 24h, found {s:?}")));
+            }
+            config.idle_timeout = d;
+        }
+        if let Some(r) = self.invite_rate {
+            if !(0.0..=100_000.0).contains(&r) {
+                return Err(SipConfigError::new("sip.invite_rate", format!("expected 0 to 100000 per second, found {r}")));
+            }
+            config.invite_rate = r;
+        }
+        if let Some(n) = self.invite_burst {
+            config.invite_burst = int_in("sip.invite_burst", n, 1, 1_000_000)?;
+        }
         for (i, account) in self.accounts.into_iter().enumerate() {
             config.accounts.push(account.validate(&format!("sip.accounts[{i}]"))?);
         }
@@ -326,6 +386,14 @@ impl RawAccount {
             },
         };
         Ok(Account { registrar, username, password, expires, contact_user: self.contact_user })
+    }
+}
+
+/// `n` as an integer type when it lies in `min..=max`, else an error naming `key`.
+fn int_in<T: TryFrom<i64>>(key: &str, n: i64, min: i64, max: i64) -> Result<T, SipConfigError> {
+    match T::try_from(n) {
+        Ok(v) if (min..=max).contains(&n) => Ok(v),
+        _ => Err(SipConfigError::new(key, format!("expected {min} to {max}, found {n}"))),
     }
 }
 

@@ -47,6 +47,7 @@ pub mod classify;
 pub mod config;
 mod endpoint;
 pub mod error;
+mod limit;
 pub mod media;
 pub mod register;
 pub mod sdp;

@@ -285,6 +285,7 @@ pub type Result<T> = core::result::Result<T, crate::error::Error>;
 pub use crate::error::Error;
 pub mod dialog;
 pub mod error;
+pub(crate) mod log_limit;
 pub mod platform;
 pub mod resolver;
 pub mod transaction;

@@ -447,11 +447,12 @@ impl DialogInner {
 
         let remote_uri = match role {
             TransactionRole::Client => initial_request.uri.clone(),
-            TransactionRole::Server => initial_request
-                .typed_contact_headers()?
-                .first()
-                .map(|c| c.uri.clone())
-                .ok_or_else(|| crate::Error::Error("missing Contact header".to_string()))?,
+            // RFC 2543 made Contact optional; a request without one is answered at the From
+            // address (RFC 2543 §6.13). RFC 3261 requests always carry one (§8.1.1.8).
+            TransactionRole::Server => match initial_request.typed_contact_headers()?.first() {
+                Some(contact) => contact.uri.clone(),
+                None => initial_request.from_header()?.typed()?.uri,
+            },
         };
 
         let from = initial_request.from_header()?.typed()?;

@@ -62,9 +62,10 @@ impl TryFrom<(&Request, TransactionRole)> for DialogId {
     fn try_from((request, direction): (&Request, TransactionRole)) -> Result<Self> {
         let call_id = request.call_id_header()?.value().to_string();
 
+        // A request without a From tag (RFC 2543) has a null remote tag (RFC 3261 §12.1.1).
         let from_tag = match request.from_header()?.tag()? {
             Some(tag) => tag.value().to_string(),
-            None => return Err(Error::Error("from tag not found".to_string())),
+            None => "".to_string(),
         };
 
         let to_tag = match request.to_header()?.tag()? {

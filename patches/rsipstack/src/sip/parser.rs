@@ -3,23 +3,36 @@ use crate::sip::{
     headers::{make_header, Headers},
     message::{Request, Response, SipMessage},
     uri::parse_uri,
-    Error, Method, StatusCode, Uri, Version,
+    Error, Header, Method, StatusCode, Uri, Version,
 };
 use memchr::{memchr, memmem};
 pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
     let sep = find_double_crlf(data)
         .ok_or_else(|| Error::ParseError("SIP message: missing \\r\\n\\r\\n separator".into()))?;
 
-    let header_section = &data[..sep];
-    let body_start = sep + 4;
-
-    let mut lines = split_crlf_lines(header_section);
-    let start_line = lines
+    // The start line and the headers are text (RFC 3261 §7.3.1: TEXT-UTF8): a line that is not
+    // UTF-8 makes the message malformed instead of silently ending the header section there.
+    let head = core::str::from_utf8(&data[..sep]).map_err(|_| {
+        Error::ParseError("SIP message: the start line or a header is not UTF-8".into())
+    })?;
+    let mut lines = split_crlf_lines(head);
+    let start_str = lines
         .next()
         .ok_or_else(|| Error::ParseError("SIP message: empty start line".into()))?;
+    let headers = parse_headers(lines);
+    let body = message_body(&data[sep + 4..], &headers)?;
 
+    if start_str.starts_with("SIP/") {
+        parse_response_line(start_str, headers, body)
+    } else {
+        parse_request_line(start_str, headers, body)
+    }
+}
+
+/// The header lines up to the end of the header section, with folded lines unfolded. A line
+/// without a colon is skipped.
+fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Headers {
     let mut headers = Headers::default();
-    let mut content_length: usize = 0;
     let mut pending: Option<(String, String)> = None;
 
     for line in lines {
@@ -30,7 +43,8 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
         if line.as_bytes()[0] == b' ' || line.as_bytes()[0] == b'\t' {
             if let Some((_, ref mut val)) = pending {
                 if val.len() > 4096 {
-                    tracing::warn!(
+                    // Debug, not warn: the peer decides how often this happens.
+                    tracing::debug!(
                         len = val.len(),
                         "parser: folded header value exceeds 4 KiB — likely misframed stream"
                     );
@@ -42,9 +56,6 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
         }
 
         if let Some((name, val)) = pending.take() {
-            if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
-                content_length = val.trim().parse().unwrap_or(0);
-            }
             headers.push(make_header(&name, val));
         }
 
@@ -56,45 +67,120 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
     }
 
     if let Some((name, val)) = pending {
-        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
-            content_length = val.trim().parse().unwrap_or(0);
-        }
         headers.push(make_header(&name, val));
     }
+    headers
+}
 
-    let body: Vec<u8> = if body_start < data.len() {
-        let available = data.len() - body_start;
-        let take = available.min(content_length);
-        data[body_start..body_start + take].to_vec()
-    } else {
-        vec![]
-    };
-
-    let start_str = core::str::from_utf8(start_line.as_bytes())
-        .map_err(|_| Error::ParseError("SIP start line: invalid UTF-8".into()))?;
-
-    if start_str.starts_with("SIP/") {
-        parse_response_line(start_str, headers, body)
-    } else {
-        parse_request_line(start_str, headers, body)
+/// The body: `Content-Length` bytes of what follows the header section, or all of it when the
+/// header is absent (RFC 3261 §18.3: on a datagram transport the body then ends with the
+/// datagram, as RFC 2543 requests expect; stream transports cut each message at its
+/// `Content-Length` before it gets here). A `Content-Length` that is not a number, that differs
+/// between two headers, or that is larger than what follows is an error (§18.3, §20.14).
+fn message_body(rest: &[u8], headers: &Headers) -> Result<Vec<u8>, Error> {
+    let mut declared: Option<usize> = None;
+    for header in headers.iter() {
+        if let Header::ContentLength(value) = header {
+            let text = value.value().trim();
+            let n: usize = text
+                .parse()
+                .map_err(|_| Error::ParseError(format!("invalid Content-Length {:?}", text)))?;
+            if declared.is_some_and(|d| d != n) {
+                return Err(Error::ParseError(
+                    "Content-Length headers with different values".into(),
+                ));
+            }
+            declared = Some(n);
+        }
+    }
+    match declared {
+        None => Ok(rest.to_vec()),
+        Some(n) if n <= rest.len() => Ok(rest[..n].to_vec()),
+        Some(n) => Err(Error::ParseError(format!(
+            "Content-Length {} exceeds the {} bytes after the header section",
+            n,
+            rest.len()
+        ))),
     }
 }
 
+/// The response a server sends to bytes that [`parse_message`] refused, when they still
+/// begin with a request line: `505` when the SIP-Version is not `SIP/2.0` (RFC 3261 §8.2.1,
+/// §21.5.7), `501` when the method is a token but not one of [`Method`]'s (§8.2.1, §21.5.2),
+/// `400` for any other defect (a malformed Request-Line or Request-URI, a header that is not
+/// UTF-8, a bad `Content-Length`, no end of the header section; §21.4.1). The headers are the
+/// request's `Via`, `From`, `To`, `Call-ID` and `CSeq` as far as they can be read (bytes that
+/// are not UTF-8 replaced), to be copied into the response (§8.2.6.2).
+///
+/// `None` for a response (a malformed response is dropped, §18.1.2), for bytes that do not
+/// start like a SIP request, and for a request without a `Via` (there is no way to answer it).
+/// Call it only for bytes that did not parse: it does not parse the rest of the message.
+pub fn reject_unparsable(data: &[u8]) -> Option<(StatusCode, Headers)> {
+    let head_end = find_double_crlf(data).unwrap_or(data.len());
+    let head = String::from_utf8_lossy(&data[..head_end]);
+    let mut lines = split_crlf_lines(&head);
+    let start = lines.next()?.trim_end_matches([' ', '\t']);
+    let method = start.split(' ').next()?;
+    let version = start.rsplit(' ').next()?;
+    let is_sip = |s: &str| s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/"));
+    if is_sip(method) || !is_sip(version) || method.is_empty() || !method.bytes().all(is_token_byte)
+    {
+        return None;
+    }
+    let mut headers = parse_headers(lines);
+    headers.retain(|h| {
+        matches!(
+            h,
+            Header::Via(_) | Header::From(_) | Header::To(_) | Header::CallId(_) | Header::CSeq(_)
+        )
+    });
+    if !headers.iter().any(|h| matches!(h, Header::Via(_))) {
+        return None;
+    }
+    let status = if !version.eq_ignore_ascii_case("SIP/2.0") {
+        StatusCode::VersionNotSupported
+    } else if method.parse::<Method>().is_err() {
+        StatusCode::NotImplemented
+    } else {
+        StatusCode::BadRequest
+    };
+    Some((status, headers))
+}
+
+/// RFC 3261 §25.1 `token` characters.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// `Request-Line = Method SP Request-URI SP SIP-Version CRLF` (RFC 3261 §25.1): single spaces,
+/// a Request-URI that is not enclosed in `<>` (RFC 4475 §3.1.2.7-9). Whitespace after the
+/// version is tolerated (RFC 4475 §3.1.2.10).
 fn parse_request_line(line: &str, headers: Headers, body: Vec<u8>) -> Result<SipMessage, Error> {
-    let mut parts = line.splitn(3, [' ', '\t']);
-    let method_str = parts
-        .next()
-        .ok_or_else(|| Error::ParseError("Request-Line: missing method".into()))?;
-    let uri_str = parts
-        .next()
-        .ok_or_else(|| Error::ParseError("Request-Line: missing URI".into()))?;
-    let version_str = parts
-        .next()
-        .ok_or_else(|| Error::ParseError("Request-Line: missing version".into()))?
-        .trim();
+    let line = line.trim_end_matches([' ', '\t']);
+    let mut parts = line.split(' ');
+    let (Some(method_str), Some(uri_str), Some(version_str), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::ParseError(
+            "Request-Line: expected `Method SP Request-URI SP SIP-Version`".into(),
+        ));
+    };
+    if [method_str, uri_str, version_str]
+        .iter()
+        .any(|p| p.is_empty() || p.contains(char::is_whitespace))
+    {
+        return Err(Error::ParseError(
+            "Request-Line: expected `Method SP Request-URI SP SIP-Version`".into(),
+        ));
+    }
+    if uri_str.starts_with('<') {
+        return Err(Error::ParseError(
+            "Request-Line: the Request-URI is enclosed in <>".into(),
+        ));
+    }
 
     let method: Method = method_str.parse()?;
-    let uri: Uri = parse_uri(uri_str.trim())?;
+    let uri: Uri = parse_uri(uri_str)?;
     let version: Version = version_str.parse()?;
 
     Ok(SipMessage::Request(Request {
@@ -148,12 +234,13 @@ fn find_double_crlf(data: &[u8]) -> Option<usize> {
     memmem::find(data, b"\r\n\r\n")
 }
 
-fn split_crlf_lines(data: &[u8]) -> impl Iterator<Item = &str> {
+fn split_crlf_lines(data: &str) -> impl Iterator<Item = &str> {
     SplitCrLf { data, pos: 0 }
 }
 
+/// Lines ending in CRLF or a bare LF.
 struct SplitCrLf<'a> {
-    data: &'a [u8],
+    data: &'a str,
     pos: usize,
 }
 
@@ -165,7 +252,7 @@ impl<'a> Iterator for SplitCrLf<'a> {
             return None;
         }
         let start = self.pos;
-        let rest = &self.data[start..];
+        let rest = &self.data.as_bytes()[start..];
 
         // Find '\n' with memchr, then check the preceding '\r'.
         let (end, next_pos) = if let Some(lf) = memchr(b'\n', rest) {
@@ -180,8 +267,8 @@ impl<'a> Iterator for SplitCrLf<'a> {
         };
 
         self.pos = next_pos;
-        let slice = &self.data[start..end];
-        core::str::from_utf8(slice).ok()
+        // Both ends sit next to an ASCII byte (or at an end of the text): char boundaries.
+        self.data.get(start..end)
     }
 }
 

@@ -133,6 +133,8 @@ pub struct EndpointInner {
     pub(crate) locator: Option<Box<dyn TargetLocator>>,
     pub(super) transport_inspector: Option<Box<dyn TransportEventInspector>>,
     pub option: EndpointOption,
+    /// Rate limit of the warnings that every received message could trigger.
+    log_limit: crate::log_limit::LogLimiter,
 }
 pub type EndpointInnerRef = Arc<EndpointInner>;
 
@@ -252,6 +254,7 @@ impl EndpointInner {
             message_inspector,
             locator,
             transport_inspector,
+            log_limit: crate::log_limit::LogLimiter::new(Duration::from_secs(10)),
         })
     }
 
@@ -303,8 +306,16 @@ impl EndpointInner {
                     match self.on_received_message(msg, connection, &from).await {
                         Ok(()) => {}
                         Err(e) => {
-                            warn!(addr = %from, error = %e, "on_received_message error");
+                            // A peer can cause this with every message it sends: rate-limited.
+                            if let Some(held_back) = self.log_limit.allow() {
+                                warn!(addr = %from, error = %e, held_back, "on_received_message error");
+                            }
                         }
+                    }
+                }
+                TransportEvent::Malformed(data, connection, from) => {
+                    if let Err(e) = self.reject_malformed(&data, &connection, &from).await {
+                        debug!(addr = %from, error = %e, "answering a malformed request failed");
                     }
                 }
                 TransportEvent::New(t) => {
@@ -375,7 +386,11 @@ impl EndpointInner {
     ) -> Result<()> {
         let mut key = match &msg {
             SipMessage::Request(req) => {
-                TransactionKey::from_request(req, super::key::TransactionRole::Server)?
+                match TransactionKey::from_request(req, super::key::TransactionRole::Server) {
+                    Ok(key) => key,
+                    // Without Via, From, Call-ID or a valid CSeq there is no transaction.
+                    Err(e) => return self.reject_request(req, &e, &connection, from).await,
+                }
             }
             SipMessage::Response(resp) => {
                 TransactionKey::from_response(resp, super::key::TransactionRole::Client)?
@@ -530,6 +545,75 @@ impl EndpointInner {
 
         self.incoming_sender.send(tx).ok();
         Ok(())
+    }
+
+    /// Answers bytes that did not parse as a SIP message, when they are a request
+    /// ([`reject_unparsable`](crate::sip::parser::reject_unparsable)): 400, 501 (with the
+    /// endpoint's `Allow`) or 505, sent back where they came from. Anything else is dropped.
+    async fn reject_malformed(
+        &self,
+        data: &[u8],
+        connection: &SipConnection,
+        from: &SipAddr,
+    ) -> Result<()> {
+        let Some((status, headers)) = crate::sip::parser::reject_unparsable(data) else {
+            debug!(addr = %from, len = data.len(), "dropped a malformed message");
+            return Ok(());
+        };
+        debug!(addr = %from, %status, "answering a malformed request");
+        let not_implemented = status == crate::sip::StatusCode::NotImplemented;
+        let mut resp = self.make_stateless_response(headers, status);
+        if not_implemented {
+            let allows = self.allows.lock().clone().unwrap_or_default();
+            if !allows.is_empty() {
+                let list = allows
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                resp.headers
+                    .push(crate::sip::Header::Allow(crate::sip::Allow::new(list)));
+            }
+        }
+        self.send_stateless(resp, connection, from).await
+    }
+
+    /// Answers 400 to a request that parsed but cannot form a transaction (RFC 3261 §8.2.2:
+    /// a missing or malformed From, Call-ID, CSeq or Via). An ACK is never answered.
+    async fn reject_request(
+        &self,
+        req: &crate::sip::Request,
+        error: &Error,
+        connection: &SipConnection,
+        from: &SipAddr,
+    ) -> Result<()> {
+        debug!(addr = %from, method = %req.method, %error, "request without a transaction");
+        if req.method == crate::sip::Method::Ack {
+            return Ok(());
+        }
+        let resp = self.make_response(req, crate::sip::StatusCode::BadRequest, None);
+        self.send_stateless(resp, connection, from).await
+    }
+
+    /// Sends a response that belongs to no transaction: over a stream on its connection,
+    /// over a datagram transport to the request's source (RFC 3581: the Via may name an
+    /// address that cannot be read or trusted).
+    async fn send_stateless(
+        &self,
+        resp: crate::sip::Response,
+        connection: &SipConnection,
+        from: &SipAddr,
+    ) -> Result<()> {
+        let resp = match &self.message_inspector {
+            Some(inspector) => inspector.before_send(resp.into(), Some(from)),
+            None => resp.into(),
+        };
+        let dest = if connection.is_reliable() {
+            None
+        } else {
+            Some(from)
+        };
+        connection.send(resp, dest).await
     }
 
     /// Answer a CANCEL that no live transaction handles.

@@ -228,7 +228,23 @@ impl EndpointInner {
         status_code: StatusCode,
         body: Option<Vec<u8>>,
     ) -> Response {
-        let mut headers = req.headers.clone();
+        let mut resp = self.make_stateless_response(req.headers.clone(), status_code);
+        resp.version = *req.version();
+        if let Some(body) = body {
+            resp.headers
+                .unique_push(Header::ContentLength((body.len() as u32).into()));
+            resp.body = body;
+        }
+        resp
+    }
+
+    /// A response with the `Via`, `Call-ID`, `From`, `To` and `CSeq` of `headers` (a
+    /// request's), no body and this endpoint's `User-Agent`.
+    pub(crate) fn make_stateless_response(
+        &self,
+        mut headers: crate::sip::Headers,
+        status_code: StatusCode,
+    ) -> Response {
         headers.retain(|h| {
             matches!(
                 h,
@@ -239,16 +255,14 @@ impl EndpointInner {
                     | Header::CSeq(_)
             )
         });
-        headers.push(Header::ContentLength(
-            body.as_ref().map_or(0u32, |b| b.len() as u32).into(),
-        ));
+        headers.push(Header::ContentLength(0u32.into()));
         headers.unique_push(Header::UserAgent(self.user_agent.clone().into()));
         Response {
             status_code,
             wire_reason: None,
-            version: *req.version(),
+            version: crate::sip::Version::V2,
             headers,
-            body: body.unwrap_or_default(),
+            body: Vec::new(),
         }
     }
 

@@ -40,6 +40,8 @@ use tracing::debug;
 /// # Events
 ///
 /// * `Incoming` - A SIP message was received from the network
+/// * `Malformed` - Bytes were received as a message but do not parse as one; the endpoint
+///   answers them when they are a request ([`reject_unparsable`](crate::sip::parser::reject_unparsable))
 /// * `New` - A new connection has been established
 /// * `Closed` - An existing connection has been closed
 ///
@@ -53,6 +55,10 @@ use tracing::debug;
 ///     TransportEvent::Incoming(message, connection, source) => {
 ///         // Process incoming SIP message
 ///         println!("Received message from {}", source);
+///     },
+///     TransportEvent::Malformed(bytes, connection, source) => {
+///         // Bytes that did not parse as a SIP message
+///         println!("{} malformed bytes from {}", bytes.len(), source);
 ///     },
 ///     TransportEvent::New(connection) => {
 ///         // Handle new connection
@@ -68,6 +74,9 @@ use tracing::debug;
 #[derive(Debug)]
 pub enum TransportEvent {
     Incoming(SipMessage, SipConnection, SipAddr),
+    /// The bytes of a datagram or a framed stream message that do not parse as a SIP message,
+    /// the connection they came on and their source.
+    Malformed(Vec<u8>, SipConnection, SipAddr),
     New(SipConnection),
     Closed(SipConnection),
 }

@@ -38,6 +38,8 @@ impl Default for SipCodec {
 #[derive(Debug, Clone)]
 pub enum SipCodecType {
     Message(SipMessage),
+    /// A framed message that does not parse: its bytes.
+    Malformed(Vec<u8>),
     KeepaliveRequest,
     KeepaliveResponse,
 }
@@ -46,6 +48,7 @@ impl std::fmt::Display for SipCodecType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SipCodecType::Message(msg) => write!(f, "{}", msg),
+            SipCodecType::Malformed(bytes) => write!(f, "{} malformed bytes", bytes.len()),
             SipCodecType::KeepaliveRequest => write!(f, "Keepalive Request"),
             SipCodecType::KeepaliveResponse => write!(f, "Keepalive Response"),
         }
@@ -85,7 +88,8 @@ impl Decoder for SipCodec {
                 }
 
                 if let Some(colon) = memchr(b':', line) {
-                    let header = &line[..colon];
+                    // `HCOLON = *( SP / HTAB ) ":" SWS` (RFC 3261 §25.1).
+                    let header = line[..colon].trim_ascii_end();
                     let is_cl = if header.len() == CL_FULL_NAME.len()
                         && header
                             .iter()
@@ -102,15 +106,12 @@ impl Decoder for SipCodec {
                     };
 
                     if is_cl {
-                        // parse value
-                        let value_buf = &line[colon + 1..];
-                        content_length = std::str::from_utf8(value_buf)
-                            .map_err(|_| crate::Error::Error("Invalid Content-Length".to_string()))?
-                            .trim()
-                            .parse()
-                            .map_err(|_| {
-                                crate::Error::Error("Invalid Content-Length value".to_string())
-                            })?;
+                        // An invalid value frames the message without a body: the parser
+                        // then refuses it and the endpoint answers 400, and the stream goes on.
+                        content_length = std::str::from_utf8(&line[colon + 1..])
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
                         break;
                     }
                 }
@@ -122,8 +123,10 @@ impl Decoder for SipCodec {
 
             if src.len() >= total_len {
                 let msg_data = src.split_to(total_len); // consume full message
-                let msg = SipMessage::try_from(&msg_data[..])?;
-                return Ok(Some(SipCodecType::Message(msg)));
+                return Ok(Some(match SipMessage::try_from(&msg_data[..]) {
+                    Ok(msg) => SipCodecType::Message(msg),
+                    Err(_) => SipCodecType::Malformed(msg_data.to_vec()),
+                }));
             }
         }
 
@@ -212,7 +215,9 @@ where
         loop {
             match read_stream_chunk(&mut read_half, &mut read_buf, idle_timeout).await {
                 StreamRead::Idle => {
-                    warn!(
+                    // Debug: an idle peer is routine, and a flood of idle connections must
+                    // not turn into a flood of warnings.
+                    debug!(
                         local = %self.local_addr,
                         remote = %remote_addr,
                         idle_secs = idle_timeout.as_secs(),
@@ -232,14 +237,35 @@ where
                             SipCodecType::Message(sip_msg) => {
                                 info!(src = %remote_addr, raw_message = ?sip_msg.to_string(), "received message");
                                 let remote_socket_addr = remote_addr.get_socketaddr()?;
-                                let sip_msg = SipConnection::update_msg_received(
-                                    sip_msg,
+                                let event = match SipConnection::update_msg_received(
+                                    sip_msg.clone(),
                                     remote_socket_addr,
                                     remote_addr.r#type.unwrap_or_default(),
-                                )?;
-
-                                if let Err(e) = sender.send(TransportEvent::Incoming(
-                                    sip_msg,
+                                ) {
+                                    Ok(sip_msg) => TransportEvent::Incoming(
+                                        sip_msg,
+                                        connection.clone(),
+                                        remote_addr.clone(),
+                                    ),
+                                    Err(e) => {
+                                        debug!(src = %remote_addr, error = %e, "error updating SIP via");
+                                        TransportEvent::Malformed(
+                                            sip_msg.to_bytes(),
+                                            connection.clone(),
+                                            remote_addr.clone(),
+                                        )
+                                    }
+                                };
+                                if let Err(e) = sender.send(event) {
+                                    warn!(error = ?e, "Error sending incoming message");
+                                    return Err(e.into());
+                                }
+                            }
+                            SipCodecType::Malformed(bytes) => {
+                                // Debug: the peer decides how often this happens.
+                                debug!(src = %remote_addr, len = bytes.len(), "error parsing SIP message");
+                                if let Err(e) = sender.send(TransportEvent::Malformed(
+                                    bytes,
                                     connection.clone(),
                                     remote_addr.clone(),
                                 )) {
@@ -255,7 +281,7 @@ where
                     }
                 }
                 StreamRead::Data(Err(e)) => {
-                    warn!(error = %e, src = %remote_addr, "Error reading from stream");
+                    debug!(error = %e, src = %remote_addr, "Error reading from stream");
                     break;
                 }
             }

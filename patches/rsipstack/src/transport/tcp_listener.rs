@@ -1,3 +1,4 @@
+use crate::log_limit::LogLimiter;
 use crate::platform::CancellationToken;
 use crate::transport::tcp::TcpConnection;
 use crate::transport::transport_layer::TransportLayerInnerRef;
@@ -5,6 +6,7 @@ use crate::transport::SipAddr;
 use crate::transport::SipConnection;
 use crate::Result;
 use socket2::{Domain, Protocol, Socket, Type};
+use core::time::Duration;
 use std::fmt;
 use std::{net::SocketAddr, sync::Arc};
 use tokio::net::{TcpListener, TcpStream};
@@ -56,13 +58,14 @@ impl TcpListenerConnection {
         let listener = TcpListener::from_std(socket.into())?;
         let listener_local_addr = self.get_addr().clone();
         crate::platform::spawn(async move {
+            let limits = AcceptLogLimits::default();
             loop {
                 let (stream, remote_addr) =
                     match accept_or_cancelled(&listener, &transport_layer_inner.cancel_token).await
                     {
                         Some(Ok((stream, remote_addr))) => (stream, remote_addr),
                         Some(Err(e)) => {
-                            warn!(error = ?e, "Failed to accept connection");
+                            after_accept_error(&e, &limits).await;
                             continue;
                         }
                         None => {
@@ -73,6 +76,9 @@ impl TcpListenerConnection {
                 if !transport_layer_inner.is_whitelisted(remote_addr.ip()).await {
                     debug!(remote = %remote_addr, "tcp connection rejected by whitelist");
                     continue;
+                }
+                if !admit_stream(&transport_layer_inner, remote_addr, &limits) {
+                    continue; // dropping the stream closes it
                 }
                 let local_addr = listener_local_addr.clone();
                 let tcp_connection = match TcpConnection::from_stream(
@@ -92,6 +98,62 @@ impl TcpListenerConnection {
             }
         });
         Ok(())
+    }
+}
+
+/// How long an accept loop pauses after an error that is not about one connection (no file
+/// descriptor or memory left): without the pause it would spin, failing again at once.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// The rate limits of an accept loop's warnings: one line per interval for each kind.
+pub(crate) struct AcceptLogLimits {
+    errors: LogLimiter,
+    refused: LogLimiter,
+}
+
+impl Default for AcceptLogLimits {
+    fn default() -> Self {
+        Self {
+            errors: LogLimiter::new(Duration::from_secs(10)),
+            refused: LogLimiter::new(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// After a failed accept: a warning at most once per interval (while the file descriptors are
+/// exhausted every accept fails at once, and a warning each time would fill the disk), and a
+/// short pause unless the error concerned that one connection only.
+pub(crate) async fn after_accept_error(error: &std::io::Error, limits: &AcceptLogLimits) {
+    if let Some(held_back) = limits.errors.allow() {
+        warn!(error = %error, held_back, "Failed to accept connection");
+    }
+    if !matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::Interrupted
+    ) {
+        crate::platform::sleep(ACCEPT_ERROR_PAUSE).await;
+    }
+}
+
+/// Whether an accepted connection from `remote` stays open under the stream connection
+/// limits ([`TransportLayer::set_stream_connection_limits`](crate::transport::TransportLayer::set_stream_connection_limits));
+/// a refusal is logged at most once per interval.
+pub(crate) fn admit_stream(
+    transport_layer_inner: &TransportLayerInnerRef,
+    remote: SocketAddr,
+    limits: &AcceptLogLimits,
+) -> bool {
+    match transport_layer_inner.stream_limit_reached(remote.ip()) {
+        None => true,
+        Some(limit) => {
+            if let Some(held_back) = limits.refused.allow() {
+                warn!(%remote, limit, held_back, "refusing a connection: too many open");
+            }
+            false
+        }
     }
 }
 

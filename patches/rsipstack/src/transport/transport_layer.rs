@@ -20,7 +20,7 @@ use crate::transport::connection::TransportReceiver;
 use crate::{transport::TransportEvent, Result};
 use async_trait::async_trait;
 use core::net::IpAddr;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use tracing::{debug, info, warn};
 
 /// Default idle timeout applied to stream (TCP/TLS/WS) connections when the
@@ -161,6 +161,10 @@ pub struct TransportLayerInner {
     /// `0` disables the timeout (legacy behavior). See
     /// [`DEFAULT_STREAM_IDLE_TIMEOUT_MS`].
     stream_idle_timeout_ms: AtomicU32,
+    /// The most stream connections open at once (`0`: no limit).
+    max_stream_connections: AtomicUsize,
+    /// The most stream connections open at once with one remote IP address (`0`: no limit).
+    max_stream_connections_per_ip: AtomicUsize,
 }
 pub(crate) type TransportLayerInnerRef = Arc<TransportLayerInner>;
 
@@ -197,6 +201,8 @@ impl TransportLayer {
             #[cfg(all(feature = "platform-tokio", feature = "websocket"))]
             ws_path: RwLock::new(None),
             stream_idle_timeout_ms: AtomicU32::new(DEFAULT_STREAM_IDLE_TIMEOUT_MS),
+            max_stream_connections: AtomicUsize::new(0),
+            max_stream_connections_per_ip: AtomicUsize::new(0),
         };
         Self {
             outbound: None,
@@ -377,6 +383,21 @@ impl TransportLayer {
     pub fn stream_idle_timeout(&self) -> Duration {
         self.inner.stream_idle_timeout()
     }
+
+    /// Caps the stream (TCP/TLS/WS) connections: a listener closes a connection it has just
+    /// accepted when `total` stream connections are open already, or `per_ip` with the same
+    /// remote IP address, so that idle connections cannot use up the file descriptors.
+    /// Outbound connections count but are never refused. `0` means no limit (the default for
+    /// both). Together with [`Self::set_stream_idle_timeout`] this bounds what a peer that
+    /// opens connections and sends nothing can hold.
+    pub fn set_stream_connection_limits(&self, total: usize, per_ip: usize) {
+        self.inner
+            .max_stream_connections
+            .store(total, Ordering::Relaxed);
+        self.inner
+            .max_stream_connections_per_ip
+            .store(per_ip, Ordering::Relaxed);
+    }
 }
 
 impl TransportLayerInner {
@@ -413,6 +434,30 @@ impl TransportLayerInner {
     /// them into "disabled".
     fn set_stream_idle_timeout_ms(&self, ms: u32) {
         self.stream_idle_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The limit a new stream connection from `ip` would exceed, if any
+    /// ([`TransportLayer::set_stream_connection_limits`]).
+    pub(crate) fn stream_limit_reached(&self, ip: IpAddr) -> Option<usize> {
+        let total_limit = self.max_stream_connections.load(Ordering::Relaxed);
+        let per_ip_limit = self.max_stream_connections_per_ip.load(Ordering::Relaxed);
+        if total_limit == 0 && per_ip_limit == 0 {
+            return None;
+        }
+        let (total, same_ip) = self.connections.with(|m| {
+            m.iter().fold((0, 0), |(total, same_ip), (addr, slots)| {
+                let n = slots.iter().filter(|c| c.is_stream()).count();
+                let mine = matches!(addr.addr.host, Host::IpAddr(a) if a == ip);
+                (total + n, same_ip + if mine { n } else { 0 })
+            })
+        });
+        if total_limit != 0 && total >= total_limit {
+            Some(total_limit)
+        } else if per_ip_limit != 0 && same_ip >= per_ip_limit {
+            Some(per_ip_limit)
+        } else {
+            None
+        }
     }
 
     /// Current stream idle timeout.
@@ -687,7 +732,8 @@ impl TransportLayerInner {
                 crate::platform::select::Either::A(()) => {}
                 crate::platform::select::Either::B(result) => {
                     if let Err(e) = result {
-                        warn!(addr=%transport.get_addr(), remote=%remote_addr, error = %e, "serve_loop error");
+                        // Debug: a peer that sends garbage ends its connection this way.
+                        debug!(addr=%transport.get_addr(), remote=%remote_addr, error = %e, "serve_loop error");
                     }
                 }
             }

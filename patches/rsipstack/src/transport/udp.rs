@@ -176,33 +176,37 @@ impl UdpConnection {
             }
 
             let raw_message = String::from_utf8_lossy(packet);
+            let from = SipAddr {
+                r#type: Some(crate::sip::transport::Transport::Udp),
+                addr: addr.into(),
+            };
+            let connection = SipConnection::Udp(Self {
+                external: self.external.clone(),
+                remote: Some(from.clone()),
+                cancel_token: self.cancel_token.clone(),
+                inner: self.inner.clone(),
+            });
 
-            let msg = match crate::sip::SipMessage::try_from(packet) {
+            let parsed = crate::sip::SipMessage::try_from(packet).and_then(|msg| {
+                SipConnection::update_msg_received(
+                    msg,
+                    addr,
+                    crate::sip::transport::Transport::Udp,
+                )
+                .map_err(|e| crate::sip::Error::ParseError(e.to_string()))
+            });
+            let msg = match parsed {
                 Ok(msg) => msg,
                 Err(e) => {
+                    // Debug: the sender decides how often this happens. The endpoint answers
+                    // a malformed request (400/501/505); anything else is dropped there.
                     debug!(
                         src = %addr,
                         error = %e,
                         raw_message = ?raw_message,
                         "error parsing SIP message"
                     );
-                    continue;
-                }
-            };
-
-            let msg = match SipConnection::update_msg_received(
-                msg,
-                addr,
-                crate::sip::transport::Transport::Udp,
-            ) {
-                Ok(msg) => msg,
-                Err(e) => {
-                    info!(
-                        src = %addr,
-                        error = ?e,
-                        raw_message = ?raw_message,
-                        "error updating SIP via"
-                    );
+                    sender.send(TransportEvent::Malformed(packet.to_vec(), connection, from))?;
                     continue;
                 }
             };
@@ -213,21 +217,7 @@ impl UdpConnection {
                 .unwrap_or_default();
             info!(len, src=%addr, dest=%self.get_addr(), cseq = %cseq, raw_message = ?raw_message, "udp received");
 
-            let from = SipAddr {
-                r#type: Some(crate::sip::transport::Transport::Udp),
-                addr: addr.into(),
-            };
-
-            sender.send(TransportEvent::Incoming(
-                msg,
-                SipConnection::Udp(Self {
-                    external: self.external.clone(),
-                    remote: Some(from.clone()),
-                    cancel_token: self.cancel_token.clone(),
-                    inner: self.inner.clone(),
-                }),
-                from,
-            ))?;
+            sender.send(TransportEvent::Incoming(msg, connection, from))?;
         }
     }
 
