@@ -21,7 +21,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use rsipstack::sip::parser::reject_unparsable;
+use rsipstack::sip::parser::{parse_datagram, reject_unparsable};
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Header, Method, Request, Scheme, SipMessage, Uri};
 
@@ -141,12 +141,12 @@ impl Decision {
     }
 }
 
-/// Parses `bytes` with rsipstack's parser and classifies the request, as the endpoint does
-/// with what arrives on the wire. Responses are ignored; what does not parse gets the answer
+/// Parses `bytes` as a UDP datagram with rsipstack's parser and classifies the request, as
+/// the endpoint does with what arrives on the wire. Responses are ignored; what does not parse gets the answer
 /// rsipstack's transport gives it ([`reject_unparsable`]: 400, 501 or 505 when it starts like
 /// a request) and is dropped otherwise. Never panics.
 pub fn classify_bytes(bytes: &[u8], source: IpAddr, policy: &Policy<'_>) -> Decision {
-    match SipMessage::try_from(bytes) {
+    match parse_datagram(bytes) {
         Ok(SipMessage::Request(req)) => classify_request(&req, source, false, policy),
         Ok(SipMessage::Response(_)) => Decision::Ignore,
         Err(e) => match reject_unparsable(bytes) {
@@ -537,6 +537,33 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-eve
         let mismatch = base.replace("1 INVITE", "1 BYE");
         assert_eq!(classify_bytes(mismatch.as_bytes(), localhost(), &Policy::permissive()).status(), Some(400));
         assert_eq!(classify_bytes(b"\x00\x01garbage", localhost(), &Policy::permissive()), Decision::Drop);
+    }
+
+    #[test]
+    fn an_invite_needs_a_contact_unless_it_comes_from_rfc_2543() {
+        let no_contact = invite(SDP).replace("Contact: <sip:caller@127.0.0.1:5070>\r\n", "");
+        assert_eq!(classify_bytes(no_contact.as_bytes(), localhost(), &Policy::permissive()).status(), Some(400));
+        // Without RFC 3261's branch cookie: an RFC 2543 element, which need not send Contact.
+        let rfc2543 = no_contact.replace(";branch=z9hG4bK-1", "");
+        assert_eq!(classify_bytes(rfc2543.as_bytes(), localhost(), &Policy::permissive()).status(), Some(200));
+    }
+
+    #[test]
+    fn unparsable_requests_get_the_transport_answer() {
+        let base = invite(SDP);
+        let cases = [
+            (base.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"), Some(505)),
+            (base.replace("INVITE sip:4951234500", "INVITE  sip:4951234500"), Some(400)),
+            (base.replace("Content-Length: ", "Content-Length: 9"), Some(400)),
+            (base.replace("Ivan", "Iv\u{e4}n").replace('\u{e4}', "\u{fffd}"), Some(200)),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(classify_bytes(msg.as_bytes(), localhost(), &Policy::permissive()).status(), want, "{msg}");
+        }
+        let mut latin1 = base.into_bytes();
+        let at = latin1.windows(4).position(|w| w == b"Ivan").unwrap_or(0);
+        latin1[at + 2] = 0xe4; // "Ivän" in Latin-1: not UTF-8
+        assert_eq!(classify_bytes(&latin1, localhost(), &Policy::permissive()).status(), Some(400));
     }
 
     #[test]

@@ -331,7 +331,8 @@ impl RawSip {
             ));
         }
         if let Some(s) = &self.idle_timeout {
-            let d = voicemail_core::config::parse_duration(s).map_err(|m| SipConfigError::new("sip.idle_timeout", m))?;
+            let d =
+                voicemail_core::config::parse_duration(s).map_err(|m| SipConfigError::new("sip.idle_timeout", m))?;
             if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
                 return Err(SipConfigError::new("sip.idle_timeout", format!("expected 1s to 24h, found {s:?}")));
             }
@@ -339,7 +340,10 @@ impl RawSip {
         }
         if let Some(r) = self.invite_rate {
             if !(0.0..=100_000.0).contains(&r) {
-                return Err(SipConfigError::new("sip.invite_rate", format!("expected 0 to 100000 per second, found {r}")));
+                return Err(SipConfigError::new(
+                    "sip.invite_rate",
+                    format!("expected 0 to 100000 per second, found {r}"),
+                ));
             }
             config.invite_rate = r;
         }
@@ -436,6 +440,11 @@ mod tests {
             max_calls = 7
             ring_delay = "2s"
             allow_from = ["127.0.0.1", "10.0.0.0/8"]
+            max_connections = 64
+            max_connections_per_source = 8
+            idle_timeout = "30s"
+            invite_rate = 0.5
+            invite_burst = 4
             [[sip.accounts]]
             registrar = "sip:127.0.0.1:5062"
             username = "vm"
@@ -452,6 +461,21 @@ mod tests {
         assert!(c.allow_from[0].contains("::ffff:127.0.0.1".parse().unwrap()));
         assert_eq!(c.accounts[0].expires, 600);
         assert_eq!(c.advertised_ip().to_string(), "192.0.2.10");
+        assert_eq!((c.max_connections, c.max_connections_per_source), (64, 8));
+        assert_eq!(c.idle_timeout, Duration::from_secs(30));
+        assert_eq!((c.invite_rate, c.invite_burst), (0.5, 4));
+    }
+
+    #[test]
+    fn abuse_limits_are_on_by_default_and_the_rate_takes_integers() {
+        let c = SipConfig::default();
+        assert_eq!((c.max_connections, c.max_connections_per_source), (256, 32));
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert_eq!((c.invite_rate, c.invite_burst), (10.0, 50));
+        let c = SipConfig::from_toml_str("[sip]\ninvite_rate = 3\n").unwrap();
+        assert_eq!(c.invite_rate, 3.0);
+        let off = SipConfig::from_toml_str("[sip]\ninvite_rate = 0\n").unwrap();
+        assert_eq!(off.invite_rate, 0.0);
     }
 
     #[test]
@@ -471,6 +495,14 @@ mod tests {
             ("[sip]\nallow_from = [\"1.2.3.4/40\"]", "sip.allow_from[0]"),
             ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.advertise_ip"),
             ("[sip]\ntransports = [\"sctp\"]", "sip.transports[0]"),
+            ("[sip]\nmax_connections = 0", "sip.max_connections"),
+            ("[sip]\nmax_connections = 10\nmax_connections_per_source = 20", "sip.max_connections_per_source"),
+            ("[sip]\nidle_timeout = \"0s\"", "sip.idle_timeout"),
+            ("[sip]\nidle_timeout = \"soon\"", "sip.idle_timeout"),
+            ("[sip]\ninvite_rate = -1", "sip.invite_rate"),
+            ("[sip]\ninvite_rate = nan", "sip.invite_rate"),
+            ("[sip]\ninvite_rate = \"fast\"", "sip.invite_rate"),
+            ("[sip]\ninvite_burst = 0", "sip.invite_burst"),
             ("[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"", "sip.accounts[0].password"),
             (
                 "[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"\npassword = \"p\"\nfoo = 1",

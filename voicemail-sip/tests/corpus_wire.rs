@@ -371,8 +371,7 @@ fn replay_in_a_private_network_namespace() {
     let unlisted: Vec<&String> =
         files.iter().map(|(n, _)| n).filter(|n| !expected.iter().any(|(e, ..)| e == *n)).collect();
     assert!(unlisted.is_empty(), "corpus files without an expectation: {unlisted:?}");
-    let missing: Vec<&str> =
-        expected.iter().map(|(n, ..)| *n).filter(|n| !files.iter().any(|(f, _)| f == n)).collect();
+    let missing: Vec<&str> = expected.iter().map(|(n, ..)| *n).filter(|n| !files.iter().any(|(f, _)| f == n)).collect();
     assert!(missing.is_empty(), "expected corpus files that are missing: {missing:?}");
 
     let mut failures = Vec::new();
@@ -385,7 +384,11 @@ fn replay_in_a_private_network_namespace() {
 /// Replays every file over UDP or TCP to an endpoint of its own (a file sent twice to one
 /// endpoint within 32 s would be a retransmission of the same transaction), checks the
 /// answers and that every accepted call became a message; returns what differs.
-fn replay_over(tcp: bool, files: &[(String, PathBuf)], expected: &[(&str, &'static [Want], &'static [Want])]) -> Vec<String> {
+fn replay_over(
+    tcp: bool,
+    files: &[(String, PathBuf)],
+    expected: &[(&str, &'static [Want], &'static [Want])],
+) -> Vec<String> {
     // No INVITE rate limit and room for a TCP connection per message: the replay sends a few
     // dozen INVITEs at once and keeps every connection open until the end.
     let mut ep = TestEndpoint::start("corpus", "invite_rate = 0\nmax_connections_per_source = 256", "");

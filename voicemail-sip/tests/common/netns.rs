@@ -62,7 +62,7 @@ pub fn run_isolated(inner: &str, how: Isolation, timeout: Duration) -> bool {
         script.push_str("ip link set lo up\n");
     }
     if let Some(n) = how.max_open_files {
-        script.push_str(&format!("ulimit -n {n}\n"));
+        script.push_str(&format!("ulimit -S -n {n}\n"));
     }
     script.push_str("exec \"$0\" \"$@\"\n");
     let mut cmd = if how.netns {

@@ -7,6 +7,17 @@ use crate::sip::{
 };
 use memchr::{memchr, memmem};
 pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
+    parse(data, false)
+}
+
+/// [`parse_message`] for a message that arrived as a datagram (UDP): a `Content-Length`
+/// larger than the rest of the datagram makes it malformed (RFC 3261 §18.3), where
+/// [`parse_message`] keeps what there is.
+pub fn parse_datagram(data: &[u8]) -> Result<SipMessage, Error> {
+    parse(data, true)
+}
+
+fn parse(data: &[u8], datagram: bool) -> Result<SipMessage, Error> {
     let sep = find_double_crlf(data)
         .ok_or_else(|| Error::ParseError("SIP message: missing \\r\\n\\r\\n separator".into()))?;
 
@@ -20,7 +31,7 @@ pub fn parse_message(data: &[u8]) -> Result<SipMessage, Error> {
         .next()
         .ok_or_else(|| Error::ParseError("SIP message: empty start line".into()))?;
     let headers = parse_headers(lines);
-    let body = message_body(&data[sep + 4..], &headers)?;
+    let body = message_body(&data[sep + 4..], &headers, datagram)?;
 
     if start_str.starts_with("SIP/") {
         parse_response_line(start_str, headers, body)
@@ -75,9 +86,10 @@ fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Headers {
 /// The body: `Content-Length` bytes of what follows the header section, or all of it when the
 /// header is absent (RFC 3261 §18.3: on a datagram transport the body then ends with the
 /// datagram, as RFC 2543 requests expect; stream transports cut each message at its
-/// `Content-Length` before it gets here). A `Content-Length` that is not a number, that differs
-/// between two headers, or that is larger than what follows is an error (§18.3, §20.14).
-fn message_body(rest: &[u8], headers: &Headers) -> Result<Vec<u8>, Error> {
+/// `Content-Length` before it gets here). A `Content-Length` that is not a number or that
+/// differs between two headers is an error (§20.14), and so is one larger than what follows
+/// in a `datagram` (§18.3); otherwise the body is what there is.
+fn message_body(rest: &[u8], headers: &Headers, datagram: bool) -> Result<Vec<u8>, Error> {
     let mut declared: Option<usize> = None;
     for header in headers.iter() {
         if let Header::ContentLength(value) = header {
@@ -96,6 +108,7 @@ fn message_body(rest: &[u8], headers: &Headers) -> Result<Vec<u8>, Error> {
     match declared {
         None => Ok(rest.to_vec()),
         Some(n) if n <= rest.len() => Ok(rest[..n].to_vec()),
+        Some(_) if !datagram => Ok(rest.to_vec()),
         Some(n) => Err(Error::ParseError(format!(
             "Content-Length {} exceeds the {} bytes after the header section",
             n,
@@ -372,5 +385,134 @@ mod tests {
         assert_eq!(r.wire_reason, None);
         assert_eq!(r.status_code.text(), "Odd Thing");
         assert_eq!(crate::sip::Response::default().wire_reason, None);
+    }
+
+    const HEADERS: &str = "Via: SIP/2.0/UDP a.example:5060;branch=z9hG4bK-1\r\n\
+        From: <sip:a@a.example>;tag=1\r\nTo: <sip:b@b.example>\r\n\
+        Call-ID: c1\r\nCSeq: 1 OPTIONS\r\n";
+
+    fn request(start: &str, extra: &str, body: &str) -> Vec<u8> {
+        format!("{start}\r\n{HEADERS}{extra}\r\n{body}").into_bytes()
+    }
+
+    #[test]
+    fn without_content_length_the_body_is_the_rest_of_the_datagram() {
+        let raw = request("INVITE sip:b@b.example SIP/2.0", "", "v=0\r\n");
+        let SipMessage::Request(r) = SipMessage::try_from(raw.as_slice()).unwrap() else {
+            panic!("expected a request")
+        };
+        assert_eq!(r.body, b"v=0\r\n");
+        // With Content-Length, what follows it is not part of the message (RFC 3261 §18.3).
+        let raw = request("INVITE sip:b@b.example SIP/2.0", "l: 3\r\n", "v=0\r\n");
+        let SipMessage::Request(r) = SipMessage::try_from(raw.as_slice()).unwrap() else {
+            panic!("expected a request")
+        };
+        assert_eq!(r.body, b"v=0");
+    }
+
+    #[test]
+    fn a_bad_content_length_is_an_error() {
+        for extra in [
+            "Content-Length: -1\r\n",
+            "Content-Length: 2\r\nContent-Length: 3\r\n",
+        ] {
+            let raw = request("OPTIONS sip:b@b.example SIP/2.0", extra, "abc");
+            assert!(SipMessage::try_from(raw.as_slice()).is_err(), "{extra:?}");
+        }
+        // Beyond the end: an error in a datagram (RFC 3261 §18.3), the rest otherwise.
+        let raw = request(
+            "OPTIONS sip:b@b.example SIP/2.0",
+            "Content-Length: 99\r\n",
+            "abc",
+        );
+        assert!(super::parse_datagram(&raw).is_err());
+        let SipMessage::Request(r) = super::parse_message(&raw).unwrap() else {
+            panic!("a request")
+        };
+        assert_eq!(r.body, b"abc");
+    }
+
+    #[test]
+    fn a_header_that_is_not_utf8_is_an_error() {
+        let mut raw =
+            b"OPTIONS sip:b@b.example SIP/2.0\r\nFrom: J\xf6rg <sip:j@a.example>;tag=1\r\n"
+                .to_vec();
+        raw.extend_from_slice(
+            HEADERS
+                .replace("From: <sip:a@a.example>;tag=1\r\n", "")
+                .as_bytes(),
+        );
+        raw.extend_from_slice(b"\r\n");
+        assert!(SipMessage::try_from(raw.as_slice()).is_err());
+        let (status, headers) = super::reject_unparsable(&raw).unwrap();
+        assert_eq!(status, crate::sip::StatusCode::BadRequest);
+        // The From is kept (lossily) for the response.
+        assert!(headers
+            .iter()
+            .any(|h| matches!(h, crate::sip::Header::From(_))));
+    }
+
+    #[test]
+    fn the_request_line_has_single_spaces_and_a_bare_uri() {
+        for line in [
+            "INVITE  sip:b@b.example SIP/2.0",
+            "INVITE sip:b@b.example  SIP/2.0",
+            "INVITE <sip:b@b.example> SIP/2.0",
+            "INVITE sip:b@b.example; lr SIP/2.0",
+            "INVITE\tsip:b@b.example SIP/2.0",
+        ] {
+            assert!(
+                SipMessage::try_from(request(line, "", "").as_slice()).is_err(),
+                "{line:?}"
+            );
+        }
+        // Trailing whitespace is tolerated (RFC 4475 §3.1.2.10).
+        assert!(SipMessage::try_from(
+            request("OPTIONS sip:b@b.example SIP/2.0  ", "", "").as_slice()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn unparsable_requests_get_400_501_or_505_and_the_rest_nothing() {
+        use crate::sip::StatusCode;
+        let cases: [(&str, Option<StatusCode>); 7] = [
+            (
+                "NEWMETHOD sip:b@b.example SIP/2.0",
+                Some(StatusCode::NotImplemented),
+            ),
+            (
+                "RE%47IST%45R sip:b@b.example SIP/2.0",
+                Some(StatusCode::NotImplemented),
+            ),
+            (
+                "OPTIONS sip:b@b.example SIP/7.0",
+                Some(StatusCode::VersionNotSupported),
+            ),
+            (
+                "OPTIONS sip:b@[2001:db8:::1] SIP/2.0",
+                Some(StatusCode::BadRequest),
+            ),
+            ("SIP/2.0 4294967301 better not break the receiver", None),
+            ("GET / HTTP/1.1", None),
+            ("OPTIONS\u{1} sip:b@b.example SIP/2.0", None),
+        ];
+        for (line, want) in cases {
+            let got = super::reject_unparsable(&request(line, "", "")).map(|(s, _)| s);
+            assert_eq!(got, want, "{line:?}");
+        }
+        // The response headers are the request's Via, From, To, Call-ID and CSeq.
+        let (_, headers) = super::reject_unparsable(&request(
+            "FOO sip:b@b.example SIP/2.0",
+            "Max-Forwards: 70\r\n",
+            "",
+        ))
+        .unwrap();
+        assert_eq!(headers.len(), 5);
+        // Without a Via there is nobody to answer.
+        assert_eq!(
+            super::reject_unparsable(b"FOO sip:b@b.example SIP/2.0\r\nCall-ID: x\r\n\r\n"),
+            None
+        );
     }
 }

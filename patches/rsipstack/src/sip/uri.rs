@@ -835,6 +835,13 @@ mod tests {
     use super::{parse_uri, Host, Param, ParamsExt, Scheme};
 
     #[test]
+    fn whitespace_around_the_equals_sign_of_a_param() {
+        // RFC 4475 §3.1.1.1: `;   tag    = 1918181833n`.
+        let p: Param = "tag    =    98asjd8".parse().unwrap();
+        assert!(matches!(p, Param::Tag(t) if t.value() == "98asjd8"));
+    }
+
+    #[test]
     fn uri_param_value_keeps_colons_and_following_params() {
         let uri = parse_uri(
             "sip:82.202.218.130;lr=on;ftag=d4nwJ0jF;du=sip:95.143.188.49:5060;did=893.d6d1",

@@ -181,3 +181,20 @@ fn transaction_key_uses_top_via_header_value() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn an_rfc2543_request_without_from_tag_has_a_key() -> Result<()> {
+    let req: Request = concat!(
+        "INVITE sip:b@b.example SIP/2.0\r\n",
+        "Via: SIP/2.0/UDP gw.example.com\r\n",
+        "From: <sip:a@a.example>\r\n",
+        "To: <sip:b@b.example>\r\n",
+        "Call-ID: rfc2543\r\n",
+        "CSeq: 56 INVITE\r\n",
+        "Content-Length: 0\r\n\r\n"
+    )
+    .try_into()?;
+    let key = TransactionKey::from_request(&req, TransactionRole::Server)?;
+    assert_eq!(key.to_string(), "s.INVITE_56_rfc2543__gw.example.com.2543");
+    Ok(())
+}

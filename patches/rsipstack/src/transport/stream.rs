@@ -540,6 +540,60 @@ mod tests {
         assert_eq!(buf.len(), 0);
     }
 
+    // ── malformed input ───────────────────────────────────────────────────
+
+    #[test]
+    fn whitespace_before_the_colon_of_content_length() {
+        let body = "v=0\r\n";
+        let raw = String::from_utf8(invite_bytes(body))
+            .unwrap()
+            .replace("Content-Length:", "Content-Length   :")
+            .into_bytes();
+        let mut codec = make_codec();
+        let mut buf = BytesMut::from(raw.as_slice());
+        match codec.decode(&mut buf).unwrap() {
+            Some(SipCodecType::Message(SipMessage::Request(r))) => {
+                assert_eq!(r.body, body.as_bytes())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_message_that_does_not_parse_is_yielded_and_the_stream_goes_on() {
+        let mut raw = String::from_utf8(invite_bytes(""))
+            .unwrap()
+            .replace("INVITE sip:", "NEWMETHOD sip:")
+            .into_bytes();
+        raw.extend_from_slice(&register_bytes());
+        let mut codec = make_codec();
+        let mut buf = BytesMut::from(raw.as_slice());
+        assert!(matches!(
+            codec.decode(&mut buf).unwrap(),
+            Some(SipCodecType::Malformed(_))
+        ));
+        assert!(matches!(
+            codec.decode(&mut buf).unwrap(),
+            Some(SipCodecType::Message(_))
+        ));
+    }
+
+    #[test]
+    fn an_invalid_content_length_frames_the_header_section_only() {
+        let raw = String::from_utf8(invite_bytes(""))
+            .unwrap()
+            .replace("Content-Length: 0", "Content-Length: -999")
+            .into_bytes();
+        let mut codec = make_codec();
+        let mut buf = BytesMut::from(raw.as_slice());
+        assert!(matches!(
+            codec.decode(&mut buf).unwrap(),
+            Some(SipCodecType::Malformed(_))
+        ));
+        assert!(buf.is_empty());
+    }
+
     // ── message too large ─────────────────────────────────────────────────
 
     #[test]

@@ -187,13 +187,9 @@ impl UdpConnection {
                 inner: self.inner.clone(),
             });
 
-            let parsed = crate::sip::SipMessage::try_from(packet).and_then(|msg| {
-                SipConnection::update_msg_received(
-                    msg,
-                    addr,
-                    crate::sip::transport::Transport::Udp,
-                )
-                .map_err(|e| crate::sip::Error::ParseError(e.to_string()))
+            let parsed = crate::sip::parser::parse_datagram(packet).and_then(|msg| {
+                SipConnection::update_msg_received(msg, addr, crate::sip::transport::Transport::Udp)
+                    .map_err(|e| crate::sip::Error::ParseError(e.to_string()))
             });
             let msg = match parsed {
                 Ok(msg) => msg,

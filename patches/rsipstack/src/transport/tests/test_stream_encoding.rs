@@ -226,11 +226,17 @@ fn test_sip_codec_malformed_message() {
 
     buffer.extend_from_slice(malformed_message.as_bytes());
 
+    // A framed message that does not parse is handed over as such (the endpoint answers it
+    // when it is a request), and the stream goes on.
     let result = codec.decode(&mut buffer);
-    assert!(result.is_err(), "Should error on malformed message");
-
-    // Buffer should be cleared or partially consumed
-    // The exact behavior depends on implementation
+    assert!(
+        matches!(
+            result,
+            Ok(Some(crate::transport::stream::SipCodecType::Malformed(_)))
+        ),
+        "Should yield the malformed message"
+    );
+    assert!(buffer.is_empty());
 }
 
 /// Test message size limit
