@@ -20,7 +20,7 @@
 //! user = "voicemail"               # user part of our Contact
 //! max_connections = 256            # TCP connections open at once; more are closed at once
 //! max_connections_per_source = 32  # the same, per remote IP address
-//! idle_timeout = "120s"            # a TCP connection that sends nothing this long is closed
+//! idle_timeout = "300s"            # a TCP connection that sends nothing this long is closed
 //! invite_rate = 10                 # INVITEs per second and source; more get 503 (0: no limit)
 //! invite_burst = 50                # INVITEs one source may send at once before the rate applies
 //!
@@ -152,7 +152,7 @@ pub struct SipConfig {
     /// (`max_connections_per_source`, default 32).
     pub max_connections_per_source: usize,
     /// A TCP connection that sends nothing (not even a keep-alive) for this long is closed
-    /// (`idle_timeout`, default `"120s"`).
+    /// (`idle_timeout`, default `"300s"`).
     pub idle_timeout: Duration,
     /// The per-source INVITE rate limit: INVITEs per second that one IP address may send in
     /// the long run (`invite_rate`, default 10; 0 turns the limit off). Beyond it INVITEs get
@@ -178,7 +178,7 @@ impl Default for SipConfig {
             accounts: Vec::new(),
             max_connections: 256,
             max_connections_per_source: 32,
-            idle_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(300),
             invite_rate: 10.0,
             invite_burst: 50,
         }
@@ -470,7 +470,7 @@ mod tests {
     fn abuse_limits_are_on_by_default_and_the_rate_takes_integers() {
         let c = SipConfig::default();
         assert_eq!((c.max_connections, c.max_connections_per_source), (256, 32));
-        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
         assert_eq!((c.invite_rate, c.invite_burst), (10.0, 50));
         let c = SipConfig::from_toml_str("[sip]\ninvite_rate = 3\n").unwrap();
         assert_eq!(c.invite_rate, 3.0);

@@ -10,8 +10,9 @@
 //!   descriptors: accepting fails with EMFILE over and over, yet the log stays under 1 MB
 //!   (rsipstack's accept loop logs once per 10 s and pauses), and once the flood is gone a
 //!   call is recorded again.
-//! - A burst of INVITEs from one source beyond `invite_burst` gets 503 with `Retry-After`,
-//!   while INVITEs from another source (127.0.0.2) still get through.
+//! - A burst of INVITEs from one source (127.0.0.2) beyond `invite_burst` gets 503 with
+//!   `Retry-After`, while INVITEs from another source (127.0.0.1) still get through.
+//! - A TCP connection on which nothing arrives is closed after `idle_timeout`.
 //!
 //! The first two run in a child process of their own (its file descriptor limit and its log
 //! are its own; tests/common/netns.rs), the flood in a third process.
@@ -189,7 +190,7 @@ fn idle_connections_inside() {
     netns::assert_child();
     let log_dir = tempfile::tempdir().unwrap();
     let log = capture_log(log_dir.path());
-    // The default limits: 256 connections, 32 per source, idle for 120 s.
+    // The default limits: 256 connections, 32 per source, idle for 300 s.
     let mut ep = TestEndpoint::start("idle", "", "");
     let before = open_files().unwrap();
     let flood = Flood::start(ep.addr, 1000, 32);
@@ -309,4 +310,20 @@ fn an_invite_burst_from_one_source_gets_503_with_retry_after() {
     other.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     assert_eq!(status(&invite(&other, ep.addr, 100)), 488);
     assert_eq!(ep.handle.active_calls(), 0);
+}
+
+#[test]
+fn an_idle_tcp_connection_is_closed() {
+    let ep = TestEndpoint::start("idle-timeout", "idle_timeout = \"1s\"", "");
+    let mut idle = std::net::TcpStream::connect(ep.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 16];
+    // The endpoint closes it: end of stream (or a reset), never data, within the read timeout.
+    match idle.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the endpoint sent {n} bytes on an idle connection"),
+        Err(e) => {
+            assert!(e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut, "{e}")
+        }
+    }
 }
