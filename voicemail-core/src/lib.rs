@@ -58,7 +58,7 @@ pub use call::{Call, CallConfig, CallState};
 pub use codec::{Codec, CodecKind};
 pub use error::{Error, Result};
 pub use greeting::Prompt;
-pub use io::{Event, Input, Output, RtpOut};
+pub use io::{CodecChange, Event, Input, Output, RtpOut};
 pub use message::{EndReason, MediaStats, MessageId, MessageMeta};
 pub use recording::Recording;
 pub use rtp::dtmf::DtmfDigit;

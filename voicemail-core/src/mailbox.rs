@@ -513,6 +513,35 @@ impl Mailbox {
         }
     }
 
+    /// Drops a started call without leaving a message: forgets its provisional record, removes
+    /// its recording and logs `reason` with the caller. For a call that never was one, such as
+    /// an INVITE whose 200 OK was never acknowledged (RFC 3261 §13.3.1.4): every other call,
+    /// however short, goes to [`Mailbox::finish_call`]. Drop the engine's [`Call`] first (it
+    /// writes into the recording).
+    ///
+    /// The store keeps no trace of the call (no tombstone: nothing was delivered, listed or
+    /// followed up, and the log line is its record); listeners are not called. The record is
+    /// forgotten before the file is removed, under the recording's lock, so a recovery in any
+    /// process never turns the call into an `interrupted` message. When the store cannot
+    /// forget it, the error is returned and the call is left to recovery, which stores it
+    /// like any interrupted call (nothing is lost); a recording that cannot be removed is
+    /// logged and removed by the next [`Mailbox::clean_spool`] when it is empty.
+    pub fn discard_call(&self, lease: CallLease, reason: &str) -> Result<(), MailboxError> {
+        let id = lease.id.clone();
+        let caller = self.store().get(&id).ok().flatten().map(|r| r.meta.caller).unwrap_or_default();
+        if let Err(e) = self.store().abandon(&id) {
+            tracing::error!(%id, %caller, reason, error = %e, "cannot discard the call; recovery will store it");
+            return Err(e.into());
+        }
+        let removed = self.inner.spool.remove_wav(&id);
+        drop(lease);
+        if let Err(e) = removed {
+            tracing::warn!(%id, error = %e, "cannot remove the recording of a discarded call");
+        }
+        tracing::info!(%id, %caller, reason, "call discarded without a message");
+        Ok(())
+    }
+
     /// Syncs the recording and commits the message with its deliveries; tells listeners when
     /// it was newly stored.
     fn store_finished(
