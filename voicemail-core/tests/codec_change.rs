@@ -188,11 +188,23 @@ fn switch(first: (CodecKind, u8), second: (CodecKind, u8), rate: u32) -> (Messag
     let start = d.now;
     let mut caller = Caller { seq: 100, ts: 4000, ssrc: 0xabcd };
     let audio_rate = |c: CodecKind| if c == CodecKind::Opus { 16_000 } else { c.sample_rate_hz() };
-    let at = caller.send(&mut d, start, first.0, first.1, &sine(440.0, audio_rate(first.0), audio_rate(first.0) as usize * 2));
+    let at = caller.send(
+        &mut d,
+        start,
+        first.0,
+        first.1,
+        &sine(440.0, audio_rate(first.0), audio_rate(first.0) as usize * 2),
+    );
     d.advance_to(at);
     d.change(second.0, second.1);
     caller.ts = 900_000;
-    let at = caller.send(&mut d, at, second.0, second.1, &sine(1000.0, audio_rate(second.0), audio_rate(second.0) as usize * 2));
+    let at = caller.send(
+        &mut d,
+        at,
+        second.0,
+        second.1,
+        &sine(1000.0, audio_rate(second.0), audio_rate(second.0) as usize * 2),
+    );
     let meta = d.hangup(at);
     let (wav_rate, rec) = buf.wav();
     assert_eq!(wav_rate, rate, "the recording keeps its rate");

@@ -436,11 +436,7 @@ pub fn parties(req: &Request, trusted: bool) -> Parties {
 /// Remote-Party-ID.
 fn asserted_identity(req: &Request) -> Option<String> {
     let values = |name: &str| -> Vec<String> {
-        req.headers
-            .iter()
-            .filter(|h| h.name().eq_ignore_ascii_case(name))
-            .flat_map(|h| split_list(h.value()))
-            .collect()
+        req.headers.iter().filter(|h| h.name().eq_ignore_ascii_case(name)).flat_map(|h| split_list(h.value())).collect()
     };
     let user = |v: &str| rsipstack::sip::parse_uri(&extract_uri(v)).ok().and_then(|u| user_of(&u));
     let pai = values("P-Asserted-Identity").first().and_then(|v| user(v));
@@ -661,7 +657,8 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-eve
         assert_eq!(caller_of(&rpid, "10.1.2.3", &["10.1.2.3"]), "+74950002233");
         assert_eq!(caller_of(&rpid, "10.1.2.3", &[]), "+74951234567");
         // P-Asserted-Identity wins over Remote-Party-ID.
-        let both = pai.replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nRemote-Party-ID: <sip:+74950002233@pbx>\r\n");
+        let both =
+            pai.replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nRemote-Party-ID: <sip:+74950002233@pbx>\r\n");
         assert_eq!(caller_of(&both, "10.1.2.3", &["10.0.0.0/8"]), "+74950001122");
         let tel = invite(SDP).replace("<sip:+74951234567@127.0.0.1:5070>", "<tel:+74953334455>");
         assert_eq!(caller_of(&tel, "127.0.0.1", &[]), "+74953334455");

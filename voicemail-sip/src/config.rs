@@ -514,7 +514,8 @@ mod tests {
     #[test]
     fn an_open_listen_address_without_allow_from_is_warned_about() {
         assert_eq!(SipConfig::default().open_network_warning(), None, "loopback");
-        let open = SipConfig::from_toml_str("[sip]\nlisten = \"0.0.0.0:5060\"\nadvertise_ip = \"192.0.2.10\"\n").unwrap();
+        let open =
+            SipConfig::from_toml_str("[sip]\nlisten = \"0.0.0.0:5060\"\nadvertise_ip = \"192.0.2.10\"\n").unwrap();
         let warning = open.open_network_warning().unwrap();
         assert!(warning.contains("0.0.0.0:5060") && warning.contains("sip.allow_from"), "{warning}");
         let v6 = SipConfig::from_toml_str("[sip]\nlisten = \"[2001:db8::1]:5060\"\n").unwrap();

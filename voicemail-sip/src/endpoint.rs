@@ -749,11 +749,13 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
 /// Ends the dialog from our side: BYE once answered (bounded by [`BYE_TIMEOUT`]), else a 480.
 async fn end_dialog(dialog: &rsipstack::dialog::invite_dialog::InviteDialog, id: &voicemail_core::MessageId) {
     match dialog.state() {
-        DialogState::Confirmed(..) | DialogState::WaitAck(..) => match tokio::time::timeout(BYE_TIMEOUT, dialog.bye()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(%id, error = %e, "BYE"),
-            Err(_) => tracing::debug!(%id, "no answer to our BYE"),
-        },
+        DialogState::Confirmed(..) | DialogState::WaitAck(..) => {
+            match tokio::time::timeout(BYE_TIMEOUT, dialog.bye()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%id, error = %e, "BYE"),
+                Err(_) => tracing::debug!(%id, "no answer to our BYE"),
+            }
+        }
         DialogState::Terminated(..) => {}
         _ => {
             let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), None);
@@ -765,7 +767,8 @@ async fn end_dialog(dialog: &rsipstack::dialog::invite_dialog::InviteDialog, id:
 async fn discard_call(mailbox: &Mailbox, lease: CallLease) {
     let id = lease.id().clone();
     let mailbox = mailbox.clone();
-    let discarded = tokio::task::spawn_blocking(move || mailbox.discard_call(lease, "the 200 OK was never ACKed")).await;
+    let discarded =
+        tokio::task::spawn_blocking(move || mailbox.discard_call(lease, "the 200 OK was never ACKed")).await;
     match discarded {
         Ok(Ok(())) => {}
         // The mailbox logged it; recovery stores the call as interrupted.

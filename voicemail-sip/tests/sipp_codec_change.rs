@@ -70,7 +70,7 @@ fn change_codec(codec: CodecKind, pt: u8, rtpmap: &str) {
     );
     assert!(run.success(), "{}", run.describe());
     let answer = run.received().into_iter().find(|m| m.starts_with("SIP/2.0 200") && m.contains("2 INVITE")).unwrap();
-    assert!(answer.contains(&format!("m=audio ")) && answer.contains(&format!("RTP/AVP {pt}")), "{answer}");
+    assert!(answer.contains("m=audio ") && answer.contains(&format!("RTP/AVP {pt}")), "{answer}");
 
     let meta = ep.next_message(Duration::from_secs(10)).expect("a message for the call");
     assert_eq!((meta.codec, meta.end_reason), (codec, EndReason::HangUp));

@@ -156,7 +156,9 @@ impl Uac {
 
 fn is_invite_ok(m: &SipMessage) -> Option<&rsipstack::sip::Response> {
     match m {
-        SipMessage::Response(r) if r.status_code.code() == 200 && r.cseq_header().is_ok_and(|c| c.value().ends_with("INVITE")) => {
+        SipMessage::Response(r)
+            if r.status_code.code() == 200 && r.cseq_header().is_ok_and(|c| c.value().ends_with("INVITE")) =>
+        {
             Some(r)
         }
         _ => None,

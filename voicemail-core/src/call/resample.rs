@@ -124,7 +124,12 @@ impl Resampled {
 
     /// Resamples what `fill` appends to the scratch buffer into `out`, exactly `exact` samples
     /// when given.
-    fn convert(&mut self, out: &mut Vec<i16>, exact: Option<usize>, fill: impl FnOnce(&mut dyn Decoder, &mut Vec<i16>)) {
+    fn convert(
+        &mut self,
+        out: &mut Vec<i16>,
+        exact: Option<usize>,
+        fill: impl FnOnce(&mut dyn Decoder, &mut Vec<i16>),
+    ) {
         self.scratch.clear();
         fill(self.inner.as_mut(), &mut self.scratch);
         let start = out.len();

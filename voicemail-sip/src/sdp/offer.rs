@@ -137,7 +137,8 @@ pub fn accept_answer(answer: &[u8], offer: &LocalOffer) -> Result<Negotiated, Sd
         }
         known => known,
     };
-    let formats: Vec<(u8, Format)> = media.media.fmts.iter().filter(|&&pt| pt <= 127).map(|&pt| (pt, format(pt))).collect();
+    let formats: Vec<(u8, Format)> =
+        media.media.fmts.iter().filter(|&&pt| pt <= 127).map(|&pt| (pt, format(pt))).collect();
     let Some((codec, payload_type)) = formats.iter().find_map(|&(pt, f)| match f {
         Format::Audio(codec) if offer.formats.iter().any(|(c, _)| *c == codec) => Some((codec, pt)),
         _ => None,
@@ -148,9 +149,8 @@ pub fn accept_answer(answer: &[u8], offer: &LocalOffer) -> Result<Negotiated, Sd
     let dtmf_payload_type = formats.iter().find(|(_, f)| *f == Format::TelephoneEvent(clock)).map(|&(pt, _)| pt);
     let direction = Direction::from(media.direction);
     let connection = media.connection.as_ref().or(session.connection.as_ref());
-    let remote_rtp = connection
-        .and_then(|c| usable_address(&c.address))
-        .map(|ip| SocketAddr::new(ip, media.media.port));
+    let remote_rtp =
+        connection.and_then(|c| usable_address(&c.address)).map(|ip| SocketAddr::new(ip, media.media.port));
     Ok(Negotiated {
         answer: offer.sdp.clone(),
         codec,
@@ -188,7 +188,10 @@ mod tests {
         let parsed = SessionDescription::parse(&o.sdp.clone().into()).unwrap();
         assert_eq!(parsed.media_descriptions.len(), 1);
         let p = o.provisional();
-        assert_eq!((p.codec, p.payload_type, p.dtmf_payload_type, p.remote_rtp), (CodecKind::Opus, 96, Some(102), None));
+        assert_eq!(
+            (p.codec, p.payload_type, p.dtmf_payload_type, p.remote_rtp),
+            (CodecKind::Opus, 96, Some(102), None)
+        );
         // Narrowband only: no 48 kHz telephone-event.
         let g711 = MediaConfig { codecs: vec![CodecKind::Pcma, CodecKind::Pcmu], ..MediaConfig::default() };
         let o = make_offer(&LOCAL, &g711);
