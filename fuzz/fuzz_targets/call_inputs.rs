@@ -26,7 +26,8 @@ fn drain(call: &mut Call, messages: &mut u32) {
 
 fuzz_target!(|data: &[u8]| {
     let base = Instant::now();
-    let mut cfg = CallConfig::new(voicemail_core::MessageId::parse("fuzz").expect("a valid id"), "1", jiff::Timestamp::UNIX_EPOCH);
+    let Ok(id) = voicemail_core::MessageId::parse("fuzz") else { return };
+    let mut cfg = CallConfig::new(id, "1", jiff::Timestamp::UNIX_EPOCH);
     cfg.max_length = Duration::from_secs(10);
     cfg.media_timeout = Duration::from_secs(5);
     let Ok(rec) = Recording::new(Cursor::new(Vec::new())) else { return };

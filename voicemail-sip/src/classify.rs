@@ -3,20 +3,25 @@
 //!
 //! The endpoint calls [`classify_request`] for every request the SIP stack delivers and then
 //! does what the [`Decision`] says: start a call, hand the request to its dialog, or answer
-//! with a status. [`classify_bytes`] runs the same logic on raw bytes (parsing them with
-//! rsipstack first); the fuzz target and the corpus replay test use it.
+//! with a status. [`classify_bytes`] runs the same logic on raw bytes the way the endpoint
+//! gets them: rsipstack parses them, and what does not parse gets the answer rsipstack's
+//! transport gives it ([`reject_unparsable`]: 400, 501 or 505 for a request, nothing for
+//! anything else). The fuzz target uses it; the corpus replay test checks the same answers on
+//! the wire.
 //!
 //! The answers follow RFC 3261: 400 for a malformed request (missing or repeated
-//! single-value headers, a CSeq method that differs from the request's, a Content-Length
-//! beyond the body), 416 for an unsupported Request-URI scheme, 420 for a `Require`d
-//! extension, 415 for a body that is not SDP, 481 for a request in an unknown dialog, 405 for
-//! methods the endpoint knows but does not accept (REGISTER, SUBSCRIBE, ...), 501 for unknown
-//! methods, 505 for another SIP version, 403 for INVITEs from a source outside the
-//! allow-list, 503 while shutting down, 486 at the call limit, and 488 or 400 from the SDP
-//! offer/answer.
+//! single-value headers, a CSeq method that differs from the request's, broken address
+//! syntax), 416 for an unsupported Request-URI scheme, 420 for a `Require`d extension, 415 for
+//! a body that is not SDP, 481 for a request in an unknown dialog, 405 for methods the
+//! endpoint knows but does not accept (REGISTER, SUBSCRIBE, ...), 505 for another SIP
+//! version, 403 for INVITEs from a source outside the allow-list, 503 while shutting down,
+//! 486 at the call limit, and 488 or 400 from the SDP offer/answer. Malformed request lines,
+//! unknown methods and `Content-Length` errors never get here: rsipstack's parser refuses
+//! them and its transport answers them.
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use rsipstack::sip::parser::{parse_datagram, reject_unparsable};
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Header, Method, Request, Scheme, SipMessage, Uri};
 
@@ -136,77 +141,19 @@ impl Decision {
     }
 }
 
-/// Parses `bytes` with rsipstack's parser and classifies the request. Responses are
-/// ignored; what does not parse gets 400, 501 (unknown method) or 505 (other SIP version) when
-/// it looks like a request line, and is dropped otherwise. Never panics.
+/// Parses `bytes` as a UDP datagram with rsipstack's parser and classifies the request, as
+/// the endpoint does with what arrives on the wire. Responses are ignored; what does not parse gets the answer
+/// rsipstack's transport gives it ([`reject_unparsable`]: 400, 501 or 505 when it starts like
+/// a request) and is dropped otherwise. Never panics.
 pub fn classify_bytes(bytes: &[u8], source: IpAddr, policy: &Policy<'_>) -> Decision {
-    match SipMessage::try_from(bytes) {
-        Ok(SipMessage::Request(req)) => match check_request_line(bytes) {
-            Err(why) if req.method != Method::Ack => Decision::Reply(Reply::new(400, why)),
-            Err(_) => Decision::Ignore,
-            Ok(()) => classify_request(&req, source, false, policy),
-        },
+    match parse_datagram(bytes) {
+        Ok(SipMessage::Request(req)) => classify_request(&req, source, false, policy),
         Ok(SipMessage::Response(_)) => Decision::Ignore,
-        Err(e) => classify_unparsed(bytes, &e.to_string()),
+        Err(e) => match reject_unparsable(bytes) {
+            Some((status, _)) => Decision::Reply(Reply::new(status.code(), format!("malformed request: {e}"))),
+            None => Decision::Drop,
+        },
     }
-}
-
-/// The request line as sent (rsipstack's parser normalises some of it away): exactly
-/// `METHOD SP Request-URI SP SIP-Version` with single spaces (trailing whitespace tolerated)
-/// and a Request-URI that is not enclosed in `<>` (RFC 4475 §3.1.2.7–9).
-fn check_request_line(bytes: &[u8]) -> Result<(), String> {
-    let line = first_line(bytes).ok_or("request line is not UTF-8")?;
-    let parts: Vec<&str> = line.trim_end_matches([' ', '\t']).split(' ').collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-        return Err("malformed request line (spaces)".into());
-    }
-    if parts[1].starts_with('<') {
-        return Err("Request-URI enclosed in <>".into());
-    }
-    Ok(())
-}
-
-fn first_line(bytes: &[u8]) -> Option<&str> {
-    let end = bytes.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len());
-    std::str::from_utf8(&bytes[..end]).ok()
-}
-
-fn classify_unparsed(bytes: &[u8], error: &str) -> Decision {
-    let Some(line) = first_line(bytes) else {
-        return Decision::Drop;
-    };
-    let line = line.trim_end_matches([' ', '\t']);
-    let (Some((method, _)), Some((_, version))) = (line.split_once(' '), line.rsplit_once(' ')) else {
-        return Decision::Drop;
-    };
-    if method.is_empty()
-        || !method.chars().all(is_token_char)
-        || !version.starts_with("SIP/")
-        || method.starts_with("SIP/")
-    {
-        return Decision::Drop;
-    }
-    if version != "SIP/2.0" {
-        return Decision::Reply(Reply::new(505, format!("unsupported version {version:?}")));
-    }
-    if method.parse::<Method>().is_err() {
-        // Still check what can be checked: a CSeq naming another method is a 400.
-        let text = String::from_utf8_lossy(bytes);
-        let cseq_method = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim().eq_ignore_ascii_case("CSeq").then(|| value.split_whitespace().nth(1).map(str::to_owned))?
-        });
-        if cseq_method.is_some_and(|m| m != method) {
-            return Decision::Reply(Reply::new(400, "CSeq method differs from the request's"));
-        }
-        return Decision::Reply(Reply::new(501, "unknown method"));
-    }
-    Decision::Reply(Reply::new(400, format!("malformed request: {error}")))
-}
-
-/// RFC 3261 `token` characters.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
 }
 
 /// Classifies a parsed request from `source`. `dialog_known` says whether the request's
@@ -218,8 +165,7 @@ pub fn classify_request(req: &Request, source: IpAddr, dialog_known: bool, polic
             _ => Decision::Reply(reply),
         };
     }
-    let has_to_tag = req.to_header().ok().and_then(|t| t.tag().ok().flatten()).is_some();
-    if has_to_tag {
+    if has_to_tag(req) {
         return match (dialog_known, &req.method) {
             (true, _) => Decision::InDialog,
             (false, Method::Ack) => Decision::Ignore,
@@ -239,12 +185,21 @@ pub fn classify_request(req: &Request, source: IpAddr, dialog_known: bool, polic
     }
 }
 
+/// Whether the request's To header has a tag: it belongs to a dialog (RFC 3261 §12.2.2).
+pub fn has_to_tag(req: &Request) -> bool {
+    req.to_header().ok().and_then(|t| t.tag().ok().flatten()).is_some()
+}
+
 fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decision {
     if !policy.allow_from.is_empty() && !policy.allow_from.iter().any(|r| r.contains(source)) {
         return Decision::Reply(Reply::new(403, format!("source {source} is not in sip.allow_from")));
     }
     if !policy.accepting {
         return Decision::Reply(Reply::new(503, "shutting down").with(ReplyExtra::RetryAfter(30)));
+    }
+    if req.contact_header().is_err() && !is_rfc2543(req) {
+        // RFC 3261 §8.1.1.8; RFC 2543 made it optional (the dialog then answers to From).
+        return Decision::Reply(Reply::new(400, "an INVITE without Contact"));
     }
     if req.headers.iter().any(|h| h.name().eq_ignore_ascii_case("Replaces")) {
         // RFC 3891 §3: there is no dialog here to replace.
@@ -277,6 +232,13 @@ fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decisi
         Err(SdpError::NotAcceptable(why)) => Decision::Reply(Reply::new(488, why)),
         Err(SdpError::Malformed(why)) => Decision::Reply(Reply::new(400, format!("malformed SDP: {why}"))),
     }
+}
+
+/// Whether the request comes from an RFC 2543 element: its top Via has no branch starting
+/// with RFC 3261's magic cookie `z9hG4bK` (RFC 3261 §8.1.1.7).
+fn is_rfc2543(req: &Request) -> bool {
+    let branch = req.via_header().ok().and_then(|v| v.typed().ok()).and_then(|v| v.branch().map(|b| b.to_string()));
+    !branch.is_some_and(|b| b.starts_with("z9hG4bK"))
 }
 
 /// The lower-case media type of Content-Type, without parameters.
@@ -320,8 +282,8 @@ fn validate(req: &Request) -> Result<(), Reply> {
 }
 
 /// Header syntax: single-value headers once, the mandatory ones present and parseable, CSeq
-/// consistent with the request, Content-Length within the body, balanced quotes and no empty
-/// list elements in the address headers.
+/// consistent with the request, balanced quotes and no empty list elements in the address
+/// headers.
 fn check_headers(req: &Request) -> Result<(), String> {
     for name in ["From", "To", "Call-ID", "CSeq", "Content-Length", "Content-Type", "Max-Forwards"] {
         if req.headers.iter().filter(|h| h.name().eq_ignore_ascii_case(name)).count() > 1 {
@@ -351,12 +313,6 @@ fn check_headers(req: &Request) -> Result<(), String> {
         && v.parse::<u8>().is_err()
     {
         return Err("bad Max-Forwards".into());
-    }
-    if let Some(v) = header_value(req, "Content-Length") {
-        let declared: usize = v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
-        if declared > req.body.len() {
-            return Err(format!("Content-Length {declared} exceeds the body ({} bytes)", req.body.len()));
-        }
     }
     for h in req.headers.iter() {
         let name = h.name();
@@ -581,6 +537,33 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-eve
         let mismatch = base.replace("1 INVITE", "1 BYE");
         assert_eq!(classify_bytes(mismatch.as_bytes(), localhost(), &Policy::permissive()).status(), Some(400));
         assert_eq!(classify_bytes(b"\x00\x01garbage", localhost(), &Policy::permissive()), Decision::Drop);
+    }
+
+    #[test]
+    fn an_invite_needs_a_contact_unless_it_comes_from_rfc_2543() {
+        let no_contact = invite(SDP).replace("Contact: <sip:caller@127.0.0.1:5070>\r\n", "");
+        assert_eq!(classify_bytes(no_contact.as_bytes(), localhost(), &Policy::permissive()).status(), Some(400));
+        // Without RFC 3261's branch cookie: an RFC 2543 element, which need not send Contact.
+        let rfc2543 = no_contact.replace(";branch=z9hG4bK-1", "");
+        assert_eq!(classify_bytes(rfc2543.as_bytes(), localhost(), &Policy::permissive()).status(), Some(200));
+    }
+
+    #[test]
+    fn unparsable_requests_get_the_transport_answer() {
+        let base = invite(SDP);
+        let cases = [
+            (base.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"), Some(505)),
+            (base.replace("INVITE sip:4951234500", "INVITE  sip:4951234500"), Some(400)),
+            (base.replace("Content-Length: ", "Content-Length: 9"), Some(400)),
+            (base.replace("Ivan", "Iv\u{e4}n").replace('\u{e4}', "\u{fffd}"), Some(200)),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(classify_bytes(msg.as_bytes(), localhost(), &Policy::permissive()).status(), want, "{msg}");
+        }
+        let mut latin1 = base.into_bytes();
+        let at = latin1.windows(4).position(|w| w == b"Ivan").unwrap_or(0);
+        latin1[at + 2] = 0xe4; // "Ivän" in Latin-1: not UTF-8
+        assert_eq!(classify_bytes(&latin1, localhost(), &Policy::permissive()).status(), Some(400));
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //! ring_delay = "0s"                # between 180 Ringing and 200 OK
 //! allow_from = ["127.0.0.1", "192.0.2.0/24"]   # empty: INVITEs from anywhere
 //! user = "voicemail"               # user part of our Contact
+//! max_connections = 256            # TCP connections open at once; more are closed at once
+//! max_connections_per_source = 32  # the same, per remote IP address
+//! idle_timeout = "300s"            # a TCP connection that sends nothing this long is closed
+//! invite_rate = 10                 # INVITEs per second and source; more get 503 (0: no limit)
+//! invite_burst = 50                # INVITEs one source may send at once before the rate applies
 //!
 //! [[sip.accounts]]                 # optional registrations
 //! registrar = "sip:pbx.example.com"
@@ -90,7 +95,8 @@ impl AddrRule {
     }
 }
 
-fn normalize(ip: IpAddr) -> IpAddr {
+/// IPv4-mapped IPv6 addresses as their IPv4 address.
+pub(crate) fn normalize(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
@@ -114,7 +120,7 @@ fn prefix_match(net: &[u8], ip: &[u8], prefix: u8) -> bool {
 }
 
 /// The SIP endpoint's settings. [`SipConfig::default`] is what an absent `[sip]` table means.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SipConfig {
     /// Address and port SIP listens on, for UDP and TCP (`listen`, default `127.0.0.1:5060`).
     /// Port 0 picks a free port (the same for UDP and TCP); see
@@ -139,6 +145,22 @@ pub struct SipConfig {
     pub user: String,
     /// Accounts to REGISTER with a registrar (`[[sip.accounts]]`).
     pub accounts: Vec<Account>,
+    /// The most TCP connections open at once (`max_connections`, default 256); a connection
+    /// accepted beyond it is closed at once. Outbound ones count too.
+    pub max_connections: usize,
+    /// The most TCP connections open at once from one IP address
+    /// (`max_connections_per_source`, default 32).
+    pub max_connections_per_source: usize,
+    /// A TCP connection that sends nothing (not even a keep-alive) for this long is closed
+    /// (`idle_timeout`, default `"300s"`).
+    pub idle_timeout: Duration,
+    /// The per-source INVITE rate limit: INVITEs per second that one IP address may send in
+    /// the long run (`invite_rate`, default 10; 0 turns the limit off). Beyond it INVITEs get
+    /// 503 Service Unavailable with `Retry-After`.
+    pub invite_rate: f64,
+    /// How many INVITEs one IP address may send at once before [`SipConfig::invite_rate`]
+    /// applies (`invite_burst`, default 50).
+    pub invite_burst: u32,
 }
 
 impl Default for SipConfig {
@@ -154,6 +176,11 @@ impl Default for SipConfig {
             allow_from: Vec::new(),
             user: "voicemail".to_owned(),
             accounts: Vec::new(),
+            max_connections: 256,
+            max_connections_per_source: 32,
+            idle_timeout: Duration::from_secs(300),
+            invite_rate: 10.0,
+            invite_burst: 50,
         }
     }
 }
@@ -174,6 +201,11 @@ struct RawSip {
     user: Option<String>,
     #[serde(default)]
     accounts: Vec<RawAccount>,
+    max_connections: Option<i64>,
+    max_connections_per_source: Option<i64>,
+    idle_timeout: Option<String>,
+    invite_rate: Option<f64>,
+    invite_burst: Option<i64>,
 }
 
 /// Every key is optional here so that a missing required one is reported with its own path
@@ -286,6 +318,38 @@ impl RawSip {
             }
             config.user = s.clone();
         }
+        if let Some(n) = self.max_connections {
+            config.max_connections = int_in("sip.max_connections", n, 1, 100_000)?;
+        }
+        if let Some(n) = self.max_connections_per_source {
+            config.max_connections_per_source = int_in("sip.max_connections_per_source", n, 1, 100_000)?;
+        }
+        if config.max_connections_per_source > config.max_connections {
+            return Err(SipConfigError::new(
+                "sip.max_connections_per_source",
+                format!("expected at most sip.max_connections ({})", config.max_connections),
+            ));
+        }
+        if let Some(s) = &self.idle_timeout {
+            let d =
+                voicemail_core::config::parse_duration(s).map_err(|m| SipConfigError::new("sip.idle_timeout", m))?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+                return Err(SipConfigError::new("sip.idle_timeout", format!("expected 1s to 24h, found {s:?}")));
+            }
+            config.idle_timeout = d;
+        }
+        if let Some(r) = self.invite_rate {
+            if !(0.0..=100_000.0).contains(&r) {
+                return Err(SipConfigError::new(
+                    "sip.invite_rate",
+                    format!("expected 0 to 100000 per second, found {r}"),
+                ));
+            }
+            config.invite_rate = r;
+        }
+        if let Some(n) = self.invite_burst {
+            config.invite_burst = int_in("sip.invite_burst", n, 1, 1_000_000)?;
+        }
         for (i, account) in self.accounts.into_iter().enumerate() {
             config.accounts.push(account.validate(&format!("sip.accounts[{i}]"))?);
         }
@@ -329,6 +393,14 @@ impl RawAccount {
     }
 }
 
+/// `n` as an integer type when it lies in `min..=max`, else an error naming `key`.
+fn int_in<T: TryFrom<i64>>(key: &str, n: i64, min: i64, max: i64) -> Result<T, SipConfigError> {
+    match T::try_from(n) {
+        Ok(v) if (min..=max).contains(&n) => Ok(v),
+        _ => Err(SipConfigError::new(key, format!("expected {min} to {max}, found {n}"))),
+    }
+}
+
 fn is_user_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '_' | '.')
 }
@@ -368,6 +440,11 @@ mod tests {
             max_calls = 7
             ring_delay = "2s"
             allow_from = ["127.0.0.1", "10.0.0.0/8"]
+            max_connections = 64
+            max_connections_per_source = 8
+            idle_timeout = "30s"
+            invite_rate = 0.5
+            invite_burst = 4
             [[sip.accounts]]
             registrar = "sip:127.0.0.1:5062"
             username = "vm"
@@ -384,6 +461,21 @@ mod tests {
         assert!(c.allow_from[0].contains("::ffff:127.0.0.1".parse().unwrap()));
         assert_eq!(c.accounts[0].expires, 600);
         assert_eq!(c.advertised_ip().to_string(), "192.0.2.10");
+        assert_eq!((c.max_connections, c.max_connections_per_source), (64, 8));
+        assert_eq!(c.idle_timeout, Duration::from_secs(30));
+        assert_eq!((c.invite_rate, c.invite_burst), (0.5, 4));
+    }
+
+    #[test]
+    fn abuse_limits_are_on_by_default_and_the_rate_takes_integers() {
+        let c = SipConfig::default();
+        assert_eq!((c.max_connections, c.max_connections_per_source), (256, 32));
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!((c.invite_rate, c.invite_burst), (10.0, 50));
+        let c = SipConfig::from_toml_str("[sip]\ninvite_rate = 3\n").unwrap();
+        assert_eq!(c.invite_rate, 3.0);
+        let off = SipConfig::from_toml_str("[sip]\ninvite_rate = 0\n").unwrap();
+        assert_eq!(off.invite_rate, 0.0);
     }
 
     #[test]
@@ -403,6 +495,14 @@ mod tests {
             ("[sip]\nallow_from = [\"1.2.3.4/40\"]", "sip.allow_from[0]"),
             ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.advertise_ip"),
             ("[sip]\ntransports = [\"sctp\"]", "sip.transports[0]"),
+            ("[sip]\nmax_connections = 0", "sip.max_connections"),
+            ("[sip]\nmax_connections = 10\nmax_connections_per_source = 20", "sip.max_connections_per_source"),
+            ("[sip]\nidle_timeout = \"0s\"", "sip.idle_timeout"),
+            ("[sip]\nidle_timeout = \"soon\"", "sip.idle_timeout"),
+            ("[sip]\ninvite_rate = -1", "sip.invite_rate"),
+            ("[sip]\ninvite_rate = nan", "sip.invite_rate"),
+            ("[sip]\ninvite_rate = \"fast\"", "sip.invite_rate"),
+            ("[sip]\ninvite_burst = 0", "sip.invite_burst"),
             ("[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"", "sip.accounts[0].password"),
             (
                 "[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"\npassword = \"p\"\nfoo = 1",

@@ -1,10 +1,14 @@
 //! The SIP endpoint: transports, the request loop, and one supervisor per call.
 //!
 //! ```text
-//!  UDP/TCP ──► rsipstack (transport, transactions, dialogs)
+//!  UDP/TCP ──► rsipstack (transport, transactions, dialogs); it answers what does not parse
+//!                 │ (400/501/505, patches/rsipstack), caps TCP connections (`max_connections`,
+//!                 │ `max_connections_per_source`) and closes idle ones (`idle_timeout`)
 //!                 │ incoming transactions
 //!                 ▼
-//!           Endpoint::run ── classify_request ──► Reply (4xx/5xx/OPTIONS 200)
+//!           Endpoint::run ── INVITE rate limit per source (503 + Retry-After)
+//!                 │
+//!                 ├── classify_request ──► Reply (4xx/5xx/OPTIONS 200)
 //!                 │                       └─────► InDialog (BYE, ACK, INFO, re-INVITE → dialog)
 //!                 ▼ NewCall
 //!           call supervisor (one task per call): RTP socket, SDP answer (400/488 end here),
@@ -40,6 +44,7 @@ use voicemail_core::{CallLease, CallSetup, Mailbox, MessageMeta, StartedCall};
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
 use crate::error::{Error, Result};
+use crate::limit::{InviteLimiter, LogLimiter};
 use crate::media::{self, MediaCommand, PortPool};
 use crate::register::{AccountStatus, RegistrationHandle};
 use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
@@ -50,6 +55,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 const BYE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Retry-After` (seconds) of the 503 that new calls get while the spool is full.
 const FULL_RETRY_AFTER_S: u32 = 60;
+/// Warnings a peer can cause with every request: at most this many of each kind per
+/// [`LOG_INTERVAL`].
+const LOG_LINES: u32 = 5;
+/// See [`LOG_LINES`].
+const LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The sending end of the application's message stream; `None` once [`Endpoint::run`] returned.
 type MessageSender = Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>;
@@ -148,6 +158,10 @@ struct Shared {
     local_addr: SocketAddr,
     rng: Mutex<rand::rngs::SmallRng>,
     registrations: Mutex<Option<RegistrationHandle>>,
+    /// The per-source INVITE rate limit (`invite_rate`, `invite_burst`).
+    invites: Mutex<InviteLimiter>,
+    /// Rate limit of the warnings a peer can cause at will.
+    log_limit: LogLimiter,
 }
 
 impl Shared {
@@ -244,6 +258,7 @@ impl Endpoint {
         let seed = seed();
         // RTP binds where SIP listens; the SDP names the advertised address.
         let ports = PortPool::new(sip.listen.ip(), sip.rtp_ports.0, sip.rtp_ports.1);
+        let invites = Mutex::new(InviteLimiter::new(sip.invite_rate, sip.invite_burst));
         let shared = Arc::new(Shared {
             sip,
             mailbox,
@@ -257,6 +272,8 @@ impl Endpoint {
             local_addr,
             rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
             registrations: Mutex::new(None),
+            invites,
+            log_limit: LogLimiter::new(LOG_LINES, LOG_INTERVAL),
         });
         Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token, background: true })
     }
@@ -389,15 +406,28 @@ fn seed() -> u64 {
     h.finish()
 }
 
-/// Binds UDP and TCP on the configured address; port 0 picks one free for both.
+/// The OS error inside a stack error (its errno kept: a busy port is `AddrInUse`), else the
+/// stack's words.
+fn io_error(e: rsipstack::Error) -> std::io::Error {
+    match e {
+        rsipstack::Error::IoError(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+/// Binds UDP and TCP on the configured address; port 0 picks one free for both. TCP
+/// connections are capped (`max_connections`, `max_connections_per_source`) and closed after
+/// `idle_timeout` without traffic.
 async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &CancellationToken) -> Result<SocketAddr> {
+    layer.set_stream_connection_limits(sip.max_connections, sip.max_connections_per_source);
+    layer.set_stream_idle_timeout(sip.idle_timeout);
     let want = sip.listen;
     for _attempt in 0..20 {
         let mut addr = want;
         let udp = if sip.udp {
             let conn = UdpConnection::create_connection(addr, None, Some(token.child_token()))
                 .await
-                .map_err(|e| Error::Bind { transport: "udp", addr, source: std::io::Error::other(e.to_string()) })?;
+                .map_err(|e| Error::Bind { transport: "udp", addr, source: io_error(e) })?;
             let bound = conn.get_addr().get_socketaddr().unwrap_or(addr);
             addr.set_port(bound.port());
             Some(conn)
@@ -445,6 +475,17 @@ fn source_of(tx: &Transaction) -> IpAddr {
 
 fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
     let source = source_of(&tx);
+    if tx.original.method == Method::Invite && !classify::has_to_tag(&tx.original) {
+        let limited = shared.invites.lock().unwrap_or_else(|e| e.into_inner()).check(source, Instant::now());
+        if let Err(retry_after) = limited {
+            if let Some(suppressed) = shared.log_limit.allow("invite-rate", Instant::now()) {
+                tracing::warn!(%source, retry_after, suppressed, "INVITE rate limit of the source exceeded: 503");
+            }
+            let why = "INVITE rate limit".to_owned();
+            tokio::spawn(send_reply(tx, Reply { status: 503, extra: ReplyExtra::RetryAfter(retry_after), why }));
+            return;
+        }
+    }
     let dialog = shared.dialogs.match_dialog(&tx);
     let allow_from = shared.sip.allow_from.as_slice();
     let policy = Policy {
@@ -529,7 +570,9 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     let socket = match shared.ports.bind() {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %e, "no RTP port for a new call");
+            if let Some(suppressed) = shared.log_limit.allow("no-rtp-port", Instant::now()) {
+                tracing::warn!(error = %e, suppressed, "no RTP port for a new call");
+            }
             send_reply(tx, Reply { status: 503, extra: ReplyExtra::RetryAfter(5), why: e.to_string() }).await;
             return;
         }
@@ -573,7 +616,9 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         Ok(Ok(StartedCall { call, lease })) => (call, lease),
         Ok(Err(e)) => {
             let reply = if e.is_full() {
-                tracing::warn!(caller = %parties.caller, %source, error = %e, "the spool is full: call refused with 503");
+                if let Some(suppressed) = shared.log_limit.allow("spool-full", Instant::now()) {
+                    tracing::warn!(caller = %parties.caller, %source, error = %e, suppressed, "the spool is full: call refused with 503");
+                }
                 Reply { status: 503, extra: ReplyExtra::RetryAfter(FULL_RETRY_AFTER_S), why: e.to_string() }
             } else {
                 tracing::error!(caller = %parties.caller, %source, error = %e, "cannot start the call");

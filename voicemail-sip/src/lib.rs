@@ -7,9 +7,11 @@
 //! message, which then reaches the application's stream ([`Endpoint::messages`]).
 //!
 //! - [`Endpoint`]: UDP and TCP transports, transactions and dialogs (rsipstack, kept behind
-//!   this crate's API), INVITE/ACK/BYE/CANCEL/OPTIONS/INFO/re-INVITE handling, a source
-//!   allow-list, a call limit, `503` with `Retry-After` while the spool is full, and graceful
-//!   shutdown. [`Endpoint::run`] also runs the mailbox's background work (deliveries and
+//!   this crate's API, patched to answer what does not parse: `patches/rsipstack/PATCH.md`),
+//!   INVITE/ACK/BYE/CANCEL/OPTIONS/INFO/re-INVITE handling, a source allow-list, a call limit,
+//!   a per-source INVITE rate limit and `503` with `Retry-After` while the spool is full, caps
+//!   on TCP connections with an idle timeout, rate-limited warnings, and graceful shutdown.
+//!   [`Endpoint::run`] also runs the mailbox's background work (deliveries and
 //!   recovery, [`voicemail_core::runner::Runner`]) unless
 //!   [`Endpoint::without_background_work`] says the embedder runs it elsewhere.
 //! - [`classify`]: the pure decision for each incoming request (fuzzed and corpus-tested).
@@ -47,6 +49,7 @@ pub mod classify;
 pub mod config;
 mod endpoint;
 pub mod error;
+mod limit;
 pub mod media;
 pub mod register;
 pub mod sdp;

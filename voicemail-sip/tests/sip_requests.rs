@@ -1,10 +1,10 @@
 //! The endpoint's answers to single requests, sent by hand over UDP: OPTIONS gets 200 with
-//! `Allow` and `Accept`; REGISTER gets 405 with `Allow`; BYE and INFO outside a dialog get 481;
-//! an INVITE without a common codec gets 488, one with a non-SDP body 415, one requiring an
-//! extension 420; an INVITE from outside `sip.allow_from` gets 403; beyond `sip.max_calls`
-//! 486; after a shutdown request 503 (and the ringing call is ended with 480 and still becomes
-//! a message). Garbage and truncated messages get no answer and change nothing: the endpoint
-//! keeps answering.
+//! `Allow` and `Accept`; REGISTER gets 405 with `Allow`; an unknown method 501 with `Allow`;
+//! BYE and INFO outside a dialog get 481; an INVITE without a common codec gets 488, one with
+//! a non-SDP body 415, one requiring an extension 420; an INVITE from outside
+//! `sip.allow_from` gets 403; beyond `sip.max_calls` 486; after a shutdown request 503 (and
+//! the ringing call is ended with 480 and still becomes a message). A truncated request gets 400; garbage gets no answer; neither changes anything:
+//! the endpoint keeps answering.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 
@@ -103,6 +103,11 @@ fn out_of_dialog_requests() {
     assert_eq!(final_status(&r), 405, "{r:?}");
     assert!(header(r.last().unwrap(), "Allow").is_some());
 
+    // An unknown method does not parse: the stack answers 501 with what the endpoint allows.
+    let r = peer.request("FOO", "foo-1", "", "");
+    assert_eq!(final_status(&r), 501, "{r:?}");
+    assert!(header(r.last().unwrap(), "Allow").is_some_and(|a| a.contains("INVITE") && a.contains("BYE")), "{r:?}");
+
     assert_eq!(final_status(&peer.request("BYE", "bye-1", "", "")), 481);
     assert_eq!(final_status(&peer.request("INFO", "info-1", "Content-Type: application/dtmf\r\n", "5")), 481);
 
@@ -116,19 +121,23 @@ fn out_of_dialog_requests() {
     assert_eq!(final_status(&r), 420, "{r:?}");
     assert_eq!(header(r.last().unwrap(), "Unsupported"), Some("100rel"));
 
-    // Malformed input: never answered, never fatal.
-    for junk in [
+    // Malformed input is never fatal. A truncated request that names its Via gets 400 (the
+    // stack answers what starts like a request, RFC 3261 §21.4.1); what has no Via, responses
+    // and garbage get no answer (a bare CRLFCRLF is a keep-alive ping, RFC 5626 §3.5.1, and
+    // gets its CRLF pong: not junk).
+    let junk = Peer::new(ep.addr);
+    junk.send_raw(b"INVITE sip:vm@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK-x\r\n");
+    assert_eq!(final_status(&junk.responses()), 400);
+    for bytes in [
         &b"\x00\x01\x02\xff garbage"[..],
-        b"INVITE sip:vm@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK-x\r\n",
         b"INVITE sip:vm@127.0.0.1 SIP/2.0\r\nContent-Length: 99999999999999999999\r\n\r\n",
         b"SIP/2.0 200 OK\r\n\r\n",
-        b"\r\n\r\n",
         b"FOO bar baz\r\n\r\n",
     ] {
-        peer.send_raw(junk);
+        junk.send_raw(bytes);
     }
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(final_status(&peer.request("OPTIONS", "opt-2", "", "")), 200, "the endpoint still answers");
+    assert!(junk.responses().is_empty(), "no answer to the rest of the junk");
     assert_eq!(ep.handle.active_calls(), 0);
 }
 

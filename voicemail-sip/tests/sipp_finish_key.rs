@@ -54,7 +54,7 @@ fn finish_with(name: &str, tag: &str, pcap: Option<String>) {
 
 #[test]
 fn pound_as_rfc4733_events_ends_the_call() {
-    let Some(corpus) = common::corpus_dir() else { return };
+    let Some(corpus) = common::netns::corpus_dir() else { return };
     let pcap = corpus.join("rtp/sipp/dtmf_2833_pound.pcap");
     finish_with("uac_finish_key_rfc4733", "dtmf4733", Some(pcap.to_string_lossy().into_owned()));
 }

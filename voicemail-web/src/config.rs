@@ -85,7 +85,8 @@ pub struct WebConfig {
     /// reverse proxy or reached by a name: links in e-mails use it, and an `https` URL makes
     /// the session cookie `Secure`.
     pub public_url: Option<String>,
-    /// A message not called back this long after its call is marked overdue (`overdue_after`,
+    /// A message not called back this long after its call is marked overdue when the mailbox
+    /// has no `[followup]` (with it, `remind_after` in business hours decides) (`overdue_after`,
     /// default 4 h, wall-clock time).
     pub overdue_after: Duration,
     /// How long a sign-in lasts (`session_lifetime`, default 12 h).

@@ -50,7 +50,8 @@ pub(crate) struct MessageView {
     pub called_back_by: Option<String>,
     pub called_back_at: Option<String>,
     pub note: Option<String>,
-    /// Not called back and older than `overdue_after`.
+    /// Not called back in time: past `[followup] remind_after` (in business hours) when the
+    /// mailbox has reminders, else older than `[web] overdue_after`.
     pub overdue: bool,
     /// Only for one message: its history, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,6 +79,15 @@ pub(crate) struct Viewer<'a> {
 }
 
 impl Viewer<'_> {
+    /// Whether a call that started at `started` (`age` ago) waits too long: the reminders'
+    /// first threshold in business hours when `[followup]` is set, else `overdue_after`.
+    fn is_late(&self, started: Timestamp, age: Duration) -> bool {
+        match &self.config.followup {
+            Some(f) => self.config.schedule.business_time_between(started, self.now) >= f.remind_after,
+            None => age >= self.overdue_after,
+        }
+    }
+
     fn local(&self, at: Timestamp) -> String {
         local_time(at, &self.config.timezone)
     }
@@ -122,7 +132,7 @@ impl Viewer<'_> {
             called_back_by,
             called_back_at,
             note,
-            overdue: stored && !m.followup.is_called_back() && age_std >= self.overdue_after,
+            overdue: stored && !m.followup.is_called_back() && self.is_late(m.meta.started_at, age_std),
             history: with_history.then(|| {
                 m.history
                     .iter()

@@ -16,6 +16,8 @@ use voicemail_core::store::Lifecycle;
 use voicemail_core::{Codec, CodecKind, Mailbox, MessageMeta, Prompt};
 use voicemail_sip::{Endpoint, EndpointHandle, SipConfig};
 
+pub mod netns;
+
 /// A fresh directory under the system temp dir, removed on drop (kept with
 /// `VOICEMAIL_KEEP_TEMP=1`).
 pub fn temp_dir(tag: &str) -> tempfile::TempDir {
@@ -42,19 +44,6 @@ pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
         eprintln!("SKIPPED: {msg}");
     }
     found
-}
-
-/// The shared corpus directory, or `None` after printing why.
-pub fn corpus_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("VOICEMAIL_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: corpus not found at {} (set VOICEMAIL_CORPUS to its path)", dir.display());
-        None
-    }
 }
 
 /// How long the default greeting and the beep play: recording starts this long after the 200 OK.
@@ -106,6 +95,7 @@ impl TestEndpoint {
         config.load_prompts().unwrap();
         edit(&mut config);
         let sip_config = SipConfig::from_table(config.sip.as_ref()).unwrap();
+        let tcp = sip_config.tcp;
         let spool = config.spool.clone();
         let mailbox = Mailbox::open(config).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -117,6 +107,14 @@ impl TestEndpoint {
         let handle = endpoint.handle();
         let addr = endpoint.local_addr();
         let run = rt.spawn(endpoint.run());
+        if tcp {
+            // rsipstack starts listening on TCP once `run` serves: wait for it.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(addr).is_err() {
+                assert!(Instant::now() < deadline, "the endpoint does not listen on TCP {addr}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         TestEndpoint { rt, handle, addr, spool, mailbox, messages, run: Some(run), dir }
     }
 
@@ -463,4 +461,12 @@ pub fn rms(samples: &[i16]) -> f64 {
 /// Duration in ms of a message's WAV, from its sample count.
 pub fn wav_ms(meta: &MessageMeta) -> u64 {
     read_recording(meta).len() as u64 / 8
+}
+
+/// Logs the endpoint's tracing output to stderr when `VOICEMAIL_TEST_LOG` holds a filter
+/// (like `debug` or `info,rsipstack=debug`); for debugging a test.
+pub fn log_to_stderr() {
+    if let Ok(filter) = std::env::var("VOICEMAIL_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
 }
