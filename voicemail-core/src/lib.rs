@@ -40,6 +40,8 @@ pub mod followup;
 #[cfg(feature = "mailbox")]
 mod greeting_file;
 #[cfg(feature = "mailbox")]
+pub mod imapsync;
+#[cfg(feature = "mailbox")]
 pub mod mailbox;
 #[cfg(feature = "mailbox")]
 pub mod remind;

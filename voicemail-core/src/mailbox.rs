@@ -247,6 +247,8 @@ struct Inner {
     listeners: Mutex<Vec<(Subscription, Listener)>>,
     /// Bumped (and waited on) when a message is stored: wakes delivery workers.
     stored: (Mutex<u64>, Condvar),
+    /// Bumped by every follow-up change made through this mailbox: the IMAP watcher looks.
+    changes: AtomicU64,
 }
 
 /// One mailbox: its configuration, spool and store. Cheap to clone; safe to share between
@@ -330,6 +332,7 @@ impl Mailbox {
                 pending: Mutex::new(Vec::new()),
                 listeners: Mutex::new(Vec::new()),
                 stored: (Mutex::new(0), Condvar::new()),
+                changes: AtomicU64::new(0),
             }),
         };
         crate::store::legacy::import(&mailbox.inner.spool, mailbox.store())?;
@@ -755,34 +758,55 @@ impl Mailbox {
         self.inner.retry
     }
 
+    /// The recording of `meta` (a valid empty WAV when it has none).
+    fn recording_of(meta: &MessageMeta) -> Result<Vec<u8>, DeliveryError> {
+        match meta.wav_path.as_deref().map(std::fs::read) {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(deliver::empty_wav()),
+            Some(Err(e)) => Err(DeliveryError::Maildir { path: meta.wav_path.clone().unwrap_or_default(), source: e }),
+            None => Ok(deliver::empty_wav()),
+        }
+    }
+
+    /// The message's own e-mail in follow-up state `followup`, with the IMAP keywords of that
+    /// state: what delivery APPENDs, and what the IMAP watcher puts back.
+    pub(crate) fn email_for(&self, meta: &MessageMeta, followup: &FollowUp) -> Result<OutgoingEmail, DeliveryError> {
+        let wav = Self::recording_of(meta)?;
+        let ctx = route::email_context(&self.inner.config, meta, followup);
+        let email = deliver::build_email(meta, &wav, &ctx).map_err(|e| DeliveryError::Config(e.to_string()))?;
+        let keywords = deliver::imap_keywords(followup).iter().map(|k| (*k).to_owned()).collect();
+        Ok(OutgoingEmail { keywords, ..email })
+    }
+
+    /// The `Message-ID` (without angle brackets) of the message's own e-mail.
+    pub(crate) fn message_id_of(&self, meta: &MessageMeta) -> String {
+        let ctx = route::email_context(&self.inner.config, meta, &FollowUp::New);
+        deliver::message_id_for(meta.id.as_str(), &ctx.from)
+    }
+
+    /// How many follow-up changes were made through this mailbox (in this process).
+    pub(crate) fn change_count(&self) -> u64 {
+        self.inner.changes.load(Ordering::SeqCst)
+    }
+
     /// Builds the e-mail (from the stored metadata and the recording) and hands it to `t`; a
     /// reminder goes to its own recipients only, by SMTP.
     fn attempt(&self, t: &dyn Target, c: &crate::store::Claim, now: Timestamp) -> Result<String, DeliveryError> {
         let meta = &c.meta;
-        let wav = match meta.wav_path.as_deref().map(std::fs::read) {
-            Some(Ok(bytes)) => bytes,
-            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => deliver::empty_wav(),
-            Some(Err(e)) => {
-                return Err(DeliveryError::Maildir { path: meta.wav_path.clone().unwrap_or_default(), source: e });
-            }
-            None => deliver::empty_wav(),
+        let Some(step) = c.reminder else {
+            let email = self.email_for(meta, &c.followup)?;
+            let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
+            return t.deliver(&email).map(|ack| ack.detail);
         };
-        let config = &self.inner.config;
-        let ctx = route::email_context(config, meta, &c.followup);
-        if let Some(step) = c.reminder {
-            let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
-                return Err(DeliveryError::Config(
-                    "reminders go by smtp, and [delivery.smtp] is not configured".into(),
-                ));
-            };
-            let reminder = self.reminder_for(meta, step, &c.extra_to, now);
-            let email = deliver::build_reminder(meta, &wav, &ctx, &reminder)
-                .map_err(|e| DeliveryError::Config(e.to_string()))?;
-            return smtp.deliver(&email).map(|ack| ack.detail);
-        }
-        let email = deliver::build_email(meta, &wav, &ctx).map_err(|e| DeliveryError::Config(e.to_string()))?;
-        let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
-        t.deliver(&email).map(|ack| ack.detail)
+        let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
+            return Err(DeliveryError::Config("reminders go by smtp, and [delivery.smtp] is not configured".into()));
+        };
+        let wav = Self::recording_of(meta)?;
+        let ctx = route::email_context(&self.inner.config, meta, &c.followup);
+        let reminder = self.reminder_for(meta, step, &c.extra_to, now);
+        let email =
+            deliver::build_reminder(meta, &wav, &ctx, &reminder).map_err(|e| DeliveryError::Config(e.to_string()))?;
+        smtp.deliver(&email).map(|ack| ack.detail)
     }
 
     /// The reminder `step` of `meta` to `to`, sent at `now`: how long the message has waited
@@ -856,6 +880,7 @@ impl Mailbox {
         now: Timestamp,
     ) -> Result<StoredMessage, MailboxError> {
         let message = self.store().change(id, change, by, now)?;
+        self.inner.changes.fetch_add(1, Ordering::SeqCst);
         if let Change::Delete { force_reason } = change {
             if let Some(reason) = force_reason.as_deref().filter(|_| !message.followup.is_called_back()) {
                 tracing::warn!(%id, %by, reason, "forced deletion of a message that was not called back");
