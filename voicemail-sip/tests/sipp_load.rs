@@ -143,11 +143,6 @@ fn fifty_concurrent_calls_are_all_recorded() {
         failures.len(),
         failures[..failures.len().min(5)].join("\n")
     );
-    eprintln!(
-        "WAV ms min {} median {} max {}",
-        lengths[0],
-        lengths[lengths.len() / 2],
-        lengths[lengths.len() - 1]
-    );
+    eprintln!("WAV ms min {} median {} max {}", lengths[0], lengths[lengths.len() / 2], lengths[lengths.len() - 1]);
     ep.stop();
 }
