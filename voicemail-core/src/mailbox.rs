@@ -784,6 +784,13 @@ impl Mailbox {
         deliver::message_id_for(meta.id.as_str(), &ctx.from)
     }
 
+    /// A number that grows with every change to the store's messages (stored, assigned,
+    /// called back, deleted, delivered...), made by this or any other process using the same
+    /// spool: poll it to notice changes cheaply.
+    pub fn change_mark(&self) -> Result<i64, MailboxError> {
+        Ok(self.store().change_mark()?)
+    }
+
     /// How many follow-up changes were made through this mailbox (in this process).
     pub(crate) fn change_count(&self) -> u64 {
         self.inner.changes.load(Ordering::SeqCst)

@@ -188,6 +188,14 @@ pub fn classify_request(req: &Request, source: IpAddr, dialog_known: bool, polic
     }
 }
 
+/// The checks every request passes before anything else (version, header syntax, URI
+/// scheme, `Require`); the error is the reply (400, 416, 420 or 505). The endpoint runs them
+/// on the SUBSCRIBEs it takes for message-waiting indication ([`crate::mwi`]), which do not
+/// go through [`classify_request`].
+pub fn check_request(req: &Request) -> Result<(), Reply> {
+    validate(req)
+}
+
 /// Whether the request's To header has a tag: it belongs to a dialog (RFC 3261 §12.2.2).
 pub fn has_to_tag(req: &Request) -> bool {
     req.to_header().ok().and_then(|t| t.tag().ok().flatten()).is_some()

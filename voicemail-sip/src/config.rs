@@ -50,7 +50,7 @@ pub struct SipConfigError {
 }
 
 impl SipConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self { key: key.into(), message: message.into() }
     }
 }
@@ -168,6 +168,9 @@ pub struct SipConfig {
     /// 64·T1 as RFC 3261 §13.3.1.4 says). A call not ACKed by then is hung up with BYE, its
     /// call slot freed, and it leaves no message (it is logged with the caller's number).
     pub ack_timeout: Duration,
+    /// Message-waiting indication for managers' phones (`[sip.mwi]`,
+    /// [`crate::mwi::MwiConfig`]); `None`: SUBSCRIBE gets 405.
+    pub mwi: Option<crate::mwi::MwiConfig>,
 }
 
 impl Default for SipConfig {
@@ -189,6 +192,7 @@ impl Default for SipConfig {
             invite_rate: 10.0,
             invite_burst: 50,
             ack_timeout: Duration::from_secs(32),
+            mwi: None,
         }
     }
 }
@@ -215,6 +219,7 @@ struct RawSip {
     invite_rate: Option<f64>,
     invite_burst: Option<i64>,
     ack_timeout: Option<String>,
+    mwi: Option<crate::mwi::RawMwi>,
 }
 
 /// Every key is optional here so that a missing required one is reported with its own path
@@ -382,6 +387,9 @@ impl RawSip {
         }
         for (i, account) in self.accounts.into_iter().enumerate() {
             config.accounts.push(account.validate(&format!("sip.accounts[{i}]"))?);
+        }
+        if let Some(mwi) = self.mwi {
+            config.mwi = Some(mwi.validate()?);
         }
         if config.listen.ip().is_unspecified() && config.advertise_ip.is_none() {
             return Err(SipConfigError::new(

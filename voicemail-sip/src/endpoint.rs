@@ -24,9 +24,12 @@
 //!
 //!  Mailbox::subscribe ──► Endpoint::messages() (finished calls and recovered ones)
 //!  Runner (deliveries per target, recovery): started and stopped by Endpoint::run
+//!  SUBSCRIBE message-summary (with `[sip.mwi]`) ──► mwi: subscription dialogs, NOTIFYs,
+//!           a watcher of the store's counts per manager (see `endpoint/mwi.rs`)
 //! ```
 
 mod answer;
+mod mwi;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -136,6 +139,17 @@ impl EndpointHandle {
         self.shared.local_addr
     }
 
+    /// Message-waiting subscriptions (`[sip.mwi]`) whose first NOTIFY was answered and that
+    /// have not ended.
+    pub fn mwi_subscriptions(&self) -> usize {
+        self.shared.mwi.as_ref().map_or(0, |m| m.notified_subscriptions.load(Ordering::SeqCst))
+    }
+
+    /// Message-waiting NOTIFYs answered with 2xx so far (in subscriptions and unsolicited).
+    pub fn mwi_notifies(&self) -> u64 {
+        self.shared.mwi.as_ref().map_or(0, |m| m.notifies.load(Ordering::SeqCst))
+    }
+
     /// The registration state of every `[[sip.accounts]]` entry (empty before
     /// [`Endpoint::run`] starts them, or without accounts).
     pub fn registrations(&self) -> Vec<AccountStatus> {
@@ -168,6 +182,8 @@ struct Shared {
     invites: Mutex<InviteLimiter>,
     /// Rate limit of the warnings a peer can cause at will.
     log_limit: LogLimiter,
+    /// Message-waiting indication, with `[sip.mwi]`.
+    mwi: Option<Arc<mwi::MwiService>>,
 }
 
 impl Shared {
@@ -238,19 +254,23 @@ impl Endpoint {
         let stack_token = CancellationToken::new();
         let transports = TransportLayer::new(stack_token.clone());
         let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
+        let mut allows = vec![
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Options,
+            Method::Info,
+            Method::Update,
+        ];
+        if sip.mwi.is_some() {
+            allows.push(Method::Subscribe);
+        }
         let stack = rsipstack::EndpointBuilder::new()
             .with_user_agent(concat!("voicemail/", env!("CARGO_PKG_VERSION")))
             .with_cancel_token(stack_token.clone())
             .with_transport_layer(transports)
-            .with_allows(vec![
-                Method::Invite,
-                Method::Ack,
-                Method::Bye,
-                Method::Cancel,
-                Method::Options,
-                Method::Info,
-                Method::Update,
-            ])
+            .with_allows(allows)
             .build();
         let incoming = stack.incoming_transactions()?;
         let dialogs = DialogLayer::new(stack.inner.clone());
@@ -268,6 +288,16 @@ impl Endpoint {
         // RTP binds where SIP listens; the SDP names the advertised address.
         let ports = PortPool::new(sip.listen.ip(), sip.rtp_ports.0, sip.rtp_ports.1);
         let invites = Mutex::new(InviteLimiter::new(sip.invite_rate, sip.invite_burst));
+        let mwi = sip.mwi.clone().map(|config| Arc::new(mwi::MwiService::new(config)));
+        if let Some(service) = &mwi {
+            // Weak: as for the message stream; a message stored here wakes the watcher.
+            let wake = Arc::downgrade(&service.wake);
+            mailbox.subscribe(move |_| {
+                if let Some(w) = wake.upgrade() {
+                    w.notify_one();
+                }
+            });
+        }
         let shared = Arc::new(Shared {
             sip,
             mailbox,
@@ -283,6 +313,7 @@ impl Endpoint {
             registrations: Mutex::new(None),
             invites,
             log_limit: LogLimiter::new(LOG_LINES, LOG_INTERVAL),
+            mwi,
         });
         Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token, background: true })
     }
@@ -364,6 +395,10 @@ impl Endpoint {
             )?;
             *shared.registrations.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         }
+        let _watcher = shared.mwi.clone().map(|service| {
+            let watcher = tokio::spawn(mwi::watch_store(shared.clone(), service));
+            AbortOnDrop(watcher)
+        });
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         loop {
             if grace_deadline.is_some() && shared.active.load(Ordering::SeqCst) == 0 {
@@ -403,6 +438,15 @@ impl Endpoint {
             }
         }
         Ok(())
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -495,7 +539,25 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
             return;
         }
     }
+    if tx.original.method == Method::Subscribe && shared.mwi.is_some() && !classify::has_to_tag(&tx.original) {
+        tokio::spawn(mwi::on_subscribe(shared.clone(), tx, source));
+        return;
+    }
     let dialog = shared.dialogs.match_dialog(&tx);
+    if let Some(rsipstack::dialog::dialog::Dialog::ServerSubscription(d)) = &dialog
+        && classify::check_request(&tx.original).is_ok()
+    {
+        match tx.original.method {
+            Method::Subscribe => mwi::on_resubscribe(shared, tx, &d.id().to_string()),
+            Method::Ack => {}
+            _ => {
+                // A subscription dialog takes re-SUBSCRIBEs only.
+                let reply = Reply { status: 405, extra: ReplyExtra::AllowAccept, why: "not in a subscription".into() };
+                tokio::spawn(send_reply(tx, reply));
+            }
+        }
+        return;
+    }
     let allow_from = shared.sip.allow_from.as_slice();
     let policy = Policy {
         accepting: shared.accepting.load(Ordering::SeqCst),

@@ -18,6 +18,8 @@
 //! - [`sdp`]: RFC 3264 offer/answer for PCMU/PCMA and telephone-event.
 //! - [`media`]: the RTP port pool and the per-call task that drives the core call.
 //! - [`config`]: the `[sip]` table of the mailbox's TOML file.
+//! - [`mwi`]: message-waiting indication (the lamp on a manager's phone): SUBSCRIBE to
+//!   `message-summary` (RFC 3842, RFC 6665) and unsolicited NOTIFY, when `[sip.mwi]` is set.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -51,6 +53,7 @@ mod endpoint;
 pub mod error;
 mod limit;
 pub mod media;
+pub mod mwi;
 pub mod register;
 pub mod sdp;
 
