@@ -502,11 +502,15 @@ async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &Cancel
                 Err(_) if want.port() == 0 => continue,
                 Err(source) => return Err(Error::Bind { transport: "tcp", addr, source }),
             }
-            let tcp = TcpListenerConnection::new(addr, None).await?;
-            layer.add_transport(tcp.into());
         }
+        // UDP first: the first listener is the one rsipstack names in the Via of in-dialog
+        // requests sent over UDP (BYE, NOTIFY), which must say UDP (RFC 3261 §18.1.1).
         if let Some(udp) = udp {
             layer.add_transport(udp.into());
+        }
+        if sip.tcp {
+            let tcp = TcpListenerConnection::new(addr, None).await?;
+            layer.add_transport(tcp.into());
         }
         return Ok(addr);
     }
