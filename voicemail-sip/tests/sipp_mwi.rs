@@ -21,13 +21,18 @@ const CALLER: &str = "+74951234567";
 const MANAGER: &str = "anna@example.com";
 
 fn start(tag: &str, phone_port: u16) -> TestEndpoint {
+    start_opts(tag, phone_port, "min_expires = 30")
+}
+
+/// [`start`] with extra `[sip.mwi]` lines.
+fn start_opts(tag: &str, phone_port: u16, mwi: &str) -> TestEndpoint {
     let data = common::temp_dir(&format!("{tag}-dir"));
     let csv = data.path().join("clients.csv");
     std::fs::write(&csv, format!("number,client,manager_name,manager_email\n{CALLER},Acme,Anna Petrova,{MANAGER}\n"))
         .unwrap();
     let mailbox = format!("[directory]\npath = \"{}\"\ndefault_region = \"RU\"\n", csv.display());
     let sip = format!(
-        "[sip.mwi]\nmin_expires = 30\npoll_interval = \"200ms\"\n[[sip.mwi.managers]]\nemail = \"{MANAGER}\"\nusers = [\"201\"]\nnotify = [\"sip:201@127.0.0.1:{phone_port}\"]\n"
+        "[sip.mwi]\n{mwi}\npoll_interval = \"200ms\"\n[[sip.mwi.managers]]\nemail = \"{MANAGER}\"\nusers = [\"201\"]\nnotify = [\"sip:201@127.0.0.1:{phone_port}\"]\n"
     );
     let ep = TestEndpoint::start_with(tag, &sip, &mailbox, |c| {
         c.load_directory().unwrap();
@@ -130,16 +135,11 @@ fn a_subscriber_sees_the_lamp_follow_the_managers_messages() {
     ep.stop();
 }
 
-/// Sends one request from `socket` and returns the status line and the response.
+/// Sends a SUBSCRIBE from `socket` and returns the final response.
 fn ask(socket: &UdpSocket, ep: &TestEndpoint, user: &str, event: &str, expires: u32, n: u32) -> String {
-    let local = socket.local_addr().unwrap();
-    let req = format!(
-        "SUBSCRIBE sip:{user}@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-mwi-{n}\r\nFrom: <sip:{user}@{local}>;tag=t{n}\r\nTo: <sip:{user}@{addr}>\r\nCall-ID: mwi-{n}@test\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\nEvent: {event}\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
-        addr = ep.addr
-    );
-    socket.send_to(req.as_bytes(), ep.addr).unwrap();
+    send_subscribe(socket, ep, user, event, expires, n);
     let mut buf = vec![0u8; 65536];
-    // Bounded: at most 20 datagrams (provisional answers are skipped).
+    // Bounded: at most 20 datagrams (provisional answers and NOTIFYs are skipped).
     for _ in 0..20 {
         let (len, _) = socket.recv_from(&mut buf).expect("an answer");
         let text = String::from_utf8_lossy(&buf[..len]).to_string();
@@ -149,6 +149,38 @@ fn ask(socket: &UdpSocket, ep: &TestEndpoint, user: &str, event: &str, expires: 
         return text;
     }
     panic!("no final answer");
+}
+
+/// The next NOTIFY `socket` receives (answered 200 OK), skipping anything else.
+fn next_notify(socket: &UdpSocket) -> String {
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..20 {
+        let (len, from) = socket.recv_from(&mut buf).expect("a NOTIFY");
+        let text = String::from_utf8_lossy(&buf[..len]).to_string();
+        if !text.starts_with("NOTIFY ") {
+            continue;
+        }
+        let headers: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h))
+            })
+            .collect();
+        let ok = format!("SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n", headers.join("\r\n"));
+        socket.send_to(ok.as_bytes(), from).unwrap();
+        return text;
+    }
+    panic!("no NOTIFY");
+}
+
+fn send_subscribe(socket: &UdpSocket, ep: &TestEndpoint, user: &str, event: &str, expires: u32, n: u32) {
+    let local = socket.local_addr().unwrap();
+    let req = format!(
+        "SUBSCRIBE sip:{user}@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-mwi-{n}\r\nFrom: <sip:{user}@{local}>;tag=t{n}\r\nTo: <sip:{user}@{addr}>\r\nCall-ID: mwi-{n}@test\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\nEvent: {event}\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
+        addr = ep.addr
+    );
+    socket.send_to(req.as_bytes(), ep.addr).unwrap();
 }
 
 #[test]
@@ -168,5 +200,34 @@ fn bad_subscriptions_are_refused() {
     let r = ask(&socket, &ep, "201", "message-summary", 100_000, 4);
     assert!(r.starts_with("SIP/2.0 200 "), "{r}");
     assert!(r.contains("Expires: 3600"), "the longest subscription granted: {r}");
+    ep.stop();
+}
+
+/// A subscription not refreshed ends with a final NOTIFY `terminated;reason=timeout`; the
+/// subscriptions of one source are capped (503 beyond).
+#[test]
+fn an_unrefreshed_subscription_expires_and_sources_are_capped() {
+    let phone_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut ep = start_opts("mwi-expiry", phone_port, "min_expires = 1\nmax_subscriptions_per_source = 1");
+    let bind = |ip: &str| {
+        let s = UdpSocket::bind((ip, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    };
+    // One long subscription from 127.0.0.1 fills that source's quota.
+    let (first, second) = (bind("127.0.0.1"), bind("127.0.0.1"));
+    let r = ask(&first, &ep, "201", "message-summary", 600, 1);
+    assert!(r.starts_with("SIP/2.0 200 ") && r.contains("Expires: 600"), "{r}");
+    let r = ask(&second, &ep, "201", "message-summary", 600, 2);
+    assert!(r.starts_with("SIP/2.0 503 ") && r.contains("Retry-After"), "{r}");
+    // Another source (127.0.0.2) subscribes for 1 s and does not refresh.
+    let other = bind("127.0.0.2");
+    let r = ask(&other, &ep, "201", "message-summary", 1, 3);
+    assert!(r.starts_with("SIP/2.0 200 ") && r.contains("Expires: 1"), "{r}");
+    let active = next_notify(&other);
+    assert!(active.contains("Subscription-State: active;expires="), "{active}");
+    assert!(active.contains("Messages-Waiting: no"), "{active}");
+    let last = next_notify(&other);
+    assert!(last.contains("Subscription-State: terminated;reason=timeout"), "{last}");
     ep.stop();
 }
