@@ -13,8 +13,8 @@
 //! single-value headers, a CSeq method that differs from the request's, broken address
 //! syntax), 416 for an unsupported Request-URI scheme, 420 for a `Require`d extension, 415 for
 //! a body that is not SDP, 481 for a request in an unknown dialog, 405 for methods the
-//! endpoint knows but does not accept (REGISTER, SUBSCRIBE, ...), 505 for another SIP
-//! version, 403 for INVITEs from a source outside the allow-list, 503 while shutting down,
+//! endpoint knows but does not accept (REGISTER, SUBSCRIBE without `[sip.mwi]`, ...), 505
+//! for another SIP version, 403 for INVITEs from a source outside the allow-list, 503 while shutting down,
 //! 486 at the call limit, and 488 or 400 from the SDP offer/answer. Malformed request lines,
 //! unknown methods and `Content-Length` errors never get here: rsipstack's parser refuses
 //! them and its transport answers them.

@@ -367,11 +367,7 @@ mod tests {
 
     fn config() -> MwiConfig {
         MwiConfig {
-            managers: vec![Manager {
-                email: "Anna@Example.com".into(),
-                users: vec!["201".into()],
-                notify: vec![],
-            }],
+            managers: vec![Manager { email: "Anna@Example.com".into(), users: vec!["201".into()], notify: vec![] }],
             max_subscriptions: 3,
             max_subscriptions_per_source: 2,
             ..MwiConfig::default()
@@ -381,10 +377,7 @@ mod tests {
     #[test]
     fn body_follows_rfc_3842() {
         let yes = summary_body("sip:201@127.0.0.1", Counts { new: 2, old: 1 });
-        assert_eq!(
-            yes,
-            "Messages-Waiting: yes\r\nMessage-Account: sip:201@127.0.0.1\r\nVoice-Message: 2/1 (0/0)\r\n"
-        );
+        assert_eq!(yes, "Messages-Waiting: yes\r\nMessage-Account: sip:201@127.0.0.1\r\nVoice-Message: 2/1 (0/0)\r\n");
         let no = summary_body("sip:201@127.0.0.1", Counts { new: 0, old: 3 });
         assert!(no.starts_with("Messages-Waiting: no\r\n"), "{no}");
         assert!(no.contains("Voice-Message: 0/3 (0/0)"), "{no}");
@@ -445,7 +438,11 @@ mod tests {
             media: voicemail_core::MediaStats::default(),
         };
         let history = assigned_to
-            .map(|to| HistoryEntry { at: jiff::Timestamp::UNIX_EPOCH, by: "t".into(), event: Event::Assigned { to: to.into() } })
+            .map(|to| HistoryEntry {
+                at: jiff::Timestamp::UNIX_EPOCH,
+                by: "t".into(),
+                event: Event::Assigned { to: to.into() },
+            })
             .into_iter()
             .collect();
         StoredMessage {
@@ -504,7 +501,10 @@ mod tests {
             ("[[sip.mwi.managers]]\nusers = [\"201\"]", "sip.mwi.managers[0].email"),
             ("[[sip.mwi.managers]]\nemail = \"a@b\"", "sip.mwi.managers[0].users"),
             ("[[sip.mwi.managers]]\nemail = \"a@b\"\nusers = [\"2 1\"]", "sip.mwi.managers[0].users"),
-            ("[[sip.mwi.managers]]\nemail = \"a@b\"\nusers = [\"1\"]\nnotify = [\"tel:1\"]", "sip.mwi.managers[0].notify"),
+            (
+                "[[sip.mwi.managers]]\nemail = \"a@b\"\nusers = [\"1\"]\nnotify = [\"tel:1\"]",
+                "sip.mwi.managers[0].notify",
+            ),
             (
                 "[[sip.mwi.managers]]\nemail = \"a@b\"\nusers = [\"1\"]\n[[sip.mwi.managers]]\nemail = \"c@d\"\nusers = [\"1\"]",
                 "sip.mwi.managers[1].users",

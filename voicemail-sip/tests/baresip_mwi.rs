@@ -108,7 +108,9 @@ fn baresips_lamp_follows_the_managers_messages() {
     std::fs::write(&csv, format!("number,client,manager_name,manager_email\n{CALLER},Acme,Anna Petrova,{MANAGER}\n"))
         .unwrap();
     let mailbox = format!("[directory]\npath = \"{}\"\ndefault_region = \"RU\"\n", csv.display());
-    let sip = format!("[sip.mwi]\npoll_interval = \"200ms\"\n[[sip.mwi.managers]]\nemail = \"{MANAGER}\"\nusers = [\"201\"]\n");
+    let sip = format!(
+        "[sip.mwi]\npoll_interval = \"200ms\"\n[[sip.mwi.managers]]\nemail = \"{MANAGER}\"\nusers = [\"201\"]\n"
+    );
     let mut ep = TestEndpoint::start_with("baresip-mwi", &sip, &mailbox, |c| {
         c.load_directory().unwrap();
     });
@@ -152,7 +154,13 @@ fn baresips_lamp_follows_the_managers_messages() {
     let dir = ep.dir.path().join("sipp-call");
     std::fs::create_dir_all(&dir).unwrap();
     let call = scenario(&dir, "uac_hangup_greeting", &[("CALLER", CALLER.into()), ("HANGUP_MS", "500".into())]);
-    let run = run_sipp(&sipp, &dir, &ep.target(), &["-sf", call.to_str().unwrap(), "-s", "1000", "-m", "1"], Duration::from_secs(30));
+    let run = run_sipp(
+        &sipp,
+        &dir,
+        &ep.target(),
+        &["-sf", call.to_str().unwrap(), "-s", "1000", "-m", "1"],
+        Duration::from_secs(30),
+    );
     assert!(run.success(), "{}", run.describe());
     let meta = ep.next_message(Duration::from_secs(30)).expect("the call's message");
     let out = wait_summaries(&log, "yes", 1);

@@ -100,7 +100,13 @@ fn a_subscriber_sees_the_lamp_follow_the_managers_messages() {
     let xml = scenario(&dir, "uac_subscribe_mwi", &[("USER", "201".into())]);
     let (sipp_sub, target) = (sipp.clone(), ep.target());
     let subscriber = std::thread::spawn(move || {
-        run_sipp(&sipp_sub, &dir, &target, &["-sf", xml.to_str().unwrap(), "-m", "1", "-trace_msg"], Duration::from_secs(120))
+        run_sipp(
+            &sipp_sub,
+            &dir,
+            &target,
+            &["-sf", xml.to_str().unwrap(), "-m", "1", "-trace_msg"],
+            Duration::from_secs(120),
+        )
     });
     // Its first NOTIFY (no messages) was answered before the call is made.
     wait_until("the subscription's first NOTIFY", Duration::from_secs(60), || ep.handle.mwi_subscriptions() == 1);
@@ -109,7 +115,13 @@ fn a_subscriber_sees_the_lamp_follow_the_managers_messages() {
     let dir = ep.dir.path().join("sipp-call");
     std::fs::create_dir_all(&dir).unwrap();
     let call = scenario(&dir, "uac_hangup_greeting", &[("CALLER", CALLER.into()), ("HANGUP_MS", "500".into())]);
-    let run = run_sipp(&sipp, &dir, &ep.target(), &["-sf", call.to_str().unwrap(), "-s", "1000", "-m", "1"], Duration::from_secs(30));
+    let run = run_sipp(
+        &sipp,
+        &dir,
+        &ep.target(),
+        &["-sf", call.to_str().unwrap(), "-s", "1000", "-m", "1"],
+        Duration::from_secs(30),
+    );
     assert!(run.success(), "{}", run.describe());
     let meta = ep.next_message(Duration::from_secs(30)).expect("the call's message");
     let stored = ep.mailbox.show(&meta.id).unwrap();

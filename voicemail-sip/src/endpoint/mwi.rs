@@ -178,7 +178,11 @@ fn notify_headers(state: String) -> Vec<Header> {
 
 /// Sends one unsolicited NOTIFY (RFC 3842 §3.2) to `target` on a client transaction.
 async fn unsolicited(shared: Arc<Shared>, target: String, user: String, counts: Counts) {
-    let sent = tokio::time::timeout(NOTIFY_TIMEOUT + Duration::from_secs(2), send_unsolicited(&shared, &target, &user, counts)).await;
+    let sent = tokio::time::timeout(
+        NOTIFY_TIMEOUT + Duration::from_secs(2),
+        send_unsolicited(&shared, &target, &user, counts),
+    )
+    .await;
     let problem = match sent {
         Ok(Ok(status)) if (200..300).contains(&status) => {
             if let Some(service) = &shared.mwi {
@@ -204,11 +208,8 @@ async fn send_unsolicited(shared: &Arc<Shared>, target: &str, user: &str, counts
     let local = inner.transport_layer.get_addrs().into_iter().find(|a| a.r#type == Some(transport));
     let via = inner.get_via(local, None).map_err(|e| e.to_string())?;
     let from_uri = Uri::try_from(account(shared, user).as_str()).map_err(|e| e.to_string())?;
-    let from = typed::From {
-        display_name: None,
-        uri: from_uri,
-        params: vec![Param::Tag(rsipstack::transaction::make_tag())],
-    };
+    let from =
+        typed::From { display_name: None, uri: from_uri, params: vec![Param::Tag(rsipstack::transaction::make_tag())] };
     let to = typed::To { display_name: None, uri: uri.clone(), params: vec![] };
     let seq = service.cseq.fetch_add(1, Ordering::SeqCst);
     let mut req = inner.make_request(Method::Notify, uri, via, from, to, seq, None);
@@ -250,7 +251,12 @@ fn accepts_summary(req: &Request) -> bool {
         .headers
         .iter()
         .filter(|h| h.name().eq_ignore_ascii_case("Accept"))
-        .flat_map(|h| h.value().split(',').map(|a| a.split(';').next().unwrap_or("").trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .flat_map(|h| {
+            h.value()
+                .split(',')
+                .map(|a| a.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
         .filter(|a| !a.is_empty())
         .collect();
     accepts.is_empty() || accepts.iter().any(|a| a == mwi::CONTENT_TYPE || a == "application/*" || a == "*/*")
@@ -322,7 +328,8 @@ pub(super) async fn on_subscribe(shared: Arc<Shared>, tx: Transaction, source: I
         Expiry::End => 0,
         Expiry::Grant(s) => s,
     };
-    let admitted = if granted > 0 { service.subs().admit(source) } else { Ok(()) };
+    // A fetch (`Expires: 0`) counts too while its NOTIFY is out.
+    let admitted = service.subs().admit(source);
     if let Err(refusal) = admitted {
         if let Some(suppressed) = shared.log_limit.allow("mwi-limit", Instant::now()) {
             tracing::warn!(%source, ?refusal, suppressed, "mwi: subscription limit reached: 503");
@@ -343,11 +350,7 @@ pub(super) async fn on_subscribe(shared: Arc<Shared>, tx: Transaction, source: I
         };
     let dialog_id = dialog.id();
     let id = dialog_id.to_string();
-    let inserted = if granted > 0 {
-        service.subs().insert(id.clone(), source, manager.clone(), granted, Instant::now())
-    } else {
-        Ok(())
-    };
+    let inserted = service.subs().insert(id.clone(), source, manager.clone(), granted, Instant::now());
     if let Err(refusal) = inserted {
         shared.dialogs.remove_dialog(&dialog_id);
         tracing::debug!(?refusal, "mwi: subscription limit reached: 503");
@@ -372,7 +375,14 @@ pub(super) async fn on_subscribe(shared: Arc<Shared>, tx: Transaction, source: I
     tracing::debug!(%user, %manager, %source, granted, "mwi: subscription");
     let (route, resubscribes) = mpsc::channel(4);
     service.routes().insert(id.clone(), route);
-    let sub = Sub { shared: shared.clone(), service: service.clone(), dialog, id: id.clone(), account: account(&shared, &user), manager };
+    let sub = Sub {
+        shared: shared.clone(),
+        service: service.clone(),
+        dialog,
+        id: id.clone(),
+        account: account(&shared, &user),
+        manager,
+    };
     sub.run(states, resubscribes, granted).await;
     service.routes().remove(&id);
     shared.dialogs.remove_dialog(&dialog_id);
@@ -421,7 +431,8 @@ enum Sent {
 impl Sub {
     async fn notify(&self, state: String, counts: Counts) -> Sent {
         let body = mwi::summary_body(&self.account, counts).into_bytes();
-        let sent = tokio::time::timeout(NOTIFY_TIMEOUT, self.dialog.notify(Some(notify_headers(state)), Some(body))).await;
+        let sent =
+            tokio::time::timeout(NOTIFY_TIMEOUT, self.dialog.notify(Some(notify_headers(state)), Some(body))).await;
         match sent {
             Ok(Ok(Some(r))) if r.status_code.code() < 300 => {
                 self.service.notifies.fetch_add(1, Ordering::SeqCst);
@@ -462,6 +473,7 @@ impl Sub {
             // A fetch (RFC 6665 §4.4.3): one NOTIFY, terminated.
             let c = self.counts().await;
             let _ = self.notify("terminated;reason=timeout".to_owned(), c).await;
+            self.service.subs().remove(&self.id);
             return;
         }
         let mut counts_rx = self.service.counts.subscribe();
