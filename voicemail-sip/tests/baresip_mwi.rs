@@ -17,6 +17,19 @@ use std::time::{Duration, Instant};
 
 use common::{Proc, TestEndpoint, free_udp_port, run_sipp, scenario};
 
+/// A port baresip can listen on: free for UDP and TCP, and the next one free for TCP (its TLS
+/// listener takes `port + 1`). Bounded: 50 candidates.
+fn baresip_port() -> u16 {
+    for _ in 0..50 {
+        let port = free_udp_port();
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if port < u16::MAX && free(port) && free(port + 1) {
+            return port;
+        }
+    }
+    panic!("no port free for baresip's UDP, TCP and TLS listeners");
+}
+
 const CALLER: &str = "+74951234567";
 const MANAGER: &str = "anna@example.com";
 
@@ -121,7 +134,7 @@ fn baresips_lamp_follows_the_managers_messages() {
     let proxy_thread = registrar_proxy(proxy_socket, ep.addr, stop.clone());
 
     let conf = common::temp_dir("baresip-mwi-conf");
-    let sip_port = free_udp_port();
+    let sip_port = baresip_port();
     std::fs::write(
         conf.path().join("config"),
         format!(
