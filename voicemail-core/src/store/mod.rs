@@ -333,4 +333,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Returns false (changing nothing) when the message is not stored, was called back, or
     /// the step (or a later reminder) was queued before.
     fn queue_reminder(&self, id: &MessageId, reminder: &NewReminder, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Adds the transcript to a stored message's metadata (`[transcription]`). Returns false
+    /// (changing nothing) when the message is not stored (unknown, recording or deleted).
+    fn set_transcript(&self, id: &MessageId, transcript: &str) -> Result<bool, StoreError>;
 }
