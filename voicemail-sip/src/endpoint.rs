@@ -428,6 +428,15 @@ fn seed() -> u64 {
     h.finish()
 }
 
+/// The OS error inside a stack error (its errno kept: a busy port is `AddrInUse`), else the
+/// stack's words.
+fn io_error(e: rsipstack::Error) -> std::io::Error {
+    match e {
+        rsipstack::Error::IoError(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
 /// Binds UDP and TCP on the configured address; port 0 picks one free for both. TCP
 /// connections are capped (`max_connections`, `max_connections_per_source`) and closed after
 /// `idle_timeout` without traffic.
@@ -440,7 +449,7 @@ async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &Cancel
         let udp = if sip.udp {
             let conn = UdpConnection::create_connection(addr, None, Some(token.child_token()))
                 .await
-                .map_err(|e| Error::Bind { transport: "udp", addr, source: std::io::Error::other(e.to_string()) })?;
+                .map_err(|e| Error::Bind { transport: "udp", addr, source: io_error(e) })?;
             let bound = conn.get_addr().get_socketaddr().unwrap_or(addr);
             addr.set_port(bound.port());
             Some(conn)

@@ -50,6 +50,7 @@ __all__ = [
     "__version__",
     "decode_audio",
     "encode_audio",
+    "flush_logs",
 ]
 
 __version__: str
@@ -71,6 +72,10 @@ class NotCalledBackError(MailboxError): ...
 class SpoolFullError(MailboxError): ...
 class DeliveryError(VoicemailError): ...
 class SipError(VoicemailError): ...
+
+# Logging
+
+def flush_logs(timeout: float = 5.0) -> bool: ...
 
 # Codecs
 
@@ -161,7 +166,8 @@ class Prompt:
 
 @final
 class SendRtp:
-    __match_args__: ClassVar[tuple[str]]
+    # A literal, so `case SendRtp(x)` gives x the property's type.
+    __match_args__: ClassVar[tuple[Literal["data"]]]
     def __new__(cls, data: bytes) -> SendRtp: ...
     @property
     def data(self) -> bytes: ...
@@ -182,28 +188,28 @@ class SendRtp:
 
 @final
 class Timeout:
-    __match_args__: ClassVar[tuple[str]]
+    __match_args__: ClassVar[tuple[Literal["at"]]]
     def __new__(cls, at: float) -> Timeout: ...
     @property
     def at(self) -> float: ...
 
 @final
 class StateChanged:
-    __match_args__: ClassVar[tuple[str]]
+    __match_args__: ClassVar[tuple[Literal["state"]]]
     def __new__(cls, state: str) -> StateChanged: ...
     @property
     def state(self) -> _State: ...
 
 @final
 class DtmfReceived:
-    __match_args__: ClassVar[tuple[str]]
+    __match_args__: ClassVar[tuple[Literal["digit"]]]
     def __new__(cls, digit: str) -> DtmfReceived: ...
     @property
     def digit(self) -> str: ...
 
 @final
 class MessageRecorded:
-    __match_args__: ClassVar[tuple[str]]
+    __match_args__: ClassVar[tuple[Literal["message"]]]
     def __new__(cls, message: Message) -> MessageRecorded: ...
     @property
     def message(self) -> Message: ...
