@@ -42,6 +42,8 @@ pub mod followup;
 #[cfg(feature = "mailbox")]
 mod greeting_file;
 #[cfg(feature = "mailbox")]
+pub mod imapsync;
+#[cfg(feature = "mailbox")]
 pub mod mailbox;
 #[cfg(feature = "mailbox")]
 pub mod mailboxes;
@@ -64,7 +66,7 @@ pub use call::{Call, CallConfig, CallState};
 pub use codec::{Codec, CodecKind};
 pub use error::{Error, Result};
 pub use greeting::Prompt;
-pub use io::{Event, Input, Output, RtpOut};
+pub use io::{CodecChange, Event, Input, Output, RtpOut};
 pub use message::{EndReason, MediaStats, MessageId, MessageMeta};
 pub use recording::Recording;
 pub use rtp::dtmf::DtmfDigit;

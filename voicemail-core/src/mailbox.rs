@@ -255,6 +255,8 @@ struct Inner {
     listeners: Mutex<Vec<(Subscription, Listener)>>,
     /// Bumped (and waited on) when a message is stored: wakes delivery workers.
     stored: (Mutex<u64>, Condvar),
+    /// Bumped by every follow-up change made through this mailbox: the IMAP watcher looks.
+    changes: AtomicU64,
 }
 
 /// One mailbox: its configuration, spool and store. Cheap to clone; safe to share between
@@ -339,6 +341,7 @@ impl Mailbox {
                 transcripts: Transcripts::default(),
                 listeners: Mutex::new(Vec::new()),
                 stored: (Mutex::new(0), Condvar::new()),
+                changes: AtomicU64::new(0),
             }),
         };
         crate::store::legacy::import(&mailbox.inner.spool, mailbox.store())?;
@@ -527,6 +530,35 @@ impl Mailbox {
                 Err(e)
             }
         }
+    }
+
+    /// Drops a started call without leaving a message: forgets its provisional record, removes
+    /// its recording and logs `reason` with the caller. For a call that never was one, such as
+    /// an INVITE whose 200 OK was never acknowledged (RFC 3261 §13.3.1.4): every other call,
+    /// however short, goes to [`Mailbox::finish_call`]. Drop the engine's [`Call`] first (it
+    /// writes into the recording).
+    ///
+    /// The store keeps no trace of the call (no tombstone: nothing was delivered, listed or
+    /// followed up, and the log line is its record); listeners are not called. The record is
+    /// forgotten before the file is removed, under the recording's lock, so a recovery in any
+    /// process never turns the call into an `interrupted` message. When the store cannot
+    /// forget it, the error is returned and the call is left to recovery, which stores it
+    /// like any interrupted call (nothing is lost); a recording that cannot be removed is
+    /// logged and removed by the next [`Mailbox::clean_spool`] when it is empty.
+    pub fn discard_call(&self, lease: CallLease, reason: &str) -> Result<(), MailboxError> {
+        let id = lease.id.clone();
+        let caller = self.store().get(&id).ok().flatten().map(|r| r.meta.caller).unwrap_or_default();
+        if let Err(e) = self.store().abandon(&id) {
+            tracing::error!(%id, %caller, reason, error = %e, "cannot discard the call; recovery will store it");
+            return Err(e.into());
+        }
+        let removed = self.inner.spool.remove_wav(&id);
+        drop(lease);
+        if let Err(e) = removed {
+            tracing::warn!(%id, error = %e, "cannot remove the recording of a discarded call");
+        }
+        tracing::info!(%id, %caller, reason, "call discarded without a message");
+        Ok(())
     }
 
     /// Syncs the recording and commits the message with its deliveries; tells listeners when
@@ -800,6 +832,37 @@ impl Mailbox {
         Some(MessageMeta { transcript, ..meta.clone() })
     }
 
+    /// The recording of `meta` (a valid empty WAV when it has none).
+    fn recording_of(meta: &MessageMeta) -> Result<Vec<u8>, DeliveryError> {
+        match meta.wav_path.as_deref().map(std::fs::read) {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(deliver::empty_wav()),
+            Some(Err(e)) => Err(DeliveryError::Maildir { path: meta.wav_path.clone().unwrap_or_default(), source: e }),
+            None => Ok(deliver::empty_wav()),
+        }
+    }
+
+    /// The message's own e-mail in follow-up state `followup`, with the IMAP keywords of that
+    /// state: what delivery APPENDs, and what the IMAP watcher puts back.
+    pub(crate) fn email_for(&self, meta: &MessageMeta, followup: &FollowUp) -> Result<OutgoingEmail, DeliveryError> {
+        let wav = Self::recording_of(meta)?;
+        let ctx = route::email_context(&self.inner.config, meta, followup);
+        let email = deliver::build_email(meta, &wav, &ctx).map_err(|e| DeliveryError::Config(e.to_string()))?;
+        let keywords = deliver::imap_keywords(followup).iter().map(|k| (*k).to_owned()).collect();
+        Ok(OutgoingEmail { keywords, ..email })
+    }
+
+    /// The `Message-ID` (without angle brackets) of the message's own e-mail.
+    pub(crate) fn message_id_of(&self, meta: &MessageMeta) -> String {
+        let ctx = route::email_context(&self.inner.config, meta, &FollowUp::New);
+        deliver::message_id_for(meta.id.as_str(), &ctx.from)
+    }
+
+    /// How many follow-up changes were made through this mailbox (in this process).
+    pub(crate) fn change_count(&self) -> u64 {
+        self.inner.changes.load(Ordering::SeqCst)
+    }
+
     /// Builds the e-mail (from the stored metadata `meta` of the claimed message, with its
     /// transcript, and the recording) and hands it to `t`; a reminder goes to its own
     /// recipients only, by SMTP.
@@ -810,30 +873,20 @@ impl Mailbox {
         meta: &MessageMeta,
         now: Timestamp,
     ) -> Result<String, DeliveryError> {
-        let wav = match meta.wav_path.as_deref().map(std::fs::read) {
-            Some(Ok(bytes)) => bytes,
-            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => deliver::empty_wav(),
-            Some(Err(e)) => {
-                return Err(DeliveryError::Maildir { path: meta.wav_path.clone().unwrap_or_default(), source: e });
-            }
-            None => deliver::empty_wav(),
+        let Some(step) = c.reminder else {
+            let email = self.email_for(meta, &c.followup)?;
+            let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
+            return t.deliver(&email).map(|ack| ack.detail);
         };
-        let config = &self.inner.config;
-        let ctx = route::email_context(config, meta, &c.followup);
-        if let Some(step) = c.reminder {
-            let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
-                return Err(DeliveryError::Config(
-                    "reminders go by smtp, and [delivery.smtp] is not configured".into(),
-                ));
-            };
-            let reminder = self.reminder_for(meta, step, &c.extra_to, now);
-            let email = deliver::build_reminder(meta, &wav, &ctx, &reminder)
-                .map_err(|e| DeliveryError::Config(e.to_string()))?;
-            return smtp.deliver(&email).map(|ack| ack.detail);
-        }
-        let email = deliver::build_email(meta, &wav, &ctx).map_err(|e| DeliveryError::Config(e.to_string()))?;
-        let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
-        t.deliver(&email).map(|ack| ack.detail)
+        let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
+            return Err(DeliveryError::Config("reminders go by smtp, and [delivery.smtp] is not configured".into()));
+        };
+        let wav = Self::recording_of(meta)?;
+        let ctx = route::email_context(&self.inner.config, meta, &c.followup);
+        let reminder = self.reminder_for(meta, step, &c.extra_to, now);
+        let email =
+            deliver::build_reminder(meta, &wav, &ctx, &reminder).map_err(|e| DeliveryError::Config(e.to_string()))?;
+        smtp.deliver(&email).map(|ack| ack.detail)
     }
 
     /// The reminder `step` of `meta` to `to`, sent at `now`: how long the message has waited
@@ -907,6 +960,7 @@ impl Mailbox {
         now: Timestamp,
     ) -> Result<StoredMessage, MailboxError> {
         let message = self.store().change(id, change, by, now)?;
+        self.inner.changes.fetch_add(1, Ordering::SeqCst);
         if let Change::Delete { force_reason } = change {
             if let Some(reason) = force_reason.as_deref().filter(|_| !message.followup.is_called_back()) {
                 tracing::warn!(%id, %by, reason, "forced deletion of a message that was not called back");

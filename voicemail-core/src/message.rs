@@ -143,7 +143,8 @@ impl std::fmt::Display for EndReason {
 pub struct MessageMeta {
     /// The message id (unique within a mailbox).
     pub id: MessageId,
-    /// The caller's number as signalled (user part of From, or P-Asserted-Identity).
+    /// The caller's number as signalled (user part of From, or of P-Asserted-Identity or
+    /// Remote-Party-ID from a trusted source).
     pub caller: String,
     /// The caller's display name, if any.
     pub caller_name: Option<String>,

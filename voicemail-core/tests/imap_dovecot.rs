@@ -6,130 +6,23 @@
 //! retry after a crash) finds it by `Message-ID` and does not append a second copy; a wrong
 //! password, a required STARTTLS the server does not offer (no plaintext LOGIN follows) and a
 //! stopped server are delivery errors, not panics, and all of them transient. Without a
-//! dovecot binary the test prints "SKIPPED: dovecot not installed" and passes, or fails when
+//! dovecot binary the test prints "SKIPPED: dovecot not found ..." and passes, or fails when
 //! `VOICEMAIL_REQUIRE_INTEROP` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use jiff::Timestamp;
-use voicemail_core::deliver::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ImapTarget, Target, build_email};
+use voicemail_core::deliver::{Target, build_email};
 use voicemail_core::followup::FollowUp;
 use voicemail_core::store::DeliveryState;
 use voicemail_core::{CallSetup, Mailbox, route};
 
-fn command_output(cmd: &str, arg: &str) -> String {
-    let out = Command::new(cmd).arg(arg).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A Dovecot instance in `dir`, listening on 127.0.0.1:`port`, user `vm` / `secret`.
-struct Dovecot {
-    server: support::ServerGuard,
-    port: u16,
-    maildir: PathBuf,
-    log: PathBuf,
-}
-
-impl Dovecot {
-    fn start(binary: &Path, dir: &Path) -> Dovecot {
-        let port = support::free_port();
-        let home = dir.join("home").join("vm");
-        std::fs::create_dir_all(&home).unwrap();
-        // Dovecot refuses mail access as root: as root the mail user is nobody/nogroup and owns
-        // its home; otherwise everything runs as the current user.
-        let uid: u32 = command_output("id", "-u").parse().unwrap();
-        let (mail_uid, mail_gid, extra) = if uid == 0 {
-            std::os::unix::fs::chown(dir.join("home"), Some(65534), Some(65534)).unwrap();
-            std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
-            (65534, 65534, String::new())
-        } else {
-            let gid: u32 = command_output("id", "-g").parse().unwrap();
-            let user = command_output("id", "-un");
-            let group = command_output("id", "-gn");
-            (
-                uid,
-                gid,
-                format!(
-                    "default_login_user = {user}\ndefault_internal_user = {user}\ndefault_internal_group = {group}\n"
-                ),
-            )
-        };
-        let passwd = dir.join("passwd");
-        std::fs::write(&passwd, format!("vm:{{PLAIN}}secret:{mail_uid}:{mail_gid}::{}::\n", home.display())).unwrap();
-        let log = dir.join("dovecot.log");
-        let d = dir.display();
-        let conf = format!(
-            "protocols = imap
-listen = 127.0.0.1
-base_dir = {d}/run
-state_dir = {d}/state
-instance_name = voicemail-test-{port}
-log_path = {log}
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:~/Maildir
-{extra}passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {passwd}
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%u {passwd}
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-",
-            log = log.display(),
-            passwd = passwd.display(),
-        );
-        let conf_path = dir.join("dovecot.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let mut server = support::ServerGuard::spawn(
-            "dovecot",
-            Command::new(binary).arg("-F").arg("-c").arg(&conf_path).stdout(Stdio::null()).stderr(Stdio::inherit()),
-        );
-        let up = support::wait_for_port(port, Duration::from_secs(20));
-        if !up {
-            eprintln!("dovecot log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        server.assert_running("while starting");
-        assert!(up, "dovecot did not listen on 127.0.0.1:{port} within 20 s");
-        Dovecot { server, port, maildir: home.join("Maildir"), log }
-    }
-
-    fn target(&self, password: &str) -> ImapTarget {
-        ImapTarget {
-            host: "127.0.0.1".to_owned(),
-            port: self.port,
-            starttls: false,
-            username: "vm".to_owned(),
-            password: password.to_owned(),
-            folder: "Voicemail".to_owned(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
-}
-
 #[test]
 fn append_into_dovecot_folder_once() {
-    let Some(dovecot) = support::dovecot() else { return };
     let tmp = support::TempDir::new("imap");
-    let mut dovecot = Dovecot::start(&dovecot, &tmp.path().join("dovecot"));
-    let target = dovecot.target("secret");
+    let Some(mut dovecot) = support::dovecot(&tmp.path().join("dovecot"), "") else { return };
+    let target = support::imap_target(&dovecot, "secret");
 
     let t0: Timestamp = "2026-11-27T11:33:00Z".parse().unwrap();
     let mut cfg = support::mailbox_config(tmp.path());
@@ -139,14 +32,14 @@ fn append_into_dovecot_folder_once() {
     let wav = std::fs::read(meta.wav_path.as_ref().unwrap()).unwrap();
     let report = mailbox.deliver_all_due(t0).unwrap();
     if !report.failed.is_empty() {
-        eprintln!("dovecot log:\n{}", std::fs::read_to_string(&dovecot.log).unwrap_or_default());
+        eprintln!("dovecot log:\n{}", dovecot.log());
     }
     assert_eq!(report.delivered, [(meta.id.clone(), "imap".to_owned())], "{report:?}");
     let delivery = mailbox.show(&meta.id).unwrap().deliveries.remove(0);
     assert!(delivery.ack.as_deref().unwrap().contains("APPENDUID"), "{delivery:?}");
     assert_eq!(delivery.state, DeliveryState::Delivered);
 
-    let folder = dovecot.maildir.join(".Voicemail");
+    let folder = dovecot.maildir().join(".Voicemail");
     let files = support::maildir_files(&folder);
     assert_eq!(files.len(), 1, "{files:?}");
     let (message_id, attachment) = support::message_id_and_attachment(&std::fs::read(&files[0]).unwrap());
@@ -160,23 +53,23 @@ fn append_into_dovecot_folder_once() {
     assert_eq!(support::maildir_files(&folder).len(), 1);
 
     // Wrong password: an error naming the server, nothing stored.
-    let err = dovecot.target("wrong").deliver(&again).unwrap_err();
+    let err = support::imap_target(&dovecot, "wrong").deliver(&again).unwrap_err();
     assert!(err.to_string().contains("LOGIN"), "{err}");
     assert!(!err.is_permanent(), "{err}");
 
     // STARTTLS required but the server offers none (ssl = no): refused, never a plaintext LOGIN.
-    let mut tls = dovecot.target("secret");
+    let mut tls = support::imap_target(&dovecot, "secret");
     tls.starttls = true;
     let err = tls.deliver(&again).unwrap_err();
     assert!(err.to_string().contains("STARTTLS"), "{err}");
     assert!(!err.is_permanent(), "{err}");
-    let log = std::fs::read_to_string(&dovecot.log).unwrap_or_default();
+    let log = dovecot.log();
     // Two logins so far (delivery and retry); the STARTTLS attempt added none.
     assert!(log.matches("Login: user=<vm>").count() <= 2, "{log}");
 
     // Server gone: connection refused is an error too.
-    dovecot.server.stop();
+    dovecot.stop();
     let err = target.deliver(&again).unwrap_err();
-    assert!(err.to_string().contains(&format!("127.0.0.1:{}", dovecot.port)), "{err}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{}", dovecot.port())), "{err}");
     assert!(!err.is_permanent(), "{err}");
 }

@@ -14,16 +14,22 @@
 //!           mailbox_for: the mailbox of the diverting number, Request-URI or To user (divert,
 //!           Mailboxes::select); none and no default: 404
 //!                 │
-//!           call supervisor (one task per call): RTP socket, SDP answer (400/488 end here),
-//!           Mailbox::start_call (full spool: 503), 180, ring delay, 200, dialog events
-//!           ─► MediaCommand ─► media task (one per call, owns and drives the core Call)
+//!           call supervisor (one task per call): RTP socket, SDP answer or, without an offer,
+//!           our offer (400/488 end here), Mailbox::start_call (full spool: 503), then
+//!           `answer`: 180, ring delay, 200, the ACK (late offer: its answer) within
+//!           `ack_timeout`; then dialog events (re-INVITEs: hold, address, codec)
+//!           ─► MediaCommand ─► media task (one per call, owns and drives the core Call;
+//!                 │             the greeting starts at the ACK or the caller's first RTP)
 //!                 │ media task ended (the supervisor held the CallLease meanwhile)
 //!                 ▼
-//!           Mailbox::finish_call on a blocking thread, BYE if the call ended on our side
+//!           Mailbox::finish_call on a blocking thread, BYE if the call ended on our side;
+//!           a 200 never ACKed: Mailbox::discard_call (no message), BYE
 //!
 //!  Mailbox::subscribe (every mailbox) ──► Endpoint::messages() (finished calls, recovered ones)
 //!  a Runner per mailbox (deliveries per target, recovery): started and stopped by Endpoint::run
 //! ```
+
+mod answer;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,7 +48,7 @@ use rsipstack::transport::{TcpListenerConnection, TransportLayer};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use voicemail_core::runner::Runner;
-use voicemail_core::{CallLease, CallSetup, Mailbox, Mailboxes, MessageMeta, StartedCall};
+use voicemail_core::{CallLease, CallSetup, CodecChange, Mailbox, Mailboxes, MessageMeta, StartedCall};
 
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
@@ -271,6 +277,9 @@ impl Endpoint {
             // Weak: the mailbox may outlive the endpoint, and a listener cannot be removed.
             let to = Arc::downgrade(&messages);
             mailbox.subscribe(move |meta| forward(&to, meta));
+        }
+        if let Some(warning) = sip.open_network_warning() {
+            tracing::warn!("{warning}");
         }
         let seed = seed();
         // RTP binds where SIP listens; the SDP names the advertised address.
@@ -637,13 +646,19 @@ async fn run_call(
     let mut local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
     let offer = tx.original.body.clone();
     let media_config = mailbox.config().media.clone();
-    let negotiated = match sdp::negotiate_with(&offer, &local, &media_config) {
-        Ok(n) => n,
-        Err(e) => {
-            let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
-            send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
-            return;
-        }
+    // A late offer (no SDP): our offer goes in the 200 OK, the call starts with our first
+    // codec and takes the answer's from the ACK.
+    let late_offer = offer.is_empty().then(|| sdp::make_offer(&local, &media_config));
+    let negotiated = match &late_offer {
+        Some(ours) => ours.provisional(),
+        None => match sdp::negotiate_with(&offer, &local, &media_config) {
+            Ok(n) => n,
+            Err(e) => {
+                let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
+                send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
+                return;
+            }
+        },
     };
     // 2. The dialog (in memory only: nothing is sent yet).
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
@@ -705,45 +720,27 @@ async fn run_call(
     // 4. Media.
     let (commands, command_rx) = mpsc::channel(32);
     let mut media = tokio::spawn(media::run(call, socket, negotiated.remote_rtp, may_send(&negotiated), command_rx));
-    let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false };
-    // 5. 180 Ringing, the ring delay, 200 OK.
-    if let Err(e) = dialog.ringing(None, None) {
-        tracing::debug!(error = %e, "180 ringing");
+    let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false, bye: false };
+    // 5. 180 Ringing, the ring delay, 200 OK, the ACK.
+    let answering = answer::Answering {
+        shared: &shared,
+        dialog: &dialog,
+        states: &mut states,
+        commands: &commands,
+        sdp: negotiated.answer.clone().into_bytes(),
+        late_offer: late_offer.as_ref(),
+        signal: &mut call_state,
+        id: &id,
+    };
+    let acked = answer::answer(answering).await;
+    let mut offer_state = OfferState { offer, negotiated, media_config };
+    if let answer::AckOutcome::Acked(Some((n, answer_sdp))) = &acked {
+        // The caller's SDP of a late offer is its answer: later re-INVITEs without SDP build on it.
+        offer_state.negotiated = n.clone();
+        offer_state.offer = answer_sdp.clone();
     }
-    let ring = tokio::time::sleep(shared.sip.ring_delay);
-    tokio::pin!(ring);
-    let mut answered = false;
-    while !call_state.remote_ended && !answered {
-        tokio::select! {
-            () = &mut ring => {
-                let headers = vec![Header::ContentType(rsipstack::sip::ContentType::new("application/sdp"))];
-                if let Err(e) = dialog.accept(Some(headers), Some(negotiated.answer.clone().into_bytes())) {
-                    tracing::warn!(error = %e, "sending 200 OK failed");
-                }
-                answered = true;
-                let _ = commands.send(MediaCommand::Answered).await;
-            }
-            st = states.recv() => match st {
-                Some(DialogState::Terminated(_, reason)) => {
-                    call_state.remote_ended = true;
-                    tracing::debug!(%id, ?reason, "ended before the answer");
-                    let _ = commands.send(MediaCommand::Hangup).await;
-                }
-                Some(_) => {}
-                None => {
-                    call_state.remote_ended = true;
-                    let _ = commands.send(MediaCommand::Hangup).await;
-                }
-            },
-            () = shared.shutdown.cancelled() => {
-                let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), Some("shutting down".into()));
-                call_state.remote_ended = true;
-                let _ = commands.send(MediaCommand::Hangup).await;
-            }
-        }
-    }
+    let discard = matches!(acked, answer::AckOutcome::NotAcked);
     // 6. The call, until its media task ends.
-    let mut offer_state = OfferState { offer, negotiated: negotiated.clone(), media_config };
     let outcome = loop {
         tokio::select! {
             r = &mut media => break r,
@@ -775,6 +772,23 @@ async fn run_call(
             (None, true)
         }
     };
+    let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup || call_state.bye);
+    if discard {
+        // A 200 OK never ACKed is not a call (RFC 3261 §13.3.1.4): no message, and the slot
+        // is free at once; the BYE goes on without it.
+        if let Some(suppressed) = shared.log_limit.allow("no-ack", Instant::now()) {
+            tracing::warn!(%id, caller = %new_call.parties.caller, %source, suppressed, "the 200 OK was never ACKed: call dropped without a message");
+        }
+        discard_call(&mailbox, lease).await;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if we_end {
+                end_dialog(&dialog, &id).await;
+            }
+            shared.dialogs.remove_dialog(&dialog_id);
+        });
+        return;
+    }
     match meta {
         Some(meta) => finish_call(&mailbox, lease, meta, &source).await,
         None => {
@@ -783,23 +797,41 @@ async fn run_call(
             tracing::error!(%id, "the call ended without a message; recovery will store its recording");
         }
     }
-    let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup);
     if we_end {
-        match dialog.state() {
-            DialogState::Confirmed(..) | DialogState::WaitAck(..) => {
-                match tokio::time::timeout(BYE_TIMEOUT, dialog.bye()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!(%id, error = %e, "BYE"),
-                    Err(_) => tracing::debug!(%id, "no answer to our BYE"),
-                }
-            }
-            DialogState::Terminated(..) => {}
-            _ => {
-                let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), None);
-            }
-        }
+        end_dialog(&dialog, &id).await;
     }
     shared.dialogs.remove_dialog(&dialog_id);
+}
+
+/// Ends the dialog from our side: BYE once answered (bounded by [`BYE_TIMEOUT`]), else a 480.
+async fn end_dialog(dialog: &rsipstack::dialog::invite_dialog::InviteDialog, id: &voicemail_core::MessageId) {
+    match dialog.state() {
+        DialogState::Confirmed(..) | DialogState::WaitAck(..) => {
+            match tokio::time::timeout(BYE_TIMEOUT, dialog.bye()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%id, error = %e, "BYE"),
+                Err(_) => tracing::debug!(%id, "no answer to our BYE"),
+            }
+        }
+        DialogState::Terminated(..) => {}
+        _ => {
+            let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), None);
+        }
+    }
+}
+
+/// Drops a call that never was one ([`Mailbox::discard_call`] on a blocking thread).
+async fn discard_call(mailbox: &Mailbox, lease: CallLease) {
+    let id = lease.id().clone();
+    let mailbox = mailbox.clone();
+    let discarded =
+        tokio::task::spawn_blocking(move || mailbox.discard_call(lease, "the 200 OK was never ACKed")).await;
+    match discarded {
+        Ok(Ok(())) => {}
+        // The mailbox logged it; recovery stores the call as interrupted.
+        Ok(Err(_)) => {}
+        Err(e) => tracing::error!(%id, error = %e, "discarding the call failed; recovery will store it"),
+    }
 }
 
 /// Stores a finished call's message: [`Mailbox::finish_call`] on a blocking thread (it syncs
@@ -832,6 +864,9 @@ struct CallSignal {
     remote_ended: bool,
     /// We hung the call up because of a shutdown.
     shutdown_hangup: bool,
+    /// We hung the call up for a signalling reason (no ACK, an ACK without an acceptable
+    /// answer): BYE.
+    bye: bool,
 }
 
 struct OfferState {
@@ -892,8 +927,11 @@ async fn on_dialog_state(
     }
 }
 
-/// A re-INVITE or UPDATE: answer a new offer (hold, unhold, a new address) or, without
-/// one, offer the session as it is. The codec cannot change mid-call (the recording has one).
+/// A re-INVITE or UPDATE: answer a new offer (hold, unhold, a new address, another codec) or,
+/// without one, offer the session as it is. The call's codec is kept while the offer still
+/// has it; an offer without it gets the first of ours that it has, and the call follows
+/// ([`MediaCommand::Codec`]: the recording keeps its rate, the greeting goes on in the new
+/// codec).
 async fn on_offer(
     req: Request,
     handle: TransactionHandle,
@@ -909,7 +947,17 @@ async fn on_offer(
     keep.codecs.retain(|c| *c != offers.negotiated.codec);
     keep.codecs.insert(0, offers.negotiated.codec);
     match sdp::negotiate_with(&body, &next, &keep) {
-        Ok(n) if n.codec == offers.negotiated.codec && n.payload_type == offers.negotiated.payload_type => {
+        Ok(n) => {
+            let was = &offers.negotiated;
+            if (n.codec, n.payload_type, n.dtmf_payload_type) != (was.codec, was.payload_type, was.dtmf_payload_type) {
+                let change = CodecChange {
+                    codec: n.codec,
+                    payload_type: n.payload_type,
+                    dtmf_payload_type: n.dtmf_payload_type,
+                };
+                tracing::debug!(from = ?was.codec, to = ?n.codec, payload_type = n.payload_type, "codec changed");
+                let _ = commands.send(MediaCommand::Codec(change)).await;
+            }
             *local = next;
             // Any direction that is not two-way is a hold (RFC 3264 §8.4; `c=0.0.0.0` is RFC 2543's).
             let hold = !may_send(&n) || !n.direction.remote_sends();
@@ -921,9 +969,6 @@ async fn on_offer(
             }
             offers.negotiated = n;
             let _ = handle.respond(StatusCode::OK, Some(sdp_header()), Some(answer)).await;
-        }
-        Ok(_) => {
-            let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
         }
         Err(SdpError::NotAcceptable(_)) => {
             let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
