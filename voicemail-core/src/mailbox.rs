@@ -45,6 +45,7 @@ use crate::recording::{Recording, RecordingSpec};
 use crate::route;
 use crate::store::spool::{Claim as WavClaim, LockedWav, Spool};
 use crate::store::{Attempt, Delivery, SqliteStore, Store, StoreError, StoredMessage};
+use crate::transcribe::{self, TranscriptionError, Transcripts, Turn};
 
 /// How long a claimed delivery stays ours: longer than any attempt can take.
 const DELIVERY_LEASE: SignedDuration = SignedDuration::from_mins(15);
@@ -138,6 +139,9 @@ pub struct CallSetup {
     pub greeting: Option<String>,
     /// Who records the call, for the message's history (`answering-machine`, `python`, ...).
     pub recorded_by: String,
+    /// The number that forwarded the call here (History-Info or Diversion), if it was
+    /// diverted: kept in the message's [`MessageMeta::diverted_from`].
+    pub diverted_from: Option<String>,
 }
 
 impl CallSetup {
@@ -155,6 +159,7 @@ impl CallSetup {
             rtp_seed: None,
             greeting: None,
             recorded_by: "answering-machine".to_owned(),
+            diverted_from: None,
         }
     }
 
@@ -184,6 +189,7 @@ pub struct CallLease {
     id: MessageId,
     wav: LockedWav,
     recorded_by: String,
+    diverted_from: Option<String>,
 }
 
 impl CallLease {
@@ -244,6 +250,8 @@ struct Inner {
     keys: std::collections::hash_map::RandomState,
     counter: AtomicU64,
     pending: Mutex<Vec<Pending>>,
+    /// One transcription per message (`[transcription]`), shared by the delivery workers.
+    transcripts: Transcripts,
     listeners: Mutex<Vec<(Subscription, Listener)>>,
     /// Bumped (and waited on) when a message is stored: wakes delivery workers.
     stored: (Mutex<u64>, Condvar),
@@ -330,6 +338,7 @@ impl Mailbox {
                 keys,
                 counter: AtomicU64::new(0),
                 pending: Mutex::new(Vec::new()),
+                transcripts: Transcripts::default(),
                 listeners: Mutex::new(Vec::new()),
                 stored: (Mutex::new(0), Condvar::new()),
                 changes: AtomicU64::new(0),
@@ -448,13 +457,16 @@ impl Mailbox {
         let started = self.build_call(&id, &wav, &setup, now).and_then(|call| {
             let mut provisional = call.provisional_meta();
             provisional.wav_path = Some(wav.path().to_path_buf());
+            provisional.mailbox = Some(config.mailbox.clone());
+            provisional.diverted_from = setup.diverted_from.clone();
             self.store().begin(&provisional, setup.started_at)?;
             Ok(call)
         });
         match started {
             Ok(call) => {
                 tracing::debug!(%id, caller = %setup.caller, mailbox = %config.mailbox, "call started");
-                Ok(StartedCall { call, lease: CallLease { id, wav, recorded_by: setup.recorded_by } })
+                let lease = CallLease { id, wav, recorded_by: setup.recorded_by, diverted_from: setup.diverted_from };
+                Ok(StartedCall { call, lease })
             }
             Err(e) => {
                 drop(wav);
@@ -506,6 +518,10 @@ impl Mailbox {
             return Err(MailboxError::WrongLease { lease: lease.id.clone(), meta: meta.id.clone() });
         }
         meta.wav_path = Some(lease.wav.path().to_path_buf());
+        meta.mailbox = Some(self.inner.config.mailbox.clone());
+        if meta.diverted_from.is_none() {
+            meta.diverted_from.clone_from(&lease.diverted_from);
+        }
         match self.store_finished(Some(&lease), &meta, &lease.recorded_by, now) {
             Ok(_) => Ok(meta),
             Err(e) => {
@@ -632,6 +648,7 @@ impl Mailbox {
         }
         let mut meta = record.meta;
         meta.end_reason = EndReason::Interrupted;
+        meta.mailbox.get_or_insert_with(|| self.inner.config.mailbox.clone());
         let duration_ms = match &wav {
             Some(w) => w.repair().map(|r| r.duration_ms()).unwrap_or_else(|e| {
                 tracing::warn!(%id, error = %e, "the recording of an interrupted call is not repairable");
@@ -641,7 +658,12 @@ impl Mailbox {
         };
         meta.duration_ms = duration_ms;
         meta.wav_path = wav.as_ref().map(|w| w.path().to_path_buf());
-        let lease = wav.map(|wav| CallLease { id: id.clone(), wav, recorded_by: "recovery".to_owned() });
+        let lease = wav.map(|wav| CallLease {
+            id: id.clone(),
+            wav,
+            recorded_by: "recovery".to_owned(),
+            diverted_from: meta.diverted_from.clone(),
+        });
         let stored = self.store_finished(lease.as_ref(), &meta, "recovery", now)?;
         if stored {
             tracing::warn!(%id, caller = %meta.caller, duration_ms = meta.duration_ms, "recovered the message of an interrupted call");
@@ -722,9 +744,16 @@ impl Mailbox {
                     }
                     return Ok(report);
                 }
+                let Some(meta) = self.with_transcript(&c, keep_going) else {
+                    // Stopped while the transcription ran: this and the rest go back untried.
+                    for rest in std::iter::once(c).chain(claims.by_ref()) {
+                        self.store().release(&rest.meta.id, target, rest.reminder)?;
+                    }
+                    return Ok(report);
+                };
                 report.attempted += 1;
                 let id = c.meta.id.clone();
-                let outcome = self.attempt(t.as_ref(), &c, now);
+                let outcome = self.attempt(t.as_ref(), &c, &meta, now);
                 let attempt = match outcome {
                     Ok(ack) => {
                         tracing::info!(%id, target, ack = %ack, "delivered");
@@ -756,6 +785,51 @@ impl Mailbox {
     /// The retry policy of failed deliveries.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.inner.retry
+    }
+
+    /// The claimed message's metadata with its transcript. For the message's own e-mail, with
+    /// `[transcription]` configured and no transcript stored yet, the transcription runs
+    /// first (once per message and process: another worker's run is waited for), at most its
+    /// timeout. `None` when `keep_going` stopped it: the delivery is then released untried.
+    fn with_transcript(&self, c: &crate::store::Claim, keep_going: &dyn Fn() -> bool) -> Option<MessageMeta> {
+        let meta = &c.meta;
+        let Some(config) = &self.inner.config.transcription else { return Some(meta.clone()) };
+        if c.reminder.is_some() || meta.transcript.is_some() || meta.duration_ms == 0 {
+            return Some(meta.clone());
+        }
+        let Some(audio) = meta.wav_path.as_deref().filter(|p| p.is_file()) else { return Some(meta.clone()) };
+        let id = &meta.id;
+        let transcripts = &self.inner.transcripts;
+        let transcript = match transcripts.turn(id, config.timeout + Duration::from_secs(1), keep_going) {
+            Turn::Known(text) => text,
+            Turn::Run => match transcribe::transcribe(config, audio, keep_going) {
+                Ok(text) => {
+                    if let Some(t) = &text {
+                        tracing::info!(%id, chars = t.chars().count(), "transcribed");
+                        if let Err(e) = self.store().set_transcript(id, t) {
+                            tracing::warn!(%id, error = %e, "storing the transcript failed; the e-mail has it");
+                        }
+                    } else {
+                        tracing::info!(%id, "the transcription printed nothing");
+                    }
+                    transcripts.finish(id, text.clone());
+                    text
+                }
+                Err(TranscriptionError::Aborted) => {
+                    transcripts.abandon(id);
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "transcription failed; the message goes without a transcript");
+                    transcripts.finish(id, None);
+                    None
+                }
+            },
+        };
+        if transcript.is_none() && !keep_going() {
+            return None;
+        }
+        Some(MessageMeta { transcript, ..meta.clone() })
     }
 
     /// The recording of `meta` (a valid empty WAV when it has none).
@@ -796,10 +870,16 @@ impl Mailbox {
         self.inner.changes.load(Ordering::SeqCst)
     }
 
-    /// Builds the e-mail (from the stored metadata and the recording) and hands it to `t`; a
-    /// reminder goes to its own recipients only, by SMTP.
-    fn attempt(&self, t: &dyn Target, c: &crate::store::Claim, now: Timestamp) -> Result<String, DeliveryError> {
-        let meta = &c.meta;
+    /// Builds the e-mail (from the stored metadata `meta` of the claimed message, with its
+    /// transcript, and the recording) and hands it to `t`; a reminder goes to its own
+    /// recipients only, by SMTP.
+    fn attempt(
+        &self,
+        t: &dyn Target,
+        c: &crate::store::Claim,
+        meta: &MessageMeta,
+        now: Timestamp,
+    ) -> Result<String, DeliveryError> {
         let Some(step) = c.reminder else {
             let email = self.email_for(meta, &c.followup)?;
             let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };

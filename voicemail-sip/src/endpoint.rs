@@ -11,6 +11,9 @@
 //!                 ├── classify_request ──► Reply (4xx/5xx/OPTIONS 200)
 //!                 │                       └─────► InDialog (BYE, ACK, INFO, re-INVITE → dialog)
 //!                 ▼ NewCall
+//!           mailbox_for: the mailbox of the diverting number, Request-URI or To user (divert,
+//!           Mailboxes::select); none and no default: 404
+//!                 │
 //!           call supervisor (one task per call): RTP socket, SDP answer or, without an offer,
 //!           our offer (400/488 end here), Mailbox::start_call (full spool: 503), then
 //!           `answer`: 180, ring delay, 200, the ACK (late offer: its answer) within
@@ -22,10 +25,10 @@
 //!           Mailbox::finish_call on a blocking thread, BYE if the call ended on our side;
 //!           a 200 never ACKed: Mailbox::discard_call (no message), BYE
 //!
-//!  Mailbox::subscribe ──► Endpoint::messages() (finished calls and recovered ones)
-//!  Runner (deliveries per target, recovery): started and stopped by Endpoint::run
+//!  Mailbox::subscribe (every mailbox) ──► Endpoint::messages() (finished calls, recovered ones)
+//!  a Runner per mailbox (deliveries per target, recovery): started and stopped by Endpoint::run
 //!  SUBSCRIBE message-summary (with `[sip.mwi]`) ──► mwi: subscription dialogs, NOTIFYs,
-//!           a watcher of the store's counts per manager (see `endpoint/mwi.rs`)
+//!           a watcher of every mailbox's counts per manager (see `endpoint/mwi.rs`)
 //! ```
 
 mod answer;
@@ -48,7 +51,7 @@ use rsipstack::transport::{TcpListenerConnection, TransportLayer};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use voicemail_core::runner::Runner;
-use voicemail_core::{CallLease, CallSetup, CodecChange, Mailbox, MessageMeta, StartedCall};
+use voicemail_core::{CallLease, CallSetup, CodecChange, Mailbox, Mailboxes, MessageMeta, StartedCall};
 
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
@@ -73,14 +76,16 @@ const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The sending end of the application's message stream; `None` once [`Endpoint::run`] returned.
 type MessageSender = Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>;
 
-/// The SIP voicemail endpoint of one [`Mailbox`]. Create it with [`Endpoint::bind`], take the
-/// message stream with [`Endpoint::messages`], then [`Endpoint::run`] it until
-/// [`EndpointHandle::shutdown`].
+/// The SIP voicemail endpoint of one [`Mailbox`] or several ([`Mailboxes`]: one SIP listener
+/// and one RTP port range for all). Create it with [`Endpoint::bind`], take the message stream
+/// with [`Endpoint::messages`], then [`Endpoint::run`] it until [`EndpointHandle::shutdown`].
 ///
-/// Every call goes through the mailbox: [`Mailbox::start_call`] makes it (message id,
-/// greeting of the moment, recording in the spool) and [`Mailbox::finish_call`] stores its
-/// message. By default [`Endpoint::run`] also runs the mailbox's background work (a
-/// [`Runner`]: deliveries per target, recovery of interrupted calls);
+/// Each INVITE goes to the mailbox its diverting number, Request-URI user or To user selects
+/// ([`crate::divert`], [`Mailboxes::select`]), else to the default mailbox; without one it
+/// gets 404 Not Found. Every call goes through its mailbox: [`Mailbox::start_call`] makes it
+/// (message id, greeting of the moment, recording in the spool) and [`Mailbox::finish_call`]
+/// stores its message. By default [`Endpoint::run`] also runs every mailbox's background work
+/// (a [`Runner`] each: deliveries per target, recovery of interrupted calls);
 /// [`Endpoint::without_background_work`] leaves that to the embedder.
 pub struct Endpoint {
     shared: Arc<Shared>,
@@ -165,7 +170,7 @@ impl EndpointHandle {
 
 struct Shared {
     sip: SipConfig,
-    mailbox: Mailbox,
+    mailboxes: Mailboxes,
     dialogs: DialogLayer,
     ports: PortPool,
     active: AtomicUsize,
@@ -208,27 +213,36 @@ impl Drop for Slot {
     }
 }
 
-/// The mailbox's background work while [`Endpoint::run`] runs. [`Endpoint::run`] stops it on
+/// The mailboxes' background work while [`Endpoint::run`] runs. [`Endpoint::run`] stops it on
 /// a blocking thread; if `run`'s future is dropped instead, a thread of its own stops it, so
 /// no runtime worker waits for the joins.
-struct Background(Option<Runner>);
+struct Background(Vec<Runner>);
+
+/// Stops runners one after the other (each lets its attempts in progress finish).
+fn stop_all(runners: Vec<Runner>) {
+    for runner in runners {
+        runner.stop();
+    }
+}
 
 impl Background {
     async fn stop(mut self) {
-        if let Some(runner) = self.0.take()
-            && let Err(e) = tokio::task::spawn_blocking(move || runner.stop()).await
+        let runners = std::mem::take(&mut self.0);
+        if !runners.is_empty()
+            && let Err(e) = tokio::task::spawn_blocking(move || stop_all(runners)).await
         {
-            tracing::error!(error = %e, "stopping the mailbox's background work failed");
+            tracing::error!(error = %e, "stopping the mailboxes' background work failed");
         }
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
-        if let Some(runner) = self.0.take() {
-            let spawned = std::thread::Builder::new().name("vm-runner-stop".into()).spawn(move || runner.stop());
+        let runners = std::mem::take(&mut self.0);
+        if !runners.is_empty() {
+            let spawned = std::thread::Builder::new().name("vm-runner-stop".into()).spawn(move || stop_all(runners));
             if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot stop the mailbox's background work on a thread of its own");
+                tracing::warn!(error = %e, "cannot stop the mailboxes' background work on a thread of its own");
             }
         }
     }
@@ -243,14 +257,17 @@ fn forward(to: &Weak<MessageSender>, meta: &MessageMeta) {
 }
 
 impl Endpoint {
-    /// Binds the SIP transports of `sip` and prepares the endpoint for `mailbox` (opened with
-    /// [`Mailbox::open`] on a configuration whose greetings are loaded, for example by
-    /// [`Config::load`](voicemail_core::config::Config::load)).
+    /// Binds the SIP transports of `sip` and prepares the endpoint for `mailboxes`: one
+    /// [`Mailbox`] (opened with [`Mailbox::open`] on a configuration whose greetings are
+    /// loaded, for example by [`Config::load`](voicemail_core::config::Config::load)), which
+    /// takes every call, or several ([`Mailboxes::open`] on a
+    /// [`MailboxesConfig`](voicemail_core::config::MailboxesConfig)).
     ///
-    /// The endpoint subscribes to the mailbox ([`Mailbox::subscribe`]) here: from now on every
-    /// message the mailbox stores goes to [`Endpoint::messages`] until [`Endpoint::run`]
+    /// The endpoint subscribes to every mailbox ([`Mailbox::subscribe`]) here: from now on
+    /// every message they store goes to [`Endpoint::messages`] until [`Endpoint::run`]
     /// returns.
-    pub async fn bind(sip: SipConfig, mailbox: Mailbox) -> Result<Self> {
+    pub async fn bind(sip: SipConfig, mailboxes: impl Into<Mailboxes>) -> Result<Self> {
+        let mailboxes = mailboxes.into();
         let stack_token = CancellationToken::new();
         let transports = TransportLayer::new(stack_token.clone());
         let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
@@ -276,7 +293,7 @@ impl Endpoint {
         let dialogs = DialogLayer::new(stack.inner.clone());
         let (messages_tx, messages_rx) = mpsc::unbounded_channel();
         let messages = Arc::new(Mutex::new(Some(messages_tx)));
-        {
+        for mailbox in mailboxes.all() {
             // Weak: the mailbox may outlive the endpoint, and a listener cannot be removed.
             let to = Arc::downgrade(&messages);
             mailbox.subscribe(move |meta| forward(&to, meta));
@@ -291,16 +308,18 @@ impl Endpoint {
         let mwi = sip.mwi.clone().map(|config| Arc::new(mwi::MwiService::new(config)));
         if let Some(service) = &mwi {
             // Weak: as for the message stream; a message stored here wakes the watcher.
-            let wake = Arc::downgrade(&service.wake);
-            mailbox.subscribe(move |_| {
-                if let Some(w) = wake.upgrade() {
-                    w.notify_one();
-                }
-            });
+            for mailbox in mailboxes.all() {
+                let wake = Arc::downgrade(&service.wake);
+                mailbox.subscribe(move |_| {
+                    if let Some(w) = wake.upgrade() {
+                        w.notify_one();
+                    }
+                });
+            }
         }
         let shared = Arc::new(Shared {
             sip,
-            mailbox,
+            mailboxes,
             dialogs,
             ports,
             active: AtomicUsize::new(0),
@@ -359,13 +378,18 @@ impl Endpoint {
     pub async fn run(mut self) -> Result<()> {
         // Nobody reads a stream that was not taken: don't pile messages up in it.
         drop(self.messages.take());
-        let background = match self.background.then(|| Runner::start(&self.shared.mailbox)).transpose() {
-            Ok(runner) => Background(runner),
-            Err(e) => {
-                self.shared.close_messages();
-                return Err(Error::Background(e));
+        let mut background = Background(Vec::new());
+        if self.background {
+            for mailbox in self.shared.mailboxes.all() {
+                match Runner::start(mailbox) {
+                    Ok(runner) => background.0.push(runner),
+                    Err(e) => {
+                        self.shared.close_messages();
+                        return Err(Error::Background(e));
+                    }
+                }
             }
-        };
+        }
         let result = self.serve().await;
         let shared = self.shared.clone();
         shared.shutdown.cancel();
@@ -572,11 +596,16 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
     let decision = classify::classify_request(&tx.original, source, dialog.is_some(), &policy);
     match decision {
         Decision::NewCall(new_call) => {
+            let Some((mailbox, diverted_from)) = mailbox_for(shared, &tx.original, source) else {
+                let why = "no mailbox for the number called".to_owned();
+                tokio::spawn(send_reply(tx, Reply { status: 404, extra: ReplyExtra::None, why }));
+                return;
+            };
             shared.active.fetch_add(1, Ordering::SeqCst);
             let slot = Slot(shared.clone());
             let shared = shared.clone();
             tokio::spawn(async move {
-                run_call(shared, tx, new_call, slot).await;
+                run_call(shared, tx, new_call, mailbox, diverted_from, slot).await;
             });
         }
         Decision::InDialog => {
@@ -597,6 +626,28 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
         }
         Decision::Ignore | Decision::Drop => {}
     }
+}
+
+/// The mailbox a new call is for, and the number that diverted it here (if any): see
+/// [`crate::divert`] and [`Mailboxes::select`]. `None` (logged, at a bounded rate) when no
+/// mailbox takes it.
+fn mailbox_for(shared: &Shared, req: &Request, source: IpAddr) -> Option<(Mailbox, Option<String>)> {
+    let dialled = crate::divert::dialled(req);
+    let Some(selected) = shared.mailboxes.select(&dialled) else {
+        if let Some(suppressed) = shared.log_limit.allow("no-mailbox", Instant::now()) {
+            tracing::info!(
+                diverted_from = dialled.diverted_from.as_deref().unwrap_or(""),
+                request_uri = dialled.request_uri.as_deref().unwrap_or(""),
+                to = dialled.to.as_deref().unwrap_or(""),
+                %source,
+                suppressed,
+                "no mailbox for the number called: 404"
+            );
+        }
+        return None;
+    };
+    tracing::debug!(mailbox = %selected.mailbox.config().mailbox, by = selected.by.as_str(), "mailbox chosen");
+    Some((selected.mailbox.clone(), dialled.diverted_from))
 }
 
 fn extra_headers(extra: &ReplyExtra) -> Vec<Header> {
@@ -635,7 +686,14 @@ fn may_send(n: &Negotiated) -> bool {
     n.remote_rtp.is_some() && matches!(n.direction, Direction::SendRecv | Direction::RecvOnly)
 }
 
-async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCall>, _slot: Slot) {
+async fn run_call(
+    shared: Arc<Shared>,
+    mut tx: Transaction,
+    new_call: Box<NewCall>,
+    mailbox: Mailbox,
+    diverted_from: Option<String>,
+    _slot: Slot,
+) {
     let source = tx.connection.as_ref().and_then(|c| c.get_remote_addr()).map(|a| a.to_string()).unwrap_or_default();
     let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
     if let Err(e) = tx.send_trying().await {
@@ -655,7 +713,7 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     let port = socket.local_addr().map_or(0, |a| a.port());
     let mut local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
     let offer = tx.original.body.clone();
-    let media_config = shared.mailbox.config().media.clone();
+    let media_config = mailbox.config().media.clone();
     // A late offer (no SDP): our offer goes in the 200 OK, the call starts with our first
     // codec and takes the answer's from the ACK.
     let late_offer = offer.is_empty().then(|| sdp::make_offer(&local, &media_config));
@@ -691,8 +749,9 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     setup.ptime = negotiated.ptime;
     setup.caller_name = parties.caller_name.clone();
     setup.called = parties.called.clone();
-    let mailbox = shared.mailbox.clone();
-    let started = tokio::task::spawn_blocking(move || mailbox.start_call(setup, Instant::now())).await;
+    setup.diverted_from = diverted_from;
+    let starting = mailbox.clone();
+    let started = tokio::task::spawn_blocking(move || starting.start_call(setup, Instant::now())).await;
     let (call, lease) = match started {
         Ok(Ok(StartedCall { call, lease })) => (call, lease),
         Ok(Err(e)) => {
@@ -788,7 +847,7 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         if let Some(suppressed) = shared.log_limit.allow("no-ack", Instant::now()) {
             tracing::warn!(%id, caller = %new_call.parties.caller, %source, suppressed, "the 200 OK was never ACKed: call dropped without a message");
         }
-        discard_call(&shared.mailbox, lease).await;
+        discard_call(&mailbox, lease).await;
         let shared = shared.clone();
         tokio::spawn(async move {
             if we_end {
@@ -799,7 +858,7 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         return;
     }
     match meta {
-        Some(meta) => finish_call(&shared.mailbox, lease, meta, &source).await,
+        Some(meta) => finish_call(&mailbox, lease, meta, &source).await,
         None => {
             // Letting go of the recording lets recovery store it (end reason `interrupted`).
             drop(lease);
@@ -852,6 +911,7 @@ async fn finish_call(mailbox: &Mailbox, lease: CallLease, meta: MessageMeta, sou
     match stored {
         Ok(Ok(meta)) => tracing::info!(
             %id,
+            mailbox = meta.mailbox.as_deref().unwrap_or(""),
             caller = %meta.caller,
             called = %meta.called,
             duration_ms = meta.duration_ms,

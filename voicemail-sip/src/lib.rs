@@ -15,6 +15,8 @@
 //!   recovery, [`voicemail_core::runner::Runner`]) unless
 //!   [`Endpoint::without_background_work`] says the embedder runs it elsewhere.
 //! - [`classify`]: the pure decision for each incoming request (fuzzed and corpus-tested).
+//! - [`divert`]: which number an INVITE is for (History-Info, Diversion, Request-URI, To),
+//!   to choose among the [`Mailboxes`](voicemail_core::Mailboxes) the endpoint serves.
 //! - [`sdp`]: RFC 3264 offer/answer for PCMU/PCMA and telephone-event.
 //! - [`media`]: the RTP port pool and the per-call task that drives the core call.
 //! - [`config`]: the `[sip]` table of the mailbox's TOML file.
@@ -49,6 +51,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod divert;
 mod endpoint;
 pub mod error;
 mod limit;

@@ -436,6 +436,9 @@ mod tests {
             dtmf: String::new(),
             wav_path: None,
             media: voicemail_core::MediaStats::default(),
+            mailbox: None,
+            diverted_from: None,
+            transcript: None,
         };
         let history = assigned_to
             .map(|to| HistoryEntry {

@@ -568,6 +568,9 @@ impl Call {
             dtmf: self.digits.clone(),
             wav_path: None,
             media: self.stats(),
+            mailbox: None,
+            diverted_from: None,
+            transcript: None,
         }
     }
 

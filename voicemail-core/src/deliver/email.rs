@@ -265,6 +265,12 @@ fn headers<'x>(
     if !vars.client.is_empty() {
         builder = builder.header("X-Voicemail-Client", Text::new(vars.client.clone()));
     }
+    if !vars.mailbox.is_empty() {
+        builder = builder.header("X-Voicemail-Mailbox", Text::new(vars.mailbox.clone()));
+    }
+    if !vars.diverted_from.is_empty() {
+        builder = builder.header("X-Voicemail-Diverted-From", Text::new(vars.diverted_from.clone()));
+    }
     // The client's manager (`"Anna Petrova" <anna@example.com>`), so a shared folder can be
     // sorted or filtered by manager: only a plain address, the name sanitised and encoded
     // like any header text.
@@ -338,6 +344,15 @@ fn variables(meta: &MessageMeta, ctx: &EmailContext, local: &jiff::ZonedDateTime
         manager_email: ctx.manager.as_ref().map(|m| clean(&m.email)).unwrap_or_default(),
         assigned_to: ctx.assigned_to.as_deref().map(clean).unwrap_or_default(),
         url: ctx.message_url.as_deref().map(clean).unwrap_or_default(),
+        diverted_from: meta
+            .diverted_from
+            .as_deref()
+            .map(|d| {
+                let d = clean(d);
+                phone_forms(&d, region).map_or(d, |(e164, _)| e164)
+            })
+            .unwrap_or_default(),
+        transcript: meta.transcript.as_deref().map(sanitize_text).unwrap_or_default(),
         reminder: None,
     }
 }
@@ -347,6 +362,25 @@ fn format_duration(ms: u64) -> String {
     let secs = ms.saturating_add(500) / 1000;
     let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
     if h > 0 { format!("{h}:{m:02}:{s:02}") } else { format!("{m}:{s:02}") }
+}
+
+/// Text of several lines for the body: line ends become `\n`, other control characters (and
+/// Unicode line/paragraph separators) spaces.
+fn sanitize_text(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .chars()
+        .map(|c| {
+            if c == '\n' {
+                c
+            } else if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// Replaces every control character (and Unicode line/paragraph separators) with a space.

@@ -367,6 +367,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// the step (or a later reminder) was queued before.
     fn queue_reminder(&self, id: &MessageId, reminder: &NewReminder, now: Timestamp) -> Result<bool, StoreError>;
 
+    /// Adds the transcript to a stored message's metadata (`[transcription]`). Returns false
+    /// (changing nothing) when the message is not stored (unknown, recording or deleted).
+    fn set_transcript(&self, id: &MessageId, transcript: &str) -> Result<bool, StoreError>;
+
     /// The messages stored and delivered to the `imap` target whose copy is not settled
     /// ([`ImapCopyState::done`]), oldest call first.
     fn imap_copies(&self) -> Result<Vec<ImapCopy>, StoreError>;

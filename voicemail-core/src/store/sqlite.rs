@@ -868,6 +868,24 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_transcript(&self, id: &MessageId, transcript: &str) -> Result<bool, StoreError> {
+        let fail = db_error("storing a transcript");
+        self.write("storing a transcript", |tx| {
+            let meta: Option<String> = tx
+                .query_row("SELECT meta FROM messages WHERE id = ?1 AND lifecycle = 'stored'", [id.as_str()], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(&fail)?;
+            let Some(meta) = meta else { return Ok(false) };
+            let mut meta: MessageMeta = from_json(id.as_str(), &meta)?;
+            meta.transcript = Some(transcript.to_owned());
+            tx.execute("UPDATE messages SET meta = ?2 WHERE id = ?1", params![id.as_str(), to_json(&meta)?])
+                .map_err(&fail)?;
+            Ok(true)
+        })
+    }
+
     fn imap_copies(&self) -> Result<Vec<ImapCopy>, StoreError> {
         self.read("reading imap copies", Self::imap_copy_rows)
     }
@@ -977,6 +995,9 @@ mod tests {
             dtmf: String::new(),
             wav_path: None,
             media: MediaStats::default(),
+            mailbox: None,
+            diverted_from: None,
+            transcript: None,
         }
     }
 

@@ -234,6 +234,9 @@ pub fn sample_meta(id: &str, caller: &str, caller_name: Option<&str>) -> Message
         dtmf: String::new(),
         wav_path: None,
         media: MediaStats::default(),
+        mailbox: None,
+        diverted_from: None,
+        transcript: None,
     }
 }
 

@@ -92,11 +92,18 @@ pub(super) fn on_resubscribe(shared: &Arc<Shared>, tx: Transaction, dialog_id: &
     tokio::spawn(send_reply(refused, reply(481, "the subscription has ended")));
 }
 
-/// The managers' counts from the store, on a blocking thread.
+/// The managers' counts over every mailbox's store, on a blocking thread.
 async fn compute(shared: &Arc<Shared>, config: &MwiConfig) -> Option<HashMap<String, Counts>> {
-    let mailbox = shared.mailbox.clone();
+    let mailboxes = shared.mailboxes.all().to_vec();
     let config = config.clone();
-    let listed = tokio::task::spawn_blocking(move || mailbox.list(true).map(|m| mwi::count(&m, &config))).await;
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut messages = Vec::new();
+        for mailbox in &mailboxes {
+            messages.extend(mailbox.list(true)?);
+        }
+        Ok::<_, voicemail_core::MailboxError>(mwi::count(&messages, &config))
+    })
+    .await;
     match listed {
         Ok(Ok(counts)) => Some(counts),
         Ok(Err(e)) => {
@@ -124,13 +131,14 @@ async fn current(shared: &Arc<Shared>, service: &MwiService) -> Arc<HashMap<Stri
 /// subscriptions and sends the unsolicited NOTIFYs of the managers whose counts changed (and
 /// of every manager at start, so the lamps are right after a restart).
 pub(super) async fn watch_store(shared: Arc<Shared>, service: Arc<MwiService>) {
-    let mut mark: Option<i64> = None;
+    let mut mark: Option<Vec<i64>> = None;
     let mut last: HashMap<String, Counts> = HashMap::new();
     let mut first = true;
     loop {
         let now_mark = {
-            let mailbox = shared.mailbox.clone();
-            tokio::task::spawn_blocking(move || mailbox.change_mark()).await.ok().and_then(Result::ok)
+            let mailboxes = shared.mailboxes.all().to_vec();
+            let marks = move || mailboxes.iter().map(|m| m.change_mark()).collect::<Result<Vec<_>, _>>();
+            tokio::task::spawn_blocking(marks).await.ok().and_then(Result::ok)
         };
         if first || now_mark.is_none() || now_mark != mark {
             mark = now_mark;
