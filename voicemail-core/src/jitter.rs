@@ -34,7 +34,8 @@ const MAX_PAYLOAD: usize = 1500;
 /// How long the buffer waits for a missing packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JitterConfig {
-    /// Packets held before a missing one is given up (at least 1, at most [`CAPACITY`]).
+    /// Packets held before a missing one is given up (at least 1, at most 32, the buffer's
+    /// slots).
     pub depth: usize,
     /// How long a held packet waits for a missing predecessor before it is given up.
     pub max_delay: Duration,

@@ -37,7 +37,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::register::Account;
+// The accounts to register and the message-waiting configuration are part of `[sip]`.
+pub use crate::mwi::{Manager, MwiConfig};
+pub use crate::register::Account;
 
 /// Why the `[sip]` table is not valid. The message names the key (`sip.max_calls`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,7 +171,7 @@ pub struct SipConfig {
     /// call slot freed, and it leaves no message (it is logged with the caller's number).
     pub ack_timeout: Duration,
     /// Message-waiting indication for managers' phones (`[sip.mwi]`,
-    /// [`crate::mwi::MwiConfig`]); `None`: SUBSCRIBE gets 405.
+    /// [`MwiConfig`]); `None`: SUBSCRIBE gets 405.
     pub mwi: Option<crate::mwi::MwiConfig>,
 }
 

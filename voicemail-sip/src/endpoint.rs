@@ -81,7 +81,7 @@ type MessageSender = Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>;
 /// with [`Endpoint::messages`], then [`Endpoint::run`] it until [`EndpointHandle::shutdown`].
 ///
 /// Each INVITE goes to the mailbox its diverting number, Request-URI user or To user selects
-/// ([`crate::divert`], [`Mailboxes::select`]), else to the default mailbox; without one it
+/// (History-Info, Diversion; [`Mailboxes::select`]), else to the default mailbox; without one it
 /// gets 404 Not Found. Every call goes through its mailbox: [`Mailbox::start_call`] makes it
 /// (message id, greeting of the moment, recording in the spool) and [`Mailbox::finish_call`]
 /// stores its message. By default [`Endpoint::run`] also runs every mailbox's background work
