@@ -211,7 +211,7 @@ pub enum Event {
         error: String,
     },
     /// The message's copy at a target was removed before its call was returned, and was put
-    /// back (the IMAP watcher, [`crate::imapsync`]).
+    /// back (the IMAP watcher, a thread of [`crate::runner::Runner`]).
     Restored {
         /// The target (`imap`).
         target: String,

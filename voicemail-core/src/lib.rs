@@ -112,7 +112,7 @@
 //!
 //! - `mailbox` (default): the mailbox layer and its dependencies (SQLite, e-mail, TOML, ...).
 //! - `_internals`: not an API. Makes the internal modules (jitter buffer, RTP parser and
-//!   packetizer, DTMF detector) public, hidden from the docs, for this
+//!   packetizer, DTMF detector, IMAP watcher) public, hidden from the docs, for this
 //!   project's fuzz targets, benches and tests; no semver promise.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -149,8 +149,12 @@ pub mod directory;
 pub mod followup;
 #[cfg(feature = "mailbox")]
 mod greeting_file;
-#[cfg(feature = "mailbox")]
+#[cfg(all(feature = "mailbox", feature = "_internals"))]
+#[doc(hidden)]
 pub mod imapsync;
+#[cfg(all(feature = "mailbox", not(feature = "_internals")))]
+#[allow(unreachable_pub, dead_code)]
+mod imapsync;
 #[cfg(feature = "mailbox")]
 pub mod mailbox;
 #[cfg(feature = "mailbox")]

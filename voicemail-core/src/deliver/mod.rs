@@ -23,7 +23,7 @@
 //!
 //! A message APPENDed by IMAP carries its follow-up state as IMAP keywords
 //! ([`KEYWORD_ASSIGNED`], [`KEYWORD_CALLED_BACK`], see [`imap_keywords`]); the IMAP watcher
-//! ([`crate::imapsync`]) keeps them in step with the store, both ways.
+//! (a thread of [`crate::runner::Runner`]) keeps them in step with the store, both ways.
 
 mod email;
 pub(crate) mod imap;
@@ -227,7 +227,8 @@ pub struct ImapTarget {
     pub timeout: Duration,
     /// Watch the folder while the answering machine runs (`watch = true`, the default): the
     /// follow-up state goes both ways between the store and the copies' IMAP keywords, and a
-    /// copy expunged before its call was returned is put back ([`crate::imapsync`]).
+    /// copy expunged before its call was returned is put back (the IMAP watcher, a thread of
+    /// [`crate::runner::Runner`]).
     #[serde(default = "default_true")]
     pub watch: bool,
     /// How often the watcher looks at the whole folder (`poll_interval = "30s"`, default
