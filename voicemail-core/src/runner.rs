@@ -4,8 +4,8 @@
 //! whose process died, messages whose storing failed on a full disk), and, with `[followup]`,
 //! one that runs [`Mailbox::remind`] with the real clock (reminders of calls not returned;
 //! the `smtp` worker then sends them), and, with `[delivery.imap]` and `watch = true` (the
-//! default), the IMAP watcher (follow-up state between the store and
-//! the copies' keywords, both ways; expunged copies put back).
+//! default), the IMAP watcher (follow-up state between the store and the copies' keywords,
+//! both ways; expunged copies put back).
 //!
 //! Workers wake when a message is stored in this process, when their next retry is due, and
 //! at least every [`POLL`] (another process may have queued work). [`Runner::stop`] lets each

@@ -14,9 +14,10 @@
 //! its own (the message's reminder steps) in the transaction that queues it, so a reminder is
 //! queued once, ever. A message called back or deleted drops its reminders not yet sent.
 //!
-//! The IMAP watcher (a thread of [`crate::runner::Runner`]) keeps what it knows of each message's copy in the
-//! IMAP folder ([`ImapCopyState`]: its UID, the keywords it carries, whether it is settled),
-//! and notices changes made by any process through [`Store::change_mark`].
+//! The IMAP watcher (a thread of [`crate::runner::Runner`]) keeps what it knows of each
+//! message's copy in the IMAP folder ([`ImapCopyState`]: its UID, the keywords it carries,
+//! whether it is settled), and notices changes made by any process through
+//! [`Store::change_mark`].
 //!
 //! The [`Mailbox`](crate::mailbox::Mailbox) is the only user of a store; applications talk to
 //! the mailbox.
