@@ -101,9 +101,8 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 /// Installs the process's Prometheus recorder (once per process) and describes the
 /// libraries' metrics. The handle renders them.
 pub fn install_recorder() -> Result<PrometheusHandle, String> {
-    let handle = PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let handle =
+        PrometheusBuilder::new().install_recorder().map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
     voicemail_core::telemetry::describe();
     voicemail_sip::telemetry::describe();
     Ok(handle)

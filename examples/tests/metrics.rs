@@ -109,6 +109,7 @@ fn metrics_after_a_sipp_call_show_the_call_and_the_delivered_message() {
             && sample(&text, "voicemail_delivery_queue", &[("target", "maildir")]) == Some(0.0)
     });
     assert!(settled, "the metrics did not settle:\n{text}");
+    eprintln!("GET /metrics after the call:\n{text}");
     assert_eq!(sample(&text, "voicemail_sip_calls_total", &[]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "voicemail_sip_calls_total", &[("outcome", "recorded")]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "voicemail_sip_calls_in_progress", &[]), Some(0.0), "{text}");
@@ -225,4 +226,35 @@ fn bad_metrics_and_log_tables_are_refused_with_the_key() {
         assert_eq!(out.code(), Some(1), "{extra}: {}", out.stderr);
         assert!(out.stderr.contains(key), "{extra}: expected {key:?} in {:?}", out.stderr);
     }
+}
+
+/// `examples/systemd/voicemail.service` is a valid unit (`systemd-analyze verify`, with
+/// `ExecStart` pointing at the built example) and its hardening rates "OK" or better in
+/// `systemd-analyze security` (exposure below 2.0 of 10).
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let Some(analyze) = tool("systemd-analyze", "systemd") else { return };
+    let dir = temp_dir("systemd");
+    let unit = std::fs::read_to_string(examples_dir().join("systemd/voicemail.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/voicemail-answering-machine --config"), "{unit}");
+    let exe = example("answering_machine");
+    let unit = unit.replace("/usr/local/bin/voicemail-answering-machine", exe.to_str().unwrap());
+    let path = dir.path().join("voicemail.service");
+    std::fs::write(&path, unit).unwrap();
+    let mut cmd = Command::new(&analyze);
+    cmd.arg("verify").arg(&path).env("SYSTEMD_LOG_COLOR", "0");
+    let out = run_bounded("systemd-analyze verify", &mut cmd, Duration::from_secs(60));
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.trim().is_empty() && out.stdout.trim().is_empty(), "warnings: {}{}", out.stdout, out.stderr);
+
+    let mut cmd = Command::new(&analyze);
+    cmd.args(["security", "--offline=true", "--no-pager"]).arg(&path).env("SYSTEMD_COLORS", "0");
+    let out = run_bounded("systemd-analyze security", &mut cmd, Duration::from_secs(60));
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure level: {}{}", out.stdout, out.stderr));
+    let level: f64 = line.split(": ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(level < 2.0, "{line}");
 }

@@ -59,9 +59,9 @@ pub mod schedule;
 #[cfg(feature = "mailbox")]
 pub mod store;
 #[cfg(feature = "mailbox")]
-pub mod template;
-#[cfg(feature = "mailbox")]
 pub mod telemetry;
+#[cfg(feature = "mailbox")]
+pub mod template;
 #[cfg(feature = "mailbox")]
 pub mod transcribe;
 
