@@ -258,3 +258,33 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     let level: f64 = line.split(": ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
     assert!(level < 2.0, "{line}");
 }
+
+/// In a file with `[[mailboxes]]`, `[metrics]` and `[log]` are shared at the top level (every
+/// mailbox has them) and refused inside a mailbox, like `[sip]` and `[web]`.
+#[test]
+fn ops_tables_are_shared_by_every_mailbox() {
+    use voicemail_core::config::MailboxesConfig;
+    use voicemail_examples::ops::{LogFormat, OpsConfig};
+
+    let mailbox = |name: &str, number: &str, extra: &str| {
+        format!(
+            "[[mailboxes]]\nmailbox = \"{name}\"\nnumber = \"{number}\"\ntimezone = \"UTC\"\nspool = \"{name}\"\n{extra}\n"
+        )
+    };
+    let top = "default_mailbox = \"A\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n[log]\nformat = \"json\"\n";
+    let text = format!("{top}{}{}", mailbox("A", "100", ""), mailbox("B", "200", ""));
+    let all = MailboxesConfig::from_toml_str(&text).unwrap();
+    let ops = OpsConfig::from_tables(&all.ops).unwrap();
+    assert_eq!(ops, OpsConfig { metrics_listen: Some("127.0.0.1:9464".parse().unwrap()), log_format: LogFormat::Json });
+    for c in &all.mailboxes {
+        assert_eq!(c.ops, all.ops, "{}", c.mailbox);
+    }
+
+    let text =
+        format!("{}{}", mailbox("A", "100", "[mailboxes.metrics]\nlisten = \"127.0.0.1:1\""), mailbox("B", "200", ""));
+    let e = MailboxesConfig::from_toml_str(&format!("default_mailbox = \"A\"\n{text}")).unwrap_err().to_string();
+    assert!(e.contains("mailboxes[0].metrics") && e.contains("top level"), "{e}");
+    // A one-mailbox file, and none: text logs, no metrics.
+    let one = MailboxesConfig::from_toml_str("mailbox = \"A\"\ntimezone = \"UTC\"\nspool = \"s\"\n").unwrap();
+    assert_eq!(OpsConfig::from_tables(&one.ops).unwrap(), OpsConfig::default());
+}
