@@ -3,7 +3,8 @@
 //! (`voicemail_sip_calls_total{outcome="recorded"} 1`, no call in progress), the message
 //! stored (`voicemail_messages_total{end_reason="hang-up"} 1`), its delivery to the Maildir
 //! (`voicemail_deliveries_total{target="maildir",outcome="delivered"} 1`, an empty queue),
-//! the 200 OK sent and the RTP received; `/healthz` is 200. Without SIPp: `[log] format =
+//! the 200 OK sent and the RTP received; `/healthz` is 200. An INVITE refused with 488 counts
+//! as a rejection (`reason="sdp_not_acceptable"`), a response and a `refused` call. Without SIPp: `[log] format =
 //! "json"` makes every log line a JSON object; `/healthz` turns 503 while the spool is gone
 //! and 200 again when it is back; unknown keys and bad values in `[metrics]` and `[log]` are
 //! refused at start-up with the key named.
@@ -70,7 +71,8 @@ fn metrics_after_a_sipp_call_show_the_call_and_the_delivered_message() {
     let Some(sipp_bin) = sipp() else { return };
     let dir = temp_dir("metrics");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let config = metrics_config(dir.path(), &metrics, "");
+    // PCMU only: an offer of PCMA alone is refused with 488.
+    let config = metrics_config(dir.path(), &metrics, "[media]\ncodecs = [\"pcmu\"]\n");
     let mut am = AnsweringMachine::start(&config);
     assert_eq!(get(&metrics, "/healthz"), (200, "ok\n".to_owned()));
     let (status, before) = get(&metrics, "/metrics");
@@ -135,6 +137,24 @@ fn metrics_after_a_sipp_call_show_the_call_and_the_delivered_message() {
     );
     assert!(text.contains("# HELP voicemail_sip_calls_total"), "described:\n{text}");
     assert_eq!(get(&metrics, "/healthz"), (200, "ok\n".to_owned()));
+
+    // A refused INVITE: counted by reason and response code, and as a refused call.
+    let xml = scenario(dir.path(), "uac_refused", &[("CALLER", "+74951112233".into()), ("STATUS", "488".into())]);
+    let offer = std::fs::read_to_string(&xml).unwrap();
+    std::fs::write(&xml, offer.replace("RTP/AVP 0", "RTP/AVP 8").replace("rtpmap:0 PCMU", "rtpmap:8 PCMA")).unwrap();
+    let mut call = sipp_call(&sipp_bin, dir.path(), &am.addr, &xml, "voicemail");
+    let status = call.wait_timeout(Duration::from_secs(90)).expect("sipp did not finish");
+    assert!(status.success(), "sipp did not get its 488: {status:?}");
+    let text = get(&metrics, "/metrics").1;
+    assert_eq!(sample(&text, "voicemail_sip_rejections_total", &[]), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "voicemail_sip_rejections_total", &[("reason", "sdp_not_acceptable")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "voicemail_sip_responses_total", &[("code", "488")]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "voicemail_sip_calls_total", &[("outcome", "refused")]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "voicemail_sip_calls_total", &[("outcome", "recorded")]), Some(1.0), "{text}");
 
     let exit = am.stop("TERM");
     assert!(exit.success(), "exit status {exit:?}");
