@@ -557,8 +557,9 @@ impl Config {
 const SHARED_KEYS: [&str; 6] = ["mailboxes", "default_mailbox", "sip", "web", "metrics", "log"];
 
 /// A configuration file: one mailbox (the shape [`Config`] reads) or several, each a
-/// `[[mailboxes]]` table holding what a one-mailbox file holds, with `[sip]` and `[web]` shared
-/// at the top level. One answering machine serves them all with one SIP listener.
+/// `[[mailboxes]]` table holding what a one-mailbox file holds, with `[sip]`, `[web]`,
+/// `[metrics]` and `[log]` shared at the top level. One answering machine serves them all
+/// with one SIP listener.
 ///
 /// ```toml
 /// default_mailbox = "Sales"          # optional: calls for an unknown number go here (else 404)
@@ -586,8 +587,9 @@ const SHARED_KEYS: [&str; 6] = ["mailboxes", "default_mailbox", "sip", "web", "m
 ///
 /// A one-mailbox file reads as a set of one, and that mailbox is the default (it takes every
 /// call, as before). In a file with `[[mailboxes]]`, every other top-level key is an error (a
-/// mailbox's settings go in its table), as is a `[sip]` or `[web]` inside a mailbox. Errors
-/// name the key path with the mailbox's index: `mailboxes[1].delivery.smtp.to[0]`. The
+/// mailbox's settings go in its table), as is a `[sip]`, `[web]`, `[metrics]` or `[log]`
+/// inside a mailbox. Errors name the key path with the mailbox's index:
+/// `mailboxes[1].delivery.smtp.to[0]`. The
 /// mailboxes' names must differ, and so must their spools (each keeps its own store and
 /// recordings) and the numbers that select them (compared as [`crate::mailboxes`] compares
 /// them: E.164 in each mailbox's region, and SIP users ignoring case). A mailbox that no
