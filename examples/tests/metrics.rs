@@ -125,15 +125,16 @@ fn metrics_after_a_sipp_call_show_the_call_and_the_delivered_message() {
     assert_eq!(sample(&text, "voicemail_deliveries_total", &[("outcome", "failed")]), Some(0.0), "{text}");
     assert_eq!(sample(&text, "voicemail_deliveries_total", &[("outcome", "rejected")]), Some(0.0), "{text}");
     assert_eq!(sample(&text, "voicemail_sip_rejections_total", &[]), None, "nothing refused:\n{text}");
-    // 180 Ringing and 200 OK to the INVITE, 200 OK to the BYE.
-    assert_eq!(sample(&text, "voicemail_sip_responses_total", &[("code", "180")]), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "voicemail_sip_responses_total", &[("code", "200")]), Some(2.0), "{text}");
+    // 180 Ringing and 200 OK to the INVITE, 200 OK to the BYE (more if one was retransmitted).
+    let sent = |code: &str| sample(&text, "voicemail_sip_responses_total", &[("code", code)]).unwrap_or(0.0);
+    assert!(sent("180") >= 1.0 && sent("200") >= 2.0, "{text}");
     let received = sample(&text, "voicemail_rtp_packets_total", &[("kind", "received")]).unwrap_or(0.0);
+    assert_eq!(received, f64::from(u32::try_from(meta.media.packets_received).unwrap()), "{text}");
     assert!(received >= 50.0, "2 s of 20 ms packets were received: {received}\n{text}");
     assert_eq!(
-        sample(&text, "voicemail_rtp_packets_total", &[("kind", "lost")]).map(|v| v.min(received)),
+        sample(&text, "voicemail_rtp_packets_total", &[("kind", "lost")]),
         Some(f64::from(u32::try_from(meta.media.lost).unwrap())),
-        "the counter adds the call's own figure"
+        "the counter has the call's own figure (its metadata's)"
     );
     assert!(text.contains("# HELP voicemail_sip_calls_total"), "described:\n{text}");
     assert_eq!(get(&metrics, "/healthz"), (200, "ok\n".to_owned()));
@@ -145,14 +146,20 @@ fn metrics_after_a_sipp_call_show_the_call_and_the_delivered_message() {
     let mut call = sipp_call(&sipp_bin, dir.path(), &am.addr, &xml, "voicemail");
     let status = call.wait_timeout(Duration::from_secs(90)).expect("sipp did not finish");
     assert!(status.success(), "sipp did not get its 488: {status:?}");
-    let text = get(&metrics, "/metrics").1;
+    // The call's supervisor ends just after its 488 is sent: wait (bounded) for its count.
+    let mut text = String::new();
+    let counted = wait_until(Duration::from_secs(30), || {
+        text = get(&metrics, "/metrics").1;
+        sample(&text, "voicemail_sip_calls_total", &[("outcome", "refused")]).is_some()
+    });
+    assert!(counted, "the refused call was not counted:\n{text}");
     assert_eq!(sample(&text, "voicemail_sip_rejections_total", &[]), Some(1.0), "{text}");
     assert_eq!(
         sample(&text, "voicemail_sip_rejections_total", &[("reason", "sdp_not_acceptable")]),
         Some(1.0),
         "{text}"
     );
-    assert_eq!(sample(&text, "voicemail_sip_responses_total", &[("code", "488")]), Some(1.0), "{text}");
+    assert!(sample(&text, "voicemail_sip_responses_total", &[("code", "488")]).is_some_and(|n| n >= 1.0), "{text}");
     assert_eq!(sample(&text, "voicemail_sip_calls_total", &[("outcome", "refused")]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "voicemail_sip_calls_total", &[("outcome", "recorded")]), Some(1.0), "{text}");
 

@@ -29,8 +29,8 @@ pub const CALLS_IN_PROGRESS: &str = "voicemail_sip_calls_in_progress";
 pub const CALLS: &str = "voicemail_sip_calls_total";
 /// INVITEs refused, by reason.
 pub const REJECTIONS: &str = "voicemail_sip_rejections_total";
-/// SIP responses the endpoint's transactions sent, by status code (retransmissions not
-/// counted).
+/// SIP responses the endpoint's transactions sent, by status code; each sending counts, a
+/// retransmission too (a response repeated for a retransmitted request, Timer G).
 pub const RESPONSES: &str = "voicemail_sip_responses_total";
 /// RTP packets of finished calls, by what became of them.
 pub const RTP_PACKETS: &str = "voicemail_rtp_packets_total";
