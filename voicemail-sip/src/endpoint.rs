@@ -60,6 +60,7 @@ use crate::limit::{InviteLimiter, LogLimiter};
 use crate::media::{self, MediaCommand, PortPool};
 use crate::register::{AccountStatus, RegistrationHandle};
 use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
+use crate::telemetry;
 
 /// How long the endpoint waits for calls to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -132,6 +133,12 @@ impl EndpointHandle {
             shared.shutdown.cancel();
         });
         Ok(())
+    }
+
+    /// Whether the endpoint takes new calls: bound and not shutting down (nor stopped). The
+    /// answering machine's `/healthz` reports it.
+    pub fn is_accepting(&self) -> bool {
+        self.shared.accepting.load(Ordering::SeqCst)
     }
 
     /// Calls in progress.
@@ -207,7 +214,9 @@ struct Slot(Arc<Shared>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let before = self.0.active.fetch_sub(1, Ordering::SeqCst);
+        telemetry::calls_in_progress(before.saturating_sub(1));
+        if before == 1 {
             self.0.idle.notify_one();
         }
     }
@@ -288,6 +297,7 @@ impl Endpoint {
             .with_cancel_token(stack_token.clone())
             .with_transport_layer(transports)
             .with_allows(allows)
+            .with_inspector(Box::new(telemetry::Inspector))
             .build();
         let incoming = stack.incoming_transactions()?;
         let dialogs = DialogLayer::new(stack.inner.clone());
@@ -562,6 +572,7 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
             if let Some(suppressed) = shared.log_limit.allow("invite-rate", Instant::now()) {
                 tracing::warn!(%source, retry_after, suppressed, "INVITE rate limit of the source exceeded: 503");
             }
+            telemetry::rejected("invite_rate");
             let why = "INVITE rate limit".to_owned();
             tokio::spawn(send_reply(tx, Reply { status: 503, extra: ReplyExtra::RetryAfter(retry_after), why }));
             return;
@@ -597,11 +608,12 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
     match decision {
         Decision::NewCall(new_call) => {
             let Some((mailbox, diverted_from)) = mailbox_for(shared, &tx.original, source) else {
+                telemetry::rejected("no_mailbox");
                 let why = "no mailbox for the number called".to_owned();
                 tokio::spawn(send_reply(tx, Reply { status: 404, extra: ReplyExtra::None, why }));
                 return;
             };
-            shared.active.fetch_add(1, Ordering::SeqCst);
+            telemetry::calls_in_progress(shared.active.fetch_add(1, Ordering::SeqCst) + 1);
             let slot = Slot(shared.clone());
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -621,6 +633,9 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
         Decision::Reply(reply) => {
             if reply.status >= 400 {
                 tracing::debug!(method = %tx.original.method, status = reply.status, why = %reply.why, %source, "rejected");
+                if tx.original.method == Method::Invite && !classify::has_to_tag(&tx.original) {
+                    telemetry::invite_refused(reply.status);
+                }
             }
             tokio::spawn(send_reply(tx, reply));
         }
@@ -694,6 +709,7 @@ async fn run_call(
     diverted_from: Option<String>,
     _slot: Slot,
 ) {
+    let mut counted = telemetry::CallOutcome::new();
     let source = tx.connection.as_ref().and_then(|c| c.get_remote_addr()).map(|a| a.to_string()).unwrap_or_default();
     let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
     if let Err(e) = tx.send_trying().await {
@@ -706,6 +722,7 @@ async fn run_call(
             if let Some(suppressed) = shared.log_limit.allow("no-rtp-port", Instant::now()) {
                 tracing::warn!(error = %e, suppressed, "no RTP port for a new call");
             }
+            telemetry::rejected("no_rtp_port");
             send_reply(tx, Reply { status: 503, extra: ReplyExtra::RetryAfter(5), why: e.to_string() }).await;
             return;
         }
@@ -723,6 +740,7 @@ async fn run_call(
             Ok(n) => n,
             Err(e) => {
                 let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
+                telemetry::invite_refused(status);
                 send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
                 return;
             }
@@ -735,6 +753,7 @@ async fn run_call(
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "cannot create the dialog");
+            telemetry::rejected("internal");
             send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
             return;
         }
@@ -755,6 +774,7 @@ async fn run_call(
     let (call, lease) = match started {
         Ok(Ok(StartedCall { call, lease })) => (call, lease),
         Ok(Err(e)) => {
+            telemetry::rejected(if e.is_full() { "spool_full" } else { "internal" });
             let reply = if e.is_full() {
                 if let Some(suppressed) = shared.log_limit.allow("spool-full", Instant::now()) {
                     tracing::warn!(caller = %parties.caller, %source, error = %e, suppressed, "the spool is full: call refused with 503");
@@ -770,6 +790,7 @@ async fn run_call(
         }
         Err(e) => {
             tracing::error!(caller = %parties.caller, %source, error = %e, "starting the call failed");
+            telemetry::rejected("internal");
             shared.dialogs.remove_dialog(&dialog_id);
             send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
             return;
@@ -847,6 +868,7 @@ async fn run_call(
         if let Some(suppressed) = shared.log_limit.allow("no-ack", Instant::now()) {
             tracing::warn!(%id, caller = %new_call.parties.caller, %source, suppressed, "the 200 OK was never ACKed: call dropped without a message");
         }
+        counted.set("not_acked");
         discard_call(&mailbox, lease).await;
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -857,9 +879,17 @@ async fn run_call(
         });
         return;
     }
+    if let Some(meta) = &meta {
+        telemetry::rtp(&meta.media);
+    }
     match meta {
-        Some(meta) => finish_call(&mailbox, lease, meta, &source).await,
+        Some(meta) => {
+            // Stored now, or kept by the mailbox and stored by recovery.
+            counted.set("recorded");
+            finish_call(&mailbox, lease, meta, &source).await;
+        }
         None => {
+            counted.set("failed");
             // Letting go of the recording lets recovery store it (end reason `interrupted`).
             drop(lease);
             tracing::error!(%id, "the call ended without a message; recovery will store its recording");

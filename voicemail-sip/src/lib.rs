@@ -20,6 +20,8 @@
 //! - [`sdp`]: RFC 3264 offer/answer for PCMU/PCMA and telephone-event.
 //! - [`media`]: the RTP port pool and the per-call task that drives the core call.
 //! - [`config`]: the `[sip]` table of the mailbox's TOML file.
+//! - [`telemetry`]: operational metrics (calls, rejections, responses, RTP) through the
+//!   `metrics` facade, a no-op until the application installs a recorder.
 //! - [`mwi`]: message-waiting indication (the lamp on a manager's phone): SUBSCRIBE to
 //!   `message-summary` (RFC 3842, RFC 6665) and unsolicited NOTIFY, when `[sip.mwi]` is set.
 //!
@@ -59,6 +61,7 @@ pub mod media;
 pub mod mwi;
 pub mod register;
 pub mod sdp;
+pub mod telemetry;
 
 pub use config::{AddrRule, SipConfig, SipConfigError};
 pub use endpoint::{Endpoint, EndpointHandle};

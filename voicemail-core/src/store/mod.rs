@@ -369,6 +369,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The earliest time a pending or failing delivery to `target` is due.
     fn next_due(&self, target: &str) -> Result<Option<Timestamp>, StoreError>;
 
+    /// How many deliveries to `target` wait (pending or failing) of messages stored.
+    fn queue_depth(&self, target: &str) -> Result<u64, StoreError>;
+
     /// Every delivery of every message not deleted, by message id.
     fn deliveries(&self) -> Result<Vec<Delivery>, StoreError>;
 

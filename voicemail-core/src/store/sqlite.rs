@@ -747,6 +747,20 @@ impl Store for SqliteStore {
         })
     }
 
+    fn queue_depth(&self, target: &str) -> Result<u64, StoreError> {
+        self.read("reading the outbox", |tx| {
+            let n: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM deliveries d JOIN messages m ON m.id = d.message_id
+                     WHERE d.target = ?1 AND d.state = 'pending' AND m.lifecycle = 'stored'",
+                    [target],
+                    |r| r.get(0),
+                )
+                .map_err(db_error("reading the outbox"))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
     fn deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
         self.read("reading the outbox", |tx| {
             let mut stmt = tx
