@@ -20,6 +20,8 @@
 //! - [`sdp`]: RFC 3264 offer/answer for PCMU/PCMA and telephone-event.
 //! - [`media`]: the RTP port pool and the per-call task that drives the core call.
 //! - [`config`]: the `[sip]` table of the mailbox's TOML file.
+//! - [`hooks`]: the application's per-call decision (answer, reject with a status, another
+//!   mailbox or greeting) and notices of each call's state changes and DTMF keys.
 //! - [`mwi`]: message-waiting indication (the lamp on a manager's phone): SUBSCRIBE to
 //!   `message-summary` (RFC 3842, RFC 6665) and unsolicited NOTIFY, when `[sip.mwi]` is set.
 //!
@@ -54,6 +56,7 @@ pub mod config;
 pub mod divert;
 mod endpoint;
 pub mod error;
+pub mod hooks;
 mod limit;
 pub mod media;
 pub mod mwi;
