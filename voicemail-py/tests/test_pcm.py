@@ -22,7 +22,7 @@ def tone(freq: float, rate: int, samples: int, start: int = 0, amplitude: int = 
     return array("h", (int(math.sin(2 * math.pi * freq * (start + i) / rate) * amplitude) for i in range(samples))).tobytes()
 
 
-def play_greeting(call: voicemail.Call, now: float, rate: int) -> tuple[float, List[voicemail.SendPcm]]:
+def play_greeting(call: voicemail.Call, now: float, rate: voicemail.PcmRate) -> tuple[float, List[voicemail.SendPcm]]:
     """Answers and ticks at every deadline until the recording starts; the greeting's PCM."""
     call.answered(now)
     out: List[voicemail.SendPcm] = []
@@ -41,7 +41,7 @@ def play_greeting(call: voicemail.Call, now: float, rate: int) -> tuple[float, L
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 48000])
-def test_greeting_comes_out_as_pcm_at_the_rate_asked(new_call: NewCall, rate: int) -> None:
+def test_greeting_comes_out_as_pcm_at_the_rate_asked(new_call: NewCall, rate: voicemail.PcmRate) -> None:
     call = new_call()
     _, frames = play_greeting(call, 100.0, rate)
     assert frames and all(f.rate == rate for f in frames)
@@ -58,7 +58,7 @@ def test_greeting_comes_out_as_pcm_at_the_rate_asked(new_call: NewCall, rate: in
 
 
 @pytest.mark.parametrize(("codec", "rate"), [("pcmu", 48000), ("pcma", 8000), ("g722", 16000), ("opus", 48000), ("pcmu", 24000)])
-def test_fed_pcm_is_recorded(new_call: NewCall, codec: str, rate: int) -> None:
+def test_fed_pcm_is_recorded(new_call: NewCall, codec: str, rate: voicemail.PcmRate) -> None:
     call = new_call(codec=codec)
     now, _ = play_greeting(call, 100.0, rate)
     # Two seconds of a 440 Hz tone in 20 ms frames, paced like a real stream; the last frame
@@ -93,13 +93,13 @@ def test_bad_pcm_input_raises_clear_errors(new_call: NewCall) -> None:
     call = new_call()
     call.answered(1.0)
     with pytest.raises(ValueError, match="rate must be 8000, 16000, 24000, 32000 or 48000"):
-        call.feed_pcm(1.0, b"\x00\x00" * 160, 44100)
+        call.feed_pcm(1.0, b"\x00\x00" * 160, 44100)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rate must be"):
-        call.feed_pcm(1.0, b"\x00\x00" * 160, 0)
+        call.feed_pcm(1.0, b"\x00\x00" * 160, 0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="even number of bytes"):
         call.feed_pcm(1.0, b"\x00" * 321, 8000)
     with pytest.raises(ValueError, match="rate must be"):
-        call.drain_pcm(11025)
+        call.drain_pcm(11025)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         call.feed_pcm(1.0, "not bytes", 8000)  # type: ignore[arg-type]
     call.hangup(2.0)

@@ -25,7 +25,7 @@ name) are ``ValueError``; I/O failures are builtin ``OSError`` subclasses.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Literal, Union
 
 from voicemail._endpoint import SipEndpoint
 from voicemail._voicemail import (
@@ -73,6 +73,8 @@ from voicemail._voicemail import (
 Event = Union[StateChanged, DtmfReceived, MessageRecorded]
 #: Anything ``Call.poll_output()`` returns.
 Output = Union[SendRtp, Timeout, StateChanged, DtmfReceived, MessageRecorded]
+#: The sample rates ``Call.feed_pcm`` and ``Call.drain_pcm`` take, in Hz.
+PcmRate = Literal[8000, 16000, 24000, 32000, 48000]
 #: Anything ``Call.drain_pcm(rate)`` returns.
 PcmOutput = Union[SendPcm, Timeout, StateChanged, DtmfReceived, MessageRecorded]
 
@@ -103,6 +105,7 @@ __all__ = [
     "NotCalledBackError",
     "Output",
     "PcmOutput",
+    "PcmRate",
     "Prompt",
     "RecordingError",
     "Reject",
