@@ -11,7 +11,9 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use voicemail_core::call::resample::Resampler;
 use voicemail_core::codec::{Codec, Decoder, Encoder};
-use voicemail_core::{Call, CallLease, CodecChange, CodecKind, DtmfDigit, Event, Input, Mailbox, MessageMeta, Output, Prompt};
+use voicemail_core::{
+    Call, CallLease, CodecChange, CodecKind, DtmfDigit, Event, Input, Mailbox, MessageMeta, Output, Prompt,
+};
 
 use crate::errors::BindingError;
 use crate::message::{PyMediaStats, PyMessage};

@@ -55,6 +55,14 @@ type MessageSender = Arc<Mutex<Option<std_mpsc::Sender<MessageMeta>>>>;
 /// ``on_message(message)`` is called from a worker thread (with the GIL) for every message as
 /// soon as the mailbox has stored it durably — finished calls and recovered ones — before
 /// any delivery is attempted; an exception it raises goes to ``sys.unraisablehook``.
+/// ``on_call(call)`` (an ``IncomingCall``) decides each new call after the endpoint's own
+/// checks, on a worker thread: ``Accept`` (optionally another configured mailbox and/or
+/// greeting), ``Reject(status)`` (400-699; the call leaves no message) or ``None`` (as
+/// usual); a decision later than ``decision_timeout`` seconds, an exception (to
+/// ``sys.unraisablehook``) or another return type leaves the default behaviour, logged.
+/// ``on_dtmf(call_id, digit)`` and ``on_state(call_id, state)`` hear each call's keys and
+/// states, queued (1024 at most, more are dropped and counted in ``dropped_notices``) and
+/// called in order on a thread of their own; the GIL is taken only for each call.
 /// ``deliver=False`` runs the endpoint without the mailbox's background work: this process
 /// neither delivers nor recovers (deliveries for the configured targets are still queued;
 /// run them with ``mailbox.deliver()`` and ``mailbox.recover()``, or let another process
@@ -139,7 +147,9 @@ impl PySipEndpoint {
             }
             if let Some(h) = installed {
                 let settings = HookSettings { decision_timeout, ..HookSettings::default() };
-                endpoint = endpoint.with_hooks(h, settings)?;
+                endpoint = endpoint
+                    .with_hooks(h, settings)
+                    .map_err(|e| BindingError::io(e, None, "cannot start the call hooks' thread"))?;
             }
             // Messages reach Python through the mailbox's subscription below.
             drop(endpoint.messages());

@@ -96,7 +96,9 @@ impl PyReject {
             .ok()
             .and_then(|s| RejectStatus::new(s).ok())
             .map(|s| Self { status: s.code() })
-            .ok_or_else(|| PyValueError::new_err(format!("a call is rejected with a status from 400 to 699, not {status}")))
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("a call is rejected with a status from 400 to 699, not {status}"))
+            })
     }
 
     fn __repr__(&self) -> String {
@@ -156,8 +158,7 @@ impl CallHooks for PyHooks {
             source: call.source.to_string(),
         };
         Python::attach(|py| {
-            let result =
-                Py::new(py, incoming).and_then(|c| on_call.call1(py, (c,))).and_then(|r| decision(r.bind(py)));
+            let result = Py::new(py, incoming).and_then(|c| on_call.call1(py, (c,))).and_then(|r| decision(r.bind(py)));
             result.unwrap_or_else(|e| {
                 e.write_unraisable(py, Some(on_call.bind(py)));
                 CallDecision::default()
@@ -193,7 +194,11 @@ pub(crate) fn check_callable(py: Python<'_>, callbacks: &[(&str, &Option<Py<PyAn
 }
 
 /// The hooks to install, if any callback was given.
-pub(crate) fn hooks(on_call: Option<Py<PyAny>>, on_dtmf: Option<Py<PyAny>>, on_state: Option<Py<PyAny>>) -> Option<Arc<PyHooks>> {
+pub(crate) fn hooks(
+    on_call: Option<Py<PyAny>>,
+    on_dtmf: Option<Py<PyAny>>,
+    on_state: Option<Py<PyAny>>,
+) -> Option<Arc<PyHooks>> {
     let hooks = PyHooks { on_call, on_dtmf, on_state };
     (!hooks.is_empty()).then(|| Arc::new(hooks))
 }

@@ -36,8 +36,8 @@ mod _voicemail {
 
     #[pymodule_export]
     use crate::call::{
-        PyCall, PyDtmfReceived, PyMessageRecorded, PyPrompt, PySendPcm, PySendRtp, PyStateChanged, PyTimeout, decode_audio,
-        encode_audio,
+        PyCall, PyDtmfReceived, PyMessageRecorded, PyPrompt, PySendPcm, PySendRtp, PyStateChanged, PyTimeout,
+        decode_audio, encode_audio,
     };
     #[pymodule_export]
     use crate::config::{PyClient, PyConfig, PyGreetingChoice};

@@ -2,7 +2,7 @@
 ``on_call`` rejects a call with 486 (SIPp expects exactly that final response), chooses
 another configured mailbox and greeting (asyncio, coroutine hooks), and a decision that does
 not come in time leaves the call answered as usual; ``on_state`` hears the call's states in
-order. Skipped without SIPp (/usr/bin/sipp, Debian sip-tester), unless
+order, and ``on_dtmf`` the finish key. Skipped without SIPp (/usr/bin/sipp, Debian sip-tester), unless
 VOICEMAIL_REQUIRE_INTEROP=1."""
 
 from __future__ import annotations
@@ -216,3 +216,50 @@ def test_hook_arguments_are_checked(tmp_path: Path) -> None:
         voicemail.Reject(700)
     assert voicemail.Reject().status == 486
     assert voicemail.Accept(mailbox="Sales") == voicemail.Accept(mailbox="Sales")
+
+
+def test_on_dtmf_hears_the_finish_key(tmp_path: Path) -> None:
+    config = one_mailbox(tmp_path)
+    seen: List[voicemail.IncomingCall] = []
+    notices: List[Tuple[str, str, str]] = []
+    done = threading.Event()
+
+    def on_state(call_id: str, state: str) -> None:
+        notices.append(("state", call_id, state))
+        if state == "ended":
+            done.set()
+
+    endpoint = voicemail.SipEndpoint(
+        config,
+        deliver=False,
+        on_call=lambda call: seen.append(call),
+        on_dtmf=lambda call_id, digit: notices.append(("dtmf", call_id, digit)),
+        on_state=on_state,
+    )
+    thread, errors = serving(endpoint)
+    try:
+        workdir = tmp_path / "sipp"
+        argv = sipp_argv(workdir, endpoint.local_addr, greeting_ms=GREETING_MS, stream_ms=1000)
+        xml = (Path(__file__).parent / "sipp" / "uac_finish_key_info.xml").read_text(encoding="utf-8")
+        for key, value in {"CALLER": "+74951230000", "GREETING_MS": str(GREETING_MS), "STREAM_MS": "1000"}.items():
+            xml = xml.replace("{{" + key + "}}", value)
+        xml = xml.replace("{{FILE}}", "tone.wav").replace("{{PT}}", "0").replace("{{CODEC}}", "PCMU")
+        (workdir / "uac_call.xml").write_text(xml, encoding="utf-8")  # the scenario sipp_argv names
+        # SIPp presses # by SIP INFO after a second of audio and expects our BYE.
+        run_sipp(argv, workdir)
+        assert done.wait(30)
+        assert endpoint.dropped_notices == 0
+    finally:
+        stop(endpoint, thread, errors)
+    [call] = seen
+    assert {call_id for _, call_id, _ in notices} == {call.call_id}
+    assert [(kind, value) for kind, _, value in notices] == [
+        ("state", "answered"),
+        ("state", "greeting"),
+        ("state", "beep"),
+        ("state", "recording"),
+        ("dtmf", "#"),
+        ("state", "ended"),
+    ]
+    [message] = [m.message for m in voicemail.Mailbox(config).list()]
+    assert message.end_reason == "finish-key" and message.dtmf == "#"

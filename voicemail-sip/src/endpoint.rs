@@ -14,6 +14,9 @@
 //!           mailbox_for: the mailbox of the diverting number, Request-URI or To user (divert,
 //!           Mailboxes::select); none and no default: 404
 //!                 │
+//!           hooks (`Endpoint::with_hooks`, `crate::hooks`): the application's decision on a
+//!           blocking thread within its time budget: reject (4xx-6xx), another mailbox/greeting
+//!                 │
 //!           call supervisor (one task per call): RTP socket, SDP answer or, without an offer,
 //!           our offer (400/488 end here), Mailbox::start_call (full spool: 503), then
 //!           `answer`: 180, ring delay, 200, the ACK (late offer: its answer) within
@@ -365,11 +368,11 @@ impl Endpoint {
 
     /// Installs the application's per-call hooks ([`crate::hooks`]): a decision on each new
     /// call, and notices of each call's state changes and DTMF keys. Starts the thread that
-    /// hands notices to them. Hooks installed once stay: a second call changes nothing.
-    pub fn with_hooks(self, hooks: Arc<dyn CallHooks>, settings: HookSettings) -> Result<Self> {
+    /// hands notices to them (its failure to start is the error). Hooks installed once
+    /// stay: a second call changes nothing.
+    pub fn with_hooks(self, hooks: Arc<dyn CallHooks>, settings: HookSettings) -> std::io::Result<Self> {
         if self.shared.hooks.get().is_none() {
-            let hooks = Hooks::start(hooks, settings)
-                .map_err(Error::Hooks)?;
+            let hooks = Hooks::start(hooks, settings)?;
             let _ = self.shared.hooks.set(Arc::new(hooks));
         }
         Ok(self)
@@ -817,7 +820,8 @@ async fn run_call(
     tracing::debug!(%id, caller = %parties.caller, called = %parties.called, %source, codec = ?negotiated.codec, "incoming call");
     // 4. Media.
     let (commands, command_rx) = mpsc::channel(32);
-    let mut media = tokio::spawn(media::run(call, socket, negotiated.remote_rtp, may_send(&negotiated), command_rx, notifier));
+    let mut media =
+        tokio::spawn(media::run(call, socket, negotiated.remote_rtp, may_send(&negotiated), command_rx, notifier));
     let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false, bye: false };
     // 5. 180 Ringing, the ring delay, 200 OK, the ACK.
     let answering = answer::Answering {
@@ -926,7 +930,11 @@ async fn apply_hooks(
     let accept = match hooks.decide(call).await {
         CallDecision::Reject(status) => {
             tracing::info!(%call_id, caller = %parties.caller, status = status.code(), "call rejected by the on_call hook");
-            return Err(Reply { status: status.code(), extra: ReplyExtra::None, why: "rejected by the application".into() });
+            return Err(Reply {
+                status: status.code(),
+                extra: ReplyExtra::None,
+                why: "rejected by the application".into(),
+            });
         }
         CallDecision::Accept(accept) => accept,
     };

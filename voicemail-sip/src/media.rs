@@ -24,9 +24,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::hooks::CallNotifier;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use crate::hooks::CallNotifier;
 use voicemail_core::{Call, CallState, CodecChange, DtmfDigit, Event, Input, MessageMeta, Output};
 
 /// The largest datagram the task accepts (larger ones are truncated, and then malformed).

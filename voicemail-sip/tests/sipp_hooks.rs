@@ -87,8 +87,13 @@ fn on_call_rejects_with_486_and_chooses_the_mailbox() {
     let sipp_dir = dir.path().join("sipp");
     std::fs::create_dir_all(&sipp_dir).unwrap();
     let xml = scenario(&sipp_dir, "uac_refused", &[("CALLER", "+15550000666".into()), ("STATUS", "486".into())]);
-    let refused =
-        run_sipp(&sipp, &sipp_dir, &target, &["-sf", xml.to_str().unwrap(), "-s", "200", "-m", "1"], Duration::from_secs(30));
+    let refused = run_sipp(
+        &sipp,
+        &sipp_dir,
+        &target,
+        &["-sf", xml.to_str().unwrap(), "-s", "200", "-m", "1"],
+        Duration::from_secs(30),
+    );
     assert!(refused.success(), "the rejected call: {}", refused.describe());
     let vars = [
         ("CALLER", "+15550000001".to_owned()),
@@ -98,7 +103,8 @@ fn on_call_rejects_with_486_and_chooses_the_mailbox() {
         ("HANGUP_MS", "1500".to_owned()),
     ];
     let xml = scenario(&sipp_dir, "uac_dialled", &vars);
-    let run_call = run_sipp(&sipp, &sipp_dir, &target, &["-sf", xml.to_str().unwrap(), "-m", "1"], Duration::from_secs(30));
+    let run_call =
+        run_sipp(&sipp, &sipp_dir, &target, &["-sf", xml.to_str().unwrap(), "-m", "1"], Duration::from_secs(30));
     assert!(run_call.success(), "the accepted call: {}", run_call.describe());
 
     let left = Duration::from_secs(30);
