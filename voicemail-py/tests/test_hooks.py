@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -263,3 +264,29 @@ def test_on_dtmf_hears_the_finish_key(tmp_path: Path) -> None:
     ]
     [message] = [m.message for m in voicemail.Mailbox(config).list()]
     assert message.end_reason == "finish-key" and message.dtmf == "#"
+
+
+def test_a_failing_on_call_answers_the_call_as_usual(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = one_mailbox(tmp_path)
+    raised: List[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: raised.append(u.exc_value))
+    answers = iter([ValueError("no decision today"), "not a decision"])
+
+    def on_call(call: voicemail.IncomingCall) -> voicemail.Accept:
+        answer = next(answers)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    endpoint = voicemail.SipEndpoint(config, deliver=False, on_call=on_call)
+    thread, errors = serving(endpoint)
+    try:
+        for n in range(2):
+            workdir = tmp_path / f"sipp{n}"
+            run_sipp(sipp_argv(workdir, endpoint.local_addr, greeting_ms=1000, stream_ms=0), workdir)
+    finally:
+        stop(endpoint, thread, errors)
+    # Both calls were answered and recorded; the hook's failures went to sys.unraisablehook.
+    assert len(voicemail.Mailbox(config).list()) == 2
+    assert [type(e) for e in raised] == [ValueError, TypeError]
+    assert "on_call must return voicemail.Accept, voicemail.Reject or None, not str" in str(raised[1])
