@@ -321,7 +321,9 @@ impl PcmIn {
         let codec = call.codec();
         let kind = codec.codec;
         let encoder = kind.encoder(kind.sample_rate_hz()).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let ptime = call.config().ptime.as_micros().clamp(10_000, 60_000) as u64;
+        // Opus packets must be one of its frame sizes: 20 ms; the others follow the call's ptime.
+        let ptime =
+            if kind.is_fixed_rate() { call.config().ptime.as_micros().clamp(10_000, 60_000) as u64 } else { 20_000 };
         let frame = (u64::from(encoder.sample_rate_hz()) * ptime / 1_000_000) as usize;
         let ticks = (u64::from(kind.clock_rate_hz()) * ptime / 1_000_000) as u32;
         let resampler = (rate != encoder.sample_rate_hz()).then(|| Resampler::new(rate, encoder.sample_rate_hz()));

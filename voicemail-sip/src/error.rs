@@ -26,9 +26,6 @@ pub enum Error {
     /// The mailbox's background work (delivery and recovery threads) could not be started.
     #[error("cannot start the mailbox's background work: {0}")]
     Background(#[source] std::io::Error),
-    /// The thread of the per-call hooks could not be started.
-    #[error("cannot start the call hooks' thread: {0}")]
-    Hooks(#[source] std::io::Error),
     /// An account of `[[sip.accounts]]` cannot be registered.
     #[error(transparent)]
     Register(#[from] crate::register::RegisterError),

@@ -24,10 +24,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::hooks::CallNotifier;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use voicemail_core::{Call, CallState, CodecChange, DtmfDigit, Event, Input, MessageMeta, Output};
+
+use crate::hooks::CallNotifier;
 
 /// The largest datagram the task accepts (larger ones are truncated, and then malformed).
 const RECV_BUF: usize = 2048;

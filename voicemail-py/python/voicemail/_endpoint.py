@@ -108,9 +108,11 @@ class _Hooks:
                 return await result
 
             return asyncio.run(wrapped())
-        future = asyncio.run_coroutine_threadsafe(_awaited(result), loop)
         if not wait:
+            # A notice: nobody waits for it; a failure goes to the loop's exception handler.
+            asyncio.run_coroutine_threadsafe(_reported(result), loop)
             return None
+        future = asyncio.run_coroutine_threadsafe(_awaited(result), loop)
         try:
             # A little longer than the endpoint waits: by then the answer no longer matters.
             return future.result(timeout=self._timeout + 1.0)
@@ -134,6 +136,13 @@ class _Hooks:
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
+
+
+async def _reported(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as e:  # reported like any failed callback of the loop
+        asyncio.get_running_loop().call_exception_handler({"message": "a voicemail call hook failed", "exception": e})
 
 
 class SipEndpoint:
