@@ -14,6 +14,9 @@
 //!           mailbox_for: the mailbox of the diverting number, Request-URI or To user (divert,
 //!           Mailboxes::select); none and no default: 404
 //!                 │
+//!           hooks (`Endpoint::with_hooks`, `crate::hooks`): the application's decision on a
+//!           blocking thread within its time budget: reject (4xx-6xx), another mailbox/greeting
+//!                 │
 //!           call supervisor (one task per call): RTP socket, SDP answer or, without an offer,
 //!           our offer (400/488 end here), Mailbox::start_call (full spool: 503), then
 //!           `answer`: 180, ring delay, 200, the ACK (late offer: its answer) within
@@ -36,7 +39,7 @@ mod mwi;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -56,6 +59,7 @@ use voicemail_core::{CallLease, CallSetup, CodecChange, Mailbox, Mailboxes, Mess
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
 use crate::error::{Error, Result};
+use crate::hooks::{CallDecision, CallHooks, CallNotifier, HookSettings, Hooks, IncomingCall};
 use crate::limit::{InviteLimiter, LogLimiter};
 use crate::media::{self, MediaCommand, PortPool};
 use crate::register::{AccountStatus, RegistrationHandle};
@@ -162,6 +166,11 @@ impl EndpointHandle {
         self.shared.mwi.as_ref().map_or(0, |m| m.notifies.load(Ordering::SeqCst))
     }
 
+    /// Call notices ([`crate::hooks::CallNotice`]) dropped because the hooks were too slow.
+    pub fn dropped_notices(&self) -> u64 {
+        self.shared.hooks.get().map_or(0, |h| h.dropped())
+    }
+
     /// The registration state of every `[[sip.accounts]]` entry (empty before
     /// [`Endpoint::run`] starts them, or without accounts).
     pub fn registrations(&self) -> Vec<AccountStatus> {
@@ -196,6 +205,8 @@ struct Shared {
     log_limit: LogLimiter,
     /// Message-waiting indication, with `[sip.mwi]`.
     mwi: Option<Arc<mwi::MwiService>>,
+    /// The application's per-call hooks ([`Endpoint::with_hooks`]).
+    hooks: OnceLock<Arc<Hooks>>,
 }
 
 impl Shared {
@@ -343,6 +354,7 @@ impl Endpoint {
             invites,
             log_limit: LogLimiter::new(LOG_LINES, LOG_INTERVAL),
             mwi,
+            hooks: OnceLock::new(),
         });
         Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token, background: true })
     }
@@ -362,6 +374,18 @@ impl Endpoint {
     /// The address SIP listens on (with the real port when the configuration asked for 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// Installs the application's per-call hooks ([`crate::hooks`]): a decision on each new
+    /// call, and notices of each call's state changes and DTMF keys. Starts the thread that
+    /// hands notices to them (its failure to start is the error). Hooks installed once
+    /// stay: a second call changes nothing.
+    pub fn with_hooks(self, hooks: Arc<dyn CallHooks>, settings: HookSettings) -> std::io::Result<Self> {
+        if self.shared.hooks.get().is_none() {
+            let hooks = Hooks::start(hooks, settings)?;
+            let _ = self.shared.hooks.set(Arc::new(hooks));
+        }
+        Ok(self)
     }
 
     /// The stream of stored messages: each message's metadata (with its `wav_path`) as soon
@@ -715,6 +739,14 @@ async fn run_call(
     if let Err(e) = tx.send_trying().await {
         tracing::debug!(error = %e, "100 trying");
     }
+    // 0. The application's say (`crate::hooks`), within its time budget.
+    let (mailbox, greeting, notifier) = match apply_hooks(&shared, &tx, &new_call, mailbox, &diverted_from).await {
+        Ok(chosen) => chosen,
+        Err(reply) => {
+            send_reply(tx, reply).await;
+            return;
+        }
+    };
     // 1. The RTP socket, and the answer with its port.
     let socket = match shared.ports.bind() {
         Ok(s) => s,
@@ -769,6 +801,7 @@ async fn run_call(
     setup.caller_name = parties.caller_name.clone();
     setup.called = parties.called.clone();
     setup.diverted_from = diverted_from;
+    setup.greeting = greeting;
     let starting = mailbox.clone();
     let started = tokio::task::spawn_blocking(move || starting.start_call(setup, Instant::now())).await;
     let (call, lease) = match started {
@@ -808,7 +841,8 @@ async fn run_call(
     tracing::debug!(%id, caller = %parties.caller, called = %parties.called, %source, codec = ?negotiated.codec, "incoming call");
     // 4. Media.
     let (commands, command_rx) = mpsc::channel(32);
-    let mut media = tokio::spawn(media::run(call, socket, negotiated.remote_rtp, may_send(&negotiated), command_rx));
+    let mut media =
+        tokio::spawn(media::run(call, socket, negotiated.remote_rtp, may_send(&negotiated), command_rx, notifier));
     let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false, bye: false };
     // 5. 180 Ringing, the ring delay, 200 OK, the ACK.
     let answering = answer::Answering {
@@ -899,6 +933,56 @@ async fn run_call(
         end_dialog(&dialog, &id).await;
     }
     shared.dialogs.remove_dialog(&dialog_id);
+}
+
+/// The application's decision on a new call, when hooks are installed: `Err` with the reply
+/// when it rejects the call; else the mailbox and greeting to use and the call's notifier.
+async fn apply_hooks(
+    shared: &Shared,
+    tx: &Transaction,
+    new_call: &NewCall,
+    mailbox: Mailbox,
+    diverted_from: &Option<String>,
+) -> std::result::Result<(Mailbox, Option<String>, Option<CallNotifier>), Reply> {
+    let Some(hooks) = shared.hooks.get() else { return Ok((mailbox, None, None)) };
+    use rsipstack::sip::prelude::HeadersExt as _;
+    let call_id = tx.original.call_id_header().map(|h| h.value().to_owned()).unwrap_or_default();
+    let parties = &new_call.parties;
+    let call = IncomingCall {
+        call_id: call_id.clone(),
+        caller: parties.caller.clone(),
+        caller_name: parties.caller_name.clone(),
+        called: parties.called.clone(),
+        diverted_from: diverted_from.clone(),
+        mailbox: mailbox.config().mailbox.clone(),
+        source: source_of(tx),
+    };
+    let accept = match hooks.decide(call).await {
+        CallDecision::Reject(status) => {
+            tracing::info!(%call_id, caller = %parties.caller, status = status.code(), "call rejected by the on_call hook");
+            return Err(Reply {
+                status: status.code(),
+                extra: ReplyExtra::None,
+                why: "rejected by the application".into(),
+            });
+        }
+        CallDecision::Accept(accept) => accept,
+    };
+    let mut mailbox = mailbox;
+    if let Some(name) = &accept.mailbox {
+        match shared.mailboxes.get(name) {
+            Some(chosen) => mailbox = chosen.clone(),
+            None => tracing::warn!(%call_id, mailbox = %name, "the on_call hook chose an unknown mailbox: ignored"),
+        }
+    }
+    let greeting = accept.greeting.filter(|name| {
+        let known = mailbox.config().greetings.contains_key(name);
+        if !known {
+            tracing::warn!(%call_id, greeting = %name, "the on_call hook chose a greeting the mailbox does not have: ignored");
+        }
+        known
+    });
+    Ok((mailbox, greeting, Some(CallNotifier::new(call_id, hooks.clone()))))
 }
 
 /// Ends the dialog from our side: BYE once answered (bounded by [`BYE_TIMEOUT`]), else a 480.
