@@ -24,6 +24,10 @@
 //!   RTP ports, limits, REGISTER accounts ([`config::Account`]: digest authentication,
 //!   refresh) and message-waiting indication ([`config::MwiConfig`]: the lamp on a
 //!   manager's phone, RFC 3842 over RFC 6665).
+//! - [`hooks`]: the application's per-call decision (answer, reject with a status, another
+//!   mailbox or greeting) and notices of each call's state changes and DTMF keys.
+//! - [`telemetry`]: operational metrics (calls, rejections, responses, RTP) through the
+//!   `metrics` facade, a no-op until the application installs a recorder.
 //! - [`Error`]: why the endpoint could not start or run; problems of single calls are answered
 //!   on the wire and logged, never errors of the endpoint.
 //!
@@ -96,7 +100,9 @@
 pub mod config;
 mod endpoint;
 pub mod error;
+pub mod hooks;
 mod limit;
+pub mod telemetry;
 
 // Internals: public only under `_internals` (hidden, for fuzz targets and tests).
 macro_rules! internal_modules {

@@ -28,6 +28,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use voicemail_core::{Call, CallState, CodecChange, DtmfDigit, Event, Input, MessageMeta, Output};
 
+use crate::hooks::CallNotifier;
+
 /// The largest datagram the task accepts (larger ones are truncated, and then malformed).
 const RECV_BUF: usize = 2048;
 
@@ -116,13 +118,14 @@ pub struct MediaOutcome {
 }
 
 /// Drives `call` until it ends. `remote` is the SDP's RTP address, `send` whether the
-/// offer lets us send.
+/// offer lets us send; `notifier` hears the call's state changes and DTMF keys.
 pub async fn run(
     mut call: Call,
     socket: UdpSocket,
     mut remote: Option<SocketAddr>,
     mut send: bool,
     mut commands: mpsc::Receiver<MediaCommand>,
+    notifier: Option<CallNotifier>,
 ) -> MediaOutcome {
     let mut recv_buf = vec![0u8; RECV_BUF];
     let mut send_buf = vec![0u8; RECV_BUF];
@@ -150,7 +153,11 @@ pub async fn run(
                     }
                 }
                 Output::Event(Event::MessageRecorded(m)) => meta = Some(*m),
-                Output::Event(_) => {}
+                Output::Event(event) => {
+                    if let Some(n) = &notifier {
+                        n.event(&event);
+                    }
+                }
                 Output::Timeout(at) => break at,
             }
         };
