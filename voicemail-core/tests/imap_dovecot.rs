@@ -5,7 +5,12 @@
 //! right `Message-ID` and an attachment equal to the spooled WAV); delivering it again (a
 //! retry after a crash) finds it by `Message-ID` and does not append a second copy; a wrong
 //! password, a required STARTTLS the server does not offer (no plaintext LOGIN follows) and a
-//! stopped server are delivery errors, not panics, and all of them transient. Without a
+//! stopped server are delivery errors, not panics, and all of them transient.
+//!
+//! With TLS (`ssl = required`, a certificate from a CA made at test time, the way a company
+//! server looks): STARTTLS on the IMAP port and implicit TLS on the IMAPS port each deliver a
+//! message when `ca_file` names that CA; without it the certificate is refused, before any
+//! LOGIN. Without a
 //! dovecot binary the test prints "SKIPPED: dovecot not installed" and passes, or fails when
 //! `VOICEMAIL_REQUIRE_INTEROP` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use voicemail_core::deliver::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ImapTarget, Target, build_email};
+use voicemail_core::deliver::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ImapTarget, Target, TlsMode, build_email};
 use voicemail_core::followup::FollowUp;
 use voicemail_core::store::DeliveryState;
 use voicemail_core::{CallSetup, Mailbox, route};
@@ -31,13 +36,26 @@ fn command_output(cmd: &str, arg: &str) -> String {
 struct Dovecot {
     server: support::ServerGuard,
     port: u16,
+    /// The IMAPS (implicit TLS) port, when started with a certificate.
+    imaps_port: Option<u16>,
     maildir: PathBuf,
     log: PathBuf,
 }
 
 impl Dovecot {
     fn start(binary: &Path, dir: &Path) -> Dovecot {
+        Self::start_tls(binary, dir, None)
+    }
+
+    /// [`Dovecot::start`]; with `tls`, `ssl = required` with that certificate and an IMAPS
+    /// listener too.
+    fn start_tls(binary: &Path, dir: &Path, tls: Option<&voicemail_testkit::IssuedCert>) -> Dovecot {
         let port = support::free_port();
+        let imaps_port = tls.map(|_| support::free_port());
+        let ssl = match tls {
+            None => "ssl = no\n".to_owned(),
+            Some(cert) => format!("ssl = required\nssl_cert = <{}\nssl_key = <{}\n", cert.chain.display(), cert.key.display()),
+        };
         let home = dir.join("home").join("vm");
         std::fs::create_dir_all(&home).unwrap();
         // Dovecot refuses mail access as root: as root the mail user is nobody/nogroup and owns
@@ -70,8 +88,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 instance_name = voicemail-test-{port}
 log_path = {log}
-ssl = no
-disable_plaintext_auth = no
+{ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
 {extra}passdb {{
@@ -88,12 +105,16 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
+    ssl = {imaps_ssl}
   }}
 }}
 ",
             log = log.display(),
             passwd = passwd.display(),
+            imaps = imaps_port.unwrap_or(0),
+            imaps_ssl = if tls.is_some() { "yes" } else { "no" },
         );
         let conf_path = dir.join("dovecot.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -107,7 +128,10 @@ service imap-login {{
         }
         server.assert_running("while starting");
         assert!(up, "dovecot did not listen on 127.0.0.1:{port} within 20 s");
-        Dovecot { server, port, maildir: home.join("Maildir"), log }
+        if let Some(imaps) = imaps_port {
+            assert!(support::wait_for_port(imaps, Duration::from_secs(20)), "no IMAPS listener on {imaps}");
+        }
+        Dovecot { server, port, imaps_port, maildir: home.join("Maildir"), log }
     }
 
     fn target(&self, password: &str) -> ImapTarget {
@@ -115,6 +139,8 @@ service imap-login {{
             host: "127.0.0.1".to_owned(),
             port: self.port,
             starttls: false,
+            tls: TlsMode::None,
+            ca_file: None,
             username: "vm".to_owned(),
             password: password.to_owned(),
             folder: "Voicemail".to_owned(),
@@ -179,4 +205,44 @@ fn append_into_dovecot_folder_once() {
     let err = target.deliver(&again).unwrap_err();
     assert!(err.to_string().contains(&format!("127.0.0.1:{}", dovecot.port)), "{err}");
     assert!(!err.is_permanent(), "{err}");
+}
+
+#[test]
+fn starttls_and_implicit_tls_with_a_company_ca() {
+    let Some(dovecot) = support::dovecot() else { return };
+    let tmp = support::TempDir::new("imap-tls");
+    let ca = voicemail_testkit::TestCa::new(&tmp.path().join("ca"));
+    let cert = ca.issue("dovecot", &["127.0.0.1", "localhost"]);
+    let dovecot = Dovecot::start_tls(&dovecot, &tmp.path().join("dovecot"), Some(&cert));
+    let t0: Timestamp = "2026-12-01T11:00:00Z".parse().unwrap();
+    let folder = dovecot.maildir.join(".Voicemail");
+    let log = || std::fs::read_to_string(&dovecot.log).unwrap_or_default();
+
+    // The certificate is not trusted without the CA: refused before LOGIN.
+    let mut untrusted = dovecot.target("secret");
+    untrusted.tls = TlsMode::StartTls;
+    let mut cfg = support::mailbox_config(&tmp.path().join("untrusted"));
+    cfg.delivery.imap = Some(untrusted);
+    let mailbox = Mailbox::open(cfg).unwrap();
+    support::record(&mailbox, CallSetup::new("+74951234567", t0), 0.3, t0);
+    let report = mailbox.deliver_all_due(t0).unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].2.contains("STARTTLS"), "{report:?}");
+    assert!(!log().contains("Login: user=<vm>"), "{}", log());
+
+    // STARTTLS, then implicit TLS, with `ca_file`: one message each.
+    for (n, (mode, port)) in [(TlsMode::StartTls, dovecot.port), (TlsMode::Implicit, dovecot.imaps_port.unwrap())].into_iter().enumerate() {
+        let mut target = dovecot.target("secret");
+        target.port = port;
+        target.tls = mode;
+        target.ca_file = Some(ca.ca_file());
+        let mut cfg = support::mailbox_config(&tmp.path().join(format!("trusted-{n}")));
+        cfg.delivery.imap = Some(target);
+        let mailbox = Mailbox::open(cfg).unwrap();
+        let meta = support::record(&mailbox, CallSetup::new("+74951234567", t0), 0.3, t0);
+        let report = mailbox.deliver_all_due(t0).unwrap();
+        assert_eq!(report.delivered, [(meta.id.clone(), "imap".to_owned())], "{mode:?}: {report:?}\n{}", log());
+        assert_eq!(support::maildir_files(&folder).len(), n + 1, "{mode:?}");
+    }
+    assert!(log().contains("TLS"), "the logins were over TLS: {}", log());
 }

@@ -6,7 +6,7 @@
 //! in the spool), this crate feeds it media and time, and the mailbox stores the finished
 //! message, which then reaches the application's stream ([`Endpoint::messages`]).
 //!
-//! - [`Endpoint`]: UDP and TCP transports, transactions and dialogs (rsipstack, kept behind
+//! - [`Endpoint`]: UDP, TCP and TLS transports, transactions and dialogs (rsipstack, kept behind
 //!   this crate's API, patched to answer what does not parse: `patches/rsipstack/PATCH.md`),
 //!   INVITE/ACK/BYE/CANCEL/OPTIONS/INFO/re-INVITE handling, a source allow-list, a call limit,
 //!   a per-source INVITE rate limit and `503` with `Retry-After` while the spool is full, caps
@@ -16,6 +16,8 @@
 //!   [`Endpoint::without_background_work`] says the embedder runs it elsewhere.
 //! - [`classify`]: the pure decision for each incoming request (fuzzed and corpus-tested).
 //! - [`sdp`]: RFC 3264 offer/answer for PCMU/PCMA and telephone-event.
+//! - [`srtp`]: SRTP with SDES keys (RFC 4568): `[sip] srtp = "off" | "optional" | "required"`.
+//! - [`tls`]: SIP over TLS (`[sip] tls_listen`, certificates, trusted CAs).
 //! - [`media`]: the RTP port pool and the per-call task that drives the core call.
 //! - [`config`]: the `[sip]` table of the mailbox's TOML file.
 //!
@@ -53,6 +55,8 @@ mod limit;
 pub mod media;
 pub mod register;
 pub mod sdp;
+pub mod srtp;
+pub mod tls;
 
 pub use config::{AddrRule, SipConfig, SipConfigError};
 pub use endpoint::{Endpoint, EndpointHandle};

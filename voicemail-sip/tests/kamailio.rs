@@ -5,13 +5,17 @@
 //!   Kamailio holds the binding (`kamcmd ul.dump`), the binding is refreshed before it
 //!   expires, and shutdown removes it (`Expires: 0`).
 //! - A wrong password is reported as a failing registration, not as registered.
-//! - The full path: the voicemail [`Endpoint`] REGISTERs with Kamailio (`[[sip.accounts]]`),
-//!   SIPp calls `sip:voicemail@<kamailio>`, Kamailio routes the INVITE to the registered contact
-//!   (`lookup("location")` + `t_relay()`, record-routed), audio flows, the caller hangs up, and the
-//!   message the mailbox stored (record + WAV in the spool) carries the caller's number and the
-//!   expected length.
+//! - The full path, over UDP, TCP and TLS: the voicemail [`Endpoint`] REGISTERs with Kamailio
+//!   (`[[sip.accounts]]`, registrar `sip:…`, `sip:…;transport=tcp`, `sips:…` with the
+//!   endpoint trusting the test CA that issued Kamailio's certificate), the binding Kamailio
+//!   keeps names the endpoint's *listening* address and transport (not the ephemeral port of
+//!   the REGISTER's connection), SIPp calls `sip:voicemail@<kamailio>`, Kamailio routes the
+//!   INVITE to the registered contact over that transport (`lookup("location")` +
+//!   `t_relay()`, record-routed), audio flows, the caller hangs up, and the message the
+//!   mailbox stored (record + WAV in the spool) carries the caller's number and the expected
+//!   length.
 //!
-//! Needs the Debian packages `kamailio` and `sip-tester` (SIPp). Without them the tests print
+//! Needs the Debian packages `kamailio`, `kamailio-tls-modules` and `sip-tester` (SIPp). Without them the tests print
 //! `SKIPPED` and pass, unless `VOICEMAIL_REQUIRE_INTEROP=1` is set (meant for CI), which
 //! turns a missing tool into a failure. Everything runs on 127.0.0.1 with free ports; every
 //! Kamailio is started in its own process group and stopped by that id.
@@ -92,6 +96,8 @@ fn free_port() -> u16 {
 struct Kamailio {
     child: Child,
     port: u16,
+    /// The TLS listener's port, when started with a certificate.
+    tls_port: Option<u16>,
     kamcmd: PathBuf,
     ctl: String,
     log: PathBuf,
@@ -99,7 +105,19 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(binary: &Path, kamcmd: &Path, dir: &Path, password: &str) -> Kamailio {
+        Self::start_tls(binary, kamcmd, dir, password, None)
+    }
+
+    /// [`Kamailio::start`], with a TLS listener presenting `tls` when given.
+    fn start_tls(
+        binary: &Path,
+        kamcmd: &Path,
+        dir: &Path,
+        password: &str,
+        tls: Option<&voicemail_testkit::IssuedCert>,
+    ) -> Kamailio {
         let port = free_port();
+        let tls_port = tls.map(|_| free_port());
         let ctl = format!("unix:{}", dir.join("kamailio.ctl").display());
         let log = dir.join("kamailio.log");
         // `timeout` bounds Kamailio's life even if this test process is killed before its
@@ -117,6 +135,12 @@ impl Kamailio {
             .args(["-P", &dir.join("kamailio.pid").display().to_string()])
             .args(["-w", &dir.display().to_string()])
             .args(["-m", "32", "-M", "4"]);
+        if let (Some(cert), Some(tls_port)) = (tls, tls_port) {
+            command
+                .args(["-A", &format!("TLS_PORT={tls_port}")])
+                .args(["-A", &format!("TLS_CERT=\"{}\"", cert.chain.display())])
+                .args(["-A", &format!("TLS_KEY=\"{}\"", cert.key.display())]);
+        }
         if let Some(modules) = MODULE_DIRS.iter().find(|d| Path::new(d).is_dir()) {
             command.args(["-L", modules]);
         }
@@ -127,7 +151,7 @@ impl Kamailio {
             .process_group(0)
             .spawn()
             .unwrap();
-        let mut kamailio = Kamailio { child, port, kamcmd: kamcmd.to_owned(), ctl, log };
+        let mut kamailio = Kamailio { child, port, tls_port, kamcmd: kamcmd.to_owned(), ctl, log };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = kamailio.child.try_wait().unwrap() {
@@ -262,6 +286,9 @@ async fn registers_refreshes_and_unregisters_with_digest_auth() {
         password,
         expires: 4,
         contact_user: Some("vm".into()),
+        auth_username: None,
+        realm: None,
+        outbound_proxy: None,
     };
     let handle = spawn_registrations(endpoint.inner.clone(), vec![account], &token).unwrap();
     assert!(handle.wait_registered(Duration::from_secs(10)).await, "not registered: {:?}", handle.status());
@@ -308,6 +335,9 @@ async fn wrong_password_is_reported_as_failing() {
         password: "not-the-password".into(),
         expires: 60,
         contact_user: None,
+        auth_username: None,
+        realm: None,
+        outbound_proxy: None,
     };
     let handle = spawn_registrations(endpoint.inner.clone(), vec![account], &token).unwrap();
     let mut status = handle.watch();
@@ -435,12 +465,52 @@ fn write_greeting(path: &Path, seconds: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_through_kamailio_reaches_the_registered_endpoint() {
+    call_through_kamailio(Transport::Udp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_call_over_tcp() {
+    call_through_kamailio(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_call_over_tls() {
+    call_through_kamailio(Transport::Tls).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// The endpoint registers with Kamailio over `transport` (the registrar URI says which), SIPp
+/// calls its AoR through Kamailio (over UDP), Kamailio relays the call to the registered
+/// Contact over `transport`, and the message is recorded.
+async fn call_through_kamailio(transport: Transport) {
     use voicemail_sip::{Endpoint, SipConfig};
 
     let Some((kamailio, kamcmd, Some(sipp))) = tools(true) else { return };
-    let dir = temp_dir("kam-call");
+    if transport == Transport::Tls && !MODULE_DIRS.iter().any(|d| Path::new(d).join("tls.so").is_file()) {
+        let message = "SKIPPED: missing kamailio's tls.so (Debian package kamailio-tls-modules)";
+        let required = std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_some_and(|v| v == "1");
+        assert!(!required, "{message}, and VOICEMAIL_REQUIRE_INTEROP=1");
+        eprintln!("{message}");
+        return;
+    }
+    let dir = temp_dir(&format!("kam-call-{transport:?}").to_lowercase());
     let password = password();
-    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password);
+    let ca = voicemail_testkit::TestCa::new(&dir.path().join("ca"));
+    let kamailio_cert = ca.issue("kamailio", &["127.0.0.1"]);
+    let endpoint_cert = ca.issue("endpoint", &["127.0.0.1"]);
+    let kam = Kamailio::start_tls(&kamailio, &kamcmd, dir.path(), &password, Some(&kamailio_cert));
+    let tls_port = kam.tls_port.unwrap();
+    let registrar = match transport {
+        Transport::Udp => format!("sip:127.0.0.1:{}", kam.port),
+        Transport::Tcp => format!("sip:127.0.0.1:{};transport=tcp", kam.port),
+        Transport::Tls => format!("sips:127.0.0.1:{tls_port}"),
+    };
 
     // The voicemail endpoint, registering with Kamailio as `voicemail`.
     const GREETING_S: f64 = 1.0;
@@ -464,9 +534,13 @@ default = "{greeting}"
 [sip]
 listen = "127.0.0.1:0"
 rtp_ports = "{rtp_low}-{rtp_high}"
+tls_listen = "127.0.0.1:0"
+tls_certificate = "{cert}"
+tls_private_key = "{key}"
+tls_ca_file = "{ca}"
 
 [[sip.accounts]]
-registrar = "sip:127.0.0.1:{kport}"
+registrar = "{registrar}"
 username = "{USER}"
 password = "{password}"
 expires = 60
@@ -475,7 +549,9 @@ expires = 60
         greeting = greeting.display(),
         rtp_low = rtp_base,
         rtp_high = rtp_base + 39,
-        kport = kam.port,
+        cert = endpoint_cert.chain.display(),
+        key = endpoint_cert.key.display(),
+        ca = ca.ca_file().display(),
     );
     let mut mailbox = voicemail_core::config::Config::from_toml_str_in(&config, dir.path()).unwrap();
     mailbox.load_prompts().unwrap();
@@ -483,12 +559,17 @@ expires = 60
     let mailbox = voicemail_core::Mailbox::open(mailbox).unwrap();
     let mut endpoint = Endpoint::bind(sip, mailbox.clone()).await.unwrap();
     let endpoint_addr = endpoint.local_addr();
+    let tls_addr = endpoint.tls_addr().unwrap();
     let mut messages = endpoint.messages().unwrap();
     let handle = endpoint.handle();
     let running = tokio::spawn(endpoint.run());
 
-    // Kamailio holds the endpoint's binding.
-    let contact = format!("@{endpoint_addr}");
+    // Kamailio holds the endpoint's binding: its listening address and transport.
+    let contact = match transport {
+        Transport::Udp => format!("sip:{USER}@{endpoint_addr}"),
+        Transport::Tcp => format!("sip:{USER}@{endpoint_addr};transport=tcp"),
+        Transport::Tls => format!("sips:{USER}@{tls_addr}"),
+    };
     kam.wait_locations(Duration::from_secs(15), |d| d.contains(&format!("AoR: {USER}")) && d.contains(&contact))
         .await
         .unwrap_or_else(|| {
