@@ -146,3 +146,53 @@ fn a_plain_rtp_offer_is_refused_with_488_when_srtp_is_required() {
     assert!(ep.wav_files().is_empty());
     ep.stop();
 }
+
+/// Whether the endpoint closed `stream`: end of stream or a reset, waiting up to 30 s.
+fn closed_by_peer(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// Whether `stream` is still open with nothing to read (a non-blocking peek would block).
+fn still_open(stream: &std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    let open = matches!(stream.peek(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    open
+}
+
+#[test]
+fn tls_handshakes_in_progress_count_against_the_limits_and_end_with_the_idle_timeout() {
+    let dir = common::temp_dir("tls-limits");
+    let ca = TestCa::new(&dir.path().join("ca"));
+    let cert = ca.issue("endpoint", &["127.0.0.1"]);
+    let sip = format!(
+        "{}max_connections = 2\nmax_connections_per_source = 2\nidle_timeout = \"8s\"\n",
+        tls_sip_config(&ca, &cert)
+    );
+    let ep = TestEndpoint::start("tls-limits", &sip, "");
+    let tls = wait_for_tls(&ep);
+    // (wait_for_tls's probe connection is closed by now or soon; let it go first.)
+    std::thread::sleep(Duration::from_millis(200));
+    // Two connections that never start a handshake: both held (in their handshake).
+    let first = std::net::TcpStream::connect(tls).unwrap();
+    let second = std::net::TcpStream::connect(tls).unwrap();
+    // A third is over the limit: closed at once, while the other two are still open.
+    let mut third = std::net::TcpStream::connect(tls).unwrap();
+    assert!(closed_by_peer(&mut third), "a connection over the limit must be closed");
+    assert!(still_open(&first) && still_open(&second), "the handshakes in progress are held until the timeout");
+    // The idle timeout ends the handshakes that never came.
+    let (mut first, mut second) = (first, second);
+    assert!(closed_by_peer(&mut first) && closed_by_peer(&mut second), "handshakes must end with the idle timeout");
+    // Their slots are free again.
+    let fresh = std::net::TcpStream::connect(tls).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(still_open(&fresh), "a new connection is accepted once the others are gone");
+}

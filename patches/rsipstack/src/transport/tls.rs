@@ -422,6 +422,18 @@ impl TlsListenerConnection {
         Ok(())
     }
 
+    pub fn get_addr(&self) -> &SipAddr {
+        if let Some(external) = &self.inner.external {
+            external
+        } else {
+            &self.inner.local_addr
+        }
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn create_acceptor(
         config: &TlsConfig,
     ) -> Result<(TlsAcceptor, Arc<ReloadableCertResolver>)> {
