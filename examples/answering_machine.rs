@@ -1,6 +1,8 @@
-//! The answering machine: a SIP endpoint on a mailbox. It answers every call, plays the
-//! greeting and a beep, records the caller, and the mailbox stores each message and delivers
-//! it by e-mail to the configured targets (retrying until they acknowledge).
+//! The answering machine: a SIP endpoint on a mailbox, or on several (a configuration with
+//! `[[mailboxes]]`: one SIP listener and one RTP port range for all, each call going to the
+//! mailbox its diverting number, Request-URI or To user selects). It answers every call, plays
+//! the greeting and a beep, records the caller, and the mailbox stores each message and
+//! delivers it by e-mail to the configured targets (retrying until they acknowledge).
 //!
 //! ```text
 //! cargo run --release --example answering_machine -- [--config FILE]
@@ -12,10 +14,12 @@
 //! sets the listen address, RTP ports, call limit, ring delay, allow-list and registrations
 //! (see `examples/voicemail.toml`). With no delivery target configured, messages stay in the
 //! spool (see `inbox`). With a `[web]` table it also serves the web callback queue
-//! (voicemail-web) on `[web] listen`; the ready line then names its address (`web=`).
+//! (voicemail-web) on `[web] listen` for one mailbox (`[web] mailbox`, else the default one,
+//! else the first); the ready line then names its address (`web=`).
 //!
 //! It logs one line per call to stderr (`RUST_LOG` overrides the default filter
-//! `info,rsipstack=warn`) and prints the metadata of every message as one JSON line on stdout
+//! `info,rsipstack=warn`) and prints the metadata of every message of every mailbox (its
+//! `mailbox` field names which) as one JSON line on stdout
 //! as soon as the message is durably stored, before any delivery (messages of calls a crash
 //! interrupted are printed when they are recovered). Ctrl-C or SIGTERM stops accepting calls,
 //! hangs up the calls in progress so their messages are finished and stored, gives due
@@ -31,8 +35,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tokio::signal::unix::{SignalKind, signal};
-use voicemail_core::Mailbox;
-use voicemail_examples::config::{Load, load, one_line};
+use voicemail_core::Mailboxes;
+use voicemail_examples::config::{Load, load_all, one_line};
 use voicemail_sip::{Endpoint, SipConfig};
 use voicemail_web::WebConfig;
 
@@ -52,16 +56,35 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
 }
 
 async fn run() -> Result<(), String> {
-    let config = load(parse_args()?.as_deref(), Load::Everything)?;
-    let sip = SipConfig::from_table(config.sip.as_ref()).map_err(|e| e.to_string())?;
-    let web = WebConfig::from_table(config.web.as_ref()).map_err(|e| e.to_string())?;
-    let name = config.mailbox.clone();
-    let mailbox = Mailbox::open(config).map_err(|e| e.to_string())?;
-    let targets = match mailbox.targets() {
+    let configs = load_all(parse_args()?.as_deref(), Load::Everything)?;
+    let sip = SipConfig::from_table(configs.sip.as_ref()).map_err(|e| e.to_string())?;
+    let web = WebConfig::from_table(configs.web.as_ref()).map_err(|e| e.to_string())?;
+    let web_name = configs.web_mailbox().mailbox.clone();
+    let names = configs.names().join(",");
+    let mailboxes = Mailboxes::open(configs).map_err(|e| e.to_string())?;
+    let targets_of = |m: &voicemail_core::Mailbox| match m.targets() {
         t if t.is_empty() => "none".to_owned(),
         t => t.join(","),
     };
-    let mut endpoint = Endpoint::bind(sip, mailbox.clone()).await.map_err(|e| e.to_string())?;
+    if mailboxes.all().len() > 1 {
+        for m in mailboxes.all() {
+            let c = m.config();
+            let mut selected_by: Vec<&str> = c.number.iter().chain(&c.numbers).map(String::as_str).collect();
+            let is_default = mailboxes.default_mailbox().is_some_and(|d| d.config().mailbox == c.mailbox);
+            if is_default {
+                selected_by.push("(default)");
+            }
+            tracing::info!(
+                mailbox = %c.mailbox,
+                numbers = %selected_by.join(","),
+                spool = %m.spool_dir().display(),
+                targets = %targets_of(m),
+                "mailbox"
+            );
+        }
+    }
+    let primary = mailboxes.primary().clone();
+    let mut endpoint = Endpoint::bind(sip, mailboxes.clone()).await.map_err(|e| e.to_string())?;
     let mut messages = endpoint.messages().ok_or("the message stream was taken")?;
     let handle = endpoint.handle();
     // Signals are ours before we say we are ready: a SIGTERM never kills a half-started process.
@@ -100,7 +123,8 @@ async fn run() -> Result<(), String> {
                 .map_err(|e| format!("web.listen {}: {e}", web.listen))?;
             let addr = listener.local_addr().map_err(|e| format!("web.listen: {e}"))?;
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let app = voicemail_web::router(mailbox.clone(), web);
+            let served = mailboxes.get(&web_name).unwrap_or(&primary).clone();
+            let app = voicemail_web::router(served, web);
             let task = tokio::spawn(voicemail_web::serve(listener, app, async move {
                 let _ = stopped.await;
             }));
@@ -108,11 +132,12 @@ async fn run() -> Result<(), String> {
         }
     };
     tracing::info!(
-        mailbox = %name,
+        mailbox = %primary.config().mailbox,
+        mailboxes = %names,
         listen = %endpoint.local_addr(),
         web = %web_addr,
-        spool = %mailbox.spool_dir().display(),
-        %targets,
+        spool = %primary.spool_dir().display(),
+        targets = %targets_of(&primary),
         "answering machine ready (udp+tcp)"
     );
     let result = endpoint.run().await.map_err(|e| e.to_string());

@@ -20,6 +20,10 @@
 //! `2026-11-27T18:00` in the mailbox's time zone) and attempts the SMTP deliveries due then.
 //! A reminder is queued once: a second run at the same time queues nothing.
 //!
+//! `--mailbox NAME` picks one mailbox of a file with several (`[[mailboxes]]`); without it,
+//! the file's only mailbox or its `default_mailbox` (a file with several mailboxes and no
+//! default needs the option). Every command works on that mailbox alone.
+//!
 //! Without `--config` the embedded defaults are used (spool `./voicemail-data/spool`). `--by`
 //! defaults to the `USER` environment variable, else `inbox`. Exit status: 0 done; 2 bad
 //! input or a change the mailbox refuses (unknown id, not called back yet, ...), with a
@@ -35,9 +39,9 @@ use voicemail_core::followup::FollowUp;
 use voicemail_core::mailbox::RunReport;
 use voicemail_core::store::{Delivery, StoreError, StoredMessage};
 use voicemail_core::{Mailbox, MailboxError, MessageId};
-use voicemail_examples::config::{Load, load, one_line};
+use voicemail_examples::config::{Load, load_all, load_one, one_line};
 
-const USAGE: &str = "usage: inbox [--config FILE] (list [--json] | show ID [--json] | assign ID --to NAME [--by WHO] | \
+const USAGE: &str = "usage: inbox [--config FILE] [--mailbox NAME] (list [--json] | show ID [--json] | assign ID --to NAME [--by WHO] | \
 called-back ID [--by NAME] [--note TEXT] | delete ID [--force --reason TEXT] [--by WHO] | status | \
 deliver [--retry ID [--target T]] | recover | remind [--at TIME])";
 
@@ -50,7 +54,8 @@ macro_rules! outln {
 }
 
 /// Options that take a value, and switches.
-const VALUE_OPTIONS: &[&str] = &["--config", "--to", "--by", "--note", "--reason", "--retry", "--target", "--at"];
+const VALUE_OPTIONS: &[&str] =
+    &["--config", "--mailbox", "--to", "--by", "--note", "--reason", "--retry", "--target", "--at"];
 const SWITCHES: &[&str] = &["--force", "--json"];
 
 /// Why a command did not complete.
@@ -127,7 +132,7 @@ impl Command {
     /// Refuses options the command does not take, and extra words.
     fn check(&self, command: &str, ids: usize, allowed: &[&str]) -> Result<(), Failure> {
         for name in self.options.iter().map(|(n, _)| *n).chain(self.switches.iter().copied()) {
-            if name != "--config" && !allowed.contains(&name) {
+            if !matches!(name, "--config" | "--mailbox") && !allowed.contains(&name) {
                 return Err(refused(format!("{command} does not take {name}")));
             }
         }
@@ -232,7 +237,13 @@ fn show(out: &mut String, m: &StoredMessage) {
         Some(name) => outln!(out, "caller:    {} ({})", meta.caller, one_line(name)),
         None => outln!(out, "caller:    {}", meta.caller),
     }
+    if let Some(mailbox) = &meta.mailbox {
+        outln!(out, "mailbox:   {}", one_line(mailbox));
+    }
     outln!(out, "called:    {}", meta.called);
+    if let Some(from) = &meta.diverted_from {
+        outln!(out, "forwarded: by {}", one_line(from));
+    }
     outln!(out, "started:   {}", meta.started_at);
     outln!(out, "duration:  {}", seconds(meta.duration_ms));
     outln!(out, "ended by:  {}", meta.end_reason);
@@ -241,6 +252,12 @@ fn show(out: &mut String, m: &StoredMessage) {
     outln!(out, "dtmf:      {}", meta.dtmf);
     if let Some(wav) = &meta.wav_path {
         outln!(out, "wav:       {}", wav.display());
+    }
+    if let Some(text) = &meta.transcript {
+        outln!(out, "transcript:");
+        for line in text.lines() {
+            outln!(out, "  {}", line.chars().filter(|c| !c.is_control()).collect::<String>());
+        }
     }
     outln!(out, "message:   {}", m.lifecycle.as_str());
     let followup = match &m.followup {
@@ -297,7 +314,19 @@ fn run() -> Result<String, Failure> {
     // workflow needs neither the directory nor the greetings, so `inbox` starts fast.
     let needs =
         if matches!(command.as_str(), "deliver" | "recover" | "remind") { Load::Directory } else { Load::Nothing };
-    let config = load(cmd.option("--config").map(PathBuf::from).as_deref(), needs).map_err(Failure::Refused)?;
+    let path = cmd.option("--config").map(PathBuf::from);
+    let name = cmd.option("--mailbox");
+    if name.is_none() {
+        let all = load_all(path.as_deref(), Load::Nothing).map_err(Failure::Refused)?;
+        if all.mailboxes.len() > 1 && all.default_config().is_none() {
+            let names: Vec<String> = all.names().iter().map(|n| format!("{n:?}")).collect();
+            return Err(refused(format!(
+                "the configuration has several mailboxes ({}) and no default_mailbox: name one with --mailbox NAME",
+                names.join(", ")
+            )));
+        }
+    }
+    let config = load_one(path.as_deref(), name, needs).map_err(Failure::Refused)?;
     let at = match cmd.option("--at") {
         None => None,
         Some(text) => Some(

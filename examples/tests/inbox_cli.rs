@@ -153,3 +153,40 @@ fn a_rejected_delivery_is_shown_and_retried_on_request() {
         assert!(text.contains(want), "{want:?} not in\n{text}");
     }
 }
+
+/// A file with several mailboxes: `--mailbox NAME` picks one (ignoring case), every command
+/// works on that mailbox's store alone; without it the default mailbox is used, and a file
+/// with no default refuses to guess. `show` names the mailbox of the message.
+#[test]
+fn mailbox_option_picks_one_of_several() {
+    let dir = temp_dir("inbox-mailboxes");
+    let body = "[sip]\nlisten = \"127.0.0.1:0\"\n\n\
+        [[mailboxes]]\nmailbox = \"Sales\"\nnumber = \"+74951234500\"\ntimezone = \"UTC\"\nspool = \"sales\"\n\n\
+        [[mailboxes]]\nmailbox = \"Support\"\nnumbers = [\"200\"]\ntimezone = \"UTC\"\nspool = \"support\"\n";
+    let config = dir.path().join("two.toml");
+    std::fs::write(&config, format!("default_mailbox = \"Support\"\n{body}")).unwrap();
+    // The offline call goes to the default mailbox, Support.
+    let id = message(dir.path(), &config);
+    let list = |args: &[&str]| {
+        let out = inbox(&config, args);
+        assert_eq!(out.code(), Some(0), "{args:?}: {}", out.stderr);
+        out.stdout.lines().filter(|l| l.starts_with(&id)).count()
+    };
+    assert_eq!(list(&["list"]), 1, "the default mailbox");
+    assert_eq!(list(&["--mailbox", "support", "list"]), 1);
+    assert_eq!(list(&["--mailbox", "Sales", "list"]), 0, "Sales has its own store");
+    refused(&config, &["--mailbox", "Sales", "show", &id], "not found");
+    let shown = inbox(&config, &["--mailbox", "Support", "show", &id]);
+    assert_eq!(shown.code(), Some(0), "{}", shown.stderr);
+    assert!(shown.stdout.contains("mailbox:   Support"), "{}", shown.stdout);
+    assert_eq!(inbox(&config, &["--mailbox", "Support", "assign", &id, "--to", "Anna"]).code(), Some(0));
+    let json = inbox(&config, &["--mailbox", "Support", "show", &id, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(json["followup"]["state"], "assigned", "{json}");
+    refused(&config, &["--mailbox", "Marketing", "list"], "no mailbox is named \"Marketing\"");
+
+    // Without a default_mailbox, `inbox` needs --mailbox.
+    std::fs::write(&config, body).unwrap();
+    refused(&config, &["list"], "--mailbox");
+    assert_eq!(list(&["--mailbox", "Support", "list"]), 1);
+}

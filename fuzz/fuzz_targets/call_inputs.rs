@@ -1,12 +1,17 @@
 //! Arbitrary input sequences through a whole Call: no panic, poll_output always reaches a
-//! timeout, and the call always ends with exactly one MessageRecorded.
+//! timeout, and the call always ends with exactly one MessageRecorded. Codec changes (any
+//! codec, payload type and telephone-event type) come at any moment; a valid one is never an
+//! error, an invalid one (a payload type above 127, telephone-event on the audio type) always is
+//! and changes nothing.
 #![no_main]
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use voicemail_core::{Call, CallConfig, CallState, DtmfDigit, Event, Input, Output, Prompt, Recording};
+use voicemail_core::{
+    Call, CallConfig, CallState, CodecChange, CodecKind, DtmfDigit, Event, Input, Output, Prompt, Recording,
+};
 
 fn greeting() -> Prompt {
     static G: std::sync::OnceLock<Prompt> = std::sync::OnceLock::new();
@@ -39,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     while rest.len() >= 2 && call.state() != CallState::Ended {
         let (op, arg) = (rest[0], rest[1]);
         rest = &rest[2..];
-        let r = match op % 7 {
+        let r = match op % 8 {
             0 => call.handle_input(Input::Answered(now)),
             1 | 2 => {
                 let n = usize::from(arg).min(rest.len());
@@ -56,6 +61,21 @@ fuzz_target!(|data: &[u8]| {
                 call.handle_input(Input::Tick(now))
             }
             5 => call.handle_input(Input::Hold(now, arg % 2 == 1)),
+            6 => {
+                // [op][codec][payload type][telephone-event type, 255: none]
+                let (Some(&pt), Some(&dtmf)) = (rest.first(), rest.get(1)) else { break };
+                rest = &rest[2..];
+                let codec = CodecKind::ALL[usize::from(arg) % CodecKind::ALL.len()];
+                let change = CodecChange { codec, payload_type: pt, dtmf_payload_type: (dtmf != 255).then_some(dtmf) };
+                let valid = pt <= 127 && change.dtmf_payload_type.is_none_or(|d| d <= 127 && d != pt);
+                let before = call.codec();
+                let r = call.handle_input(Input::Codec(now, change));
+                assert_eq!(r.is_ok(), valid, "{change:?}: {r:?}");
+                if !valid {
+                    assert_eq!(call.codec(), before, "a refused change changes nothing");
+                }
+                Ok(())
+            }
             _ => call.handle_input(Input::Hangup(now)),
         };
         assert!(r.is_ok(), "valid inputs in order are never an error: {r:?}");

@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[2 + len..];
         if let Ok(p) = RtpPacket::parse(datagram) {
             let _ = dtmf.on_packet(p.ssrc, p.timestamp, p.payload);
-            jb.push(now, p.ssrc, p.sequence, p.timestamp, p.payload, p.payload_type < 96, &mut |_| released += 1);
+            jb.push(now, p.ssrc, p.sequence, p.timestamp, p.payload_type, p.payload, p.payload_type < 96, &mut |_| released += 1);
             assert!(jb.held() <= CAPACITY);
         }
         jb.poll(now, &mut |_| released += 1);

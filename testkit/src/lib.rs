@@ -10,7 +10,8 @@
 //! - Processes: [`ChildGuard`] (killed by PID on drop), [`tool`] (a missing tool skips the
 //!   test, or fails it when `VOICEMAIL_REQUIRE_INTEROP` is set, see [`interop_required`]).
 //! - Mail: [`SmtpServer`] (Debian's `python3 -m aiosmtpd`, messages written to a Maildir),
-//!   [`maildir_messages`].
+//!   [`maildir_messages`]; [`Dovecot`] (an IMAP server of its own in a directory) and
+//!   [`ImapClient`] (a test-side IMAP session).
 //! - Audio: [`write_wav`], [`read_wav`], [`wav_duration_ms`].
 //! - TLS: [`TestCa`], a CA made at test time, and the server certificates it issues.
 //!
@@ -24,6 +25,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
+
+mod dovecot;
+pub use dovecot::{DOVECOT_PASSWORD, DOVECOT_USER, Dovecot, ImapClient};
 
 /// A new directory `<tmp>/voicemail-<tag>-XXXXXX`, removed when the [`TempDir`] is dropped
 /// (kept, and its path printed, when `VOICEMAIL_KEEP_TEMP` is set).

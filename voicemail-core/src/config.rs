@@ -89,6 +89,7 @@ use crate::schedule::{
     DateRange, DayHours, GreetingChoice, Holiday, Schedule, TemporaryGreeting, WeekHours, parse_instant,
 };
 use crate::template::{Language, TemplateOverrides, Templates};
+use crate::transcribe::{self, TranscriptionConfig};
 
 /// The greeting file value that selects the greeting bundled with the crate.
 pub const BUILTIN_DEFAULT_GREETING: &str = "builtin:default";
@@ -175,6 +176,21 @@ impl ConfigError {
 
     fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid { key: key.into(), message: message.into() }
+    }
+
+    /// The same error about the mailbox table `prefix` (`mailboxes[1]`): its key path gets
+    /// the prefix.
+    fn within(self, prefix: &str) -> Self {
+        let join = |key: String| format!("{prefix}.{key}");
+        match self {
+            ConfigError::Parse { key, message, line, detail } => {
+                ConfigError::Parse { key: Some(key.map_or_else(|| prefix.to_owned(), join)), message, line, detail }
+            }
+            ConfigError::Invalid { key, message } => ConfigError::Invalid { key: join(key), message },
+            ConfigError::Greeting { key, source } => ConfigError::Greeting { key: join(key), source },
+            ConfigError::Directory { key, source } => ConfigError::Directory { key: join(key), source },
+            read @ ConfigError::Read { .. } => read,
+        }
     }
 }
 
@@ -311,6 +327,10 @@ pub struct Config {
     pub mailbox: String,
     /// The mailbox's own number (`number`), if given.
     pub number: Option<String>,
+    /// Other numbers and SIP user names that select this mailbox (`numbers`): with `number`,
+    /// what a call's diverting number, Request-URI user and To user are matched against when
+    /// one file defines several mailboxes ([`MailboxesConfig`], [`crate::mailboxes`]).
+    pub numbers: Vec<String>,
     /// The IANA time zone the calendar and e-mails use (`timezone`).
     pub timezone: TimeZone,
     /// The spool directory (`spool`), where recordings and metadata are written first.
@@ -342,8 +362,11 @@ pub struct Config {
     /// front-end. The mailbox reads only `public_url` ([`Config::public_url`]).
     pub web: Option<toml::Table>,
     /// `[web] public_url`, checked, without a trailing `/`: e-mails link each message's page,
-    /// `<public_url>/messages/<id>`.
+    /// `<public_url>/messages/<id>`. With several mailboxes, only the one the web queue
+    /// serves has it.
     pub public_url: Option<String>,
+    /// The speech-to-text hook (`[transcription]`), if configured.
+    pub transcription: Option<TranscriptionConfig>,
     prompts: BTreeMap<String, Prompt>,
     client_directory: Option<Directory>,
 }
@@ -369,6 +392,7 @@ impl Config {
         Config {
             mailbox: "voicemail".to_owned(),
             number: None,
+            numbers: Vec::new(),
             timezone: TimeZone::UTC,
             spool: PathBuf::from("./voicemail-data/spool"),
             store: StoreConfig::default(),
@@ -391,6 +415,7 @@ impl Config {
             followup: None,
             web: None,
             public_url: None,
+            transcription: None,
             prompts: BTreeMap::new(),
             client_directory: None,
         }
@@ -492,11 +517,342 @@ impl Config {
     }
 
     fn parse(text: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
+        if top_level_keys(text)?.iter().any(|k| k == "mailboxes") {
+            return Err(ConfigError::invalid(
+                "mailboxes",
+                "this file defines several mailboxes ([[mailboxes]]): read it with MailboxesConfig \
+                 (the answering machine, `inbox --mailbox NAME` and Python's Config.load do)",
+            ));
+        }
         let document = toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
         let raw: RawConfig =
             serde_path_to_error::deserialize(document).map_err(|e| parse_error(text, key_path(e.path()), e.inner()))?;
         raw.validate(base)
     }
+}
+
+/// The keys a file with several mailboxes has at its top level.
+const SHARED_KEYS: [&str; 4] = ["mailboxes", "default_mailbox", "sip", "web"];
+
+/// A configuration file: one mailbox (the shape [`Config`] reads) or several, each a
+/// `[[mailboxes]]` table holding what a one-mailbox file holds, with `[sip]` and `[web]` shared
+/// at the top level. One answering machine serves them all with one SIP listener.
+///
+/// ```toml
+/// default_mailbox = "Sales"          # optional: calls for an unknown number go here (else 404)
+///
+/// [sip]
+/// listen = "0.0.0.0:5060"
+///
+/// [[mailboxes]]
+/// mailbox = "Sales"
+/// number = "+74951234500"
+/// numbers = ["sales", "100"]         # more numbers or SIP users that select it
+/// timezone = "Europe/Moscow"
+/// spool = "data/sales/spool"         # a spool per mailbox
+/// [mailboxes.greetings]
+/// default = "greetings/sales.wav"
+/// [mailboxes.delivery.maildir]
+/// root = "data/Maildir"
+/// folder = "Sales"
+///
+/// [[mailboxes]]
+/// mailbox = "Support"
+/// number = "+74951234600"
+/// # ...
+/// ```
+///
+/// A one-mailbox file reads as a set of one, and that mailbox is the default (it takes every
+/// call, as before). In a file with `[[mailboxes]]`, every other top-level key is an error (a
+/// mailbox's settings go in its table), as is a `[sip]` or `[web]` inside a mailbox. Errors
+/// name the key path with the mailbox's index: `mailboxes[1].delivery.smtp.to[0]`. The
+/// mailboxes' names must differ, and so must their spools (each keeps its own store and
+/// recordings) and the numbers that select them (compared as [`crate::mailboxes`] compares
+/// them: E.164 in each mailbox's region, and SIP users ignoring case). A mailbox that no
+/// number selects must be the default. `[web] mailbox` names the mailbox the web queue
+/// serves (default: the default mailbox, else the first); only that mailbox's e-mails link
+/// to its pages (`[web] public_url`).
+#[derive(Debug, Clone)]
+pub struct MailboxesConfig {
+    /// The mailboxes, in file order; never empty.
+    pub mailboxes: Vec<Config>,
+    /// The mailbox calls for an unknown number go to (`default_mailbox`); in a one-mailbox
+    /// file, that mailbox.
+    pub default_mailbox: Option<String>,
+    /// The shared `[sip]` table (each mailbox's [`Config::sip`] has it too).
+    pub sip: Option<toml::Table>,
+    /// The shared `[web]` table (each mailbox's [`Config::web`] has it too).
+    pub web: Option<toml::Table>,
+    multi: bool,
+}
+
+impl From<Config> for MailboxesConfig {
+    /// One mailbox, which is the default.
+    fn from(config: Config) -> Self {
+        MailboxesConfig {
+            default_mailbox: Some(config.mailbox.clone()),
+            sip: config.sip.clone(),
+            web: config.web.clone(),
+            mailboxes: vec![config],
+            multi: false,
+        }
+    }
+}
+
+impl MailboxesConfig {
+    /// Parses and validates a file of either shape without touching the file system
+    /// (relative paths stay relative); see [`Config::from_toml_str`].
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, None)
+    }
+
+    /// Like [`MailboxesConfig::from_toml_str`], resolving relative paths against `base_dir`.
+    pub fn from_toml_str_in(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        Self::parse(text, Some(base_dir))
+    }
+
+    /// Reads a file of either shape, resolves relative paths against its directory, and loads
+    /// every mailbox's greetings and client directory (see [`Config::load`]).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut config = Self::parse(&text, Some(&base))?;
+        config.load_prompts()?;
+        config.load_directories()?;
+        Ok(config)
+    }
+
+    /// Loads every mailbox's greetings ([`Config::load_prompts`]); errors name the mailbox.
+    pub fn load_prompts(&mut self) -> Result<(), ConfigError> {
+        let multi = self.multi;
+        for (i, c) in self.mailboxes.iter_mut().enumerate() {
+            c.load_prompts().map_err(|e| if multi { e.within(&format!("mailboxes[{i}]")) } else { e })?;
+        }
+        Ok(())
+    }
+
+    /// Loads every mailbox's client directory ([`Config::load_directory`]).
+    pub fn load_directories(&mut self) -> Result<(), ConfigError> {
+        let multi = self.multi;
+        for (i, c) in self.mailboxes.iter_mut().enumerate() {
+            c.load_directory().map_err(|e| if multi { e.within(&format!("mailboxes[{i}]")) } else { e })?;
+        }
+        Ok(())
+    }
+
+    /// Whether the file has the `[[mailboxes]]` shape.
+    pub fn is_multi(&self) -> bool {
+        self.multi
+    }
+
+    /// The names of the mailboxes, in file order.
+    pub fn names(&self) -> Vec<&str> {
+        self.mailboxes.iter().map(|c| c.mailbox.as_str()).collect()
+    }
+
+    /// The mailbox named `name` (exactly, else ignoring case).
+    pub fn get(&self, name: &str) -> Option<&Config> {
+        self.index_of(name).and_then(|i| self.mailboxes.get(i))
+    }
+
+    /// The position of the mailbox named `name` (exactly, else ignoring case).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.mailboxes
+            .iter()
+            .position(|c| c.mailbox == name)
+            .or_else(|| self.mailboxes.iter().position(|c| c.mailbox.to_lowercase() == name.to_lowercase()))
+    }
+
+    /// The default mailbox ([`MailboxesConfig::default_mailbox`]), if there is one.
+    pub fn default_config(&self) -> Option<&Config> {
+        self.default_mailbox.as_deref().and_then(|n| self.get(n))
+    }
+
+    /// The mailbox a front-end that serves one uses when none is named: the default, else
+    /// the first.
+    pub fn primary(&self) -> &Config {
+        match self.default_config() {
+            Some(c) => c,
+            None => &self.mailboxes[0],
+        }
+    }
+
+    /// The mailbox the web queue serves: `[web] mailbox`, else [`MailboxesConfig::primary`].
+    pub fn web_mailbox(&self) -> &Config {
+        match web_mailbox_name(self.web.as_ref()).and_then(|n| self.get(n)) {
+            Some(c) => c,
+            None => self.primary(),
+        }
+    }
+
+    /// The mailbox named `name`, or the primary one without a name; the error says which
+    /// names there are.
+    pub fn choose(&self, name: Option<&str>) -> Result<&Config, ConfigError> {
+        match name {
+            None => Ok(self.primary()),
+            Some(n) => self.get(n).ok_or_else(|| {
+                ConfigError::invalid(
+                    "mailbox",
+                    format!("no mailbox is named {n:?}: the mailboxes are {}", self.quoted_names()),
+                )
+            }),
+        }
+    }
+
+    fn quoted_names(&self) -> String {
+        self.mailboxes.iter().map(|c| format!("{:?}", c.mailbox)).collect::<Vec<_>>().join(", ")
+    }
+
+    fn parse(text: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
+        let keys = top_level_keys(text)?;
+        if !keys.iter().any(|k| k == "mailboxes") {
+            return Config::parse(text, base).map(MailboxesConfig::from);
+        }
+        if let Some(k) = keys.iter().find(|k| !SHARED_KEYS.contains(&k.as_str())) {
+            return Err(ConfigError::invalid(
+                k.as_str(),
+                "a file with [[mailboxes]] keeps every mailbox's settings in its [[mailboxes]] table; \
+                 only default_mailbox, [sip] and [web] are shared at the top level",
+            ));
+        }
+        let document = toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
+        let raw: RawFile =
+            serde_path_to_error::deserialize(document).map_err(|e| parse_error(text, key_path(e.path()), e.inner()))?;
+        raw.validate(base)
+    }
+}
+
+/// `[web] mailbox`, when it is a string.
+fn web_mailbox_name(web: Option<&toml::Table>) -> Option<&str> {
+    web.and_then(|w| w.get("mailbox")).and_then(toml::Value::as_str)
+}
+
+/// The top-level keys of a TOML document (a syntax error is reported with its line).
+fn top_level_keys(text: &str) -> Result<Vec<String>, ConfigError> {
+    let document = toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
+    let table = toml::Table::deserialize(document).map_err(|e| parse_error(text, None, &e))?;
+    Ok(table.keys().cloned().collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    mailboxes: Vec<RawConfig>,
+    default_mailbox: Option<String>,
+    #[serde(default)]
+    sip: Option<toml::Table>,
+    #[serde(default)]
+    web: Option<toml::Table>,
+}
+
+impl RawFile {
+    fn validate(self, base: Option<&Path>) -> Result<MailboxesConfig, ConfigError> {
+        if self.mailboxes.is_empty() {
+            return Err(ConfigError::invalid("mailboxes", "expected at least one [[mailboxes]] table"));
+        }
+        let public_url = match self.web.as_ref().and_then(|w| w.get("public_url")) {
+            None => None,
+            Some(toml::Value::String(url)) => Some(check_public_url(url)?),
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "web.public_url",
+                    format!("expected a string like \"https://voicemail.example.com\", found {}", other.type_str()),
+                ));
+            }
+        };
+        let mut mailboxes: Vec<Config> = Vec::with_capacity(self.mailboxes.len());
+        for (i, mut raw) in self.mailboxes.into_iter().enumerate() {
+            let prefix = format!("mailboxes[{i}]");
+            for (key, present) in [("sip", raw.sip.is_some()), ("web", raw.web.is_some())] {
+                if present {
+                    return Err(ConfigError::invalid(
+                        format!("{prefix}.{key}"),
+                        format!("[{key}] is shared by every mailbox: put it at the top level of the file"),
+                    ));
+                }
+            }
+            raw.sip = None;
+            raw.web = None;
+            let mut config = raw.validate(base).map_err(|e| e.within(&prefix))?;
+            if let Some(j) = mailboxes.iter().position(|c| c.mailbox.to_lowercase() == config.mailbox.to_lowercase()) {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.mailbox"),
+                    format!(
+                        "mailboxes[{j}] has this name already ({:?}): every mailbox needs a name of its own",
+                        config.mailbox
+                    ),
+                ));
+            }
+            if let Some(j) = mailboxes.iter().position(|c| same_path(&c.spool, &config.spool)) {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.spool"),
+                    format!(
+                        "mailboxes[{j}] uses this spool already ({}): every mailbox keeps its store and recordings in a spool of its own",
+                        config.spool.display()
+                    ),
+                ));
+            }
+            config.sip = self.sip.clone();
+            config.web = self.web.clone();
+            mailboxes.push(config);
+        }
+        let find = |key: &str, name: &str| -> Result<usize, ConfigError> {
+            mailboxes.iter().position(|c| c.mailbox == name).ok_or_else(|| {
+                let names: Vec<String> = mailboxes.iter().map(|c| format!("{:?}", c.mailbox)).collect();
+                ConfigError::invalid(key, format!("no mailbox is named {name:?}: expected one of {}", names.join(", ")))
+            })
+        };
+        let default = self.default_mailbox.as_deref().map(|n| find("default_mailbox", n)).transpose()?;
+        let served = match self.web.as_ref().and_then(|w| w.get("mailbox")) {
+            None => default.unwrap_or(0),
+            Some(toml::Value::String(name)) => find("web.mailbox", name)?,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "web.mailbox",
+                    format!("expected the name of a mailbox, found {}", other.type_str()),
+                ));
+            }
+        };
+        if let Some(c) = mailboxes.get_mut(served) {
+            c.public_url = public_url;
+        }
+        for (i, c) in mailboxes.iter().enumerate() {
+            if Some(i) != default && c.number.is_none() && c.numbers.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("mailboxes[{i}]"),
+                    "no number selects this mailbox: set number or numbers (or name it in default_mailbox)",
+                ));
+            }
+        }
+        crate::mailboxes::Index::build(&mailboxes).map_err(|c| {
+            ConfigError::invalid(
+                format!("mailboxes[{}].{}", c.mailbox, c.key),
+                format!(
+                    "{:?} selects mailboxes[{}] ({:?}) already: a number or user selects one mailbox",
+                    c.value, c.other, mailboxes[c.other].mailbox
+                ),
+            )
+        })?;
+        Ok(MailboxesConfig {
+            mailboxes,
+            default_mailbox: self.default_mailbox,
+            sip: self.sip,
+            web: self.web,
+            multi: true,
+        })
+    }
+}
+
+/// Whether two paths name the same directory, written alike (`a/./b` and `a/b/`).
+fn same_path(a: &Path, b: &Path) -> bool {
+    fn parts(p: &Path) -> impl Iterator<Item = std::path::Component<'_>> {
+        p.components().filter(|c| !matches!(c, std::path::Component::CurDir))
+    }
+    parts(a).eq(parts(b))
 }
 
 /// Converts a toml error: the key path comes from serde (`None` for a syntax error or an error
@@ -527,6 +883,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 struct RawConfig {
     mailbox: String,
     number: Option<String>,
+    #[serde(default)]
+    numbers: Vec<String>,
     timezone: String,
     spool: PathBuf,
     #[serde(default)]
@@ -549,6 +907,73 @@ struct RawConfig {
     followup: Option<RawFollowup>,
     #[serde(default)]
     web: Option<toml::Table>,
+    transcription: Option<RawTranscription>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTranscription {
+    command: Vec<String>,
+    timeout: Option<String>,
+    max_size: Option<RawSize>,
+}
+
+impl RawTranscription {
+    fn validate(&self, base: Option<&Path>) -> Result<TranscriptionConfig, ConfigError> {
+        let Some(program) = self.command.first() else {
+            return Err(ConfigError::invalid(
+                "transcription.command",
+                "expected the program and its arguments, like [\"whisper-cli\", \"-f\", \"{audio}\"]",
+            ));
+        };
+        if program.trim().is_empty() {
+            return Err(ConfigError::invalid("transcription.command[0]", "expected a program name or path"));
+        }
+        for (i, arg) in self.command.iter().enumerate() {
+            if arg.chars().any(|c| c.is_control() || c == '\0') {
+                return Err(ConfigError::invalid(
+                    format!("transcription.command[{i}]"),
+                    format!("control characters are not allowed, found {arg:?}"),
+                ));
+            }
+        }
+        let mut command = self.command.clone();
+        command[0] = transcribe::resolve_program(program, base);
+        let timeout = match &self.timeout {
+            None => transcribe::DEFAULT_TIMEOUT,
+            Some(text) => {
+                let t = parse_duration(text).map_err(|m| ConfigError::invalid("transcription.timeout", m))?;
+                if t < Duration::from_secs(1) || t > transcribe::MAX_TIMEOUT {
+                    return Err(ConfigError::invalid(
+                        "transcription.timeout",
+                        format!("expected between 1s and {}, found {text:?}", fmt_duration(transcribe::MAX_TIMEOUT)),
+                    ));
+                }
+                t
+            }
+        };
+        let max_bytes = match &self.max_size {
+            None => transcribe::DEFAULT_MAX_BYTES,
+            Some(size) => {
+                let n = match size {
+                    RawSize::Text(text) => {
+                        parse_size(text).map_err(|m| ConfigError::invalid("transcription.max_size", m))?
+                    }
+                    RawSize::Bytes(n) => u64::try_from(*n).unwrap_or(0),
+                };
+                match usize::try_from(n) {
+                    Ok(n) if (1000..=transcribe::MAX_MAX_BYTES).contains(&n) => n,
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            "transcription.max_size",
+                            "expected a size between \"1kB\" and \"1MB\"",
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(TranscriptionConfig { command, timeout, max_bytes })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -778,7 +1203,10 @@ impl RawConfig {
 
         check_text("mailbox", &self.mailbox)?;
         if let Some(number) = &self.number {
-            check_text("number", number)?;
+            check_selector("number", number)?;
+        }
+        for (i, n) in self.numbers.iter().enumerate() {
+            check_selector(&format!("numbers[{i}]"), n)?;
         }
 
         let timezone = parse_timezone(&self.timezone)?;
@@ -895,6 +1323,7 @@ impl RawConfig {
         };
 
         let email = self.email.validate()?;
+        let transcription = self.transcription.as_ref().map(|t| t.validate(base)).transpose()?;
         let followup = match &self.followup {
             None => None,
             Some(f) => {
@@ -921,6 +1350,7 @@ impl RawConfig {
         Ok(Config {
             mailbox: self.mailbox,
             number: self.number,
+            numbers: self.numbers,
             timezone,
             spool,
             store,
@@ -936,6 +1366,7 @@ impl RawConfig {
             followup,
             web: self.web,
             public_url,
+            transcription,
             prompts: BTreeMap::new(),
             client_directory: None,
         })
@@ -1313,6 +1744,19 @@ fn check_text(key: &str, value: &str) -> Result<(), ConfigError> {
     }
     if value.chars().any(char::is_control) {
         return Err(ConfigError::invalid(key, format!("control characters are not allowed, found {value:?}")));
+    }
+    Ok(())
+}
+
+/// A number or SIP user that selects a mailbox: printable, at most 64 characters (what is
+/// kept of a SIP user part).
+fn check_selector(key: &str, value: &str) -> Result<(), ConfigError> {
+    check_text(key, value)?;
+    if value.trim().chars().count() > 64 {
+        return Err(ConfigError::invalid(
+            key,
+            format!("expected a number or SIP user of at most 64 characters, found {value:?}"),
+        ));
     }
     Ok(())
 }

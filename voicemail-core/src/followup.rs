@@ -210,6 +210,14 @@ pub enum Event {
         /// The server's words.
         error: String,
     },
+    /// The message's copy at a target was removed before its call was returned, and was put
+    /// back (the IMAP watcher, [`crate::imapsync`]).
+    Restored {
+        /// The target (`imap`).
+        target: String,
+        /// What happened and what the target said.
+        detail: String,
+    },
 }
 
 impl Event {
@@ -230,6 +238,7 @@ impl Event {
             Event::ReminderQueued { step, to } => format!("{} queued for {}", step.describe(), to.join(", ")),
             Event::ReminderSent { step, detail } => format!("{} sent: {detail}", step.describe()),
             Event::ReminderRejected { step, error } => format!("{} rejected: {error}", step.describe()),
+            Event::Restored { target, detail } => format!("{target} copy put back: {detail}"),
         }
     }
 }

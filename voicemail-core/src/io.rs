@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::codec::CodecKind;
 use crate::message::MessageMeta;
 use crate::rtp::dtmf::DtmfDigit;
 
@@ -54,8 +55,40 @@ pub enum Input<'a> {
     /// came off it (`false`). On hold, a silent media path does not end the call; the media
     /// timeout starts afresh when the hold ends. The recording goes on either way.
     Hold(Instant, bool),
+    /// The caller's codec changed: a re-INVITE or UPDATE was answered with another codec, or
+    /// the ACK of a late-offer INVITE answered the offer with a codec other than the one the
+    /// call was made with. From now on the greeting and beep go out in the new codec (the
+    /// prompt goes on where it was), audio of the new payload type is recorded, and audio
+    /// still arriving with the previous payload type (in flight when the change was made) is
+    /// decoded with the previous codec. The recording keeps its rate: audio of a codec at
+    /// another rate is resampled to it. The message's [`codec`](MessageMeta::codec) is the
+    /// codec in use when the call ends.
+    ///
+    /// A change whose payload types are not 0..=127, or whose telephone-event payload type is
+    /// the audio one, is refused with [`Error::InvalidConfig`](crate::Error::InvalidConfig)
+    /// (the call goes on unchanged). A change to the codec in use changes nothing.
+    Codec(Instant, CodecChange),
     /// Time passed (a deadline given by [`Output::Timeout`] was reached).
     Tick(Instant),
+}
+
+/// The codec a call uses from an [`Input::Codec`] on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CodecChange {
+    /// The audio codec.
+    pub codec: CodecKind,
+    /// Its RTP payload type (sent, and expected from the caller).
+    pub payload_type: u8,
+    /// The RFC 4733 telephone-event payload type, if negotiated.
+    pub dtmf_payload_type: Option<u8>,
+}
+
+impl CodecChange {
+    /// `codec` with its static payload type (96 for L16 and Opus) and telephone-event 101.
+    pub fn new(codec: CodecKind) -> Self {
+        use crate::codec::Codec as _;
+        Self { codec, payload_type: codec.static_payload_type().unwrap_or(96), dtmf_payload_type: Some(101) }
+    }
 }
 
 impl Input<'_> {
@@ -67,6 +100,7 @@ impl Input<'_> {
             | Input::Dtmf(t, _)
             | Input::Hangup(t)
             | Input::Hold(t, _)
+            | Input::Codec(t, _)
             | Input::Tick(t) => t,
         }
     }

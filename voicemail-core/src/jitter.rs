@@ -51,6 +51,9 @@ impl Default for JitterConfig {
 pub struct Frame<'a> {
     /// The packet's RTP timestamp.
     pub timestamp: u32,
+    /// The packet's RTP payload type (a call whose codec changed decodes each frame with the
+    /// codec of its payload type).
+    pub payload_type: u8,
     /// The packet's payload (empty for non-audio placeholders).
     pub payload: &'a [u8],
     /// False for packets that only hold a place in the sequence (telephone events, comfort
@@ -104,6 +107,7 @@ struct Slot {
     full: bool,
     audio: bool,
     timestamp: u32,
+    payload_type: u8,
     arrival: Instant,
     payload: Vec<u8>,
 }
@@ -133,7 +137,15 @@ impl JitterBuffer {
     /// An empty buffer created at `now`. `config.depth` is clamped to `1..=CAPACITY`.
     pub fn new(config: JitterConfig, now: Instant) -> Self {
         let config = JitterConfig { depth: config.depth.clamp(1, CAPACITY), ..config };
-        let slot = Slot { ext: u64::MAX, full: false, audio: false, timestamp: 0, arrival: now, payload: Vec::new() };
+        let slot = Slot {
+            ext: u64::MAX,
+            full: false,
+            audio: false,
+            timestamp: 0,
+            payload_type: 0,
+            arrival: now,
+            payload: Vec::new(),
+        };
         Self { config, slots: vec![slot; CAPACITY], stream: None, held: 0, stats: JitterStats::default() }
     }
 
@@ -160,6 +172,7 @@ impl JitterBuffer {
         ssrc: u32,
         sequence: u16,
         timestamp: u32,
+        payload_type: u8,
         payload: &[u8],
         audio: bool,
         emit: &mut impl FnMut(Frame<'_>),
@@ -209,6 +222,7 @@ impl JitterBuffer {
         slot.full = true;
         slot.audio = audio;
         slot.timestamp = timestamp;
+        slot.payload_type = payload_type;
         slot.arrival = now;
         slot.payload.clear();
         slot.payload.extend_from_slice(payload);
@@ -298,6 +312,7 @@ impl JitterBuffer {
         let new_stream = std::mem::replace(&mut stream.fresh, false);
         emit(Frame {
             timestamp: slot.timestamp,
+            payload_type: slot.payload_type,
             payload: &slot.payload,
             audio: slot.audio,
             new_stream,
@@ -314,7 +329,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn collect(jb: &mut JitterBuffer, now: Instant, seq: u16, ts: u32, out: &mut Vec<(u32, bool)>) -> Push {
-        jb.push(now, 1, seq, ts, &[seq as u8], true, &mut |f| out.push((f.timestamp, f.new_stream)))
+        jb.push(now, 1, seq, ts, 0, &[seq as u8], true, &mut |f| out.push((f.timestamp, f.new_stream)))
     }
 
     #[test]
@@ -385,7 +400,7 @@ mod tests {
         let mut out = Vec::new();
         collect(&mut jb, t, 0, 0, &mut out);
         collect(&mut jb, t, 2, 320, &mut out); // held, waiting for 1
-        jb.push(t, 2, 5000, 9999, &[1], true, &mut |f| out.push((f.timestamp, f.new_stream)));
+        jb.push(t, 2, 5000, 9999, 0, &[1], true, &mut |f| out.push((f.timestamp, f.new_stream)));
         assert_eq!(out, [(0, true), (320, false), (9999, true)]);
         assert_eq!(jb.stats().ssrc_changes, 1);
     }
@@ -412,7 +427,7 @@ mod tests {
             let mut released = Vec::new();
             for (seq, dt) in pkts {
                 now += Duration::from_millis(dt);
-                let r = jb.push(now, 7, seq, u32::from(seq) * 160, &[0; 160], true, &mut |f| released.push(f.timestamp / 160));
+                let r = jb.push(now, 7, seq, u32::from(seq) * 160, 0, &[0; 160], true, &mut |f| released.push(f.timestamp / 160));
                 prop_assert!(jb.held() <= CAPACITY);
                 prop_assert!(r != Push::Oversized);
                 jb.poll(now, &mut |f| released.push(f.timestamp / 160));

@@ -15,7 +15,9 @@
 //! (New → Assigned → CalledBack) with its history: a known client's message is assigned to
 //! the client's manager, and calls not returned in time are reminded of and escalated by
 //! e-mail. Modules: [`config`], [`schedule`], [`directory`], [`store`], [`deliver`],
-//! [`template`], [`route`], [`followup`], [`remind`], [`mailbox`], [`runner`].
+//! [`template`], [`route`], [`followup`], [`remind`], [`mailbox`], [`runner`],
+//! [`transcribe`] (the speech-to-text hook). One configuration file may define several
+//! mailboxes; [`Mailboxes`] opens them all and picks the one a call is for ([`mailboxes`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -40,7 +42,11 @@ pub mod followup;
 #[cfg(feature = "mailbox")]
 mod greeting_file;
 #[cfg(feature = "mailbox")]
+pub mod imapsync;
+#[cfg(feature = "mailbox")]
 pub mod mailbox;
+#[cfg(feature = "mailbox")]
+pub mod mailboxes;
 #[cfg(feature = "mailbox")]
 pub mod remind;
 #[cfg(feature = "mailbox")]
@@ -53,15 +59,19 @@ pub mod schedule;
 pub mod store;
 #[cfg(feature = "mailbox")]
 pub mod template;
+#[cfg(feature = "mailbox")]
+pub mod transcribe;
 
 pub use call::{Call, CallConfig, CallState};
 pub use codec::{Codec, CodecKind};
 pub use error::{Error, Result};
 pub use greeting::Prompt;
-pub use io::{Event, Input, Output, RtpOut};
+pub use io::{CodecChange, Event, Input, Output, RtpOut};
 pub use message::{EndReason, MediaStats, MessageId, MessageMeta};
 pub use recording::Recording;
 pub use rtp::dtmf::DtmfDigit;
 
 #[cfg(feature = "mailbox")]
 pub use mailbox::{CallLease, CallSetup, Mailbox, MailboxError, StartedCall};
+#[cfg(feature = "mailbox")]
+pub use mailboxes::{Dialled, Mailboxes};

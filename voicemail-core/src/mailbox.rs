@@ -45,6 +45,7 @@ use crate::recording::{Recording, RecordingSpec};
 use crate::route;
 use crate::store::spool::{Claim as WavClaim, LockedWav, Spool};
 use crate::store::{Attempt, Delivery, SqliteStore, Store, StoreError, StoredMessage};
+use crate::transcribe::{self, TranscriptionError, Transcripts, Turn};
 
 /// How long a claimed delivery stays ours: longer than any attempt can take.
 const DELIVERY_LEASE: SignedDuration = SignedDuration::from_mins(15);
@@ -138,6 +139,9 @@ pub struct CallSetup {
     pub greeting: Option<String>,
     /// Who records the call, for the message's history (`answering-machine`, `python`, ...).
     pub recorded_by: String,
+    /// The number that forwarded the call here (History-Info or Diversion), if it was
+    /// diverted: kept in the message's [`MessageMeta::diverted_from`].
+    pub diverted_from: Option<String>,
 }
 
 impl CallSetup {
@@ -155,6 +159,7 @@ impl CallSetup {
             rtp_seed: None,
             greeting: None,
             recorded_by: "answering-machine".to_owned(),
+            diverted_from: None,
         }
     }
 
@@ -184,6 +189,7 @@ pub struct CallLease {
     id: MessageId,
     wav: LockedWav,
     recorded_by: String,
+    diverted_from: Option<String>,
 }
 
 impl CallLease {
@@ -244,9 +250,13 @@ struct Inner {
     keys: std::collections::hash_map::RandomState,
     counter: AtomicU64,
     pending: Mutex<Vec<Pending>>,
+    /// One transcription per message (`[transcription]`), shared by the delivery workers.
+    transcripts: Transcripts,
     listeners: Mutex<Vec<(Subscription, Listener)>>,
     /// Bumped (and waited on) when a message is stored: wakes delivery workers.
     stored: (Mutex<u64>, Condvar),
+    /// Bumped by every follow-up change made through this mailbox: the IMAP watcher looks.
+    changes: AtomicU64,
 }
 
 /// One mailbox: its configuration, spool and store. Cheap to clone; safe to share between
@@ -328,8 +338,10 @@ impl Mailbox {
                 keys,
                 counter: AtomicU64::new(0),
                 pending: Mutex::new(Vec::new()),
+                transcripts: Transcripts::default(),
                 listeners: Mutex::new(Vec::new()),
                 stored: (Mutex::new(0), Condvar::new()),
+                changes: AtomicU64::new(0),
             }),
         };
         crate::store::legacy::import(&mailbox.inner.spool, mailbox.store())?;
@@ -445,13 +457,16 @@ impl Mailbox {
         let started = self.build_call(&id, &wav, &setup, now).and_then(|call| {
             let mut provisional = call.provisional_meta();
             provisional.wav_path = Some(wav.path().to_path_buf());
+            provisional.mailbox = Some(config.mailbox.clone());
+            provisional.diverted_from = setup.diverted_from.clone();
             self.store().begin(&provisional, setup.started_at)?;
             Ok(call)
         });
         match started {
             Ok(call) => {
                 tracing::debug!(%id, caller = %setup.caller, mailbox = %config.mailbox, "call started");
-                Ok(StartedCall { call, lease: CallLease { id, wav, recorded_by: setup.recorded_by } })
+                let lease = CallLease { id, wav, recorded_by: setup.recorded_by, diverted_from: setup.diverted_from };
+                Ok(StartedCall { call, lease })
             }
             Err(e) => {
                 drop(wav);
@@ -503,6 +518,10 @@ impl Mailbox {
             return Err(MailboxError::WrongLease { lease: lease.id.clone(), meta: meta.id.clone() });
         }
         meta.wav_path = Some(lease.wav.path().to_path_buf());
+        meta.mailbox = Some(self.inner.config.mailbox.clone());
+        if meta.diverted_from.is_none() {
+            meta.diverted_from.clone_from(&lease.diverted_from);
+        }
         match self.store_finished(Some(&lease), &meta, &lease.recorded_by, now) {
             Ok(_) => Ok(meta),
             Err(e) => {
@@ -511,6 +530,35 @@ impl Mailbox {
                 Err(e)
             }
         }
+    }
+
+    /// Drops a started call without leaving a message: forgets its provisional record, removes
+    /// its recording and logs `reason` with the caller. For a call that never was one, such as
+    /// an INVITE whose 200 OK was never acknowledged (RFC 3261 §13.3.1.4): every other call,
+    /// however short, goes to [`Mailbox::finish_call`]. Drop the engine's [`Call`] first (it
+    /// writes into the recording).
+    ///
+    /// The store keeps no trace of the call (no tombstone: nothing was delivered, listed or
+    /// followed up, and the log line is its record); listeners are not called. The record is
+    /// forgotten before the file is removed, under the recording's lock, so a recovery in any
+    /// process never turns the call into an `interrupted` message. When the store cannot
+    /// forget it, the error is returned and the call is left to recovery, which stores it
+    /// like any interrupted call (nothing is lost); a recording that cannot be removed is
+    /// logged and removed by the next [`Mailbox::clean_spool`] when it is empty.
+    pub fn discard_call(&self, lease: CallLease, reason: &str) -> Result<(), MailboxError> {
+        let id = lease.id.clone();
+        let caller = self.store().get(&id).ok().flatten().map(|r| r.meta.caller).unwrap_or_default();
+        if let Err(e) = self.store().abandon(&id) {
+            tracing::error!(%id, %caller, reason, error = %e, "cannot discard the call; recovery will store it");
+            return Err(e.into());
+        }
+        let removed = self.inner.spool.remove_wav(&id);
+        drop(lease);
+        if let Err(e) = removed {
+            tracing::warn!(%id, error = %e, "cannot remove the recording of a discarded call");
+        }
+        tracing::info!(%id, %caller, reason, "call discarded without a message");
+        Ok(())
     }
 
     /// Syncs the recording and commits the message with its deliveries; tells listeners when
@@ -600,6 +648,7 @@ impl Mailbox {
         }
         let mut meta = record.meta;
         meta.end_reason = EndReason::Interrupted;
+        meta.mailbox.get_or_insert_with(|| self.inner.config.mailbox.clone());
         let duration_ms = match &wav {
             Some(w) => w.repair().map(|r| r.duration_ms()).unwrap_or_else(|e| {
                 tracing::warn!(%id, error = %e, "the recording of an interrupted call is not repairable");
@@ -609,7 +658,12 @@ impl Mailbox {
         };
         meta.duration_ms = duration_ms;
         meta.wav_path = wav.as_ref().map(|w| w.path().to_path_buf());
-        let lease = wav.map(|wav| CallLease { id: id.clone(), wav, recorded_by: "recovery".to_owned() });
+        let lease = wav.map(|wav| CallLease {
+            id: id.clone(),
+            wav,
+            recorded_by: "recovery".to_owned(),
+            diverted_from: meta.diverted_from.clone(),
+        });
         let stored = self.store_finished(lease.as_ref(), &meta, "recovery", now)?;
         if stored {
             tracing::warn!(%id, caller = %meta.caller, duration_ms = meta.duration_ms, "recovered the message of an interrupted call");
@@ -690,9 +744,16 @@ impl Mailbox {
                     }
                     return Ok(report);
                 }
+                let Some(meta) = self.with_transcript(&c, keep_going) else {
+                    // Stopped while the transcription ran: this and the rest go back untried.
+                    for rest in std::iter::once(c).chain(claims.by_ref()) {
+                        self.store().release(&rest.meta.id, target, rest.reminder)?;
+                    }
+                    return Ok(report);
+                };
                 report.attempted += 1;
                 let id = c.meta.id.clone();
-                let outcome = self.attempt(t.as_ref(), &c, now);
+                let outcome = self.attempt(t.as_ref(), &c, &meta, now);
                 let attempt = match outcome {
                     Ok(ack) => {
                         tracing::info!(%id, target, ack = %ack, "delivered");
@@ -726,34 +787,113 @@ impl Mailbox {
         self.inner.retry
     }
 
-    /// Builds the e-mail (from the stored metadata and the recording) and hands it to `t`; a
-    /// reminder goes to its own recipients only, by SMTP.
-    fn attempt(&self, t: &dyn Target, c: &crate::store::Claim, now: Timestamp) -> Result<String, DeliveryError> {
+    /// The claimed message's metadata with its transcript. For the message's own e-mail, with
+    /// `[transcription]` configured and no transcript stored yet, the transcription runs
+    /// first (once per message and process: another worker's run is waited for), at most its
+    /// timeout. `None` when `keep_going` stopped it: the delivery is then released untried.
+    fn with_transcript(&self, c: &crate::store::Claim, keep_going: &dyn Fn() -> bool) -> Option<MessageMeta> {
         let meta = &c.meta;
-        let wav = match meta.wav_path.as_deref().map(std::fs::read) {
-            Some(Ok(bytes)) => bytes,
-            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => deliver::empty_wav(),
-            Some(Err(e)) => {
-                return Err(DeliveryError::Maildir { path: meta.wav_path.clone().unwrap_or_default(), source: e });
-            }
-            None => deliver::empty_wav(),
-        };
-        let config = &self.inner.config;
-        let ctx = route::email_context(config, meta, &c.followup);
-        if let Some(step) = c.reminder {
-            let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
-                return Err(DeliveryError::Config(
-                    "reminders go by smtp, and [delivery.smtp] is not configured".into(),
-                ));
-            };
-            let reminder = self.reminder_for(meta, step, &c.extra_to, now);
-            let email = deliver::build_reminder(meta, &wav, &ctx, &reminder)
-                .map_err(|e| DeliveryError::Config(e.to_string()))?;
-            return smtp.deliver(&email).map(|ack| ack.detail);
+        let Some(config) = &self.inner.config.transcription else { return Some(meta.clone()) };
+        if c.reminder.is_some() || meta.transcript.is_some() || meta.duration_ms == 0 {
+            return Some(meta.clone());
         }
+        let Some(audio) = meta.wav_path.as_deref().filter(|p| p.is_file()) else { return Some(meta.clone()) };
+        let id = &meta.id;
+        let transcripts = &self.inner.transcripts;
+        let transcript = match transcripts.turn(id, config.timeout + Duration::from_secs(1), keep_going) {
+            Turn::Known(text) => text,
+            Turn::Run => match transcribe::transcribe(config, audio, keep_going) {
+                Ok(text) => {
+                    if let Some(t) = &text {
+                        tracing::info!(%id, chars = t.chars().count(), "transcribed");
+                        if let Err(e) = self.store().set_transcript(id, t) {
+                            tracing::warn!(%id, error = %e, "storing the transcript failed; the e-mail has it");
+                        }
+                    } else {
+                        tracing::info!(%id, "the transcription printed nothing");
+                    }
+                    transcripts.finish(id, text.clone());
+                    text
+                }
+                Err(TranscriptionError::Aborted) => {
+                    transcripts.abandon(id);
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "transcription failed; the message goes without a transcript");
+                    transcripts.finish(id, None);
+                    None
+                }
+            },
+        };
+        if transcript.is_none() && !keep_going() {
+            return None;
+        }
+        Some(MessageMeta { transcript, ..meta.clone() })
+    }
+
+    /// The recording of `meta` (a valid empty WAV when it has none).
+    fn recording_of(meta: &MessageMeta) -> Result<Vec<u8>, DeliveryError> {
+        match meta.wav_path.as_deref().map(std::fs::read) {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(deliver::empty_wav()),
+            Some(Err(e)) => Err(DeliveryError::Maildir { path: meta.wav_path.clone().unwrap_or_default(), source: e }),
+            None => Ok(deliver::empty_wav()),
+        }
+    }
+
+    /// The message's own e-mail in follow-up state `followup`, with the IMAP keywords of that
+    /// state: what delivery APPENDs, and what the IMAP watcher puts back.
+    pub(crate) fn email_for(&self, meta: &MessageMeta, followup: &FollowUp) -> Result<OutgoingEmail, DeliveryError> {
+        let wav = Self::recording_of(meta)?;
+        let ctx = route::email_context(&self.inner.config, meta, followup);
         let email = deliver::build_email(meta, &wav, &ctx).map_err(|e| DeliveryError::Config(e.to_string()))?;
-        let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
-        t.deliver(&email).map(|ack| ack.detail)
+        let keywords = deliver::imap_keywords(followup).iter().map(|k| (*k).to_owned()).collect();
+        Ok(OutgoingEmail { keywords, ..email })
+    }
+
+    /// The `Message-ID` (without angle brackets) of the message's own e-mail.
+    pub(crate) fn message_id_of(&self, meta: &MessageMeta) -> String {
+        let ctx = route::email_context(&self.inner.config, meta, &FollowUp::New);
+        deliver::message_id_for(meta.id.as_str(), &ctx.from)
+    }
+
+    /// A number that grows with every change to the store's messages (stored, assigned,
+    /// called back, deleted, delivered...), made by this or any other process using the same
+    /// spool: poll it to notice changes cheaply.
+    pub fn change_mark(&self) -> Result<i64, MailboxError> {
+        Ok(self.store().change_mark()?)
+    }
+
+    /// How many follow-up changes were made through this mailbox (in this process).
+    pub(crate) fn change_count(&self) -> u64 {
+        self.inner.changes.load(Ordering::SeqCst)
+    }
+
+    /// Builds the e-mail (from the stored metadata `meta` of the claimed message, with its
+    /// transcript, and the recording) and hands it to `t`; a reminder goes to its own
+    /// recipients only, by SMTP.
+    fn attempt(
+        &self,
+        t: &dyn Target,
+        c: &crate::store::Claim,
+        meta: &MessageMeta,
+        now: Timestamp,
+    ) -> Result<String, DeliveryError> {
+        let Some(step) = c.reminder else {
+            let email = self.email_for(meta, &c.followup)?;
+            let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
+            return t.deliver(&email).map(|ack| ack.detail);
+        };
+        let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
+            return Err(DeliveryError::Config("reminders go by smtp, and [delivery.smtp] is not configured".into()));
+        };
+        let wav = Self::recording_of(meta)?;
+        let ctx = route::email_context(&self.inner.config, meta, &c.followup);
+        let reminder = self.reminder_for(meta, step, &c.extra_to, now);
+        let email =
+            deliver::build_reminder(meta, &wav, &ctx, &reminder).map_err(|e| DeliveryError::Config(e.to_string()))?;
+        smtp.deliver(&email).map(|ack| ack.detail)
     }
 
     /// The reminder `step` of `meta` to `to`, sent at `now`: how long the message has waited
@@ -827,6 +967,7 @@ impl Mailbox {
         now: Timestamp,
     ) -> Result<StoredMessage, MailboxError> {
         let message = self.store().change(id, change, by, now)?;
+        self.inner.changes.fetch_add(1, Ordering::SeqCst);
         if let Change::Delete { force_reason } = change {
             if let Some(reason) = force_reason.as_deref().filter(|_| !message.followup.is_called_back()) {
                 tracing::warn!(%id, %by, reason, "forced deletion of a message that was not called back");

@@ -143,7 +143,8 @@ impl std::fmt::Display for EndReason {
 pub struct MessageMeta {
     /// The message id (unique within a mailbox).
     pub id: MessageId,
-    /// The caller's number as signalled (user part of From, or P-Asserted-Identity).
+    /// The caller's number as signalled (user part of From, or of P-Asserted-Identity or
+    /// Remote-Party-ID from a trusted source).
     pub caller: String,
     /// The caller's display name, if any.
     pub caller_name: Option<String>,
@@ -166,6 +167,18 @@ pub struct MessageMeta {
     pub wav_path: Option<PathBuf>,
     /// Media counters of the call.
     pub media: MediaStats,
+    /// The name of the mailbox that took the call (`mailbox` of its configuration), filled in
+    /// by the mailbox that stores the message (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
+    /// The number that forwarded the call to the mailbox, as signalled (History-Info, RFC
+    /// 7044, or Diversion, RFC 5806), when the call was diverted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverted_from: Option<String>,
+    /// The recording's transcript by `[transcription] command`, when one ran and printed
+    /// something; added after the message was stored, before its first delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
 }
 
 impl MessageMeta {

@@ -3,7 +3,9 @@
 //! only its own target, one housekeeping thread that runs [`Mailbox::recover`] (calls
 //! whose process died, messages whose storing failed on a full disk), and, with `[followup]`,
 //! one that runs [`Mailbox::remind`] with the real clock (reminders of calls not returned;
-//! the `smtp` worker then sends them).
+//! the `smtp` worker then sends them), and, with `[delivery.imap]` and `watch = true` (the
+//! default), the IMAP watcher ([`crate::imapsync`]: follow-up state between the store and
+//! the copies' keywords, both ways; expunged copies put back).
 //!
 //! Workers wake when a message is stored in this process, when their next retry is due, and
 //! at least every [`POLL`] (another process may have queued work). [`Runner::stop`] lets each
@@ -46,6 +48,14 @@ impl Runner {
         if mailbox.config().followup.is_some() {
             let (mailbox, stop) = (mailbox.clone(), stop.clone());
             threads.push(std::thread::Builder::new().name("vm-remind".into()).spawn(move || remind(&mailbox, &stop))?);
+        }
+        if let Some(imap) = mailbox.config().delivery.imap.clone().filter(|i| i.watch) {
+            let (mailbox, stop) = (mailbox.clone(), stop.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("vm-imap-watch".into())
+                    .spawn(move || crate::imapsync::run(&mailbox, &imap, &stop))?,
+            );
         }
         for target in mailbox.targets() {
             let (mailbox, stop) = (mailbox.clone(), stop.clone());

@@ -358,6 +358,11 @@ pub struct Variables {
     pub assigned_to: String,
     /// The message's page (`[web] public_url` + `/messages/<id>`), or `""`.
     pub url: String,
+    /// The number that forwarded the call to the mailbox (E.164 when it is a phone number),
+    /// or `""` when the call was not diverted.
+    pub diverted_from: String,
+    /// The recording's transcript (`[transcription]`; several lines), or `""`.
+    pub transcript: String,
     /// Reminders only.
     pub reminder: Option<ReminderVariables>,
 }
@@ -404,6 +409,8 @@ impl Variables {
             ("manager_email", &self.manager_email),
             ("assigned_to", &self.assigned_to),
             ("url", &self.url),
+            ("diverted_from", &self.diverted_from),
+            ("transcript", &self.transcript),
         ] {
             m.insert(k.to_owned(), Value::from(v.as_str()));
         }
@@ -447,6 +454,8 @@ impl Variables {
             manager_email: "olga@example.com".into(),
             assigned_to: "olga@example.com".into(),
             url: "https://voicemail.example.com/messages/20261127T113205Z-0123456789abcdef".into(),
+            diverted_from: "+74951234500".into(),
+            transcript: "Hello, this is Ivan.\nPlease call me back.".into(),
             reminder: reminder.then(|| ReminderVariables {
                 step: "escalate".into(),
                 reminder_number: 0,
@@ -625,6 +634,9 @@ Name:          {{ caller_name }}
 {% if called %}
 Dialled:       {{ called }}
 {% endif %}
+{% if diverted_from %}
+Forwarded from: {{ diverted_from }}
+{% endif %}
 Time:          {{ date }} {{ time }} ({{ timezone }})
 Duration:      {{ duration }}
 How it ended:  {{ ended }}
@@ -637,6 +649,11 @@ Manager:       {{ manager_name }} <{{ manager_email }}>
 {% endif %}
 {% if assigned_to and assigned_to != manager_email %}
 Assigned to:   {{ assigned_to }}
+{% endif %}
+{% if transcript %}
+
+Transcript (automatic):
+{{ transcript }}
 {% endif %}
 {% if url %}
 
@@ -685,6 +702,9 @@ const RU_BODY: &str = "\
 {% if called %}
 Куда звонил:   {{ called }}
 {% endif %}
+{% if diverted_from %}
+Переадресовал: {{ diverted_from }}
+{% endif %}
 Когда:         {{ date }} {{ time }} ({{ timezone }})
 Длительность:  {{ duration }}
 Как закончился звонок: {{ ended }}
@@ -697,6 +717,11 @@ const RU_BODY: &str = "\
 {% endif %}
 {% if assigned_to and assigned_to != manager_email %}
 Назначено:     {{ assigned_to }}
+{% endif %}
+{% if transcript %}
+
+Расшифровка (автоматическая):
+{{ transcript }}
 {% endif %}
 {% if url %}
 

@@ -1,6 +1,7 @@
-//! No sequence of inputs panics a Call: arbitrary datagrams, digits, ticks and hang-ups in any
-//! order. Misuse is an error, malformed media is counted, and the call still ends with exactly
-//! one message.
+//! No sequence of inputs panics a Call: arbitrary datagrams, digits, ticks, holds, codec
+//! changes (to any codec, payload type and telephone-event type, at any moment) and hang-ups in
+//! any order. Misuse is an error, malformed media is counted, and the call still ends with
+//! exactly one message whose length is the 8 kHz recording's.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use harness::*;
 use proptest::prelude::*;
-use voicemail_core::{CallState, DtmfDigit, Event, Input, Output};
+use voicemail_core::{CallState, CodecChange, CodecKind, DtmfDigit, Event, Input, Output};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -21,7 +22,18 @@ enum Step {
     Tick,
     Hangup,
     Hold(bool),
+    Codec(CodecChange),
     Wait(u16),
+}
+
+fn codec_change() -> impl Strategy<Value = CodecChange> {
+    let pt = prop_oneof![Just(0u8), Just(8), Just(9), Just(96), Just(111), 0u8..128];
+    let dtmf = proptest::option::of(prop_oneof![Just(101u8), 0u8..128]);
+    (proptest::sample::select(CodecKind::ALL.to_vec()), pt, dtmf).prop_map(|(codec, payload_type, dtmf)| CodecChange {
+        codec,
+        payload_type,
+        dtmf_payload_type: dtmf.filter(|d| *d != payload_type),
+    })
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -34,6 +46,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Tick),
         1 => Just(Step::Hangup),
         1 => any::<bool>().prop_map(Step::Hold),
+        1 => codec_change().prop_map(Step::Codec),
         3 => any::<u16>().prop_map(Step::Wait),
     ]
 }
@@ -62,6 +75,7 @@ proptest! {
                 Step::Tick => t.call.handle_input(Input::Tick(now)),
                 Step::Hangup => t.call.handle_input(Input::Hangup(now)),
                 Step::Hold(h) => t.call.handle_input(Input::Hold(now, *h)),
+                Step::Codec(c) => t.call.handle_input(Input::Codec(now, *c)),
                 Step::Wait(ms) => { now += Duration::from_millis(u64::from(*ms) % 5000); Ok(()) }
             };
             if t.call.state() == CallState::Ended {

@@ -490,6 +490,27 @@ fn the_example_config_loads() {
     }
 }
 
+/// `[delivery.imap]`: the watcher is on by default, every 30 s; `watch` and `poll_interval`
+/// are read, and an interval out of 1s..=29m is an error naming the key.
+#[test]
+fn imap_watch_keys() {
+    const IMAP: &str =
+        "[delivery.imap]\nhost = \"h\"\nport = 143\nusername = \"u\"\npassword = \"p\"\nfolder = \"V\"\n";
+    let c = Config::from_toml_str(&format!("{MINIMAL}{IMAP}")).unwrap_or_else(|e| panic!("{e}"));
+    let imap = c.delivery.imap.clone().unwrap_or_else(|| panic!("[delivery.imap]"));
+    assert!(imap.watch);
+    assert_eq!(imap.poll_interval, Duration::from_secs(30));
+    let c = Config::from_toml_str(&format!("{MINIMAL}{IMAP}watch = false\npoll_interval = \"2m\"\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let imap = c.delivery.imap.clone().unwrap_or_else(|| panic!("[delivery.imap]"));
+    assert!(!imap.watch);
+    assert_eq!(imap.poll_interval, Duration::from_secs(120));
+    for bad in ["500ms", "30m", "soon"] {
+        assert_err(&format!("{MINIMAL}{IMAP}poll_interval = \"{bad}\"\n"), "delivery.imap.poll_interval", &[bad]);
+    }
+    assert_err(&format!("{MINIMAL}{IMAP}watch = \"yes\"\n"), "delivery.imap.watch", &["invalid type"]);
+}
+
 #[test]
 fn embedded_defaults() {
     let mut c = Config::default_embedded();

@@ -26,6 +26,7 @@ fn email() -> OutgoingEmail {
         message_id: "stall-1@example.org".to_owned(),
         bytes: b"Subject: stall\r\n\r\nbody\r\n".to_vec(),
         extra_recipients: Vec::new(),
+        keywords: Vec::new(),
     }
 }
 

@@ -18,6 +18,7 @@ fn email() -> OutgoingEmail {
         message_id: "append-1@example.org".to_owned(),
         bytes: b"Subject: append\r\nMessage-ID: <append-1@example.org>\r\n\r\nbody\r\n".to_vec(),
         extra_recipients: Vec::new(),
+        keywords: Vec::new(),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The `Mailbox` owns a message's whole life: a call started through it records into its spool,
 //! is stored with its deliveries in one step, is delivered, followed up and deleted with its
 //! history; a call whose process died is recovered by whoever looks first, a live one never;
-//! several mailboxes (as several processes would) on one spool never lose an update; a full
-//! spool refuses new calls without leaving files; an older JSON spool is imported.
+//! several mailboxes (as several processes would) on one spool never lose an update; a call
+//! discarded without a message (an INVITE never ACKed) leaves no record, file or recovery; a
+//! full spool refuses new calls without leaving files; an older JSON spool is imported.
 
 #![allow(clippy::unwrap_used)]
 
@@ -186,6 +187,34 @@ fn a_live_call_is_never_recovered_and_a_dead_one_is() {
     assert!(recorder.recover(Timestamp::now()).unwrap().is_empty(), "recovered once");
     let report = other.deliver_all_due(Timestamp::now()).unwrap();
     assert_eq!(report.delivered.len(), 2);
+}
+
+#[test]
+fn a_discarded_call_leaves_no_message_no_file_and_nothing_to_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mailbox = Mailbox::open(config(dir.path(), true)).unwrap();
+    let other = Mailbox::open(config(dir.path(), true)).unwrap();
+    let heard = Arc::new(Mutex::new(0));
+    {
+        let heard = heard.clone();
+        mailbox.subscribe(move |_| *heard.lock().unwrap() += 1);
+    }
+    let StartedCall { mut call, lease } =
+        mailbox.start_call(CallSetup::new("+74951112233", at("2026-11-27T10:00:00Z")), Instant::now()).unwrap();
+    // The greeting even played and some audio was recorded (RTP started it before the ACK).
+    let mut driver = support::Caller::new();
+    driver.answer(&mut call);
+    driver.talk(&mut call, 50);
+    call.handle_input(Input::Hangup(driver.now)).unwrap();
+    drop(call);
+    assert_eq!(wavs(&dir.path().join("spool")).len(), 1);
+    mailbox.discard_call(lease, "the 200 OK was never ACKed").unwrap();
+    assert!(wavs(&dir.path().join("spool")).is_empty());
+    assert!(mailbox.list(false).unwrap().is_empty(), "no record, no tombstone");
+    assert!(other.recover(Timestamp::now()).unwrap().is_empty());
+    assert!(mailbox.recover(Timestamp::now()).unwrap().is_empty());
+    assert_eq!(mailbox.deliver_all_due(Timestamp::now()).unwrap().attempted, 0);
+    assert_eq!(*heard.lock().unwrap(), 0, "listeners hear of stored messages only");
 }
 
 #[test]

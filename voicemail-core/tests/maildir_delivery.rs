@@ -145,6 +145,7 @@ fn hostile_caller_stays_inside() {
         message_id: "x@y".to_owned(),
         bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
         extra_recipients: Vec::new(),
+        keywords: Vec::new(),
     };
     assert!(bad_folder.deliver(&email).is_err());
 }

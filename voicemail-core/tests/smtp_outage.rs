@@ -272,6 +272,7 @@ fn required_starttls_never_falls_back_to_plaintext() {
         message_id: "tls-1@example.org".to_owned(),
         bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
         extra_recipients: Vec::new(),
+        keywords: Vec::new(),
     };
     use voicemail_core::deliver::Target;
     let err = target.deliver(&email).unwrap_err();

@@ -58,6 +58,7 @@ fn email() -> OutgoingEmail {
         message_id: "refused-1@example.org".to_owned(),
         bytes: b"From: voicemail@example.org\r\nSubject: refused\r\n\r\nbody\r\n".to_vec(),
         extra_recipients: Vec::new(),
+        keywords: Vec::new(),
     }
 }
 

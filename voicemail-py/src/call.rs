@@ -245,7 +245,9 @@ impl PySendRtp {
 
 /// Nothing more to do until ``at`` (``time.monotonic()`` seconds) or the next input: wait
 /// for a datagram or the deadline, then feed ``rtp``/``tick``. Always the last output of a
-/// drained call. Before the call saw its first time (no input yet) ``at`` is ``inf``.
+/// drained call. ``at`` is never earlier than the latest time given to the call (a deadline
+/// already due is that time, exactly), so ``call.tick(timeout.at)`` never raises "time went
+/// backwards". Before the call saw its first time (no input yet) ``at`` is ``inf``.
 #[pyclass(frozen, eq, module = "voicemail", name = "Timeout")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyTimeout {

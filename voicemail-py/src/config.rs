@@ -1,12 +1,13 @@
-//! `voicemail.Config` (one mailbox's TOML configuration), its greeting calendar and client
-//! directory.
+//! `voicemail.Config` (a TOML configuration of one mailbox or several), its greeting calendar
+//! and client directory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDateTime;
-use voicemail_core::config::{Config, GreetingSource};
+use voicemail_core::config::{Config, GreetingSource, MailboxesConfig};
 use voicemail_core::directory::ClientEntry;
 use voicemail_core::schedule::GreetingChoice;
 
@@ -14,17 +15,46 @@ use crate::call::PyPrompt;
 use crate::errors::BindingError;
 use crate::time::from_datetime;
 
-/// The configuration of one mailbox, read from a TOML file (``examples/voicemail.toml``
+/// The configuration of a mailbox, read from a TOML file (``examples/voicemail.toml``
 /// documents every key): greetings and their calendar, recording limits, the spool, delivery
 /// targets, the client directory and the ``[sip]`` table.
 ///
+/// A file may define several mailboxes (``[[mailboxes]]`` tables, ``examples/mailboxes.toml``):
+/// ``mailboxes`` names them, ``mailbox_config(name)`` gives one of them, ``SipEndpoint``
+/// serves them all and ``Mailbox(config, name)`` opens one. The other properties and methods
+/// describe the default mailbox (``default_mailbox``), else the first.
+///
 /// Reading is strict: a bad key or value raises ``ConfigError`` naming the key path
-/// (``error.key``); a missing config file raises ``FileNotFoundError``. Greeting files and
-/// the directory are loaded (and so validated) when the configuration is read.
+/// (``error.key``, like ``mailboxes[1].delivery.smtp.to[0]``); a missing config file raises
+/// ``FileNotFoundError``. Greeting files and the directory are loaded (and so validated) when
+/// the configuration is read.
 #[pyclass(frozen, module = "voicemail", name = "Config")]
 #[derive(Debug, Clone)]
 pub struct PyConfig {
+    /// The mailbox the properties describe: the default one, else the first.
     pub(crate) config: Config,
+    /// Every mailbox of the file.
+    pub(crate) file: Arc<MailboxesConfig>,
+}
+
+impl PyConfig {
+    pub(crate) fn new(file: MailboxesConfig) -> Self {
+        Self { config: file.primary().clone(), file: Arc::new(file) }
+    }
+
+    /// The mailbox `name`, else the primary one; `ValueError` names the mailboxes.
+    pub(crate) fn chosen(&self, name: Option<&str>) -> PyResult<Config> {
+        match name {
+            None => Ok(self.config.clone()),
+            Some(n) => self.file.get(n).cloned().ok_or_else(|| {
+                let names: Vec<String> = self.file.names().iter().map(|n| format!("{n:?}")).collect();
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "no mailbox is named {n:?}: the mailboxes are {}",
+                    names.join(", ")
+                ))
+            }),
+        }
+    }
 }
 
 #[pymethods]
@@ -33,8 +63,8 @@ impl PyConfig {
     #[staticmethod]
     #[pyo3(signature = (path, /))]
     fn load(py: Python<'_>, path: PathBuf) -> Result<Self, BindingError> {
-        let config = py.detach(|| Config::load(&path))?;
-        Ok(Self { config })
+        let file = py.detach(|| MailboxesConfig::load(&path))?;
+        Ok(Self::new(file))
     }
 
     /// Parses a configuration from TOML text; relative paths are resolved against
@@ -42,16 +72,16 @@ impl PyConfig {
     #[staticmethod]
     #[pyo3(signature = (text, /, base_dir = None))]
     fn from_toml(py: Python<'_>, text: &str, base_dir: Option<PathBuf>) -> Result<Self, BindingError> {
-        let config = py.detach(|| -> Result<Config, BindingError> {
-            let mut config = match &base_dir {
-                Some(dir) => Config::from_toml_str_in(text, dir)?,
-                None => Config::from_toml_str(text)?,
+        let file = py.detach(|| -> Result<MailboxesConfig, BindingError> {
+            let mut file = match &base_dir {
+                Some(dir) => MailboxesConfig::from_toml_str_in(text, dir)?,
+                None => MailboxesConfig::from_toml_str(text)?,
             };
-            config.load_prompts()?;
-            config.load_directory()?;
-            Ok(config)
+            file.load_prompts()?;
+            file.load_directories()?;
+            Ok(file)
         })?;
-        Ok(Self { config })
+        Ok(Self::new(file))
     }
 
     /// The configuration used without a file: the bundled greeting, the spool in
@@ -64,7 +94,35 @@ impl PyConfig {
             config.load_prompts()?;
             Ok(config)
         })?;
-        Ok(Self { config })
+        Ok(Self::new(MailboxesConfig::from(config)))
+    }
+
+    /// The names of the file's mailboxes, in file order (one for a one-mailbox file).
+    #[getter]
+    fn mailboxes(&self) -> Vec<String> {
+        self.file.names().into_iter().map(str::to_owned).collect()
+    }
+
+    /// The mailbox calls for an unknown number go to (``default_mailbox``; a one-mailbox
+    /// file's mailbox), or ``None``: such calls are then refused with 404.
+    #[getter]
+    fn default_mailbox(&self) -> Option<&str> {
+        self.file.default_mailbox.as_deref()
+    }
+
+    /// The configuration of the mailbox ``name`` alone (``ValueError`` when there is none).
+    #[pyo3(signature = (name, /))]
+    fn mailbox_config(&self, name: &str) -> PyResult<Self> {
+        let config = self.chosen(Some(name))?;
+        let mut file = MailboxesConfig::from(config.clone());
+        file.sip.clone_from(&self.file.sip);
+        Ok(Self { config, file: Arc::new(file) })
+    }
+
+    /// Other numbers and SIP users that select the mailbox (``numbers``).
+    #[getter]
+    fn numbers(&self) -> Vec<String> {
+        self.config.numbers.clone()
     }
 
     /// The mailbox's name (shown in e-mails).
@@ -170,6 +228,9 @@ impl PyConfig {
     }
 
     fn __repr__(&self) -> String {
+        if self.file.mailboxes.len() > 1 {
+            return format!("Config(mailboxes={:?})", self.file.names());
+        }
         format!("Config(mailbox={:?}, spool={:?})", self.config.mailbox, self.config.spool.display().to_string())
     }
 }

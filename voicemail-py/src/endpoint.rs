@@ -2,6 +2,7 @@
 //! Python. The asyncio front (`start`/`stop`, `async with`, `messages()`) is Python code in
 //! `voicemail/_endpoint.py`, built on this blocking `run()` and thread-safe `shutdown()`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,7 +16,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
-use voicemail_core::{Mailbox, MessageMeta};
+use voicemail_core::{Mailboxes, MessageMeta};
 use voicemail_sip::{Endpoint, EndpointHandle, SipConfig};
 
 use crate::config::PyConfig;
@@ -37,7 +38,10 @@ type MessageSender = Arc<Mutex<Option<std_mpsc::Sender<MessageMeta>>>>;
 /// The SIP answering machine of a mailbox: answers every call, plays the greeting the
 /// calendar picks and a beep, records into the mailbox and hands each message over.
 ///
-/// It opens the ``Mailbox`` of ``config`` (``mailbox``) and builds every call through it.
+/// It opens the ``Mailbox`` of ``config`` (``mailbox``) and builds every call through it; a
+/// configuration with several mailboxes opens them all (``mailboxes``), and each call goes
+/// to the one its diverting number, Request-URI or To user selects (else the default one;
+/// without a default, 404).
 /// The SIP transports are bound at construction (``local_addr`` tells the port when
 /// ``listen`` — or ``[sip] listen`` — asks for port 0). ``run()`` serves until
 /// ``shutdown()`` (from any thread) or Ctrl-C: new calls are then refused, calls in progress
@@ -61,7 +65,7 @@ pub struct PySipEndpoint {
     /// Released when `run()` returns: it holds the SIP stack (and its sockets) alive.
     handle: Mutex<Option<EndpointHandle>>,
     local_addr: SocketAddr,
-    mailbox: Mailbox,
+    mailboxes: Mailboxes,
     on_message: Option<Arc<Py<PyAny>>>,
     sender: MessageSender,
     receiver: Mutex<Option<std_mpsc::Receiver<MessageMeta>>>,
@@ -96,33 +100,33 @@ impl PySipEndpoint {
         {
             return Err(pyo3::exceptions::PyTypeError::new_err("on_message must be callable"));
         }
-        let config = config.get().config.clone();
-        let mut sip = SipConfig::from_table(config.sip.as_ref())
+        let file = config.get().file.as_ref().clone();
+        let mut sip = SipConfig::from_table(file.sip.as_ref())
             .map_err(|e| BindingError::Sip(Box::new(voicemail_sip::Error::Config(e))))?;
         if let Some(listen) = listen {
             sip.listen = listen.parse().map_err(|_| {
                 PyValueError::new_err(format!("listen must be \"IP:PORT\" like \"127.0.0.1:5060\", got {listen:?}"))
             })?;
         }
-        let (runtime, endpoint, mailbox) = py.detach(move || -> Result<_, BindingError> {
-            let mailbox = Mailbox::open(config)?;
+        let (runtime, endpoint, mailboxes) = py.detach(move || -> Result<_, BindingError> {
+            let mailboxes = Mailboxes::open(file)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("voicemail-sip")
                 .enable_all()
                 .build()
                 .map_err(|e| BindingError::io(e, None, "cannot start the runtime"))?;
-            let mut endpoint = runtime.block_on(Endpoint::bind(sip, mailbox.clone()))?;
+            let mut endpoint = runtime.block_on(Endpoint::bind(sip, mailboxes.clone()))?;
             if !deliver {
                 endpoint = endpoint.without_background_work();
             }
             // Messages reach Python through the mailbox's subscription below.
             drop(endpoint.messages());
-            Ok((runtime, endpoint, mailbox))
+            Ok((runtime, endpoint, mailboxes))
         })?;
         let (tx, rx) = std_mpsc::channel();
         let sender: MessageSender = Arc::new(Mutex::new(on_message.is_some().then_some(tx)));
-        {
+        for mailbox in mailboxes.all() {
             let sender = sender.clone();
             mailbox.subscribe(move |meta| {
                 if let Some(tx) = sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
@@ -135,7 +139,7 @@ impl PySipEndpoint {
             local_addr: endpoint.local_addr(),
             runtime: Mutex::new(Some(Arc::new(runtime))),
             endpoint: Mutex::new(Some(endpoint)),
-            mailbox,
+            mailboxes,
             on_message: on_message.map(Arc::new),
             sender,
             receiver: Mutex::new(Some(rx)),
@@ -149,16 +153,23 @@ impl PySipEndpoint {
         (self.local_addr.ip().to_string(), self.local_addr.port())
     }
 
-    /// The spool directory of the endpoint's mailbox.
+    /// The spool directory of the endpoint's mailbox (the default one, else the first).
     #[getter]
     fn spool(&self) -> PathBuf {
-        self.mailbox.spool_dir().to_path_buf()
+        self.mailboxes.primary().spool_dir().to_path_buf()
     }
 
-    /// The endpoint's mailbox (the same store: list, follow-up, deliveries).
+    /// The endpoint's mailbox (the same store: list, follow-up, deliveries); of several, the
+    /// default one, else the first.
     #[getter]
     fn mailbox(&self) -> PyMailbox {
-        PyMailbox { mailbox: self.mailbox.clone() }
+        PyMailbox { mailbox: self.mailboxes.primary().clone() }
+    }
+
+    /// Every mailbox the endpoint serves, by name.
+    #[getter]
+    fn mailboxes(&self) -> BTreeMap<String, PyMailbox> {
+        self.mailboxes.all().iter().map(|m| (m.config().mailbox.clone(), PyMailbox { mailbox: m.clone() })).collect()
     }
 
     /// Calls in progress.

@@ -186,9 +186,25 @@ fn default_errno(kind: io::ErrorKind) -> i32 {
     }
 }
 
+/// The errno of an OS error that reached us as text: std writes it as `... (os error N)`, and
+/// a layer that kept only the text (rsipstack's socket errors, as voicemail-sip passes them
+/// on) still carries it there.
+fn errno_in_text(text: &str) -> Option<i32> {
+    let (_, after) = text.rsplit_once("(os error ")?;
+    let (digits, _) = after.split_once(')')?;
+    digits.parse().ok().filter(|n| *n > 0)
+}
+
+/// The errno of an I/O error: its own, the one its text names, or the one its kind stands for.
+fn errno_of(source: &io::Error) -> i32 {
+    source.raw_os_error().or_else(|| errno_in_text(&source.to_string())).unwrap_or_else(|| default_errno(source.kind()))
+}
+
 /// The builtin `OSError` subclass for an I/O error, with `(errno, strerror, filename)` set.
+/// For an error of no specific kind, Python's `OSError` picks the subclass of its errno
+/// (`ECONNREFUSED` → `ConnectionRefusedError`); `EADDRINUSE` stays a plain `OSError`.
 pub(crate) fn os_error(source: &io::Error, path: Option<&Path>, context: &str) -> PyErr {
-    let errno = source.raw_os_error().unwrap_or_else(|| default_errno(source.kind()));
+    let errno = errno_of(source);
     let mut strerror = if context.is_empty() { String::new() } else { format!("{context}: ") };
     strerror.push_str(&source.to_string());
     macro_rules! raise {

@@ -11,7 +11,9 @@
 //!   classes, `Prompt` and the codecs;
 //! - [`config`]: `Config` (TOML), the greeting calendar and the client directory;
 //! - [`endpoint`]: `SipEndpoint`, the SIP answering machine (voicemail-sip) on a mailbox;
-//! - [`errors`]: the `VoicemailError` hierarchy; I/O failures are builtin `OSError`s.
+//! - [`errors`]: the `VoicemailError` hierarchy; I/O failures are builtin `OSError`s;
+//! - `logging` (private): Rust's `tracing`/`log` events forwarded to Python's `logging`
+//!   under the `voicemail` logger, and `flush_logs()`.
 //!
 //! The GIL is released whenever Rust does real work (audio, files, network).
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ pub mod call;
 pub mod config;
 pub mod endpoint;
 pub mod errors;
+mod logging;
 pub mod mailbox;
 pub mod message;
 mod time;
@@ -45,6 +48,8 @@ mod _voicemail {
         MessageNotFoundError, NotCalledBackError, RecordingError, SipError, SpoolFullError, VoicemailError,
     };
     #[pymodule_export]
+    use crate::logging::flush_logs;
+    #[pymodule_export]
     use crate::mailbox::{
         PyDeliveryReport, PyDeliveryStatus, PyHistoryEntry, PyMailbox, PyMessageStatus, PyWorkflowState,
     };
@@ -56,6 +61,7 @@ mod _voicemail {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         // `key` is set on each raised ConfigError; the class attribute is its default.
         m.getattr("ConfigError")?.setattr("key", m.py().None())?;
+        crate::logging::install(m.py())?;
         Ok(())
     }
 }

@@ -342,7 +342,9 @@ impl PyDeliveryReport {
 /// CalledBack, with history). Several processes may open one mailbox at once (the answering
 /// machine, ``inbox``, Python): the store (SQLite in the spool) keeps them consistent.
 ///
-/// ``Mailbox(config)`` opens (creating if needed) the spool of a ``Config``. Times (``at``,
+/// ``Mailbox(config)`` opens (creating if needed) the spool of a ``Config``; of a file with
+/// several mailboxes, ``Mailbox(config, name)`` opens the one named (default: the default
+/// mailbox, else the first). Times (``at``,
 /// ``now``) default to the current time and must be timezone-aware ``datetime``s. ``by``
 /// names who made a change (default ``"python"``); ``called_back`` needs it (who returned
 /// the call).
@@ -373,11 +375,17 @@ impl PyMailbox {
 #[pymethods]
 impl PyMailbox {
     #[new]
-    #[pyo3(signature = (config, /))]
-    fn new(py: Python<'_>, config: &Bound<'_, PyConfig>) -> Result<Self, BindingError> {
-        let config = config.get().config.clone();
-        let mailbox = py.detach(|| Mailbox::open(config))?;
+    #[pyo3(signature = (config, /, name = None))]
+    fn new(py: Python<'_>, config: &Bound<'_, PyConfig>, name: Option<&str>) -> PyResult<Self> {
+        let config = config.get().chosen(name)?;
+        let mailbox = py.detach(|| Mailbox::open(config)).map_err(BindingError::from)?;
         Ok(Self { mailbox })
+    }
+
+    /// The mailbox's name (``mailbox`` of its configuration).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.mailbox.config().mailbox
     }
 
     /// The spool directory (recordings and the store).

@@ -101,6 +101,26 @@ impl PyMessage {
         &self.meta.dtmf
     }
 
+    /// The name of the mailbox that took the call (``None`` in records of older versions).
+    #[getter]
+    fn mailbox(&self) -> Option<&str> {
+        self.meta.mailbox.as_deref()
+    }
+
+    /// The number that forwarded the call to the mailbox (History-Info or Diversion), as
+    /// signalled, or ``None`` when the call was not diverted.
+    #[getter]
+    fn diverted_from(&self) -> Option<&str> {
+        self.meta.diverted_from.as_deref()
+    }
+
+    /// The recording's transcript (``[transcription]``), once it is made (it is added after
+    /// the message is stored, before its first delivery), else ``None``.
+    #[getter]
+    fn transcript(&self) -> Option<&str> {
+        self.meta.transcript.as_deref()
+    }
+
     /// The WAV file (``pathlib.Path``), or ``None`` when the recording was not a file.
     #[getter]
     fn wav_path(&self) -> Option<PathBuf> {

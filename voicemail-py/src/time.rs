@@ -68,10 +68,15 @@ pub(crate) fn timestamp_or_now(at: Option<&Bound<'_, PyDateTime>>) -> PyResult<T
 
 /// Maps `time.monotonic()`-style seconds onto `Instant`s for one call: the first time seen
 /// corresponds to the `Instant` the call was created at.
+///
+/// It also remembers the latest time given (its seconds and its `Instant`): the engine never
+/// accepts an input older than that, so no deadline is expressed as earlier (see `seconds`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     base: Instant,
     base_secs: Option<f64>,
+    /// The latest time seen, as given and as mapped (the origin until an input comes).
+    latest: Option<(f64, Instant)>,
 }
 
 impl Clock {
@@ -80,21 +85,28 @@ impl Clock {
         if let Some(n) = now {
             check_finite(n)?;
         }
-        Ok(Self { base, base_secs: now })
+        Ok(Self { base, base_secs: now, latest: now.map(|n| (n, base)) })
     }
 
     /// Sets the origin's seconds value if it is not known yet.
     pub(crate) fn anchor(&mut self, now: f64) -> PyResult<()> {
         check_finite(now)?;
-        self.base_secs.get_or_insert(now);
+        let base = *self.base_secs.get_or_insert(now);
+        self.latest.get_or_insert((base, self.base));
         Ok(())
     }
 
-    /// The `Instant` of `now` seconds (anchoring the clock on first use).
+    /// The `Instant` of `now` seconds (anchoring the clock on first use); remembered as the
+    /// latest time if it is not older than the latest so far (an older one is refused by the
+    /// call, which raises).
     pub(crate) fn instant(&mut self, now: f64) -> PyResult<Instant> {
         self.anchor(now)?;
         let base = self.base_secs.unwrap_or(now);
-        self.instant_at(base, now)
+        let t = self.instant_at(base, now)?;
+        if self.latest.is_none_or(|(_, latest)| t >= latest) {
+            self.latest = Some((now, t));
+        }
+        Ok(t)
     }
 
     fn instant_at(&self, base: f64, now: f64) -> PyResult<Instant> {
@@ -112,14 +124,21 @@ impl Clock {
         }
     }
 
-    /// The seconds value of `at`: the smallest float that maps back to an instant not
-    /// earlier than `at`, so feeding a `Timeout`'s `at` back as `now` reaches the deadline.
-    /// Before any time was seen there is no scale to express it in: infinity (nothing will
-    /// happen before the first input).
+    /// The seconds value of a deadline `at`: the smallest float that maps back to an instant
+    /// not earlier than `at`, so feeding a `Timeout`'s `at` back as `now` reaches the
+    /// deadline. A deadline that is already due (the engine's `at` can lie before its latest
+    /// input, when it asks to be called again at once) is the latest time given, exactly as
+    /// given: feeding it back is never "time going backwards". Before any time was seen there
+    /// is no scale to express it in: infinity (nothing will happen before the first input).
     pub(crate) fn seconds(&self, at: Instant) -> f64 {
         let Some(base) = self.base_secs else {
             return f64::INFINITY;
         };
+        if let Some((secs, latest)) = self.latest
+            && at <= latest
+        {
+            return secs;
+        }
         let mut secs = if at >= self.base {
             base + at.duration_since(self.base).as_secs_f64()
         } else {

@@ -423,7 +423,7 @@ def test_the_message_is_stored_before_it_is_seen(tmp_path: Path) -> None:
     status = mailbox.show(message.id)
     assert status.lifecycle == "stored" and status.message == message
     assert status.wav == message.wav_path and message.wav_path is not None and message.wav_path.parent == mailbox.spool
-    assert [(h.event, h.by) for h in status.history] == [("recorded", "answering-machine")]
+    assert [(h.event, h.by) for h in status.history] == [("recorded", "python")]
     assert status.history[0].to_dict()["end_reason"] == "hang-up"
     assert [(x.target, x.state) for x in status.deliveries] == [("maildir", "pending")]
     assert message.duration_ms == 1000

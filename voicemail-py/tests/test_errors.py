@@ -3,7 +3,9 @@ ValueError; I/O failures as builtin OSError subclasses with errno and filename."
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -66,16 +68,32 @@ def test_permission_denied(tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
-def test_sip_bind_failure_is_an_os_error(tmp_path: Path) -> None:
-    import socket
+@pytest.mark.parametrize(("transport", "kind"), [("udp", socket.SOCK_DGRAM), ("tcp", socket.SOCK_STREAM)])
+def test_sip_bind_failure_is_an_os_error(tmp_path: Path, transport: str, kind: int) -> None:
+    config = voicemail.Config.from_toml(
+        f'mailbox = "x"\ntimezone = "UTC"\nspool = "spool"\n[sip]\ntransports = ["{transport}"]\n',
+        base_dir=tmp_path,
+    )
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match="cannot listen") as e:
+            voicemail.SipEndpoint(config, deliver=False, listen=f"127.0.0.1:{port}")
+    # The errno and the text agree: EADDRINUSE (98 on Linux), whichever layer bound the socket.
+    assert type(e.value) is OSError and not isinstance(e.value, voicemail.VoicemailError)
+    assert e.value.errno == errno.EADDRINUSE
+    assert e.value.strerror is not None
+    assert f"{transport} 127.0.0.1:{port}" in e.value.strerror
+    assert f"(os error {errno.EADDRINUSE})" in e.value.strerror
+    assert os.strerror(errno.EADDRINUSE) in e.value.strerror
+    assert str(e.value).startswith(f"[Errno {errno.EADDRINUSE}] ")
 
+
+def test_sip_bind_failure_bad_address(tmp_path: Path) -> None:
     config = voicemail.Config.from_toml(
         'mailbox = "x"\ntimezone = "UTC"\nspool = "spool"\n[sip]\ntransports = ["udp"]\n', base_dir=tmp_path
     )
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        with pytest.raises(OSError, match="cannot listen"):
-            voicemail.SipEndpoint(config, deliver=False, listen=f"127.0.0.1:{port}")
     with pytest.raises(ValueError, match="IP:PORT"):
         voicemail.SipEndpoint(config, deliver=False, listen="localhost")

@@ -55,7 +55,7 @@ def test_workflow(mailbox: voicemail.Mailbox, two: tuple[voicemail.Message, voic
     s = mailbox.called_back(id, by="Boris", note="ordered 3 more", at=at + timedelta(hours=1))
     assert (s.state.name, s.state.who, s.state.note) == ("called-back", "Boris", "ordered 3 more")
     assert [(h.event, h.by) for h in s.history] == [
-        ("recorded", "answering-machine"),
+        ("recorded", "python"),  # calls started from Python are recorded by "python"
         ("assigned", "boss"),
         ("assigned", "python"),
         ("called-back", "Boris"),

@@ -13,8 +13,8 @@
 //! single-value headers, a CSeq method that differs from the request's, broken address
 //! syntax), 416 for an unsupported Request-URI scheme, 420 for a `Require`d extension, 415 for
 //! a body that is not SDP, 481 for a request in an unknown dialog, 405 for methods the
-//! endpoint knows but does not accept (REGISTER, SUBSCRIBE, ...), 505 for another SIP
-//! version, 403 for INVITEs from a source outside the allow-list, 503 while shutting down,
+//! endpoint knows but does not accept (REGISTER, SUBSCRIBE without `[sip.mwi]`, ...), 505
+//! for another SIP version, 403 for INVITEs from a source outside the allow-list, 503 while shutting down,
 //! 486 at the call limit, and 488 or 400 from the SDP offer/answer. Malformed request lines,
 //! unknown methods and `Content-Length` errors never get here: rsipstack's parser refuses
 //! them and its transport answers them.
@@ -42,7 +42,8 @@ const MAX_PARTY_LEN: usize = 64;
 pub struct Policy<'a> {
     /// False while shutting down: new INVITEs get 503.
     pub accepting: bool,
-    /// Sources INVITEs are accepted from; empty accepts all.
+    /// Sources INVITEs are accepted from, and whose P-Asserted-Identity and Remote-Party-ID
+    /// are believed; empty accepts all and believes none.
     pub allow_from: &'a [AddrRule],
     /// Calls in progress.
     pub active_calls: usize,
@@ -95,8 +96,9 @@ impl Reply {
 /// Who calls whom, taken from the request and cleaned of anything unprintable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parties {
-    /// The caller's number: the user part of P-Asserted-Identity, else of From (`anonymous`
-    /// when neither has one).
+    /// The caller's number: the user part of From (`anonymous` when it has none); from a
+    /// trusted source (in `allow_from`), of P-Asserted-Identity (RFC 3325) or else
+    /// Remote-Party-ID (`party=calling`) first.
     pub caller: String,
     /// The display name of From, if any.
     pub caller_name: Option<String>,
@@ -110,8 +112,9 @@ pub struct NewCall {
     /// Caller and called party.
     pub parties: Parties,
     /// The negotiated media (computed against a placeholder local address; the endpoint
-    /// negotiates again with the call's real RTP port).
-    pub negotiated: Negotiated,
+    /// negotiates again with the call's real RTP port); `None` for a late offer, an INVITE
+    /// without SDP (our offer goes in the 200 OK and the caller's answer comes in the ACK).
+    pub negotiated: Option<Negotiated>,
 }
 
 /// What to do with a request.
@@ -185,6 +188,14 @@ pub fn classify_request(req: &Request, source: IpAddr, dialog_known: bool, polic
     }
 }
 
+/// The checks every request passes before anything else (version, header syntax, URI
+/// scheme, `Require`); the error is the reply (400, 416, 420 or 505). The endpoint runs them
+/// on the SUBSCRIBEs it takes for message-waiting indication ([`crate::mwi`]), which do not
+/// go through [`classify_request`].
+pub fn check_request(req: &Request) -> Result<(), Reply> {
+    validate(req)
+}
+
 /// Whether the request's To header has a tag: it belongs to a dialog (RFC 3261 §12.2.2).
 pub fn has_to_tag(req: &Request) -> bool {
     req.to_header().ok().and_then(|t| t.tag().ok().flatten()).is_some()
@@ -222,13 +233,17 @@ fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decisi
     if policy.active_calls >= policy.max_calls {
         return Decision::Reply(Reply::new(486, "call limit reached"));
     }
+    // Identity headers are believed only from the sources the operator trusts.
+    let trusted = policy.allow_from.iter().any(|r| r.contains(source));
     if req.body.is_empty() {
-        // Offer-less INVITEs (offer in the 200, answer in the ACK) are not supported.
-        return Decision::Reply(Reply::new(488, "no SDP offer in the INVITE"));
+        // A late offer (RFC 3261 §13.2.1): we offer in the 200 OK, the answer comes in the ACK.
+        return Decision::NewCall(Box::new(NewCall { parties: parties(req, trusted), negotiated: None }));
     }
     let placeholder = LocalMedia { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 40000, session_id: 1, version: 1 };
     match sdp::negotiate(&req.body, &placeholder) {
-        Ok(negotiated) => Decision::NewCall(Box::new(NewCall { parties: parties(req), negotiated })),
+        Ok(negotiated) => {
+            Decision::NewCall(Box::new(NewCall { parties: parties(req, trusted), negotiated: Some(negotiated) }))
+        }
         Err(SdpError::NotAcceptable(why)) => Decision::Reply(Reply::new(488, why)),
         Err(SdpError::Malformed(why)) => Decision::Reply(Reply::new(400, format!("malformed SDP: {why}"))),
     }
@@ -403,15 +418,14 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Caller and called party of an INVITE.
-pub fn parties(req: &Request) -> Parties {
+/// Caller and called party of an INVITE. `trusted`: the INVITE comes from a source in
+/// `allow_from`, whose P-Asserted-Identity (RFC 3325) and Remote-Party-ID (the caller's
+/// `party=calling` entry) are believed before From; from anywhere else they are ignored, as
+/// anyone can write them.
+pub fn parties(req: &Request, trusted: bool) -> Parties {
     let from = req.from_header().ok().and_then(|f| f.typed().ok());
-    let pai = req
-        .p_asserted_identity_header()
-        .and_then(|h| h.value().split(',').next().map(str::to_owned))
-        .and_then(|v| rsipstack::sip::parse_uri(&extract_uri(&v)).ok())
-        .and_then(|u| user_of(&u));
-    let caller = pai
+    let asserted = if trusted { asserted_identity(req) } else { None };
+    let caller = asserted
         .or_else(|| from.as_ref().and_then(|f| user_of(&f.uri)))
         .map(|u| clean(&u))
         .filter(|u| !u.is_empty())
@@ -424,6 +438,55 @@ pub fn parties(req: &Request) -> Parties {
     let to = req.to_header().ok().and_then(|t| t.typed().ok());
     let called = to.and_then(|t| user_of(&t.uri)).or_else(|| user_of(&req.uri)).map(|u| clean(&u)).unwrap_or_default();
     Parties { caller, caller_name, called }
+}
+
+/// The user part of the first P-Asserted-Identity, else of the calling party's
+/// Remote-Party-ID.
+fn asserted_identity(req: &Request) -> Option<String> {
+    let values = |name: &str| -> Vec<String> {
+        req.headers.iter().filter(|h| h.name().eq_ignore_ascii_case(name)).flat_map(|h| split_list(h.value())).collect()
+    };
+    let user = |v: &str| rsipstack::sip::parse_uri(&extract_uri(v)).ok().and_then(|u| user_of(&u));
+    let pai = values("P-Asserted-Identity").first().and_then(|v| user(v));
+    pai.or_else(|| {
+        values("Remote-Party-ID")
+            .iter()
+            .find(|v| party_of(v).is_none_or(|p| p.eq_ignore_ascii_case("calling")))
+            .and_then(|v| user(v))
+    })
+}
+
+/// The `party` parameter of a Remote-Party-ID entry (after the `>` of its URI).
+fn party_of(entry: &str) -> Option<String> {
+    let params = entry.rfind('>').map_or("", |at| &entry[at + 1..]);
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("party").then(|| v.trim().to_owned())
+    })
+}
+
+/// The entries of a comma-separated header value, commas inside quotes or `<>` kept.
+fn split_list(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' if !angle => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                out.push(value[start..i].trim().to_owned());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim().to_owned());
+    out.retain(|e| !e.is_empty());
+    out
 }
 
 /// The URI inside a name-addr (`"Name" <sip:...>`), or the value itself.
@@ -570,23 +633,51 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-eve
     fn parties_are_cleaned() {
         let msg = invite(SDP);
         let Ok(SipMessage::Request(req)) = SipMessage::try_from(msg.as_bytes()) else { panic!("parse") };
-        let p = parties(&req);
+        let p = parties(&req, false);
         assert_eq!(p.caller, "+74951234567");
         assert_eq!(p.called, "4951234500");
         assert!(p.caller_name.as_deref().is_some_and(|n| !n.contains('\r') && !n.contains('\n')));
     }
 
+    fn caller_of(msg: &str, source: &str, allow_from: &[&str]) -> String {
+        let rules: Vec<AddrRule> = allow_from.iter().map(|r| AddrRule::parse(r).unwrap()).collect();
+        let policy = Policy { allow_from: &rules, ..Policy::permissive() };
+        match classify_bytes(msg.as_bytes(), source.parse().unwrap(), &policy) {
+            Decision::NewCall(call) => call.parties.caller,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn p_asserted_identity_wins_over_from() {
-        let msg = invite(SDP).replace(
+    fn asserted_identities_are_believed_from_trusted_sources_only() {
+        let pai = invite(SDP).replace(
             "Max-Forwards: 70\r\n",
-            "Max-Forwards: 70\r\nP-Asserted-Identity: \"Trunk\" <sip:+74950001122@trunk.example>\r\n",
+            "Max-Forwards: 70\r\nP-Asserted-Identity: \"Trunk, Inc\" <sip:+74950001122@trunk.example>, <tel:+74950001133>\r\n",
         );
-        let Ok(SipMessage::Request(req)) = SipMessage::try_from(msg.as_bytes()) else { panic!("parse") };
-        assert_eq!(parties(&req).caller, "+74950001122");
+        assert_eq!(caller_of(&pai, "10.1.2.3", &["10.0.0.0/8"]), "+74950001122");
+        // From anywhere (an empty allow-list accepts every source but trusts none), From's.
+        assert_eq!(caller_of(&pai, "10.1.2.3", &[]), "+74951234567");
+        assert_eq!(caller_of(&pai, "127.0.0.1", &[]), "+74951234567");
+        let rpid = invite(SDP).replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nRemote-Party-ID: <sip:+74950009999@pbx>;party=called, \"A\" <sip:+74950002233@pbx>;party=calling;screen=yes\r\n",
+        );
+        assert_eq!(caller_of(&rpid, "10.1.2.3", &["10.1.2.3"]), "+74950002233");
+        assert_eq!(caller_of(&rpid, "10.1.2.3", &[]), "+74951234567");
+        // P-Asserted-Identity wins over Remote-Party-ID.
+        let both =
+            pai.replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nRemote-Party-ID: <sip:+74950002233@pbx>\r\n");
+        assert_eq!(caller_of(&both, "10.1.2.3", &["10.0.0.0/8"]), "+74950001122");
         let tel = invite(SDP).replace("<sip:+74951234567@127.0.0.1:5070>", "<tel:+74953334455>");
-        let Ok(SipMessage::Request(req)) = SipMessage::try_from(tel.as_bytes()) else { panic!("parse") };
-        assert_eq!(parties(&req).caller, "+74953334455");
+        assert_eq!(caller_of(&tel, "127.0.0.1", &[]), "+74953334455");
+    }
+
+    #[test]
+    fn an_invite_without_sdp_is_a_late_offer() {
+        let Decision::NewCall(call) = classify_bytes(invite("").as_bytes(), localhost(), &Policy::permissive()) else {
+            panic!("a late offer is a call")
+        };
+        assert_eq!(call.negotiated, None);
     }
 
     #[test]

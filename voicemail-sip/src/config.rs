@@ -16,7 +16,7 @@
 //! rtp_ports = "20000-20999"        # even ports are used
 //! max_calls = 100                  # more get 486 Busy Here
 //! ring_delay = "0s"                # between 180 Ringing and 200 OK
-//! allow_from = ["127.0.0.1", "192.0.2.0/24"]   # empty: INVITEs from anywhere
+//! allow_from = ["127.0.0.1", "192.0.2.0/24"]   # empty: INVITEs from anywhere, PAI from nobody
 //! user = "voicemail"               # user part of our Contact
 //! max_connections = 256            # TCP connections open at once; more are closed at once
 //! max_connections_per_source = 32  # the same, per remote IP address
@@ -28,6 +28,7 @@
 //! tls_private_key = "/etc/voicemail/sip.key"   # PEM, PKCS#8 or PKCS#1
 //! tls_ca_file = "/etc/voicemail/ca.pem"        # CAs trusted for outgoing TLS (default: the system's)
 //! srtp = "optional"                # "off", "optional" or "required" (SDES, RFC 4568)
+//! ack_timeout = "32s"              # a 200 OK not ACKed this long: the call is dropped, no message
 //!
 //! [[sip.accounts]]                 # optional registrations
 //! registrar = "sip:pbx.example.com"
@@ -56,7 +57,7 @@ pub struct SipConfigError {
 }
 
 impl SipConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self { key: key.into(), message: message.into() }
     }
 }
@@ -146,7 +147,9 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// Time between 180 Ringing and 200 OK (`ring_delay`, default `"0s"`).
     pub ring_delay: Duration,
-    /// Sources INVITEs are accepted from (`allow_from`); empty accepts every source.
+    /// Sources INVITEs are accepted from (`allow_from`); empty accepts every source. Only
+    /// from these sources are P-Asserted-Identity and Remote-Party-ID believed (empty: from
+    /// none).
     pub allow_from: Vec<AddrRule>,
     /// User part of our Contact (`user`, default `"voicemail"`).
     pub user: String,
@@ -168,6 +171,13 @@ pub struct SipConfig {
     /// How many INVITEs one IP address may send at once before [`SipConfig::invite_rate`]
     /// applies (`invite_burst`, default 50).
     pub invite_burst: u32,
+    /// How long the endpoint waits for the ACK of its 200 OK (`ack_timeout`, default `"32s"`,
+    /// 64·T1 as RFC 3261 §13.3.1.4 says). A call not ACKed by then is hung up with BYE, its
+    /// call slot freed, and it leaves no message (it is logged with the caller's number).
+    pub ack_timeout: Duration,
+    /// Message-waiting indication for managers' phones (`[sip.mwi]`,
+    /// [`crate::mwi::MwiConfig`]); `None`: SUBSCRIBE gets 405.
+    pub mwi: Option<crate::mwi::MwiConfig>,
     /// SIP over TLS (`tls_listen`, `tls_certificate`, `tls_private_key`); `None`: no TLS
     /// listener. The connection caps and the idle timeout apply to TLS connections too.
     pub tls: Option<TlsListen>,
@@ -212,6 +222,8 @@ impl Default for SipConfig {
             tls: None,
             tls_ca_file: None,
             srtp: SrtpMode::Optional,
+            ack_timeout: Duration::from_secs(32),
+            mwi: None,
         }
     }
 }
@@ -242,6 +254,8 @@ struct RawSip {
     tls_private_key: Option<String>,
     tls_ca_file: Option<String>,
     srtp: Option<String>,
+    ack_timeout: Option<String>,
+    mwi: Option<crate::mwi::RawMwi>,
 }
 
 /// Every key is optional here so that a missing required one is reported with its own path
@@ -286,6 +300,20 @@ impl SipConfig {
     /// The address written into Contact and SDP.
     pub fn advertised_ip(&self) -> IpAddr {
         self.advertise_ip.unwrap_or(self.listen.ip())
+    }
+
+    /// The warning [`Endpoint::bind`](crate::Endpoint::bind) logs when SIP listens beyond
+    /// loopback with an empty `allow_from`: INVITEs are then accepted from anywhere, and
+    /// P-Asserted-Identity and Remote-Party-ID believed from nobody. `None` otherwise.
+    pub fn open_network_warning(&self) -> Option<String> {
+        (!self.listen.ip().is_loopback() && self.allow_from.is_empty()).then(|| {
+            format!(
+                "SIP listens on {} beyond loopback with an empty sip.allow_from: INVITEs are accepted from \
+                 anywhere, and P-Asserted-Identity and Remote-Party-ID are believed from nobody; list your \
+                 trunk or proxy in sip.allow_from",
+                self.listen
+            )
+        })
     }
 }
 
@@ -389,6 +417,13 @@ impl RawSip {
         if let Some(n) = self.invite_burst {
             config.invite_burst = int_in("sip.invite_burst", n, 1, 1_000_000)?;
         }
+        if let Some(s) = &self.ack_timeout {
+            let d = voicemail_core::config::parse_duration(s).map_err(|m| SipConfigError::new("sip.ack_timeout", m))?;
+            if d < Duration::from_millis(500) || d > Duration::from_secs(300) {
+                return Err(SipConfigError::new("sip.ack_timeout", format!("expected 500ms to 300s, found {s:?}")));
+            }
+            config.ack_timeout = d;
+        }
         config.tls = validate_tls(
             self.tls_listen.as_deref(),
             self.tls_certificate.as_deref(),
@@ -417,6 +452,9 @@ impl RawSip {
         }
         for (i, account) in self.accounts.into_iter().enumerate() {
             config.accounts.push(account.validate(&format!("sip.accounts[{i}]"))?);
+        }
+        if let Some(mwi) = self.mwi {
+            config.mwi = Some(mwi.validate()?);
         }
         if config.listen.ip().is_unspecified() && config.advertise_ip.is_none() {
             return Err(SipConfigError::new(
@@ -574,6 +612,7 @@ mod tests {
             idle_timeout = "30s"
             invite_rate = 0.5
             invite_burst = 4
+            ack_timeout = "4s"
             [[sip.accounts]]
             registrar = "sip:127.0.0.1:5062"
             username = "vm"
@@ -593,6 +632,7 @@ mod tests {
         assert_eq!((c.max_connections, c.max_connections_per_source), (64, 8));
         assert_eq!(c.idle_timeout, Duration::from_secs(30));
         assert_eq!((c.invite_rate, c.invite_burst), (0.5, 4));
+        assert_eq!(c.ack_timeout, Duration::from_secs(4));
     }
 
     #[test]
@@ -601,10 +641,27 @@ mod tests {
         assert_eq!((c.max_connections, c.max_connections_per_source), (256, 32));
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
         assert_eq!((c.invite_rate, c.invite_burst), (10.0, 50));
+        assert_eq!(c.ack_timeout, Duration::from_secs(32), "64·T1");
         let c = SipConfig::from_toml_str("[sip]\ninvite_rate = 3\n").unwrap();
         assert_eq!(c.invite_rate, 3.0);
         let off = SipConfig::from_toml_str("[sip]\ninvite_rate = 0\n").unwrap();
         assert_eq!(off.invite_rate, 0.0);
+    }
+
+    #[test]
+    fn an_open_listen_address_without_allow_from_is_warned_about() {
+        assert_eq!(SipConfig::default().open_network_warning(), None, "loopback");
+        let open =
+            SipConfig::from_toml_str("[sip]\nlisten = \"0.0.0.0:5060\"\nadvertise_ip = \"192.0.2.10\"\n").unwrap();
+        let warning = open.open_network_warning().unwrap();
+        assert!(warning.contains("0.0.0.0:5060") && warning.contains("sip.allow_from"), "{warning}");
+        let v6 = SipConfig::from_toml_str("[sip]\nlisten = \"[2001:db8::1]:5060\"\n").unwrap();
+        assert!(v6.open_network_warning().is_some());
+        let listed = SipConfig::from_toml_str(
+            "[sip]\nlisten = \"0.0.0.0:5060\"\nadvertise_ip = \"192.0.2.10\"\nallow_from = [\"192.0.2.0/24\"]\n",
+        )
+        .unwrap();
+        assert_eq!(listed.open_network_warning(), None);
     }
 
     #[test]
@@ -632,6 +689,9 @@ mod tests {
             ("[sip]\ninvite_rate = nan", "sip.invite_rate"),
             ("[sip]\ninvite_rate = \"fast\"", "sip.invite_rate"),
             ("[sip]\ninvite_burst = 0", "sip.invite_burst"),
+            ("[sip]\nack_timeout = \"100ms\"", "sip.ack_timeout"),
+            ("[sip]\nack_timeout = \"1h\"", "sip.ack_timeout"),
+            ("[sip]\nack_timeout = 32", "sip.ack_timeout"),
             ("[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"", "sip.accounts[0].password"),
             (
                 "[[sip.accounts]]\nregistrar = \"sip:x\"\nusername = \"u\"\npassword = \"p\"\nfoo = 1",

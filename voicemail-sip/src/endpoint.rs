@@ -12,16 +12,28 @@
 //!                 ├── classify_request ──► Reply (4xx/5xx/OPTIONS 200)
 //!                 │                       └─────► InDialog (BYE, ACK, INFO, re-INVITE → dialog)
 //!                 ▼ NewCall
-//!           call supervisor (one task per call): RTP socket, SDP answer (400/488 end here),
-//!           Mailbox::start_call (full spool: 503), 180, ring delay, 200, dialog events
-//!           ─► MediaCommand ─► media task (one per call, owns and drives the core Call)
+//!           mailbox_for: the mailbox of the diverting number, Request-URI or To user (divert,
+//!           Mailboxes::select); none and no default: 404
+//!                 │
+//!           call supervisor (one task per call): RTP socket, SDP answer or, without an offer,
+//!           our offer (400/488 end here), Mailbox::start_call (full spool: 503), then
+//!           `answer`: 180, ring delay, 200, the ACK (late offer: its answer) within
+//!           `ack_timeout`; then dialog events (re-INVITEs: hold, address, codec)
+//!           ─► MediaCommand ─► media task (one per call, owns and drives the core Call;
+//!                 │             the greeting starts at the ACK or the caller's first RTP)
 //!                 │ media task ended (the supervisor held the CallLease meanwhile)
 //!                 ▼
-//!           Mailbox::finish_call on a blocking thread, BYE if the call ended on our side
+//!           Mailbox::finish_call on a blocking thread, BYE if the call ended on our side;
+//!           a 200 never ACKed: Mailbox::discard_call (no message), BYE
 //!
-//!  Mailbox::subscribe ──► Endpoint::messages() (finished calls and recovered ones)
-//!  Runner (deliveries per target, recovery): started and stopped by Endpoint::run
+//!  Mailbox::subscribe (every mailbox) ──► Endpoint::messages() (finished calls, recovered ones)
+//!  a Runner per mailbox (deliveries per target, recovery): started and stopped by Endpoint::run
+//!  SUBSCRIBE message-summary (with `[sip.mwi]`) ──► mwi: subscription dialogs, NOTIFYs,
+//!           a watcher of every mailbox's counts per manager (see `endpoint/mwi.rs`)
 //! ```
+
+mod answer;
+mod mwi;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -40,7 +52,7 @@ use rsipstack::transport::{TcpListenerConnection, TransportLayer};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use voicemail_core::runner::Runner;
-use voicemail_core::{CallLease, CallSetup, Mailbox, MessageMeta, StartedCall};
+use voicemail_core::{CallLease, CallSetup, CodecChange, Mailbox, Mailboxes, MessageMeta, StartedCall};
 
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
@@ -66,14 +78,16 @@ const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The sending end of the application's message stream; `None` once [`Endpoint::run`] returned.
 type MessageSender = Mutex<Option<mpsc::UnboundedSender<MessageMeta>>>;
 
-/// The SIP voicemail endpoint of one [`Mailbox`]. Create it with [`Endpoint::bind`], take the
-/// message stream with [`Endpoint::messages`], then [`Endpoint::run`] it until
-/// [`EndpointHandle::shutdown`].
+/// The SIP voicemail endpoint of one [`Mailbox`] or several ([`Mailboxes`]: one SIP listener
+/// and one RTP port range for all). Create it with [`Endpoint::bind`], take the message stream
+/// with [`Endpoint::messages`], then [`Endpoint::run`] it until [`EndpointHandle::shutdown`].
 ///
-/// Every call goes through the mailbox: [`Mailbox::start_call`] makes it (message id,
-/// greeting of the moment, recording in the spool) and [`Mailbox::finish_call`] stores its
-/// message. By default [`Endpoint::run`] also runs the mailbox's background work (a
-/// [`Runner`]: deliveries per target, recovery of interrupted calls);
+/// Each INVITE goes to the mailbox its diverting number, Request-URI user or To user selects
+/// ([`crate::divert`], [`Mailboxes::select`]), else to the default mailbox; without one it
+/// gets 404 Not Found. Every call goes through its mailbox: [`Mailbox::start_call`] makes it
+/// (message id, greeting of the moment, recording in the spool) and [`Mailbox::finish_call`]
+/// stores its message. By default [`Endpoint::run`] also runs every mailbox's background work
+/// (a [`Runner`] each: deliveries per target, recovery of interrupted calls);
 /// [`Endpoint::without_background_work`] leaves that to the embedder.
 pub struct Endpoint {
     shared: Arc<Shared>,
@@ -137,6 +151,17 @@ impl EndpointHandle {
         self.shared.tls_addr
     }
 
+    /// Message-waiting subscriptions (`[sip.mwi]`) whose first NOTIFY was answered and that
+    /// have not ended.
+    pub fn mwi_subscriptions(&self) -> usize {
+        self.shared.mwi.as_ref().map_or(0, |m| m.notified_subscriptions.load(Ordering::SeqCst))
+    }
+
+    /// Message-waiting NOTIFYs answered with 2xx so far (in subscriptions and unsolicited).
+    pub fn mwi_notifies(&self) -> u64 {
+        self.shared.mwi.as_ref().map_or(0, |m| m.notifies.load(Ordering::SeqCst))
+    }
+
     /// The registration state of every `[[sip.accounts]]` entry (empty before
     /// [`Endpoint::run`] starts them, or without accounts).
     pub fn registrations(&self) -> Vec<AccountStatus> {
@@ -152,7 +177,7 @@ impl EndpointHandle {
 
 struct Shared {
     sip: SipConfig,
-    mailbox: Mailbox,
+    mailboxes: Mailboxes,
     dialogs: DialogLayer,
     ports: PortPool,
     active: AtomicUsize,
@@ -171,6 +196,8 @@ struct Shared {
     invites: Mutex<InviteLimiter>,
     /// Rate limit of the warnings a peer can cause at will.
     log_limit: LogLimiter,
+    /// Message-waiting indication, with `[sip.mwi]`.
+    mwi: Option<Arc<mwi::MwiService>>,
 }
 
 impl Shared {
@@ -195,27 +222,36 @@ impl Drop for Slot {
     }
 }
 
-/// The mailbox's background work while [`Endpoint::run`] runs. [`Endpoint::run`] stops it on
+/// The mailboxes' background work while [`Endpoint::run`] runs. [`Endpoint::run`] stops it on
 /// a blocking thread; if `run`'s future is dropped instead, a thread of its own stops it, so
 /// no runtime worker waits for the joins.
-struct Background(Option<Runner>);
+struct Background(Vec<Runner>);
+
+/// Stops runners one after the other (each lets its attempts in progress finish).
+fn stop_all(runners: Vec<Runner>) {
+    for runner in runners {
+        runner.stop();
+    }
+}
 
 impl Background {
     async fn stop(mut self) {
-        if let Some(runner) = self.0.take()
-            && let Err(e) = tokio::task::spawn_blocking(move || runner.stop()).await
+        let runners = std::mem::take(&mut self.0);
+        if !runners.is_empty()
+            && let Err(e) = tokio::task::spawn_blocking(move || stop_all(runners)).await
         {
-            tracing::error!(error = %e, "stopping the mailbox's background work failed");
+            tracing::error!(error = %e, "stopping the mailboxes' background work failed");
         }
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
-        if let Some(runner) = self.0.take() {
-            let spawned = std::thread::Builder::new().name("vm-runner-stop".into()).spawn(move || runner.stop());
+        let runners = std::mem::take(&mut self.0);
+        if !runners.is_empty() {
+            let spawned = std::thread::Builder::new().name("vm-runner-stop".into()).spawn(move || stop_all(runners));
             if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot stop the mailbox's background work on a thread of its own");
+                tracing::warn!(error = %e, "cannot stop the mailboxes' background work on a thread of its own");
             }
         }
     }
@@ -230,48 +266,70 @@ fn forward(to: &Weak<MessageSender>, meta: &MessageMeta) {
 }
 
 impl Endpoint {
-    /// Binds the SIP transports of `sip` and prepares the endpoint for `mailbox` (opened with
-    /// [`Mailbox::open`] on a configuration whose greetings are loaded, for example by
-    /// [`Config::load`](voicemail_core::config::Config::load)).
+    /// Binds the SIP transports of `sip` and prepares the endpoint for `mailboxes`: one
+    /// [`Mailbox`] (opened with [`Mailbox::open`] on a configuration whose greetings are
+    /// loaded, for example by [`Config::load`](voicemail_core::config::Config::load)), which
+    /// takes every call, or several ([`Mailboxes::open`] on a
+    /// [`MailboxesConfig`](voicemail_core::config::MailboxesConfig)).
     ///
-    /// The endpoint subscribes to the mailbox ([`Mailbox::subscribe`]) here: from now on every
-    /// message the mailbox stores goes to [`Endpoint::messages`] until [`Endpoint::run`]
+    /// The endpoint subscribes to every mailbox ([`Mailbox::subscribe`]) here: from now on
+    /// every message they store goes to [`Endpoint::messages`] until [`Endpoint::run`]
     /// returns.
-    pub async fn bind(sip: SipConfig, mailbox: Mailbox) -> Result<Self> {
+    pub async fn bind(sip: SipConfig, mailboxes: impl Into<Mailboxes>) -> Result<Self> {
+        let mailboxes = mailboxes.into();
         let stack_token = CancellationToken::new();
         let transports = TransportLayer::new(stack_token.clone());
         let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
         let tls_addr = bind_tls(&sip, &transports).await?;
+        let mut allows = vec![
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Options,
+            Method::Info,
+            Method::Update,
+        ];
+        if sip.mwi.is_some() {
+            allows.push(Method::Subscribe);
+        }
         let stack = rsipstack::EndpointBuilder::new()
             .with_user_agent(concat!("voicemail/", env!("CARGO_PKG_VERSION")))
             .with_cancel_token(stack_token.clone())
             .with_transport_layer(transports)
-            .with_allows(vec![
-                Method::Invite,
-                Method::Ack,
-                Method::Bye,
-                Method::Cancel,
-                Method::Options,
-                Method::Info,
-                Method::Update,
-            ])
+            .with_allows(allows)
             .build();
         let incoming = stack.incoming_transactions()?;
         let dialogs = DialogLayer::new(stack.inner.clone());
         let (messages_tx, messages_rx) = mpsc::unbounded_channel();
         let messages = Arc::new(Mutex::new(Some(messages_tx)));
-        {
+        for mailbox in mailboxes.all() {
             // Weak: the mailbox may outlive the endpoint, and a listener cannot be removed.
             let to = Arc::downgrade(&messages);
             mailbox.subscribe(move |meta| forward(&to, meta));
+        }
+        if let Some(warning) = sip.open_network_warning() {
+            tracing::warn!("{warning}");
         }
         let seed = seed();
         // RTP binds where SIP listens; the SDP names the advertised address.
         let ports = PortPool::new(sip.listen.ip(), sip.rtp_ports.0, sip.rtp_ports.1);
         let invites = Mutex::new(InviteLimiter::new(sip.invite_rate, sip.invite_burst));
+        let mwi = sip.mwi.clone().map(|config| Arc::new(mwi::MwiService::new(config)));
+        if let Some(service) = &mwi {
+            // Weak: as for the message stream; a message stored here wakes the watcher.
+            for mailbox in mailboxes.all() {
+                let wake = Arc::downgrade(&service.wake);
+                mailbox.subscribe(move |_| {
+                    if let Some(w) = wake.upgrade() {
+                        w.notify_one();
+                    }
+                });
+            }
+        }
         let shared = Arc::new(Shared {
             sip,
-            mailbox,
+            mailboxes,
             dialogs,
             ports,
             active: AtomicUsize::new(0),
@@ -285,6 +343,7 @@ impl Endpoint {
             registrations: Mutex::new(None),
             invites,
             log_limit: LogLimiter::new(LOG_LINES, LOG_INTERVAL),
+            mwi,
         });
         Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token, background: true })
     }
@@ -336,13 +395,18 @@ impl Endpoint {
     pub async fn run(mut self) -> Result<()> {
         // Nobody reads a stream that was not taken: don't pile messages up in it.
         drop(self.messages.take());
-        let background = match self.background.then(|| Runner::start(&self.shared.mailbox)).transpose() {
-            Ok(runner) => Background(runner),
-            Err(e) => {
-                self.shared.close_messages();
-                return Err(Error::Background(e));
+        let mut background = Background(Vec::new());
+        if self.background {
+            for mailbox in self.shared.mailboxes.all() {
+                match Runner::start(mailbox) {
+                    Ok(runner) => background.0.push(runner),
+                    Err(e) => {
+                        self.shared.close_messages();
+                        return Err(Error::Background(e));
+                    }
+                }
             }
-        };
+        }
         let result = self.serve().await;
         let shared = self.shared.clone();
         shared.shutdown.cancel();
@@ -373,6 +437,10 @@ impl Endpoint {
             )?;
             *shared.registrations.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         }
+        let _watcher = shared.mwi.clone().map(|service| {
+            let watcher = tokio::spawn(mwi::watch_store(shared.clone(), service));
+            AbortOnDrop(watcher)
+        });
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         loop {
             if grace_deadline.is_some() && shared.active.load(Ordering::SeqCst) == 0 {
@@ -431,6 +499,15 @@ fn registration_options(shared: &Shared) -> crate::register::RegistrationOptions
     }
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A seed from the OS's per-process hash keys and the clock.
 fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -438,6 +515,15 @@ fn seed() -> u64 {
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     h.write_u32(std::process::id());
     h.finish()
+}
+
+/// The OS error inside a stack error (its errno kept: a busy port is `AddrInUse`), else the
+/// stack's words.
+fn io_error(e: rsipstack::Error) -> std::io::Error {
+    match e {
+        rsipstack::Error::IoError(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    }
 }
 
 /// Binds UDP and TCP on the configured address; port 0 picks one free for both. TCP
@@ -452,7 +538,7 @@ async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &Cancel
         let udp = if sip.udp {
             let conn = UdpConnection::create_connection(addr, None, Some(token.child_token()))
                 .await
-                .map_err(|e| Error::Bind { transport: "udp", addr, source: std::io::Error::other(e.to_string()) })?;
+                .map_err(|e| Error::Bind { transport: "udp", addr, source: io_error(e) })?;
             let bound = conn.get_addr().get_socketaddr().unwrap_or(addr);
             addr.set_port(bound.port());
             Some(conn)
@@ -474,11 +560,15 @@ async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &Cancel
                 Err(_) if want.port() == 0 => continue,
                 Err(source) => return Err(Error::Bind { transport: "tcp", addr, source }),
             }
-            let tcp = TcpListenerConnection::new(addr, None).await?;
-            layer.add_transport(tcp.into());
         }
+        // UDP first: the first listener is the one rsipstack names in the Via of in-dialog
+        // requests sent over UDP (BYE, NOTIFY), which must say UDP (RFC 3261 §18.1.1).
         if let Some(udp) = udp {
             layer.add_transport(udp.into());
+        }
+        if sip.tcp {
+            let tcp = TcpListenerConnection::new(addr, None).await?;
+            layer.add_transport(tcp.into());
         }
         return Ok(addr);
     }
@@ -532,7 +622,25 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
             return;
         }
     }
+    if tx.original.method == Method::Subscribe && shared.mwi.is_some() && !classify::has_to_tag(&tx.original) {
+        tokio::spawn(mwi::on_subscribe(shared.clone(), tx, source));
+        return;
+    }
     let dialog = shared.dialogs.match_dialog(&tx);
+    if let Some(rsipstack::dialog::dialog::Dialog::ServerSubscription(d)) = &dialog
+        && classify::check_request(&tx.original).is_ok()
+    {
+        match tx.original.method {
+            Method::Subscribe => mwi::on_resubscribe(shared, tx, &d.id().to_string()),
+            Method::Ack => {}
+            _ => {
+                // A subscription dialog takes re-SUBSCRIBEs only.
+                let reply = Reply { status: 405, extra: ReplyExtra::AllowAccept, why: "not in a subscription".into() };
+                tokio::spawn(send_reply(tx, reply));
+            }
+        }
+        return;
+    }
     let allow_from = shared.sip.allow_from.as_slice();
     let policy = Policy {
         accepting: shared.accepting.load(Ordering::SeqCst),
@@ -543,11 +651,16 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
     let decision = classify::classify_request(&tx.original, source, dialog.is_some(), &policy);
     match decision {
         Decision::NewCall(new_call) => {
+            let Some((mailbox, diverted_from)) = mailbox_for(shared, &tx.original, source) else {
+                let why = "no mailbox for the number called".to_owned();
+                tokio::spawn(send_reply(tx, Reply { status: 404, extra: ReplyExtra::None, why }));
+                return;
+            };
             shared.active.fetch_add(1, Ordering::SeqCst);
             let slot = Slot(shared.clone());
             let shared = shared.clone();
             tokio::spawn(async move {
-                run_call(shared, tx, new_call, slot).await;
+                run_call(shared, tx, new_call, mailbox, diverted_from, slot).await;
             });
         }
         Decision::InDialog => {
@@ -568,6 +681,28 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
         }
         Decision::Ignore | Decision::Drop => {}
     }
+}
+
+/// The mailbox a new call is for, and the number that diverted it here (if any): see
+/// [`crate::divert`] and [`Mailboxes::select`]. `None` (logged, at a bounded rate) when no
+/// mailbox takes it.
+fn mailbox_for(shared: &Shared, req: &Request, source: IpAddr) -> Option<(Mailbox, Option<String>)> {
+    let dialled = crate::divert::dialled(req);
+    let Some(selected) = shared.mailboxes.select(&dialled) else {
+        if let Some(suppressed) = shared.log_limit.allow("no-mailbox", Instant::now()) {
+            tracing::info!(
+                diverted_from = dialled.diverted_from.as_deref().unwrap_or(""),
+                request_uri = dialled.request_uri.as_deref().unwrap_or(""),
+                to = dialled.to.as_deref().unwrap_or(""),
+                %source,
+                suppressed,
+                "no mailbox for the number called: 404"
+            );
+        }
+        return None;
+    };
+    tracing::debug!(mailbox = %selected.mailbox.config().mailbox, by = selected.by.as_str(), "mailbox chosen");
+    Some((selected.mailbox.clone(), dialled.diverted_from))
 }
 
 fn extra_headers(extra: &ReplyExtra) -> Vec<Header> {
@@ -614,7 +749,14 @@ fn may_send(n: &Negotiated) -> bool {
     n.remote_rtp.is_some() && matches!(n.direction, Direction::SendRecv | Direction::RecvOnly)
 }
 
-async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCall>, _slot: Slot) {
+async fn run_call(
+    shared: Arc<Shared>,
+    mut tx: Transaction,
+    new_call: Box<NewCall>,
+    mailbox: Mailbox,
+    diverted_from: Option<String>,
+    _slot: Slot,
+) {
     let source = tx.connection.as_ref().and_then(|c| c.get_remote_addr()).map(|a| a.to_string()).unwrap_or_default();
     let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
     if let Err(e) = tx.send_trying().await {
@@ -634,18 +776,24 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     let port = socket.local_addr().map_or(0, |a| a.port());
     let mut local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
     let offer = tx.original.body.clone();
-    let media_config = shared.mailbox.config().media.clone();
+    let media_config = mailbox.config().media.clone();
     let Some(srtp_offer) = srtp_offer(&shared) else {
         send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: "no random key for SRTP".into() }).await;
         return;
     };
-    let (negotiated, srtp_keys) = match sdp::negotiate_srtp(&offer, &local, &media_config, &srtp_offer) {
-        Ok(n) => n,
-        Err(e) => {
-            let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
-            send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
-            return;
-        }
+    // A late offer (no SDP): our offer goes in the 200 OK, the call starts with our first
+    // codec and takes the answer's from the ACK.
+    let late_offer = offer.is_empty().then(|| sdp::make_offer_srtp(&local, &media_config, &srtp_offer));
+    let (negotiated, srtp_keys) = match &late_offer {
+        Some(ours) => (ours.provisional(), None),
+        None => match sdp::negotiate_srtp(&offer, &local, &media_config, &srtp_offer) {
+            Ok(n) => n,
+            Err(e) => {
+                let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
+                send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
+                return;
+            }
+        },
     };
     // 2. The dialog (in memory only: nothing is sent yet).
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
@@ -669,8 +817,9 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
     setup.ptime = negotiated.ptime;
     setup.caller_name = parties.caller_name.clone();
     setup.called = parties.called.clone();
-    let mailbox = shared.mailbox.clone();
-    let started = tokio::task::spawn_blocking(move || mailbox.start_call(setup, Instant::now())).await;
+    setup.diverted_from = diverted_from;
+    let starting = mailbox.clone();
+    let started = tokio::task::spawn_blocking(move || starting.start_call(setup, Instant::now())).await;
     let (call, lease) = match started {
         Ok(Ok(StartedCall { call, lease })) => (call, lease),
         Ok(Err(e)) => {
@@ -722,45 +871,27 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
         command_rx,
         srtp_session,
     ));
-    let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false };
-    // 5. 180 Ringing, the ring delay, 200 OK.
-    if let Err(e) = dialog.ringing(None, None) {
-        tracing::debug!(error = %e, "180 ringing");
+    let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false, bye: false };
+    // 5. 180 Ringing, the ring delay, 200 OK, the ACK.
+    let answering = answer::Answering {
+        shared: &shared,
+        dialog: &dialog,
+        states: &mut states,
+        commands: &commands,
+        sdp: negotiated.answer.clone().into_bytes(),
+        late_offer: late_offer.as_ref(),
+        signal: &mut call_state,
+        id: &id,
+    };
+    let acked = answer::answer(answering).await;
+    let mut offer_state = OfferState { offer, negotiated, media_config, srtp: (srtp_offer, srtp_keys) };
+    if let answer::AckOutcome::Acked(Some((n, answer_sdp))) = &acked {
+        // The caller's SDP of a late offer is its answer: later re-INVITEs without SDP build on it.
+        offer_state.negotiated = n.clone();
+        offer_state.offer = answer_sdp.clone();
     }
-    let ring = tokio::time::sleep(shared.sip.ring_delay);
-    tokio::pin!(ring);
-    let mut answered = false;
-    while !call_state.remote_ended && !answered {
-        tokio::select! {
-            () = &mut ring => {
-                let headers = vec![Header::ContentType(rsipstack::sip::ContentType::new("application/sdp"))];
-                if let Err(e) = dialog.accept(Some(headers), Some(negotiated.answer.clone().into_bytes())) {
-                    tracing::warn!(error = %e, "sending 200 OK failed");
-                }
-                answered = true;
-                let _ = commands.send(MediaCommand::Answered).await;
-            }
-            st = states.recv() => match st {
-                Some(DialogState::Terminated(_, reason)) => {
-                    call_state.remote_ended = true;
-                    tracing::debug!(%id, ?reason, "ended before the answer");
-                    let _ = commands.send(MediaCommand::Hangup).await;
-                }
-                Some(_) => {}
-                None => {
-                    call_state.remote_ended = true;
-                    let _ = commands.send(MediaCommand::Hangup).await;
-                }
-            },
-            () = shared.shutdown.cancelled() => {
-                let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), Some("shutting down".into()));
-                call_state.remote_ended = true;
-                let _ = commands.send(MediaCommand::Hangup).await;
-            }
-        }
-    }
+    let discard = matches!(acked, answer::AckOutcome::NotAcked);
     // 6. The call, until its media task ends.
-    let mut offer_state = OfferState { offer, negotiated: negotiated.clone(), media_config, srtp: (srtp_offer, srtp_keys) };
     let outcome = loop {
         tokio::select! {
             r = &mut media => break r,
@@ -792,31 +923,66 @@ async fn run_call(shared: Arc<Shared>, mut tx: Transaction, new_call: Box<NewCal
             (None, true)
         }
     };
+    let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup || call_state.bye);
+    if discard {
+        // A 200 OK never ACKed is not a call (RFC 3261 §13.3.1.4): no message, and the slot
+        // is free at once; the BYE goes on without it.
+        if let Some(suppressed) = shared.log_limit.allow("no-ack", Instant::now()) {
+            tracing::warn!(%id, caller = %new_call.parties.caller, %source, suppressed, "the 200 OK was never ACKed: call dropped without a message");
+        }
+        discard_call(&mailbox, lease).await;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if we_end {
+                end_dialog(&dialog, &id).await;
+            }
+            shared.dialogs.remove_dialog(&dialog_id);
+        });
+        return;
+    }
     match meta {
-        Some(meta) => finish_call(&shared.mailbox, lease, meta, &source).await,
+        Some(meta) => finish_call(&mailbox, lease, meta, &source).await,
         None => {
             // Letting go of the recording lets recovery store it (end reason `interrupted`).
             drop(lease);
             tracing::error!(%id, "the call ended without a message; recovery will store its recording");
         }
     }
-    let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup);
     if we_end {
-        match dialog.state() {
-            DialogState::Confirmed(..) | DialogState::WaitAck(..) => {
-                match tokio::time::timeout(BYE_TIMEOUT, dialog.bye()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!(%id, error = %e, "BYE"),
-                    Err(_) => tracing::debug!(%id, "no answer to our BYE"),
-                }
-            }
-            DialogState::Terminated(..) => {}
-            _ => {
-                let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), None);
-            }
-        }
+        end_dialog(&dialog, &id).await;
     }
     shared.dialogs.remove_dialog(&dialog_id);
+}
+
+/// Ends the dialog from our side: BYE once answered (bounded by [`BYE_TIMEOUT`]), else a 480.
+async fn end_dialog(dialog: &rsipstack::dialog::invite_dialog::InviteDialog, id: &voicemail_core::MessageId) {
+    match dialog.state() {
+        DialogState::Confirmed(..) | DialogState::WaitAck(..) => {
+            match tokio::time::timeout(BYE_TIMEOUT, dialog.bye()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%id, error = %e, "BYE"),
+                Err(_) => tracing::debug!(%id, "no answer to our BYE"),
+            }
+        }
+        DialogState::Terminated(..) => {}
+        _ => {
+            let _ = dialog.reject(Some(StatusCode::TemporarilyUnavailable), None);
+        }
+    }
+}
+
+/// Drops a call that never was one ([`Mailbox::discard_call`] on a blocking thread).
+async fn discard_call(mailbox: &Mailbox, lease: CallLease) {
+    let id = lease.id().clone();
+    let mailbox = mailbox.clone();
+    let discarded =
+        tokio::task::spawn_blocking(move || mailbox.discard_call(lease, "the 200 OK was never ACKed")).await;
+    match discarded {
+        Ok(Ok(())) => {}
+        // The mailbox logged it; recovery stores the call as interrupted.
+        Ok(Err(_)) => {}
+        Err(e) => tracing::error!(%id, error = %e, "discarding the call failed; recovery will store it"),
+    }
 }
 
 /// Stores a finished call's message: [`Mailbox::finish_call`] on a blocking thread (it syncs
@@ -828,6 +994,7 @@ async fn finish_call(mailbox: &Mailbox, lease: CallLease, meta: MessageMeta, sou
     match stored {
         Ok(Ok(meta)) => tracing::info!(
             %id,
+            mailbox = meta.mailbox.as_deref().unwrap_or(""),
             caller = %meta.caller,
             called = %meta.called,
             duration_ms = meta.duration_ms,
@@ -848,6 +1015,9 @@ struct CallSignal {
     remote_ended: bool,
     /// We hung the call up because of a shutdown.
     shutdown_hangup: bool,
+    /// We hung the call up for a signalling reason (no ACK, an ACK without an acceptable
+    /// answer): BYE.
+    bye: bool,
 }
 
 struct OfferState {
@@ -927,8 +1097,11 @@ async fn on_dialog_state(
     }
 }
 
-/// A re-INVITE or UPDATE: answer a new offer (hold, unhold, a new address) or, without
-/// one, offer the session as it is. The codec cannot change mid-call (the recording has one).
+/// A re-INVITE or UPDATE: answer a new offer (hold, unhold, a new address, another codec) or,
+/// without one, offer the session as it is. The call's codec is kept while the offer still
+/// has it; an offer without it gets the first of ours that it has, and the call follows
+/// ([`MediaCommand::Codec`]: the recording keeps its rate, the greeting goes on in the new
+/// codec).
 async fn on_offer(
     req: Request,
     handle: TransactionHandle,
@@ -947,7 +1120,17 @@ async fn on_offer(
     let (mut srtp_offer, keys_in_use) = offers.srtp;
     srtp_offer.mode = if keys_in_use.is_some() { crate::srtp::SrtpMode::Required } else { crate::srtp::SrtpMode::Off };
     match sdp::negotiate_srtp(&body, &next, &keep, &srtp_offer) {
-        Ok((n, keys)) if n.codec == offers.negotiated.codec && n.payload_type == offers.negotiated.payload_type => {
+        Ok((n, keys)) => {
+            let was = &offers.negotiated;
+            if (n.codec, n.payload_type, n.dtmf_payload_type) != (was.codec, was.payload_type, was.dtmf_payload_type) {
+                let change = CodecChange {
+                    codec: n.codec,
+                    payload_type: n.payload_type,
+                    dtmf_payload_type: n.dtmf_payload_type,
+                };
+                tracing::debug!(from = ?was.codec, to = ?n.codec, payload_type = n.payload_type, "codec changed");
+                let _ = commands.send(MediaCommand::Codec(change)).await;
+            }
             let key_of = |k: &SrtpKeys| (k.suite, k.remote);
             if keys.as_ref().map(key_of) != keys_in_use.as_ref().map(key_of)
                 && let Some(keys) = keys
@@ -966,9 +1149,6 @@ async fn on_offer(
             }
             offers.negotiated = n;
             let _ = handle.respond(StatusCode::OK, Some(sdp_header()), Some(answer)).await;
-        }
-        Ok(_) => {
-            let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;
         }
         Err(SdpError::NotAcceptable(_)) => {
             let _ = handle.respond(StatusCode::NotAcceptableHere, None, None).await;

@@ -15,11 +15,15 @@
 //!   recovery, [`voicemail_core::runner::Runner`]) unless
 //!   [`Endpoint::without_background_work`] says the embedder runs it elsewhere.
 //! - [`classify`]: the pure decision for each incoming request (fuzzed and corpus-tested).
+//! - [`divert`]: which number an INVITE is for (History-Info, Diversion, Request-URI, To),
+//!   to choose among the [`Mailboxes`](voicemail_core::Mailboxes) the endpoint serves.
 //! - [`sdp`]: RFC 3264 offer/answer for PCMU/PCMA and telephone-event.
 //! - [`srtp`]: SRTP with SDES keys (RFC 4568): `[sip] srtp = "off" | "optional" | "required"`.
 //! - [`tls`]: SIP over TLS (`[sip] tls_listen`, certificates, trusted CAs).
 //! - [`media`]: the RTP port pool and the per-call task that drives the core call.
 //! - [`config`]: the `[sip]` table of the mailbox's TOML file.
+//! - [`mwi`]: message-waiting indication (the lamp on a manager's phone): SUBSCRIBE to
+//!   `message-summary` (RFC 3842, RFC 6665) and unsolicited NOTIFY, when `[sip.mwi]` is set.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,10 +53,12 @@
 
 pub mod classify;
 pub mod config;
+pub mod divert;
 mod endpoint;
 pub mod error;
 mod limit;
 pub mod media;
+pub mod mwi;
 pub mod register;
 pub mod sdp;
 pub mod srtp;

@@ -17,6 +17,11 @@
 //! arrives; from then on they go to (and are only accepted from) the address the caller
 //! really sends from. RTCP arriving on the RTP port is handed to the core, which drops and
 //! counts it, and never moves the latch.
+//!
+//! Nothing is sent before the caller has shown it is there: the greeting starts at the ACK
+//! ([`MediaCommand::Answered`]) or, once the 200 OK is out ([`MediaCommand::Accepted`]), at the
+//! first RTP packet from the caller, whichever comes first. An INVITE whose SDP names someone
+//! else's address and which is never ACKed thus sends no RTP anywhere.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -25,7 +30,7 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use voicemail_core::{Call, CallState, DtmfDigit, Event, Input, MessageMeta, Output};
+use voicemail_core::{Call, CallState, CodecChange, DtmfDigit, Event, Input, MessageMeta, Output};
 
 use crate::srtp::{SRTP_TRAILER_ROOM, SrtpKeys, SrtpSession};
 
@@ -35,8 +40,13 @@ const RECV_BUF: usize = 2048;
 /// A command from the call's signalling to its media task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaCommand {
-    /// The 200 OK was sent: start the greeting.
+    /// The 200 OK was sent: start the greeting at the first RTP packet from the caller if it
+    /// comes before the ACK ([`MediaCommand::Answered`]).
+    Accepted,
+    /// The ACK arrived: start the greeting (if RTP from the caller has not started it).
     Answered,
+    /// The codec changed (a re-INVITE, or the answer in the ACK of a late offer).
+    Codec(CodecChange),
     /// A DTMF digit arrived by SIP INFO.
     Dtmf(DtmfDigit),
     /// The call is over (BYE, CANCEL, no ACK, or shutdown).
@@ -141,6 +151,9 @@ pub async fn run_secure(
     let mut srtp_buf: Vec<u8> = Vec::with_capacity(RECV_BUF + SRTP_TRAILER_ROOM);
     let mut srtp_dropped = 0u64;
     let mut latched = false;
+    // The 200 OK is out / the greeting has started.
+    let mut accepted = false;
+    let mut answered = false;
     let mut meta = None;
     let mut hung_up = false;
     let mut commands_open = true;
@@ -211,6 +224,13 @@ pub async fn run_secure(
                         remote = Some(from);
                         latched = true;
                     }
+                    if accepted && !answered && latched {
+                        // The caller is there (symmetric RTP): no need to wait for the ACK.
+                        answered = true;
+                        if let Err(e) = call.handle_input(Input::Answered(now)) {
+                            tracing::debug!(error = %e, "answer at the first RTP packet");
+                        }
+                    }
                     call.handle_input(Input::Rtp(now, datagram))
                 }
                 Err(e) => {
@@ -222,7 +242,21 @@ pub async fn run_secure(
             cmd = commands.recv(), if commands_open => {
                 let now = Instant::now();
                 match cmd {
-                    Some(MediaCommand::Answered) => call.handle_input(Input::Answered(now)),
+                    Some(MediaCommand::Accepted) => {
+                        accepted = true;
+                        Ok(())
+                    }
+                    Some(MediaCommand::Answered) => {
+                        answered = true;
+                        call.handle_input(Input::Answered(now))
+                    }
+                    Some(MediaCommand::Codec(change)) => {
+                        if let Err(e) = call.handle_input(Input::Codec(now, change)) {
+                            // Refused (the endpoint checks the SDP first): the call goes on unchanged.
+                            tracing::warn!(error = %e, ?change, "codec change refused");
+                        }
+                        Ok(())
+                    }
                     Some(MediaCommand::Dtmf(d)) => call.handle_input(Input::Dtmf(now, d)),
                     Some(MediaCommand::Remote { addr, send: s, hold }) => {
                         remote = addr;

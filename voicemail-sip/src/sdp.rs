@@ -2,6 +2,8 @@
 //!
 //! [`negotiate`] takes the raw body of an INVITE (or re-INVITE) and either produces an answer for
 //! the 200 OK ([`Negotiated`]) or says why the offer cannot be answered ([`SdpError`]: 488 or 400).
+//! For an INVITE without SDP (a late offer), [`make_offer`] writes our offer for the 200 OK and
+//! [`accept_answer`] reads the caller's answer from the ACK.
 //!
 //! What is accepted:
 //! - the first `m=audio` line with a non-zero port over plain `RTP/AVP` (or, with
@@ -33,6 +35,10 @@
 //! Nothing here panics on any input, allocates more than a small multiple of the input size, or
 //! loops over counts taken from the input (such as a `c=` address count); the property tests below
 //! and the `sdp_offer` fuzz target check this.
+
+mod offer;
+
+pub use offer::{LocalOffer, accept_answer, make_offer};
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -155,7 +161,8 @@ impl From<SdpDirection> for Direction {
 /// The result of a successful negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
-    /// The SDP answer for the 200 OK (`application/sdp`, CRLF line ends).
+    /// The SDP answer for the 200 OK (`application/sdp`, CRLF line ends); for a late offer
+    /// ([`accept_answer`]), our offer, which the 200 OK carried.
     pub answer: String,
     /// The chosen audio codec.
     pub codec: CodecKind,
@@ -467,7 +474,9 @@ fn select_audio(media: &MediaDescription, preference: &[CodecKind]) -> Option<(C
     if media.media.media_type != MediaType::Audio || media.media.port == 0 {
         return None;
     }
-    let formats: Vec<(u8, Format)> = media.media.fmts.iter().map(|&pt| (pt, format_of(media, pt))).collect();
+    // RTP payload types have 7 bits; a larger number is nothing we could send or receive.
+    let formats: Vec<(u8, Format)> =
+        media.media.fmts.iter().filter(|&&pt| pt <= 127).map(|&pt| (pt, format_of(media, pt))).collect();
     let (codec, payload_type) = preference
         .iter()
         .find_map(|&want| formats.iter().find(|(_, f)| *f == Format::Audio(want)).map(|&(pt, _)| (want, pt)))?;

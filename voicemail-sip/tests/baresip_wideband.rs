@@ -55,11 +55,14 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     ab / (aa * bb).sqrt().max(1e-9)
 }
 
-fn write_wav(path: &Path, rate: u32, samples: &[i16]) {
+/// Writes `samples` to every one of `channels` channels.
+fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
     let spec =
-        hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
-    samples.iter().for_each(|s| w.write_sample(*s).unwrap());
+    for s in samples {
+        (0..channels).for_each(|_| w.write_sample(*s).unwrap());
+    }
     w.finalize().unwrap();
 }
 
@@ -76,7 +79,10 @@ fn baresip_calls_with(module: &str, codec: CodecKind, source_rate: u32) {
     let conf = common::temp_dir("baresip-wide-conf");
     let sent = source(source_rate);
     let source_wav = conf.path().join("source.wav");
-    write_wav(&source_wav, source_rate, &sent);
+    // baresip's Opus codec is opus/48000/2, and its `aufile` source plays only a file with the
+    // codec's channel count.
+    let channels = if codec == CodecKind::Opus { 2 } else { 1 };
+    write_wav(&source_wav, source_rate, channels, &sent);
     let dumps = conf.path().join("dumps");
     std::fs::create_dir_all(&dumps).unwrap();
     let sip_port = free_udp_port();
@@ -142,11 +148,11 @@ fn baresip_calls_with(module: &str, codec: CodecKind, source_rate: u32) {
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .unwrap_or_else(|| panic!("baresip dumped no received audio in {}", dumps.display()));
     let heard = hound::WavReader::open(&heard).unwrap_or_else(|e| panic!("{}: {e}", heard.display()));
-    let heard_rate = heard.spec().sample_rate;
+    let heard_rate = heard.spec().sample_rate * u32::from(heard.spec().channels);
     let heard: Vec<i16> = heard.into_samples::<i16>().map(Result::unwrap).collect();
-    let first_4s = &heard[..heard.len().min(4 * heard_rate as usize)];
+    let first_4s = &heard[..heard.len().min(4 * heard_rate as usize)]; // samples of all channels
     let rms = (first_4s.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / first_4s.len().max(1) as f64).sqrt();
-    eprintln!("{codec}: baresip heard {} samples at {heard_rate} Hz, rms {rms:.0} in the first 4 s", heard.len());
+    eprintln!("{codec}: baresip heard {} samples ({heard_rate} a second), rms {rms:.0} in the first 4 s", heard.len());
     assert!(rms > 300.0, "baresip's recording of the call is silent (rms {rms:.0})");
     ep.stop();
 }
@@ -156,12 +162,7 @@ fn baresip_g722_call_is_wideband() {
     baresip_calls_with("g722.so", CodecKind::G722, 16_000);
 }
 
-/// Named gap: with Debian's baresip 1.0.0, its `opus.so` module and an `aufile` source, baresip
-/// prints "baresip is ready." but never places the call (no INVITE reaches the endpoint), so
-/// this cannot pass yet; the Opus path is covered by `sipp_wideband` (SIPp Opus-only offer,
-/// recorded and compared) and `voicemail-core/tests/wideband.rs`.
 #[test]
-#[ignore = "baresip 1.0 with opus.so + aufile does not place the call; not yet diagnosed"]
 fn baresip_opus_call_is_wideband() {
     baresip_calls_with("opus.so", CodecKind::Opus, 48_000);
 }

@@ -20,7 +20,9 @@
 //! - `rfc4475/inv2543.sip` (an RFC 2543 INVITE: no From tag, no branch, no Content-Length):
 //!   a call over UDP, its body being the rest of the datagram (RFC 4475 §3.4). Over TCP a
 //!   message without Content-Length has no body (RFC 3261 §18.3 requires the header there),
-//!   so it is an INVITE without an offer (488) and the SDP after it is never answered.
+//!   so it is an INVITE without an offer: a late offer, answered with our offer in the 200; the
+//!   test's ACK carries no answer, so the endpoint hangs up with BYE, and the ACKed call is a
+//!   message like any other. The SDP bytes after it are not a request and get no answer.
 //! - `rfc4475/mismatch02.sip` (unknown method, CSeq naming another one): 501, which RFC 4475
 //!   §3.1.2.18 prefers to the also acceptable 400.
 //! - Over TCP, `rfc4475/clerr.sip`, `rfc4475/baddn.sip` and
@@ -118,7 +120,7 @@ fn expectations() -> Vec<(&'static str, &'static [Want], &'static [Want])> {
         ("rfc4475/regescrt.sip", &[S(405)], &[S(405)]),
         ("rfc4475/sdp01.sip", &[S(406)], &[S(406)]),
         // §3.4: RFC 2543 compatibility.
-        ("rfc4475/inv2543.sip", &[Call], &[S(488)]),
+        ("rfc4475/inv2543.sip", &[Call], &[Call]),
         // RFC 5118 (IPv6): RTP is IPv4 here, so IPv6-only offers are not acceptable (488).
         ("rfc5118/ipv6-good.sip", &[S(405)], &[S(405)]),
         ("rfc5118/ipv6-bad.sip", &[S(405)], &[S(405)]),
@@ -440,7 +442,13 @@ fn replay_over(
     let mut answers = BTreeMap::new();
     for r in &replays {
         *answers.entry(format!("{:?}", r.got())).or_insert(0u32) += 1;
-        if r.got() != r.wanted() {
+        // Two requests in one file (dblreq over TCP) are two transactions: RFC 3261 orders
+        // the answers within a transaction, not across them, so compare them as a set.
+        let sorted = |mut v: Vec<u16>| {
+            v.sort_unstable();
+            v
+        };
+        if sorted(r.got()) != sorted(r.wanted()) {
             failures.push(format!("{} over {transport}: want {:?}, got {:?}", r.name, r.wanted(), r.got()));
         }
     }

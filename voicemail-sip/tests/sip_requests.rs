@@ -48,6 +48,21 @@ impl Peer {
         self.responses()
     }
 
+    /// ACKs the 200 OK `ok` to the INVITE of `call_id` (the last request sent).
+    fn ack(&self, call_id: &str, ok: &str) {
+        let local = self.socket.local_addr().unwrap();
+        let contact = header(ok, "Contact").expect("Contact in the 200 OK");
+        let uri = contact.trim_start_matches('<').split('>').next().unwrap();
+        let msg = format!(
+            "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-ack\r\n\
+             From: <sip:+74951234567@127.0.0.1>;tag=from-{call_id}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            to = header(ok, "To").unwrap(),
+            n = self.n,
+        );
+        self.send_raw(msg.as_bytes());
+    }
+
     fn send_raw(&self, bytes: &[u8]) {
         self.socket.send_to(bytes, self.target).unwrap();
     }
@@ -205,12 +220,14 @@ fn shutdown_refuses_new_calls_while_calls_finish() {
 
 #[test]
 fn media_timeout_ends_the_call_with_our_bye() {
-    // A caller that answers nothing and sends no RTP: after `media_timeout` the call ends on
-    // our side, the endpoint sends BYE, and the message says why.
+    // A caller that ACKs, then answers nothing and sends no RTP: after `media_timeout` the
+    // call ends on our side, the endpoint sends BYE, and the message says why. (Without the
+    // ACK there would be no greeting, no media timeout and no message: see unacked_invite.rs.)
     let mut ep = TestEndpoint::start("mediatimeout", "", "[recording]\nmedia_timeout = \"1s\"");
     let mut caller = Peer::new(ep.addr);
     let r = caller.request("INVITE", "call-mt", "Content-Type: application/sdp\r\n", SDP_PCMU);
     assert_eq!(final_status(&r), 200, "{r:?}");
+    caller.ack("call-mt", r.last().unwrap());
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 65536];
     let mut bye = None;

@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{TestEndpoint, greeting_and_beep, run_sipp, scenario};
+use common::{TestEndpoint, greeting_and_beep, run_sipp, scenario, write_pcap};
 use voicemail_core::{Codec, CodecKind, EndReason};
 
 const SECONDS: f64 = 4.0;
@@ -26,43 +25,6 @@ fn chirp(rate: u32, top: f64) -> Vec<i16> {
             (phase.sin() * 9000.0) as i16
         })
         .collect()
-}
-
-/// Writes RTP packets (20 ms apart) into a pcap file SIPp's `play_pcap_audio` can replay:
-/// Ethernet, IPv4 and UDP around each packet.
-fn write_pcap(path: &Path, packets: &[Vec<u8>]) {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&65_535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
-    for (i, rtp) in packets.iter().enumerate() {
-        let usec = i as u64 * 20_000;
-        let udp_len = 8 + rtp.len();
-        let ip_len = 20 + udp_len;
-        let mut frame = Vec::with_capacity(14 + ip_len);
-        frame.extend_from_slice(&[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00]);
-        let mut ip =
-            vec![0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
-        let sum = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum::<u32>();
-        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
-        frame.extend_from_slice(&ip);
-        frame.extend_from_slice(&6000u16.to_be_bytes());
-        frame.extend_from_slice(&6002u16.to_be_bytes());
-        frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
-        frame.extend_from_slice(&0u16.to_be_bytes());
-        frame.extend_from_slice(rtp);
-        out.extend_from_slice(&((usec / 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&((usec % 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&frame);
-    }
-    std::fs::write(path, out).unwrap();
 }
 
 /// The RTP packets of `source` (at the codec's input rate) in 20 ms frames.

@@ -13,6 +13,8 @@
 //! public_url = "https://voicemail.example.com"   # optional: https makes cookies Secure
 //! overdue_after = "4h"                          # optional, default "4h"
 //! session_lifetime = "12h"                      # optional, default "12h"
+//! mailbox = "Sales"                             # with [[mailboxes]]: the one served (default:
+//!                                               # default_mailbox, else the first)
 //!
 //! [[web.users]]                                 # sign in with a password ...
 //! name = "anna"
@@ -95,6 +97,10 @@ pub struct WebConfig {
     pub users: Vec<WebUser>,
     /// Sign-in by a reverse proxy (`[web.proxy]`).
     pub proxy: Option<ProxyAuth>,
+    /// In a file with several mailboxes, the one the queue serves (`mailbox`; checked by
+    /// [`MailboxesConfig`](voicemail_core::config::MailboxesConfig), which also picks it:
+    /// [`MailboxesConfig::web_mailbox`](voicemail_core::config::MailboxesConfig::web_mailbox)).
+    pub mailbox: Option<String>,
 }
 
 const DEFAULT_OVERDUE_AFTER: Duration = Duration::from_secs(4 * 3600);
@@ -110,6 +116,7 @@ struct RawWeb {
     #[serde(default)]
     users: Vec<RawUser>,
     proxy: Option<RawProxy>,
+    mailbox: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,7 +256,7 @@ impl RawWeb {
                 "nobody could sign in: expected [[web.users]] (name, password_hash) or [web.proxy] (header, trusted)",
             ));
         }
-        Ok(WebConfig { listen, public_url, overdue_after, session_lifetime, users, proxy })
+        Ok(WebConfig { listen, public_url, overdue_after, session_lifetime, users, proxy, mailbox: self.mailbox })
     }
 }
 

@@ -27,6 +27,15 @@
 //! Every call yields exactly one [`Event::MessageRecorded`], however it ends: a hang-up during
 //! the greeting, or even before the answer, still produces a message with a valid zero-length
 //! WAV.
+//!
+//! The codec may change during the call ([`Input::Codec`]: a re-INVITE, or the answer of a
+//! late offer): the recording keeps its rate, and the audio of a codec at another rate is
+//! resampled to it by a small deterministic polyphase resampler (Opus decodes at the
+//! recording's rate directly). Audio that still arrives in the previous codec is decoded
+//! with it; at the switch, the recording follows the wall clock rather than the RTP
+//! timestamps, which a sender may restart.
+
+mod resample;
 
 use std::collections::VecDeque;
 use std::sync::OnceLock;
@@ -36,7 +45,7 @@ use crate::codec::{Codec, CodecKind, Decoder};
 use crate::error::{Error, Result};
 use crate::greeting::{Prompt, PromptMedia};
 pub use crate::io::CallState;
-use crate::io::{Event, Input, Output, RtpOut};
+use crate::io::{CodecChange, Event, Input, Output, RtpOut};
 use crate::jitter::{Frame, JitterBuffer, JitterConfig};
 use crate::message::{EndReason, MediaStats, MessageId, MessageMeta};
 use crate::recording::{Recording, RecordingError};
@@ -174,16 +183,40 @@ struct Playback {
     next_send: Instant,
 }
 
+/// The decoding of one audio payload type: the call's codec, or the one it had before a
+/// change (for packets still on their way).
+#[derive(Debug)]
+struct Track {
+    payload_type: u8,
+    /// The RTP clock rate, in Hz.
+    clock: u64,
+    /// Decodes at the recording's rate.
+    decoder: Box<dyn Decoder>,
+}
+
+/// A decoder of `codec` yielding audio at `rate`: the codec's own when it can (Opus at any
+/// rate, G.711 and L16 at 8 kHz, G.722 at 16 kHz), else resampled.
+fn decoder_at(codec: CodecKind, rate: u32) -> Result<Box<dyn Decoder>> {
+    let unsupported = |_| Error::InvalidConfig("unsupported codec rate");
+    if codec.supports_sample_rate(rate) {
+        return codec.decoder(rate).map_err(unsupported);
+    }
+    let own = codec.decoder(codec.sample_rate_hz()).map_err(unsupported)?;
+    Ok(Box::new(resample::Resampled::new(own, rate)))
+}
+
 /// Writes released frames to the recording: decodes, fills gaps with silence, enforces the
 /// length limit and detects silence.
 #[derive(Debug)]
 struct Recorder {
     recording: Option<Recording>,
-    decoder: Box<dyn Decoder>,
-    /// The audio rate (of the decoder and the recording), in Hz.
+    /// The audio payload types: the current codec first, then the previous one (if any).
+    tracks: Vec<Track>,
+    /// The payload type of the last frame written: a frame of another one follows a codec
+    /// change, and its timestamps start afresh.
+    last_payload_type: Option<u8>,
+    /// The audio rate of the recording, in Hz.
     rate: u64,
-    /// The RTP clock rate, in Hz.
-    clock: u64,
     pcm: Vec<i16>,
     /// When recording began (wall time anchor for the first frame and the tail).
     started: Option<Instant>,
@@ -209,9 +242,22 @@ impl Recorder {
         (d.as_nanos() * u128::from(self.rate) / 1_000_000_000) as u64
     }
 
-    /// Audio samples in `ticks` of the RTP clock.
-    fn ticks_to_samples(&self, ticks: u64) -> u64 {
-        ticks * self.rate / self.clock
+    /// Audio samples in `ticks` of an RTP clock of `clock` Hz.
+    fn ticks_to_samples(&self, ticks: u64, clock: u64) -> u64 {
+        ticks * self.rate / clock
+    }
+
+    /// Whether `payload_type` is audio of the current or the previous codec.
+    fn is_audio(&self, payload_type: u8) -> bool {
+        self.tracks.iter().any(|t| t.payload_type == payload_type)
+    }
+
+    /// Makes `track` the current codec; the current one stays as the previous one (unless it
+    /// has the same payload type), an older one is dropped.
+    fn switch_to(&mut self, track: Track) {
+        self.tracks.retain(|t| t.payload_type != track.payload_type);
+        self.tracks.insert(0, track);
+        self.tracks.truncate(2);
     }
 
     /// Audio samples in `d`.
@@ -229,6 +275,13 @@ impl Recorder {
         if !f.audio {
             return;
         }
+        // A payload type dropped by a later codec change since the packet arrived: no audio.
+        let Some(track) = self.tracks.iter().position(|t| t.payload_type == f.payload_type) else { return };
+        if self.last_payload_type.is_some_and(|pt| pt != f.payload_type) {
+            // The codec changed: its timestamps (maybe at another clock rate) start afresh.
+            self.pending_new_stream = true;
+        }
+        let clock = self.tracks[track].clock;
         // Audio missing before this frame (a pause, DTX or lost packets).
         let gap = match (self.last_arrival, self.expected_ts) {
             (None, _) => self.started.map_or(0, |s| self.wall_samples(s, f.arrival)),
@@ -237,7 +290,7 @@ impl Recorder {
                 match expected {
                     Some(e) if !self.pending_new_stream => {
                         let ticks = i64::from(f.timestamp.wrapping_sub(e) as i32).max(0) as u64;
-                        let ts_gap = self.ticks_to_samples(ticks);
+                        let ts_gap = self.ticks_to_samples(ticks, clock);
                         // A timestamp jump far beyond the time that really passed is a sender
                         // discontinuity, not a pause: follow the wall clock instead.
                         if ts_gap > wall + self.rate { wall } else { ts_gap }
@@ -250,13 +303,13 @@ impl Recorder {
         if gap > 0 {
             self.concealed += gap;
             if f.lost_before > 0 && self.last_arrival.is_some() {
-                self.fill_loss(gap, f.payload);
+                self.fill_loss(track, gap, f.payload);
             } else {
                 self.write_silence(gap);
             }
         }
         self.pcm.clear();
-        self.decoder.decode(f.payload, &mut self.pcm);
+        self.tracks[track].decoder.decode(f.payload, &mut self.pcm);
         let n = self.pcm.len() as u64;
         let take = n.min(self.max_samples - self.written) as usize;
         if take > 0 {
@@ -274,8 +327,9 @@ impl Recorder {
         } else {
             self.silent_run = 0;
         }
-        let ticks = n * self.clock / self.rate;
+        let ticks = n * clock / self.rate;
         self.expected_ts = Some(f.timestamp.wrapping_add(ticks as u32));
+        self.last_payload_type = Some(f.payload_type);
         self.last_arrival = Some(f.arrival);
         self.last_samples = n;
         self.check_limits();
@@ -285,17 +339,18 @@ impl Recorder {
     /// concealment right after the last frame (at most [`CONCEAL_CAP`]), silence, then what
     /// `next`'s redundancy recovers of the last lost packet (Opus FEC). G.711 and L16 conceal
     /// with silence, so their recordings are unchanged by this.
-    fn fill_loss(&mut self, gap: u64, next: &[u8]) {
+    fn fill_loss(&mut self, track: usize, gap: u64, next: &[u8]) {
         let mut recovered = Vec::new();
         let fec = self.last_samples.min(gap);
-        if fec > 0 && !self.decoder.recover(next, fec as usize, &mut recovered) {
+        if fec > 0 && !self.tracks[track].decoder.recover(next, fec as usize, &mut recovered) {
             recovered.clear();
         }
+        recovered.truncate(gap as usize);
         let rest = gap - recovered.len() as u64;
         let conceal = rest.min(self.samples_in(CONCEAL_CAP));
         if conceal > 0 {
             self.pcm.clear();
-            self.decoder.conceal(conceal as usize, &mut self.pcm);
+            self.tracks[track].decoder.conceal(conceal as usize, &mut self.pcm);
             let pcm = std::mem::take(&mut self.pcm);
             self.write_pcm(&pcm[..(conceal as usize).min(pcm.len())]);
             self.pcm = pcm;
@@ -394,6 +449,10 @@ pub struct Call {
     /// The prompts ready to send in the call's codec: greeting, beep.
     greeting_media: PromptMedia,
     beep_media: Option<PromptMedia>,
+    /// The codec in use: the configuration's until an [`Input::Codec`].
+    current: CodecChange,
+    /// Codec changes to another RTP clock rate so far (each starts a new outgoing stream).
+    new_streams: u64,
 }
 
 impl Call {
@@ -413,11 +472,16 @@ impl Call {
         let rate = u64::from(rate);
         let greeting_media = greeting.media(config.codec, config.ptime);
         let beep_media = config.beep.as_ref().map(|b| b.media(config.codec, config.ptime));
+        let current = CodecChange {
+            codec: config.codec,
+            payload_type: config.payload_type,
+            dtmf_payload_type: config.dtmf_payload_type,
+        };
         let recorder = Recorder {
             recording: Some(recording),
-            decoder,
+            tracks: vec![Track { payload_type: config.payload_type, clock, decoder }],
+            last_payload_type: None,
             rate,
-            clock,
             pcm: Vec::with_capacity(samples_per_packet * 4),
             started: None,
             expected_ts: None,
@@ -451,6 +515,8 @@ impl Call {
             stats: MediaStats::default(),
             greeting_media,
             beep_media,
+            current,
+            new_streams: 0,
             config,
         })
     }
@@ -460,9 +526,15 @@ impl Call {
         self.state
     }
 
-    /// The call's configuration.
+    /// The call's configuration, as the call was made (its codec is the first one; see
+    /// [`Call::codec`]).
     pub fn config(&self) -> &CallConfig {
         &self.config
+    }
+
+    /// The codec in use: the configuration's, or the last [`Input::Codec`]'s.
+    pub fn codec(&self) -> CodecChange {
+        self.current
     }
 
     /// Media counters so far.
@@ -491,11 +563,14 @@ impl Call {
             started_at: c.started_at,
             duration_ms: self.recorder.written * 1000 / self.recorder.rate,
             end_reason: EndReason::Interrupted,
-            codec: c.codec,
+            codec: self.current.codec,
             greeting: self.greeting.name().to_owned(),
             dtmf: self.digits.clone(),
             wav_path: None,
             media: self.stats(),
+            mailbox: None,
+            diverted_from: None,
+            transcript: None,
         }
     }
 
@@ -524,10 +599,82 @@ impl Call {
                 self.on_hold = on_hold;
                 self.last_rtp = now;
             }
+            Input::Codec(_, change) => {
+                let changed = self.on_codec(change);
+                self.on_time(now);
+                return changed;
+            }
             Input::Tick(_) => {}
         }
         self.on_time(now);
         Ok(())
+    }
+
+    /// Switches the call to `change` (see [`Input::Codec`]).
+    fn on_codec(&mut self, change: CodecChange) -> Result<()> {
+        let dtmf = change.dtmf_payload_type;
+        if change.payload_type > 127 || dtmf.is_some_and(|pt| pt > 127) || dtmf == Some(change.payload_type) {
+            return Err(Error::InvalidConfig(
+                "a codec change needs payload types 0..=127, telephone-event apart from audio",
+            ));
+        }
+        if change == self.current {
+            return Ok(());
+        }
+        let old = self.current;
+        if (change.codec, change.payload_type) != (old.codec, old.payload_type) {
+            let decoder = decoder_at(change.codec, self.recorder.rate as u32)?;
+            let clock = change.codec.clock_rate_hz();
+            self.recorder.switch_to(Track { payload_type: change.payload_type, clock: u64::from(clock), decoder });
+            self.switch_outgoing(old.codec, change);
+        }
+        // A telephone-event payload type is never audio.
+        if let Some(pt) = dtmf {
+            self.recorder.tracks.retain(|t| t.payload_type != pt);
+        }
+        self.current = change;
+        Ok(())
+    }
+
+    /// The greeting and beep go on in the new codec, from where they were.
+    fn switch_outgoing(&mut self, old: CodecKind, change: CodecChange) {
+        let (old_clock, clock) = (old.clock_rate_hz(), change.codec.clock_rate_hz());
+        if clock == old_clock {
+            self.packetizer.set_payload_type(change.payload_type);
+        } else {
+            // Another RTP clock: a new stream (SSRC, sequence, timestamp) rather than a
+            // timestamp that changes its pace.
+            self.new_streams += 1;
+            let seed = self.config.rtp_seed ^ self.new_streams.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.packetizer = Packetizer::new(change.payload_type, seed);
+        }
+        self.packetizer.mark_talkspurt();
+        let ptime = self.config.ptime;
+        self.samples_per_packet = (ptime.as_millis() as u64 * u64::from(clock) / 1000) as usize;
+        self.greeting_media = self.greeting.media(change.codec, ptime);
+        self.beep_media = self.config.beep.as_ref().map(|b| b.media(change.codec, ptime));
+        let Some(playing) = self.playback.take() else { return };
+        let media = match self.state {
+            CallState::Greeting => self.greeting_media.clone(),
+            CallState::Beep => match &self.beep_media {
+                Some(beep) => beep.clone(),
+                None => return,
+            },
+            _ => return,
+        };
+        let played = played_for(&playing, old_clock);
+        let total = prompt_len(&media);
+        let pos = match &media {
+            PromptMedia::Contiguous { .. } => (played.as_nanos() * u128::from(clock) / 1_000_000_000) as usize,
+            PromptMedia::Packets { frame, .. } => played.as_nanos().div_ceil(frame.as_nanos().max(1)) as usize,
+        };
+        let next_send = playing.next_send;
+        if pos >= total {
+            self.playback = Some(Playback { media, total, pos: total, next_send });
+            self.prompt_done(next_send);
+        } else {
+            self.playback = Some(Playback { media, total, pos, next_send });
+        }
     }
 
     /// The next thing to do: an event, a packet to send now, or the time to call back.
@@ -579,10 +726,7 @@ impl Call {
     }
 
     fn play(&mut self, media: PromptMedia, at: Instant) {
-        let total = match &media {
-            PromptMedia::Contiguous { bytes, bytes_per_tick } => bytes.len() / (*bytes_per_tick).max(1),
-            PromptMedia::Packets { packets, .. } => packets.len(),
-        };
+        let total = prompt_len(&media);
         if total == 0 {
             // Nothing to send (cannot happen with a valid prompt): move on at once.
             self.playback = Some(Playback { media, total: 0, pos: 0, next_send: at });
@@ -624,7 +768,7 @@ impl Call {
         if p.next_send > self.now {
             return None;
         }
-        let clock = u64::from(self.config.codec.clock_rate_hz());
+        let clock = u64::from(self.current.codec.clock_rate_hz());
         let sent_at = p.next_send;
         let (payload, ticks, plays) = match &p.media {
             PromptMedia::Contiguous { bytes, bytes_per_tick } => {
@@ -696,8 +840,8 @@ impl Call {
             return; // early media from the caller is not expected; ignore it
         }
         self.last_rtp = now;
-        let is_dtmf = Some(pkt.payload_type) == self.config.dtmf_payload_type;
-        let audio = pkt.payload_type == self.config.payload_type;
+        let is_dtmf = Some(pkt.payload_type) == self.current.dtmf_payload_type;
+        let audio = !is_dtmf && self.recorder.is_audio(pkt.payload_type);
         if is_dtmf {
             if let Some(digit) = self.dtmf.on_packet(pkt.ssrc, pkt.timestamp, pkt.payload) {
                 self.on_digit(now, digit);
@@ -713,7 +857,9 @@ impl Call {
         }
         let Self { jitter, recorder, .. } = self;
         let payload = if audio { pkt.payload } else { &[] };
-        jitter.push(now, pkt.ssrc, pkt.sequence, pkt.timestamp, payload, audio, &mut |f| recorder.on_frame(f));
+        jitter.push(now, pkt.ssrc, pkt.sequence, pkt.timestamp, pkt.payload_type, payload, audio, &mut |f| {
+            recorder.on_frame(f)
+        });
         if let Some(reason) = self.recorder.stop {
             self.end(reason, now);
         }
@@ -768,5 +914,23 @@ impl Call {
         self.set_state(CallState::Ended);
         let meta = MessageMeta { end_reason: reason, ..self.provisional_meta() };
         self.events.push_back(Event::MessageRecorded(Box::new(meta)));
+    }
+}
+
+/// A prompt's length: clock ticks (fixed-rate codecs) or packets (Opus).
+fn prompt_len(media: &PromptMedia) -> usize {
+    match media {
+        PromptMedia::Contiguous { bytes, bytes_per_tick } => bytes.len() / (*bytes_per_tick).max(1),
+        PromptMedia::Packets { packets, .. } => packets.len(),
+    }
+}
+
+/// How much of a prompt has been sent, in time.
+fn played_for(p: &Playback, clock: u32) -> Duration {
+    match &p.media {
+        PromptMedia::Contiguous { .. } => {
+            Duration::from_nanos((p.pos as u64).saturating_mul(1_000_000_000) / u64::from(clock.max(1)))
+        }
+        PromptMedia::Packets { frame, .. } => frame.saturating_mul(p.pos as u32),
     }
 }

@@ -145,7 +145,8 @@ pub enum EmailError {
 /// Builds the e-mail for `meta` with its recording attached (`audio/wav` named `….wav` for a
 /// WAV, 16-bit PCM or G.711; `audio/ogg; codecs=opus` named `….opus` for Ogg/Opus, RFC 7845
 /// §9; told apart by the file's first bytes): subject and body from the context's templates,
-/// `X-Voicemail-*` headers (id, caller, duration, client).
+/// `X-Voicemail-*` headers (id, caller, duration, client, the client's manager as
+/// `X-Voicemail-Manager: "Name" <address>`).
 ///
 /// The result's `Message-ID` depends only on the message id and the sender's domain, and the
 /// `Date:` only on `meta.started_at`, so building again yields the same identity. A zero-length
@@ -173,6 +174,7 @@ pub fn build_email(meta: &MessageMeta, wav: &[u8], ctx: &EmailContext) -> Result
         message_id,
         bytes,
         extra_recipients: ctx.manager.iter().map(|m| m.email.clone()).collect(),
+        keywords: Vec::new(),
     })
 }
 
@@ -214,7 +216,13 @@ pub fn build_reminder(
         .references(MessageId::new(original))
         .header("X-Voicemail-Reminder", Raw::new(reminder.step.key()));
     let bytes = with_recording(builder.text_body(body), &local, wav, &vars).write_to_vec()?;
-    Ok(OutgoingEmail { voicemail_id: meta.id.to_string(), message_id, bytes, extra_recipients: reminder.to.clone() })
+    Ok(OutgoingEmail {
+        voicemail_id: meta.id.to_string(),
+        message_id,
+        bytes,
+        extra_recipients: reminder.to.clone(),
+        keywords: Vec::new(),
+    })
 }
 
 fn check(meta: &MessageMeta, ctx: &EmailContext) -> Result<(), EmailError> {
@@ -256,6 +264,19 @@ fn headers<'x>(
     }
     if !vars.client.is_empty() {
         builder = builder.header("X-Voicemail-Client", Text::new(vars.client.clone()));
+    }
+    if !vars.mailbox.is_empty() {
+        builder = builder.header("X-Voicemail-Mailbox", Text::new(vars.mailbox.clone()));
+    }
+    if !vars.diverted_from.is_empty() {
+        builder = builder.header("X-Voicemail-Diverted-From", Text::new(vars.diverted_from.clone()));
+    }
+    // The client's manager (`"Anna Petrova" <anna@example.com>`), so a shared folder can be
+    // sorted or filtered by manager: only a plain address, the name sanitised and encoded
+    // like any header text.
+    if let Some(m) = ctx.manager.as_ref().filter(|m| validate_address(&m.email).is_ok()) {
+        let name = Some(sanitize_line(&m.name).trim().to_owned()).filter(|n| !n.is_empty());
+        builder = builder.header("X-Voicemail-Manager", Address::new_address(name, m.email.clone()));
     }
     Ok(builder)
 }
@@ -323,6 +344,15 @@ fn variables(meta: &MessageMeta, ctx: &EmailContext, local: &jiff::ZonedDateTime
         manager_email: ctx.manager.as_ref().map(|m| clean(&m.email)).unwrap_or_default(),
         assigned_to: ctx.assigned_to.as_deref().map(clean).unwrap_or_default(),
         url: ctx.message_url.as_deref().map(clean).unwrap_or_default(),
+        diverted_from: meta
+            .diverted_from
+            .as_deref()
+            .map(|d| {
+                let d = clean(d);
+                phone_forms(&d, region).map_or(d, |(e164, _)| e164)
+            })
+            .unwrap_or_default(),
+        transcript: meta.transcript.as_deref().map(sanitize_text).unwrap_or_default(),
         reminder: None,
     }
 }
@@ -332,6 +362,25 @@ fn format_duration(ms: u64) -> String {
     let secs = ms.saturating_add(500) / 1000;
     let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
     if h > 0 { format!("{h}:{m:02}:{s:02}") } else { format!("{m}:{s:02}") }
+}
+
+/// Text of several lines for the body: line ends become `\n`, other control characters (and
+/// Unicode line/paragraph separators) spaces.
+fn sanitize_text(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .chars()
+        .map(|c| {
+            if c == '\n' {
+                c
+            } else if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// Replaces every control character (and Unicode line/paragraph separators) with a space.
@@ -351,7 +400,7 @@ fn attachment_filename(local: &jiff::ZonedDateTime, number: &str, extension: &st
 
 /// `voicemail.<safe id>.<hash>@<sender domain>`; the hash keeps ids that differ only in
 /// characters the sanitising replaced apart.
-fn message_id_for(id: &str, from: &str) -> String {
+pub(crate) fn message_id_for(id: &str, from: &str) -> String {
     let safe: String =
         id.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(64).collect();
     let safe = safe.trim_matches('.');

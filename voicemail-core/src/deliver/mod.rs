@@ -20,9 +20,13 @@
 //! targets look for the message first and acknowledge without storing a second copy; SMTP
 //! cannot look, so a crash between the server's `250` and the outbox recording it sends the
 //! message at most once more.
+//!
+//! A message APPENDed by IMAP carries its follow-up state as IMAP keywords
+//! ([`KEYWORD_ASSIGNED`], [`KEYWORD_CALLED_BACK`], see [`imap_keywords`]); the IMAP watcher
+//! ([`crate::imapsync`]) keeps them in step with the store, both ways.
 
 mod email;
-mod imap;
+pub(crate) mod imap;
 mod maildir;
 mod smtp;
 
@@ -31,7 +35,33 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub(crate) use email::message_id_for;
 pub use email::{EmailContext, EmailError, Manager, Reminder, build_email, build_reminder, empty_wav};
+
+use crate::followup::FollowUp;
+
+/// The IMAP keyword of a message assigned to someone: set at APPEND when the message is
+/// assigned (a client's message is, to the client's manager), and by the IMAP watcher when
+/// it is assigned later. It stays when the message is called back.
+pub const KEYWORD_ASSIGNED: &str = "VM-Assigned";
+
+/// The IMAP keyword of a message whose call was returned. Set by the IMAP watcher when the
+/// message is marked called back anywhere (inbox, web, Python); a manager who sets it in a
+/// mail client (a Thunderbird tag named `VM-CalledBack`) marks the message called back.
+/// Keywords are compared without regard to case (Thunderbird stores `vm-calledback`).
+pub const KEYWORD_CALLED_BACK: &str = "VM-CalledBack";
+
+/// The IMAP keywords that show follow-up state `followup`: none for a new message,
+/// [`KEYWORD_ASSIGNED`] for an assigned one, [`KEYWORD_CALLED_BACK`] for one called back.
+/// Keywords are only ever added to a copy, so a message assigned and then called back
+/// carries both.
+pub fn imap_keywords(followup: &FollowUp) -> &'static [&'static str] {
+    match followup {
+        FollowUp::New => &[],
+        FollowUp::Assigned { .. } => &[KEYWORD_ASSIGNED],
+        FollowUp::CalledBack { .. } => &[KEYWORD_CALLED_BACK],
+    }
+}
 
 /// A Maildir++ folder on the local file system.
 ///
@@ -57,6 +87,40 @@ pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The longest `connect_timeout` or `timeout` a configuration may set: 10 min.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The default `poll_interval` of [`ImapTarget`]: 30 s.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The shortest `poll_interval` a configuration may set: 1 s.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest `poll_interval` a configuration may set: 29 min (RFC 2177 asks a client to
+/// renew IDLE at least that often).
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(29 * 60);
+
+fn default_poll_interval() -> Duration {
+    DEFAULT_POLL_INTERVAL
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Reads `poll_interval` (a duration string) and checks it lies in
+/// [`MIN_POLL_INTERVAL`]`..=`[`MAX_POLL_INTERVAL`].
+fn deserialize_poll_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_poll_interval(&text).map_err(serde::de::Error::custom)
+}
+
+fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    let value = crate::config::parse_duration(text)?;
+    if (MIN_POLL_INTERVAL..=MAX_POLL_INTERVAL).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("expected an interval between 1s and 29m, found {text:?}"))
+    }
+}
 
 fn default_connect_timeout() -> Duration {
     DEFAULT_CONNECT_TIMEOUT
@@ -208,11 +272,22 @@ pub struct ImapTarget {
     /// 100ms..=10m).
     #[serde(default = "default_timeout", deserialize_with = "deserialize_timeout")]
     pub timeout: Duration,
+    /// Watch the folder while the answering machine runs (`watch = true`, the default): the
+    /// follow-up state goes both ways between the store and the copies' IMAP keywords, and a
+    /// copy expunged before its call was returned is put back ([`crate::imapsync`]).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// How often the watcher looks at the whole folder (`poll_interval = "30s"`, default
+    /// [`DEFAULT_POLL_INTERVAL`]; 1s..=29m): it polls this often when the server has no IDLE,
+    /// and renews IDLE and checks every copy this often when it has. Changes in the store are
+    /// noticed within about a second either way.
+    #[serde(default = "default_poll_interval", deserialize_with = "deserialize_poll_interval")]
+    pub poll_interval: Duration,
 }
 
 impl ImapTarget {
     /// A target for folder `folder` on `host`:`port`, logging in as `username`: no STARTTLS,
-    /// the default timeouts.
+    /// the default timeouts, watched (every [`DEFAULT_POLL_INTERVAL`] without IDLE).
     pub fn new(
         host: impl Into<String>,
         port: u16,
@@ -231,6 +306,8 @@ impl ImapTarget {
             folder: folder.into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
+            watch: true,
+            poll_interval: DEFAULT_POLL_INTERVAL,
         }
     }
 }
@@ -278,6 +355,10 @@ pub struct OutgoingEmail {
     pub bytes: Vec<u8>,
     /// Recipients besides the target's own (a matched client's manager); used by SMTP only.
     pub extra_recipients: Vec<String>,
+    /// IMAP keywords set on the copy at APPEND (its follow-up state, [`imap_keywords`]); used
+    /// by IMAP only. Each must be an IMAP atom (no spaces, parentheses, quotes, `\`, `%`,
+    /// `*`, `]` or `{`), else the delivery fails as a configuration error.
+    pub keywords: Vec<String>,
 }
 
 /// A target's acknowledgement of a delivered message.

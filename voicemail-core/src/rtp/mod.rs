@@ -161,6 +161,12 @@ impl Packetizer {
         ]
     }
 
+    /// Changes the payload type of the next packets (a codec change at the same clock rate:
+    /// the stream goes on with its SSRC, sequence and timestamp). Only the low 7 bits are used.
+    pub fn set_payload_type(&mut self, payload_type: u8) {
+        self.payload_type = payload_type & 0x7f;
+    }
+
     /// Sets the marker bit on the next packet (start of a talkspurt).
     pub fn mark_talkspurt(&mut self) {
         self.marker_pending = true;

@@ -199,6 +199,9 @@ pub(crate) fn import(spool: &Spool, store: &dyn Store) -> Result<usize, StoreErr
                 dtmf: String::new(),
                 wav_path: None,
                 media: MediaStats::default(),
+                mailbox: None,
+                diverted_from: None,
+                transcript: None,
             };
             let entry = HistoryEntry {
                 at: d.at,

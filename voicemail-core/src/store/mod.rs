@@ -14,6 +14,10 @@
 //! its own (the message's reminder steps) in the transaction that queues it, so a reminder is
 //! queued once, ever. A message called back or deleted drops its reminders not yet sent.
 //!
+//! The IMAP watcher ([`crate::imapsync`]) keeps what it knows of each message's copy in the
+//! IMAP folder ([`ImapCopyState`]: its UID, the keywords it carries, whether it is settled),
+//! and notices changes made by any process through [`Store::change_mark`].
+//!
 //! The [`Mailbox`](crate::mailbox::Mailbox) is the only user of a store; applications talk to
 //! the mailbox.
 
@@ -254,6 +258,35 @@ pub struct Imported {
     pub deliveries: Vec<Delivery>,
 }
 
+/// What the IMAP watcher knows of a message's copy in the IMAP folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImapCopyState {
+    /// The folder the copy is in (`[delivery.imap] folder`); the UID is valid only there.
+    pub folder: String,
+    /// The folder's `UIDVALIDITY` when the UID was learnt; another value voids the UID.
+    pub uidvalidity: u32,
+    /// The copy's UID, when known.
+    pub uid: Option<u32>,
+    /// The follow-up keywords the copy was last seen (or made) to carry.
+    pub keywords: Vec<String>,
+    /// Settled: the message was called back and its copy carries `VM-CalledBack` or is gone;
+    /// the watcher no longer looks at it.
+    pub done: bool,
+}
+
+/// A message delivered to the IMAP folder whose copy is not settled yet, for the watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapCopy {
+    /// The message's metadata.
+    pub meta: MessageMeta,
+    /// Its follow-up state.
+    pub followup: FollowUp,
+    /// What is known of its copy; `None` before the watcher first looked.
+    pub state: Option<ImapCopyState>,
+    /// How often the copy was put back after it was expunged.
+    pub restores: u32,
+}
+
 /// The store a [`Mailbox`](crate::mailbox::Mailbox) keeps its messages in. Every method is one
 /// atomic, durable step; implementations are safe to use from several threads and processes.
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -333,4 +366,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Returns false (changing nothing) when the message is not stored, was called back, or
     /// the step (or a later reminder) was queued before.
     fn queue_reminder(&self, id: &MessageId, reminder: &NewReminder, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Adds the transcript to a stored message's metadata (`[transcription]`). Returns false
+    /// (changing nothing) when the message is not stored (unknown, recording or deleted).
+    fn set_transcript(&self, id: &MessageId, transcript: &str) -> Result<bool, StoreError>;
+
+    /// The messages stored and delivered to the `imap` target whose copy is not settled
+    /// ([`ImapCopyState::done`]), oldest call first.
+    fn imap_copies(&self) -> Result<Vec<ImapCopy>, StoreError>;
+
+    /// Records what is known of message `id`'s IMAP copy.
+    fn set_imap_copy(&self, id: &MessageId, state: &ImapCopyState, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Records that message `id`'s IMAP copy was put back after an expunge: its new state,
+    /// one more restore, and the history entry, in one transaction.
+    fn imap_copy_restored(&self, id: &MessageId, state: &ImapCopyState, entry: &HistoryEntry)
+    -> Result<(), StoreError>;
+
+    /// A number that grows with every history entry, whichever process adds it (every
+    /// follow-up change, delivery and reminder adds one): a cheap way to notice changes.
+    fn change_mark(&self) -> Result<i64, StoreError>;
 }

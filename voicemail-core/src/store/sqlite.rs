@@ -14,8 +14,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{
-    Attempt, Claim, Delivery, DeliveryState, Imported, Lifecycle, NewDelivery, NewReminder, Store, StoreError,
-    StoredMessage,
+    Attempt, Claim, Delivery, DeliveryState, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery, NewReminder,
+    Store, StoreError, StoredMessage,
 };
 use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
@@ -89,6 +89,19 @@ const MIGRATIONS: &[&str] = &[
         step TEXT NOT NULL,
         queued_ms INTEGER NOT NULL,
         PRIMARY KEY (message_id, step)
+    );",
+    // 3: the IMAP watcher's knowledge of each message's copy in the IMAP folder: its UID
+    // (valid for one folder and UIDVALIDITY), the keywords it carries (a JSON array), whether
+    // it is settled, and how often it was put back.
+    "CREATE TABLE imap_copies (
+        message_id TEXT PRIMARY KEY NOT NULL REFERENCES messages(id),
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER,
+        keywords TEXT NOT NULL DEFAULT '[]',
+        done INTEGER NOT NULL DEFAULT 0,
+        restores INTEGER NOT NULL DEFAULT 0,
+        updated_ms INTEGER NOT NULL
     );",
 ];
 
@@ -360,6 +373,37 @@ fn insert_deliveries(
     for d in deliveries {
         stmt.execute(params![id, d.target, to_json(&d.extra_to)?, ms(now)]).map_err(db_error("queueing deliveries"))?;
     }
+    Ok(())
+}
+
+/// Inserts or replaces the row of `id`'s IMAP copy; `restored` counts one more restore.
+fn upsert_imap_copy(
+    tx: &Transaction<'_>,
+    id: &MessageId,
+    state: &ImapCopyState,
+    restored: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO imap_copies (message_id, folder, uidvalidity, uid, keywords, done, restores, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(message_id) DO UPDATE SET folder = excluded.folder, uidvalidity = excluded.uidvalidity,
+           uid = excluded.uid, keywords = excluded.keywords, done = excluded.done,
+           restores = restores + excluded.restores, updated_ms = excluded.updated_ms",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id.as_str(),
+            state.folder,
+            i64::from(state.uidvalidity),
+            state.uid.map(i64::from),
+            serde_json::to_string(&state.keywords).unwrap_or_else(|_| "[]".to_owned()),
+            state.done,
+            i64::from(restored),
+            ms(now)
+        ])
+    })
+    .map_err(db_error("recording an imap copy"))?;
     Ok(())
 }
 
@@ -823,6 +867,112 @@ impl Store for SqliteStore {
             Ok(true)
         })
     }
+
+    fn set_transcript(&self, id: &MessageId, transcript: &str) -> Result<bool, StoreError> {
+        let fail = db_error("storing a transcript");
+        self.write("storing a transcript", |tx| {
+            let meta: Option<String> = tx
+                .query_row("SELECT meta FROM messages WHERE id = ?1 AND lifecycle = 'stored'", [id.as_str()], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(&fail)?;
+            let Some(meta) = meta else { return Ok(false) };
+            let mut meta: MessageMeta = from_json(id.as_str(), &meta)?;
+            meta.transcript = Some(transcript.to_owned());
+            tx.execute("UPDATE messages SET meta = ?2 WHERE id = ?1", params![id.as_str(), to_json(&meta)?])
+                .map_err(&fail)?;
+            Ok(true)
+        })
+    }
+
+    fn imap_copies(&self) -> Result<Vec<ImapCopy>, StoreError> {
+        self.read("reading imap copies", Self::imap_copy_rows)
+    }
+
+    fn set_imap_copy(&self, id: &MessageId, state: &ImapCopyState, now: Timestamp) -> Result<(), StoreError> {
+        self.write("recording an imap copy", |tx| upsert_imap_copy(tx, id, state, false, now))
+    }
+
+    fn imap_copy_restored(
+        &self,
+        id: &MessageId,
+        state: &ImapCopyState,
+        entry: &HistoryEntry,
+    ) -> Result<(), StoreError> {
+        self.write("recording a restored imap copy", |tx| {
+            upsert_imap_copy(tx, id, state, true, entry.at)?;
+            add_history(tx, id.as_str(), entry)
+        })
+    }
+
+    fn change_mark(&self) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| r.get(0))
+            .map_err(db_error("reading the history"))
+    }
+}
+
+impl SqliteStore {
+    fn imap_copy_rows(tx: &Transaction<'_>) -> Result<Vec<ImapCopy>, StoreError> {
+        let fail = db_error("reading imap copies");
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT m.id, m.meta, m.followup, c.folder, c.uidvalidity, c.uid, c.keywords, c.done, c.restores
+                 FROM deliveries d
+                 JOIN messages m ON m.id = d.message_id
+                 LEFT JOIN imap_copies c ON c.message_id = d.message_id
+                 WHERE d.target = 'imap' AND d.state = 'delivered' AND d.step = ''
+                   AND m.lifecycle = 'stored' AND COALESCE(c.done, 0) = 0
+                 ORDER BY m.started_ms, m.id",
+            )
+            .map_err(&fail)?;
+        type CopyRow = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<bool>,
+            Option<i64>,
+        );
+        let rows: Vec<CopyRow> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+            })
+            .map_err(&fail)?
+            .collect::<Result<_, _>>()
+            .map_err(&fail)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, meta, followup, folder, uidvalidity, uid, keywords, done, restores) in rows {
+            let (meta, followup) = match (from_json(&id, &meta), from_json(&id, &followup)) {
+                (Ok(meta), Ok(followup)) => (meta, followup),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(%id, error = %e, "unreadable message record");
+                    continue;
+                }
+            };
+            let state = match (folder, uidvalidity) {
+                (Some(folder), Some(uidvalidity)) => Some(ImapCopyState {
+                    folder,
+                    uidvalidity: u32::try_from(uidvalidity).unwrap_or(0),
+                    uid: uid.and_then(|u| u32::try_from(u).ok()),
+                    keywords: keywords.and_then(|k| serde_json::from_str(&k).ok()).unwrap_or_default(),
+                    done: done.unwrap_or(false),
+                }),
+                _ => None,
+            };
+            out.push(ImapCopy {
+                meta,
+                followup,
+                state,
+                restores: restores.and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -845,6 +995,9 @@ mod tests {
             dtmf: String::new(),
             wav_path: None,
             media: MediaStats::default(),
+            mailbox: None,
+            diverted_from: None,
+            transcript: None,
         }
     }
 
@@ -878,7 +1031,7 @@ mod tests {
         }
         let store = SqliteStore::open(&path).unwrap();
         let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         let id = MessageId::parse("msg-1").unwrap();
         let before = store.deliveries().unwrap();
         assert_eq!(before.len(), 1);
@@ -951,5 +1104,74 @@ mod tests {
         assert_eq!(got.followup, FollowUp::Assigned { to: "anna@example.com".into(), at: at(0) });
         assert_eq!(got.history.len(), 2);
         assert_eq!(got.history[1].by, "directory");
+    }
+
+    /// A store of schema version 2 with a message delivered to `imap` is migrated to version
+    /// 3 at open: the message's copy is to be watched; what the watcher learns is kept, a
+    /// restore is counted and logged in the history, and a settled copy or one of a message
+    /// not delivered to `imap` yet is not watched.
+    #[test]
+    fn migration_to_v3_and_imap_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("voicemail.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            for (id, target, state) in
+                [("msg-1", "imap", "delivered"), ("msg-2", "imap", "pending"), ("msg-3", "smtp", "delivered")]
+            {
+                let m = meta(id);
+                conn.execute(
+                    "INSERT INTO messages (id, lifecycle, started_ms, meta, followup) VALUES (?1, 'stored', ?2, ?3, ?4)",
+                    params![id, ms(m.started_at), serde_json::to_string(&m).unwrap(), r#"{"state":"new"}"#],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO deliveries (message_id, target, extra_to, state, next_ms) VALUES (?1, ?2, '[]', ?3, 0)",
+                    params![id, target, state],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 3);
+        let id = MessageId::parse("msg-1").unwrap();
+        let copies = store.imap_copies().unwrap();
+        assert_eq!(copies.len(), 1);
+        assert_eq!((&copies[0].meta.id, &copies[0].state, copies[0].restores), (&id, &None, 0));
+
+        let mark = store.change_mark().unwrap();
+        let state = ImapCopyState {
+            folder: "Voicemail".into(),
+            uidvalidity: 7,
+            uid: Some(3),
+            keywords: vec!["VM-Assigned".into()],
+            done: false,
+        };
+        store.set_imap_copy(&id, &state, at(1)).unwrap();
+        assert_eq!(store.imap_copies().unwrap()[0].state.as_ref(), Some(&state));
+        assert_eq!(store.change_mark().unwrap(), mark, "no history entry");
+
+        let entry = HistoryEntry {
+            at: at(2),
+            by: "imap".into(),
+            event: Event::Restored { target: "imap".into(), detail: "put back".into() },
+        };
+        let restored = ImapCopyState { uid: Some(9), ..state.clone() };
+        store.imap_copy_restored(&id, &restored, &entry).unwrap();
+        let copy = &store.imap_copies().unwrap()[0];
+        assert_eq!((copy.state.as_ref().and_then(|s| s.uid), copy.restores), (Some(9), 1));
+        assert!(store.change_mark().unwrap() > mark);
+        assert_eq!(store.get(&id).unwrap().unwrap().history.last(), Some(&entry));
+
+        store.set_imap_copy(&id, &ImapCopyState { done: true, ..restored }, at(3)).unwrap();
+        assert!(store.imap_copies().unwrap().is_empty(), "settled");
+        let copy = |id: &str| store.set_imap_copy(&MessageId::parse(id).unwrap(), &state, at(4));
+        copy("msg-2").unwrap();
+        assert!(store.imap_copies().unwrap().is_empty(), "not delivered to imap yet");
+        assert!(copy("msg-9").is_err(), "no such message");
     }
 }

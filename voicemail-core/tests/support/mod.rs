@@ -6,9 +6,10 @@
 //! pass, unless `VOICEMAIL_REQUIRE_INTEROP` is set (to anything but `0`; `scripts/test` sets
 //! it to `1` in CI and as root): then the test fails ([`require`]).
 //!
-//! Each test binary uses a subset, hence `dead_code` is allowed; the items are `pub` for the
-//! test files that include this module, hence `unreachable_pub` is allowed too.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+//! Each test binary uses a subset, hence `dead_code` (and `unused_imports`, for re-exports) is
+//! allowed; the items are `pub` for the test files that include this module, hence
+//! `unreachable_pub` is allowed too.
+#![allow(dead_code, unused_imports, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -78,10 +79,23 @@ pub fn python() -> Option<PathBuf> {
     require(found, "python3 not found (Debian package python3)")
 }
 
-/// The Dovecot binary (see [`require`]).
-pub fn dovecot() -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/sbin/dovecot");
-    require(path.is_file().then_some(path), "dovecot not installed (Debian package dovecot-imapd)")
+pub use voicemail_testkit::{Dovecot, ImapClient};
+
+/// Dovecot (testkit's) in `dir`, with `settings` added to its configuration; `None` when it is
+/// not installed (the test prints SKIPPED, or fails under `VOICEMAIL_REQUIRE_INTEROP`).
+pub fn dovecot(dir: &Path, settings: &str) -> Option<Dovecot> {
+    Dovecot::start(dir, settings)
+}
+
+/// A target for folder `Voicemail` of `dovecot`'s user, logging in with `password`.
+pub fn imap_target(dovecot: &Dovecot, password: &str) -> voicemail_core::deliver::ImapTarget {
+    voicemail_core::deliver::ImapTarget::new(
+        "127.0.0.1",
+        dovecot.port(),
+        voicemail_testkit::DOVECOT_USER,
+        password,
+        "Voicemail",
+    )
 }
 
 /// A script in tests/support.
@@ -220,6 +234,9 @@ pub fn sample_meta(id: &str, caller: &str, caller_name: Option<&str>) -> Message
         dtmf: String::new(),
         wav_path: None,
         media: MediaStats::default(),
+        mailbox: None,
+        diverted_from: None,
+        transcript: None,
     }
 }
 

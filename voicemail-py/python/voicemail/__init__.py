@@ -13,6 +13,10 @@
   stops gracefully on Ctrl-C and SIGTERM.
 - :class:`Config` (TOML), :class:`Prompt`.
 
+Rust's logs go to Python's :mod:`logging` under the ``voicemail`` logger
+(``voicemail.core.mailbox``, ``voicemail.sip.endpoint``, ...), at their own levels, from a
+thread of their own (:func:`flush_logs` waits for them).
+
 Errors derive from :class:`VoicemailError`; malformed arguments (a bad message id, an empty
 name) are ``ValueError``; I/O failures are builtin ``OSError`` subclasses.
 """
@@ -56,6 +60,7 @@ from voicemail._voicemail import (
     __version__,
     decode_audio,
     encode_audio,
+    flush_logs,
 )
 
 #: An event of a call (the non-packet, non-timeout outputs).
@@ -100,4 +105,5 @@ __all__ = [
     "__version__",
     "decode_audio",
     "encode_audio",
+    "flush_logs",
 ]

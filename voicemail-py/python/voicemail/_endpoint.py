@@ -7,7 +7,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import AsyncIterator, Callable, Optional, Tuple, Type
+from typing import AsyncIterator, Callable, Dict, Optional, Tuple, Type
 
 from voicemail import _voicemail
 from voicemail._voicemail import Config, Mailbox, Message
@@ -87,7 +87,12 @@ class SipEndpoint:
 
     - ``config``: a :class:`voicemail.Config`. The endpoint opens its :class:`voicemail.Mailbox`
       (:attr:`mailbox`), which starts every call and stores every message; the ``[sip]``
-      table sets the listen address, RTP ports, call limit, allow-list and registrations.
+      table sets the listen address, RTP ports, call limit, allow-list and registrations. A
+      configuration with several mailboxes (``[[mailboxes]]``) opens them all
+      (:attr:`mailboxes`): each call goes to the mailbox its diverting number (History-Info,
+      Diversion), Request-URI or To user selects, else to the default one (else 404); every
+      mailbox's messages reach ``on_message`` and ``messages()`` (``message.mailbox`` says
+      which).
     - ``on_message(message)``: called for every :class:`voicemail.Message` as soon as the
       mailbox has stored it durably (finished calls, and calls a crashed process left, which
       the endpoint recovers as ``interrupted``), before any delivery is attempted, until the
@@ -156,8 +161,14 @@ class SipEndpoint:
 
     @property
     def mailbox(self) -> Mailbox:
-        """The endpoint's :class:`voicemail.Mailbox` (list, follow-up, deliveries)."""
+        """The endpoint's :class:`voicemail.Mailbox` (list, follow-up, deliveries); of a
+        configuration with several mailboxes, the default one, else the first."""
         return self._native.mailbox
+
+    @property
+    def mailboxes(self) -> Dict[str, Mailbox]:
+        """Every mailbox the endpoint serves, by name (one for a one-mailbox configuration)."""
+        return self._native.mailboxes
 
     @property
     def active_calls(self) -> int:

@@ -410,6 +410,43 @@ pub fn write_g711_wav(path: &Path, codec: CodecKind, seconds: f64, freq: f64) {
     std::fs::write(path, w).unwrap();
 }
 
+/// Writes RTP packets (20 ms apart) into a pcap file SIPp's `play_pcap_audio` can replay:
+/// Ethernet, IPv4 and UDP around each packet.
+pub fn write_pcap(path: &Path, packets: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
+    for (i, rtp) in packets.iter().enumerate() {
+        let usec = i as u64 * 20_000;
+        let udp_len = 8 + rtp.len();
+        let ip_len = 20 + udp_len;
+        let mut frame = Vec::with_capacity(14 + ip_len);
+        frame.extend_from_slice(&[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00]);
+        let mut ip =
+            vec![0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
+        let sum = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum::<u32>();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&6000u16.to_be_bytes());
+        frame.extend_from_slice(&6002u16.to_be_bytes());
+        frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        frame.extend_from_slice(&0u16.to_be_bytes());
+        frame.extend_from_slice(rtp);
+        out.extend_from_slice(&((usec / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((usec % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
 /// Writes a 16-bit PCM WAV of a sine tone (for baresip's aufile source).
 pub fn write_pcm_wav(path: &Path, rate: u32, seconds: f64, freq: f64) {
     let spec =
@@ -432,9 +469,23 @@ pub fn read_recording(meta: &MessageMeta) -> Vec<i16> {
     r.samples::<i16>().map(Result::unwrap).collect()
 }
 
-/// Power of `freq` in `samples` (Goertzel), normalised by the length.
+/// A recorded message's WAV (16-bit mono at any rate): its rate and samples.
+pub fn read_wav(meta: &MessageMeta) -> (u32, Vec<i16>) {
+    let path = meta.wav_path.as_ref().expect("the message has a WAV path");
+    let r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    assert_eq!((spec.channels, spec.bits_per_sample), (1, 16), "{}", path.display());
+    (spec.sample_rate, r.into_samples::<i16>().map(Result::unwrap).collect())
+}
+
+/// Power of `freq` in `samples` (Goertzel) at 8 kHz, normalised by the length.
 pub fn tone_power(samples: &[i16], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+    tone_power_at(samples, freq, 8000)
+}
+
+/// Power of `freq` in `samples` at `rate` (Goertzel), normalised by the length.
+pub fn tone_power_at(samples: &[i16], freq: f64, rate: u32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
     let coeff = 2.0 * w.cos();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
     for &x in samples {
@@ -445,11 +496,16 @@ pub fn tone_power(samples: &[i16], freq: f64) -> f64 {
     (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (samples.len().max(1) as f64).powi(2)
 }
 
-/// The frequency (10 Hz steps from 100 to 3800 Hz) with the most power.
+/// The frequency (10 Hz steps from 100 to 3800 Hz) with the most power, at 8 kHz.
 pub fn dominant_frequency(samples: &[i16]) -> f64 {
+    dominant_frequency_at(samples, 8000)
+}
+
+/// The frequency (10 Hz steps from 100 to 3800 Hz) with the most power, at `rate`.
+pub fn dominant_frequency_at(samples: &[i16], rate: u32) -> f64 {
     (10..=380)
         .map(|f| f as f64 * 10.0)
-        .max_by(|a, b| tone_power(samples, *a).total_cmp(&tone_power(samples, *b)))
+        .max_by(|a, b| tone_power_at(samples, *a, rate).total_cmp(&tone_power_at(samples, *b, rate)))
         .unwrap()
 }
 
