@@ -544,9 +544,9 @@ fn validate_tls(
     let addr = listen.parse().map_err(|_| {
         SipConfigError::new("sip.tls_listen", format!("expected \"IP:PORT\" like \"0.0.0.0:5061\", found {listen:?}"))
     })?;
-    let required = |key: &str, value: Option<&str>| {
+    fn required<'v>(key: &str, value: Option<&'v str>) -> Result<&'v str, SipConfigError> {
         value.ok_or_else(|| SipConfigError::new(key, "required with sip.tls_listen (a PEM file)"))
-    };
+    }
     let certificate = file_path("sip.tls_certificate", required("sip.tls_certificate", certificate)?)?;
     let private_key = file_path("sip.tls_private_key", required("sip.tls_private_key", private_key)?)?;
     Ok(Some(TlsListen { addr, certificate, private_key }))

@@ -885,10 +885,11 @@ async fn run_call(
     };
     let acked = answer::answer(answering).await;
     let mut offer_state = OfferState { offer, negotiated, media_config, srtp: (srtp_offer, srtp_keys) };
-    if let answer::AckOutcome::Acked(Some((n, answer_sdp))) = &acked {
+    if let answer::AckOutcome::Acked(Some((n, answer_sdp, keys))) = &acked {
         // The caller's SDP of a late offer is its answer: later re-INVITEs without SDP build on it.
         offer_state.negotiated = n.clone();
         offer_state.offer = answer_sdp.clone();
+        offer_state.srtp.1 = *keys;
     }
     let discard = matches!(acked, answer::AckOutcome::NotAcked);
     // 6. The call, until its media task ends.

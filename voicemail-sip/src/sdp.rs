@@ -38,7 +38,7 @@
 
 mod offer;
 
-pub use offer::{LocalOffer, accept_answer, make_offer};
+pub use offer::{LocalOffer, accept_answer, accept_answer_srtp, make_offer, make_offer_srtp};
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -51,7 +51,7 @@ use voicemail_core::CodecKind;
 use voicemail_core::codec::Codec as _;
 use voicemail_core::config::MediaConfig;
 
-use crate::srtp::{MasterKey, SrtpKeys, SrtpMode};
+use crate::srtp::{CryptoSuite, MasterKey, SrtpKeys, SrtpMode};
 
 /// Largest SDP body accepted (bytes). Bigger bodies are [`SdpError::Malformed`].
 pub const MAX_OFFER_LEN: usize = 64 * 1024;
@@ -320,7 +320,7 @@ pub fn negotiate_srtp(
             continue;
         }
         for (index, media) in session.media_descriptions.iter().enumerate() {
-            let proto = media.media.proto;
+            let proto = &media.media.proto;
             let keys = crypto.get(index).and_then(|c| c.first()).map(|c| SrtpKeys {
                 suite: c.suite,
                 tag: c.tag,
@@ -328,8 +328,8 @@ pub fn negotiate_srtp(
                 remote: c.key,
             });
             let usable = match (secure, proto) {
-                (true, TransportProtocol::RtpSavp | TransportProtocol::RtpAvp) => keys.is_some(),
-                (false, TransportProtocol::RtpAvp) => true,
+                (true, &TransportProtocol::RtpSavp | &TransportProtocol::RtpAvp) => keys.is_some(),
+                (false, &TransportProtocol::RtpAvp) => true,
                 _ => false,
             };
             if !usable {

@@ -6,12 +6,14 @@
 //!   `AES_CM_128_HMAC_SHA1_80` or `AES_CM_128_HMAC_SHA1_32`, one inline master key (16 bytes)
 //!   and salt (14 bytes), no MKI, no session parameters that change what is protected.
 //! - [`SrtpKeys`]: what a negotiation settled (suite, our key, the caller's key);
-//!   [`SrtpSession`] protects what we send and unprotects what we receive, in place, in the
-//!   media task's own buffers: nothing is allocated per packet.
+//!   [`SrtpSession`] protects what we send and unprotects what we receive, in the media
+//!   task's own buffers; a packet that does not authenticate (or is a replay) is an error the
+//!   media task counts and drops.
 //!
-//! The cryptography is libsrtp2's (the reference implementation, through the `srtp` crate's
-//! bindings to Debian's `libsrtp2-dev`): see `DEPENDENCIES.md`-style notes in
-//! `patches/rsipstack/PATCH.md`'s sibling README section "SIP over TLS and SRTP".
+//! The cryptography is webrtc-rs's `webrtc-srtp` (pure Rust, maintained with the webrtc
+//! crates; AES-CM-128 with HMAC-SHA1, 80- and 32-bit tags, replay protection). The older
+//! `srtp` crate (bindings to libsrtp2) was last released in 2020 and needs bindgen and
+//! `libsrtp2-dev`; it was dropped for that.
 //!
 //! SDES keys travel in the SDP: they are only as secret as the signalling. Use SIP over TLS
 //! (`tls_listen`) with SRTP.
@@ -230,10 +232,10 @@ impl SrtpKeys {
 pub struct SrtpError(String);
 
 /// The SRTP contexts of one call: outbound (our key) and inbound (the caller's key), for any
-/// SSRC. Packets are protected and unprotected in place in the caller's buffer.
+/// SSRC, with replay protection on what arrives (a 64-packet window).
 pub struct SrtpSession {
-    outbound: srtp::Session,
-    inbound: srtp::Session,
+    outbound: webrtc_srtp::context::Context,
+    inbound: webrtc_srtp::context::Context,
 }
 
 impl fmt::Debug for SrtpSession {
@@ -242,55 +244,65 @@ impl fmt::Debug for SrtpSession {
     }
 }
 
+/// The replay window of what arrives (RFC 3711 §3.3.2 asks for at least 64).
+const REPLAY_WINDOW: usize = 64;
+
 impl SrtpSession {
     /// The contexts for `keys`.
     ///
     /// # Errors
-    /// When libsrtp refuses the keys (it does not for keys of the right length).
+    /// When the SRTP library refuses the keys (it does not for keys of the right length).
     pub fn new(keys: &SrtpKeys) -> Result<Self, SrtpError> {
-        let policy = |key: &MasterKey| {
-            let rtp = match keys.suite {
-                CryptoSuite::AesCm128HmacSha1_80 => srtp::CryptoPolicy::aes_cm_128_hmac_sha1_80(),
-                CryptoSuite::AesCm128HmacSha1_32 => srtp::CryptoPolicy::aes_cm_128_hmac_sha1_32(),
-            };
-            (rtp, srtp::CryptoPolicy::aes_cm_128_hmac_sha1_80(), *key.as_bytes())
+        use webrtc_srtp::option::{srtcp_replay_protection, srtp_no_replay_protection, srtp_replay_protection};
+        use webrtc_srtp::protection_profile::ProtectionProfile;
+        let profile = match keys.suite {
+            CryptoSuite::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
+            CryptoSuite::AesCm128HmacSha1_32 => ProtectionProfile::Aes128CmHmacSha1_32,
         };
-        let (rtp, rtcp, local) = policy(&keys.local);
-        let outbound = srtp::Session::with_outbound_template(srtp::StreamPolicy {
-            key: &local,
-            rtp,
-            rtcp,
-            ..Default::default()
-        })
-        .map_err(|e| SrtpError(e.to_string()))?;
-        let (rtp, rtcp, remote) = policy(&keys.remote);
-        let inbound = srtp::Session::with_inbound_template(srtp::StreamPolicy {
-            key: &remote,
-            rtp,
-            rtcp,
-            ..Default::default()
-        })
-        .map_err(|e| SrtpError(e.to_string()))?;
-        Ok(SrtpSession { outbound, inbound })
+        let context = |key: &MasterKey, replay: bool| {
+            let (master_key, salt) = key.as_bytes().split_at(16);
+            let srtp = if replay { srtp_replay_protection(REPLAY_WINDOW) } else { srtp_no_replay_protection() };
+            webrtc_srtp::context::Context::new(
+                master_key,
+                salt,
+                profile,
+                Some(srtp),
+                Some(srtcp_replay_protection(REPLAY_WINDOW)),
+            )
+            .map_err(|e| SrtpError(e.to_string()))
+        };
+        Ok(SrtpSession { outbound: context(&keys.local, false)?, inbound: context(&keys.remote, true)? })
     }
 
-    /// Protects the RTP packet in `packet` in place (the tag is appended). Give `packet`
-    /// [`SRTP_TRAILER_ROOM`] bytes of spare capacity and nothing is allocated.
+    /// Protects the RTP packet in `packet`: it becomes the SRTP packet (encrypted payload,
+    /// authentication tag appended). The buffer is reused; its capacity grows at most once.
     ///
     /// # Errors
     /// When the packet is not RTP.
     pub fn protect(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
-        packet.reserve(SRTP_TRAILER_ROOM);
-        self.outbound.protect(packet).map_err(|e| SrtpError(e.to_string()))
+        let out = self.outbound.encrypt_rtp(packet).map_err(|e| SrtpError(e.to_string()))?;
+        packet.clear();
+        packet.extend_from_slice(&out);
+        Ok(())
     }
 
-    /// Unprotects the SRTP packet in `packet` in place (it becomes the RTP packet).
+    /// Unprotects the SRTP packet in `packet`: it becomes the RTP packet.
     ///
     /// # Errors
     /// When the packet does not authenticate, is a replay, or is not SRTP: drop it. `packet`
     /// is left empty then.
     pub fn unprotect(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
-        self.inbound.unprotect(packet).map_err(|e| SrtpError(e.to_string()))
+        match self.inbound.decrypt_rtp(packet) {
+            Ok(out) => {
+                packet.clear();
+                packet.extend_from_slice(&out);
+                Ok(())
+            }
+            Err(e) => {
+                packet.clear();
+                Err(SrtpError(e.to_string()))
+            }
+        }
     }
 }
 

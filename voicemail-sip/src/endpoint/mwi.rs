@@ -348,7 +348,7 @@ pub(super) async fn on_subscribe(shared: Arc<Shared>, tx: Transaction, source: I
     let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
     let (state_tx, states) = shared.dialogs.new_dialog_state_channel();
     let dialog =
-        match shared.dialogs.get_or_create_server_subscription(&tx, state_tx, None, contact_uri(&shared, transport)) {
+        match shared.dialogs.get_or_create_server_subscription(&tx, state_tx, None, contact_uri(&shared, transport, &tx.original.uri)) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "mwi: cannot create the subscription dialog");
