@@ -647,6 +647,7 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
         allow_from,
         active_calls: shared.active.load(Ordering::SeqCst),
         max_calls: shared.sip.max_calls,
+        srtp: shared.sip.srtp,
     };
     let decision = classify::classify_request(&tx.original, source, dialog.is_some(), &policy);
     match decision {

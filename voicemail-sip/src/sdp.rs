@@ -994,6 +994,20 @@ mod tests {
     }
 
     #[test]
+    fn baresips_srtp_offer_is_answered() {
+        let body = "v=0\r\no=- 3111095480 815236278 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                    a=tool:baresip 1.0.0\r\nm=audio 12452 RTP/SAVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
+                    a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n\
+                    a=label:1\r\na=rtcp-rsize\r\na=ssrc:3490569131 cname:sip:alice@127.0.0.1\r\n\
+                    a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:8WChnM0NMTFMpEqLJgnWbiA0LHjteyFF/tS79Net\r\n\
+                    a=minptime:20\r\na=ptime:20\r\n";
+        let (n, keys) =
+            negotiate_srtp(body.as_bytes(), &LOCAL, &MediaConfig::default(), &srtp(SrtpMode::Required)).unwrap();
+        assert!(keys.is_some());
+        assert!(n.answer.contains("RTP/SAVP"), "{}", n.answer);
+    }
+
+    #[test]
     fn srtp_streams_are_preferred_and_unusable_keys_fall_back() {
         let media = MediaConfig::default();
         // A plain stream first, an SRTP one second (two alternatives): SRTP is chosen.
