@@ -105,7 +105,7 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(binary: &Path, kamcmd: &Path, dir: &Path, password: &str) -> Kamailio {
-        Self::start_tls(binary, kamcmd, dir, password, None)
+        Self::start_tls(binary, kamcmd, dir, password, None, None)
     }
 
     /// [`Kamailio::start`], with a TLS listener presenting `tls` when given.
@@ -115,6 +115,7 @@ impl Kamailio {
         dir: &Path,
         password: &str,
         tls: Option<&voicemail_testkit::IssuedCert>,
+        auth_user: Option<&str>,
     ) -> Kamailio {
         let port = free_port();
         let tls_port = tls.map(|_| free_port());
@@ -140,6 +141,9 @@ impl Kamailio {
                 .args(["-A", &format!("TLS_PORT={tls_port}")])
                 .args(["-A", &format!("TLS_CERT=\"{}\"", cert.chain.display())])
                 .args(["-A", &format!("TLS_KEY=\"{}\"", cert.key.display())]);
+        }
+        if let Some(auth_user) = auth_user {
+            command.args(["-A", &format!("AUTH_USER=\"{auth_user}\"")]);
         }
         if let Some(modules) = MODULE_DIRS.iter().find(|d| Path::new(d).is_dir()) {
             command.args(["-L", modules]);
@@ -465,17 +469,67 @@ fn write_greeting(path: &Path, seconds: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_through_kamailio_reaches_the_registered_endpoint() {
-    call_through_kamailio(Transport::Udp).await;
+    call_through_kamailio(Transport::Udp, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_and_call_over_tcp() {
-    call_through_kamailio(Transport::Tcp).await;
+    call_through_kamailio(Transport::Tcp, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_and_call_over_tls() {
-    call_through_kamailio(Transport::Tls).await;
+    call_through_kamailio(Transport::Tls, false).await;
+}
+
+/// The registrar named by a host name only Kamailio answers for (`voicemail.test`, never
+/// resolved), reached through `outbound_proxy`; a digest user (`vm-auth`) other than the AOR
+/// user; `realm` set to the registrar's realm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_through_an_outbound_proxy_with_an_auth_user_and_realm_then_a_call() {
+    call_through_kamailio(Transport::Udp, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_over_tcp_through_an_outbound_proxy_then_a_call() {
+    call_through_kamailio(Transport::Tcp, true).await;
+}
+
+/// Credentials for another realm are not offered to this registrar: the registration fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_for_another_realm_are_not_answered() {
+    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
+    let dir = temp_dir("kam-realm");
+    let password = password();
+    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password);
+    let token = CancellationToken::new();
+    let (endpoint, _) = sip_endpoint(&token).await;
+    let account = Account {
+        registrar: format!("sip:127.0.0.1:{}", kam.port),
+        username: USER.into(),
+        password,
+        expires: 60,
+        contact_user: None,
+        auth_username: None,
+        realm: Some("elsewhere.example".into()),
+        outbound_proxy: None,
+    };
+    let handle = spawn_registrations(endpoint.inner.clone(), vec![account], &token).unwrap();
+    let mut status = handle.watch();
+    let failing = tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| matches!(s[0].state, RegistrationState::Failing { .. })),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(failing, "{:?}", handle.status());
+    match &handle.status()[0].state {
+        RegistrationState::Failing { last_error, .. } => assert!(last_error.contains("realm"), "{last_error}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!kam.locations().contains(&format!("AoR: {USER}")));
+    handle.shutdown().await;
+    token.cancel();
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -488,7 +542,7 @@ enum Transport {
 /// The endpoint registers with Kamailio over `transport` (the registrar URI says which), SIPp
 /// calls its AoR through Kamailio (over UDP), Kamailio relays the call to the registered
 /// Contact over `transport`, and the message is recorded.
-async fn call_through_kamailio(transport: Transport) {
+async fn call_through_kamailio(transport: Transport, proxied: bool) {
     use voicemail_sip::{Endpoint, SipConfig};
 
     let Some((kamailio, kamcmd, Some(sipp))) = tools(true) else { return };
@@ -504,12 +558,24 @@ async fn call_through_kamailio(transport: Transport) {
     let ca = voicemail_testkit::TestCa::new(&dir.path().join("ca"));
     let kamailio_cert = ca.issue("kamailio", &["127.0.0.1"]);
     let endpoint_cert = ca.issue("endpoint", &["127.0.0.1"]);
-    let kam = Kamailio::start_tls(&kamailio, &kamcmd, dir.path(), &password, Some(&kamailio_cert));
+    const AUTH_USER: &str = "vm-auth";
+    let auth_user = proxied.then_some(AUTH_USER);
+    let kam = Kamailio::start_tls(&kamailio, &kamcmd, dir.path(), &password, Some(&kamailio_cert), auth_user);
     let tls_port = kam.tls_port.unwrap();
+    let host = if proxied { "voicemail.test".to_owned() } else { "127.0.0.1".to_owned() };
+    let (port, tls_port) = if proxied { (String::new(), String::new()) } else { (format!(":{}", kam.port), format!(":{tls_port}")) };
     let registrar = match transport {
-        Transport::Udp => format!("sip:127.0.0.1:{}", kam.port),
-        Transport::Tcp => format!("sip:127.0.0.1:{};transport=tcp", kam.port),
-        Transport::Tls => format!("sips:127.0.0.1:{tls_port}"),
+        Transport::Udp => format!("sip:{host}{port}"),
+        Transport::Tcp => format!("sip:{host}{port};transport=tcp"),
+        Transport::Tls => format!("sips:{host}{tls_port}"),
+    };
+    let proxy_lines = if proxied {
+        let proxy_port = if transport == Transport::Tls { kam.tls_port.unwrap() } else { kam.port };
+        format!(
+            "outbound_proxy = \"sip:127.0.0.1:{proxy_port}\"\nauth_username = \"{AUTH_USER}\"\nrealm = \"{host}\"\n"
+        )
+    } else {
+        String::new()
     };
 
     // The voicemail endpoint, registering with Kamailio as `voicemail`.
@@ -544,7 +610,7 @@ registrar = "{registrar}"
 username = "{USER}"
 password = "{password}"
 expires = 60
-"#,
+{proxy_lines}"#,
         spool = spool.display(),
         greeting = greeting.display(),
         rtp_low = rtp_base,
@@ -570,13 +636,19 @@ expires = 60
         Transport::Tcp => format!("sip:{USER}@{endpoint_addr};transport=tcp"),
         Transport::Tls => format!("sips:{USER}@{tls_addr}"),
     };
-    kam.wait_locations(Duration::from_secs(15), |d| d.contains(&format!("AoR: {USER}")) && d.contains(&contact))
+    // (rsipstack writes `transport=TCP`; transport values compare case-insensitively, RFC 3261 §19.1.4.)
+    let has_contact = |d: &str| d.to_ascii_lowercase().contains(&contact.to_ascii_lowercase());
+    kam.wait_locations(Duration::from_secs(15), |d| d.contains(&format!("AoR: {USER}")) && has_contact(d))
         .await
         .unwrap_or_else(|| {
             panic!("endpoint not registered: {:?}\nul.dump:\n{}", handle.registrations(), kam.locations())
         });
-    let registrations = handle.registrations();
-    assert!(matches!(registrations[0].state, RegistrationState::Registered { .. }), "{registrations:?}");
+    // Kamailio stores the binding before its 200 OK reaches the endpoint: wait for that too.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !matches!(handle.registrations()[0].state, RegistrationState::Registered { .. }) {
+        assert!(Instant::now() < deadline, "not registered: {:?}\n{}", handle.registrations(), kam.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // SIPp calls the AoR through Kamailio and streams 5 s of audio, hanging up after 5.5 s.
     const AUDIO_S: f64 = 5.0;
@@ -649,5 +721,5 @@ expires = 60
     let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
     // Shutdown unregistered the endpoint.
     let dump = kam.locations();
-    assert!(!dump.contains(&contact), "binding left after shutdown:\n{dump}");
+    assert!(!has_contact(&dump), "binding left after shutdown:\n{dump}");
 }
