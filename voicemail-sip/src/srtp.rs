@@ -419,4 +419,68 @@ mod tests {
             }
         }
     }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn suite() -> impl Strategy<Value = CryptoSuite> {
+            prop_oneof![Just(CryptoSuite::AesCm128HmacSha1_80), Just(CryptoSuite::AesCm128HmacSha1_32)]
+        }
+
+        proptest! {
+            /// Anything at all: `None` or a usable line, never a panic.
+            #[test]
+            fn any_text_parses_or_is_refused(text in "\\PC{0,200}") {
+                let _ = Crypto::parse(&text);
+                let _ = crypto_per_media(&format!("m=audio 1 RTP/SAVP 0\r\na=crypto:{text}\r\n"));
+            }
+
+            /// Text shaped like a crypto attribute (digits, suite names, `inline:`, base64,
+            /// `|`, `:`, `^`, `;`, `=`, spaces): parses only into the key it carries.
+            #[test]
+            fn attribute_shaped_text_never_panics(
+                parts in proptest::collection::vec(prop_oneof![
+                    "[0-9]{0,12}".prop_map(String::from),
+                    Just("AES_CM_128_HMAC_SHA1_80".to_owned()),
+                    Just("AES_CM_128_HMAC_SHA1_32".to_owned()),
+                    Just("inline:".to_owned()),
+                    "[A-Za-z0-9+/=]{0,64}".prop_map(String::from),
+                    "[|:^; =\\t]{1,3}".prop_map(String::from),
+                    Just("2^".to_owned()),
+                    Just("WSH=".to_owned()),
+                ], 0..12),
+            ) {
+                let text = parts.concat();
+                if let Some(c) = Crypto::parse(&text) {
+                    prop_assert!(text.contains(&c.key.to_base64()[..38]));
+                }
+            }
+
+            /// What we write (our answer's attribute) is what we read.
+            #[test]
+            fn our_attribute_round_trips(tag in 0u32..1_000_000_000, suite in suite(), key in any::<[u8; 30]>(), lifetime in proptest::option::of(0u8..=48)) {
+                let key = MasterKey::from_bytes(key);
+                let mut text = SrtpKeys { suite, tag, local: key, remote: key }.answer_attribute();
+                if let Some(l) = lifetime {
+                    text.push_str(&format!("|2^{l}"));
+                }
+                let c = Crypto::parse(&text).unwrap();
+                prop_assert_eq!((c.tag, c.suite, c.key), (tag, suite, key));
+            }
+
+            /// Hostile datagrams are refused by the SRTP session, never a panic.
+            #[test]
+            fn hostile_packets_are_refused(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let (a, b) = (MasterKey::from_bytes([1; 30]), MasterKey::from_bytes([2; 30]));
+                let mut session =
+                    SrtpSession::new(&SrtpKeys { suite: CryptoSuite::AesCm128HmacSha1_80, tag: 1, local: a, remote: b }).unwrap();
+                let mut buf = data.clone();
+                prop_assert!(session.unprotect(&mut buf).is_err());
+                // Protecting hostile bytes is an error or a packet, never a panic.
+                let mut buf = data;
+                let _ = session.protect(&mut buf);
+            }
+        }
+    }
 }

@@ -62,7 +62,7 @@ fn trust_anchors(sip: &SipConfig) -> Result<Option<Vec<u8>>> {
 
 /// Configures TLS on `layer`: the trust anchors for outgoing connections, and the TLS
 /// listener when `[sip] tls_listen` is set, on `addr` (the configured address, or a port
-/// picked for it). Returns the listener's address.
+/// picked for it).
 pub(crate) async fn bind(sip: &SipConfig, layer: &TransportLayer, addr: Option<SocketAddr>) -> Result<()> {
     let mut config = TlsConfig { ca_certs: trust_anchors(sip)?, ..TlsConfig::default() };
     if let (Some(tls), Some(addr)) = (&sip.tls, addr) {
