@@ -221,6 +221,39 @@ mod tests {
     }
 
     #[test]
+    fn an_srtp_offer_carries_our_key_and_needs_an_srtp_answer() {
+        let ours = MasterKey::from_bytes([9; 30]);
+        let srtp = SrtpOffer { mode: SrtpMode::Required, local_key: ours };
+        let o = make_offer_srtp(&LOCAL, &MediaConfig::default(), &srtp);
+        assert!(o.sdp.contains("m=audio 40000 RTP/SAVP "), "{}", o.sdp);
+        let key = ours.to_base64();
+        assert!(o.sdp.contains(&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n")), "{}", o.sdp);
+        assert!(o.sdp.contains(&format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{key}\r\n")), "{}", o.sdp);
+        // Optional (or off): a plain offer.
+        let plain = make_offer_srtp(&LOCAL, &MediaConfig::default(), &SrtpOffer { mode: SrtpMode::Optional, ..srtp });
+        assert!(plain.sdp.contains("RTP/AVP") && !plain.sdp.contains("a=crypto") && plain.srtp_key.is_none());
+
+        let theirs = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+        let good = answer(&format!("m=audio 5004 RTP/SAVP 0\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{theirs}\r\n"));
+        let (n, keys) = accept_answer_srtp(good.as_bytes(), &o).unwrap();
+        let keys = keys.unwrap();
+        assert_eq!((n.codec, keys.tag, keys.suite), (CodecKind::Pcmu, 2, CryptoSuite::AesCm128HmacSha1_32));
+        assert_eq!((keys.local, keys.remote.to_base64()), (ours, theirs.to_owned()));
+        // Not acceptable: plain RTP, no key, a tag we did not offer, a suite that is not the tag's.
+        for bad in [
+            format!("m=audio 5004 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{theirs}\r\n"),
+            "m=audio 5004 RTP/SAVP 0\r\n".to_owned(),
+            format!("m=audio 5004 RTP/SAVP 0\r\na=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{theirs}\r\n"),
+            format!("m=audio 5004 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{theirs}\r\n"),
+        ] {
+            let e = accept_answer_srtp(answer(&bad).as_bytes(), &o).unwrap_err();
+            assert!(matches!(e, SdpError::NotAcceptable(_)), "{bad}: {e}");
+        }
+        // A plain offer takes no SRTP answer.
+        assert!(accept_answer_srtp(good.as_bytes(), &plain).is_err());
+    }
+
+    #[test]
     fn the_offer_lists_our_codecs_in_our_order() {
         let o = make_offer(&LOCAL, &MediaConfig::default());
         assert!(o.sdp.contains("m=audio 40000 RTP/AVP 96 9 8 0 97 101 102\r\n"), "{}", o.sdp);
