@@ -99,8 +99,7 @@ fn starttls_and_implicit_tls_with_a_company_ca() {
     let (failures, _) = deliver_once(&tmp.path().join("untrusted-smtps"), target(port, TlsMode::Implicit, None));
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].contains("connect") && failures[0].contains("certificate"), "{failures:?}");
-    let (failures, id) =
-        deliver_once(&tmp.path().join("smtps"), target(port, TlsMode::Implicit, Some(&ca.ca_file())));
+    let (failures, id) = deliver_once(&tmp.path().join("smtps"), target(port, TlsMode::Implicit, Some(&ca.ca_file())));
     assert!(failures.is_empty(), "{failures:?}");
     server.stop();
     let files = support::maildir_files(&received);

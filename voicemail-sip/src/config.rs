@@ -424,11 +424,8 @@ impl RawSip {
             }
             config.ack_timeout = d;
         }
-        config.tls = validate_tls(
-            self.tls_listen.as_deref(),
-            self.tls_certificate.as_deref(),
-            self.tls_private_key.as_deref(),
-        )?;
+        config.tls =
+            validate_tls(self.tls_listen.as_deref(), self.tls_certificate.as_deref(), self.tls_private_key.as_deref())?;
         if let Some(tls) = &config.tls
             && config.tcp
             && tls.addr.port() != 0

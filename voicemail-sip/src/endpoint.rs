@@ -591,7 +591,8 @@ async fn bind_tls(sip: &SipConfig, layer: &TransportLayer) -> Result<Option<Sock
                 addr: tls.addr,
                 source,
             })?;
-            let addr = listener.local_addr().map_err(|source| Error::Bind { transport: "tls", addr: tls.addr, source })?;
+            let addr =
+                listener.local_addr().map_err(|source| Error::Bind { transport: "tls", addr: tls.addr, source })?;
             drop(listener);
             Some(addr)
         }
@@ -727,7 +728,11 @@ async fn send_reply(mut tx: Transaction, reply: Reply) {
 /// Our Contact for a dialog whose INVITE came over `transport`: the advertised address with
 /// the port of that transport's listener. Over TLS it is a `sips:` URI when the INVITE's
 /// Request-URI was one (RFC 3261 §12.1.1), else `;transport=tls`.
-fn contact_uri(shared: &Shared, transport: Transport, request_uri: &rsipstack::sip::Uri) -> Option<rsipstack::sip::Uri> {
+fn contact_uri(
+    shared: &Shared,
+    transport: Transport,
+    request_uri: &rsipstack::sip::Uri,
+) -> Option<rsipstack::sip::Uri> {
     let ip = shared.sip.advertised_ip();
     let host = match ip {
         IpAddr::V6(v6) => format!("[{v6}]"),
@@ -799,8 +804,7 @@ async fn run_call(
     // 2. The dialog (in memory only: nothing is sent yet).
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
     let contact = contact_uri(&shared, transport, &tx.original.uri);
-    let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, contact)
-    {
+    let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, contact) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "cannot create the dialog");

@@ -391,8 +391,7 @@ fn registrar_transport(uri: &Uri) -> Transport {
 /// The outbound proxy's socket address: its host (resolved once, here) and port (5060, or
 /// 5061 when the registrar's transport is TLS).
 fn parse_outbound_proxy(uri: &str, registrar: &Uri) -> Result<SocketAddr, RegisterError> {
-    let invalid =
-        |reason: String| RegisterError::InvalidOutboundProxy { uri: uri.to_owned(), reason };
+    let invalid = |reason: String| RegisterError::InvalidOutboundProxy { uri: uri.to_owned(), reason };
     let parsed = Uri::try_from(uri.trim()).map_err(|e| invalid(e.to_string()))?;
     let default_port = if registrar_transport(registrar) == Transport::Tls { 5061 } else { 5060 };
     let port = parsed.host_with_port.port.as_ref().map_or(default_port, |p| p.value());

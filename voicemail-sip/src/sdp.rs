@@ -970,7 +970,11 @@ mod tests {
             assert_eq!((keys.tag, keys.suite), (2, CryptoSuite::AesCm128HmacSha1_32));
             assert_eq!(keys.remote.to_base64(), THEIR_KEY);
             assert!(n.answer.contains("m=audio 40000 RTP/SAVP 0\r\n"), "{}", n.answer);
-            assert!(n.answer.ends_with(&format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{ours}\r\n")), "{}", n.answer);
+            assert!(
+                n.answer.ends_with(&format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{ours}\r\n")),
+                "{}",
+                n.answer
+            );
             reparse(&n.answer);
         }
         // Off: an RTP/SAVP offer is not acceptable.
@@ -1031,7 +1035,8 @@ mod tests {
             assert!(negotiate_srtp(body.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Required)).is_err(), "{bad}");
         }
         // A key lifetime of 2^48 (common) never reaches ezk-sdp-types, whose parser overflows.
-        let lifetime = offer(&format!("m=audio 5000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}|2^48\r\n"));
+        let lifetime =
+            offer(&format!("m=audio 5000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}|2^48\r\n"));
         assert!(negotiate(lifetime.as_bytes(), &LOCAL).is_ok());
     }
 

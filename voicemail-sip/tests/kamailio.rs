@@ -563,7 +563,8 @@ async fn call_through_kamailio(transport: Transport, proxied: bool) {
     let kam = Kamailio::start_tls(&kamailio, &kamcmd, dir.path(), &password, Some(&kamailio_cert), auth_user);
     let tls_port = kam.tls_port.unwrap();
     let host = if proxied { "voicemail.test".to_owned() } else { "127.0.0.1".to_owned() };
-    let (port, tls_port) = if proxied { (String::new(), String::new()) } else { (format!(":{}", kam.port), format!(":{tls_port}")) };
+    let (port, tls_port) =
+        if proxied { (String::new(), String::new()) } else { (format!(":{}", kam.port), format!(":{tls_port}")) };
     let registrar = match transport {
         Transport::Udp => format!("sip:{host}{port}"),
         Transport::Tcp => format!("sip:{host}{port};transport=tcp"),

@@ -547,10 +547,12 @@ mod tests {
     #[test]
     fn tls_modes() {
         let smtp: SmtpTarget =
-            toml::from_str("host = \"mx\"\nport = 465\nfrom = \"a@b\"\ntls = \"implicit\"\nca_file = \"ca.pem\"\n").unwrap();
+            toml::from_str("host = \"mx\"\nport = 465\nfrom = \"a@b\"\ntls = \"implicit\"\nca_file = \"ca.pem\"\n")
+                .unwrap();
         assert_eq!(smtp.tls_mode().unwrap(), TlsMode::Implicit);
         assert_eq!(smtp.ca_file.as_deref(), Some(std::path::Path::new("ca.pem")));
-        let legacy: SmtpTarget = toml::from_str("host = \"mx\"\nport = 587\nfrom = \"a@b\"\nstarttls = true\n").unwrap();
+        let legacy: SmtpTarget =
+            toml::from_str("host = \"mx\"\nport = 587\nfrom = \"a@b\"\nstarttls = true\n").unwrap();
         assert_eq!(legacy.tls_mode().unwrap(), TlsMode::StartTls);
         let both = SmtpTarget { starttls: true, tls: TlsMode::Implicit, ..legacy };
         assert!(both.tls_mode().unwrap_err().is_permanent());

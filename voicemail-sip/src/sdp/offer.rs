@@ -234,7 +234,8 @@ mod tests {
         assert!(plain.sdp.contains("RTP/AVP") && !plain.sdp.contains("a=crypto") && plain.srtp_key.is_none());
 
         let theirs = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
-        let good = answer(&format!("m=audio 5004 RTP/SAVP 0\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{theirs}\r\n"));
+        let good =
+            answer(&format!("m=audio 5004 RTP/SAVP 0\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{theirs}\r\n"));
         let (n, keys) = accept_answer_srtp(good.as_bytes(), &o).unwrap();
         let keys = keys.unwrap();
         assert_eq!((n.codec, keys.tag, keys.suite), (CodecKind::Pcmu, 2, CryptoSuite::AesCm128HmacSha1_32));
