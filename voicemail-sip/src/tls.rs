@@ -31,8 +31,21 @@ pub const SYSTEM_CA_FILES: [&str; 4] = [
 /// The largest PEM file read (a CA bundle is a few hundred KiB).
 const MAX_PEM: u64 = 16 * 1024 * 1024;
 
-fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>> {
-    let fail = |message: String| Error::Tls { key, path: path.to_path_buf(), message };
+/// A TLS file that cannot be used ([`Error::Tls`]; small, for the helpers below).
+struct BadFile {
+    key: &'static str,
+    path: PathBuf,
+    message: String,
+}
+
+impl From<BadFile> for Error {
+    fn from(bad: BadFile) -> Error {
+        Error::Tls { key: bad.key, path: bad.path, message: bad.message }
+    }
+}
+
+fn read_pem(key: &'static str, path: &Path) -> std::result::Result<Vec<u8>, BadFile> {
+    let fail = |message: String| BadFile { key, path: path.to_path_buf(), message };
     let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
     if meta.len() > MAX_PEM {
         return Err(fail(format!("larger than {MAX_PEM} bytes")));
@@ -46,7 +59,7 @@ fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>> {
 
 /// The CA certificates (PEM) for outgoing TLS: `tls_ca_file`, else the first system bundle
 /// found, else none (outgoing TLS then fails verification, and says so).
-fn trust_anchors(sip: &SipConfig) -> Result<Option<Vec<u8>>> {
+fn trust_anchors(sip: &SipConfig) -> std::result::Result<Option<Vec<u8>>, BadFile> {
     if let Some(path) = &sip.tls_ca_file {
         return read_pem("sip.tls_ca_file", path).map(Some);
     }
@@ -78,10 +91,10 @@ pub(crate) async fn bind(sip: &SipConfig, layer: &TransportLayer, addr: Option<S
 
 /// Checks that the certificate and key load (rsipstack would only find out when the listener
 /// starts serving, and then log a warning instead of failing the start).
-fn check_certificate(config: &TlsConfig, certificate: &Path) -> Result<()> {
+fn check_certificate(config: &TlsConfig, certificate: &Path) -> std::result::Result<(), BadFile> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let fail = |key: &'static str, message: String| Error::Tls { key, path: certificate.to_path_buf(), message };
+    let fail = |key: &'static str, message: String| BadFile { key, path: certificate.to_path_buf(), message };
     let certs: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(config.cert.as_deref().unwrap_or_default())
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| fail("sip.tls_certificate", e.to_string()))?;
