@@ -486,17 +486,7 @@ impl AccountTask {
         if !matches!(transport, Transport::Tcp | Transport::Tls) || self.options.keepalive.is_zero() {
             return std::future::pending().await;
         }
-        let target = match self.proxy {
-            Some(proxy) => {
-                let mut addr = rsipstack::transport::SipAddr::from(proxy);
-                addr.r#type = Some(transport);
-                addr
-            }
-            None => match rsipstack::transport::SipAddr::try_from(&self.registrar) {
-                Ok(addr) => addr,
-                Err(_) => return std::future::pending().await,
-            },
-        };
+        let Some(target) = self.stream_target() else { return std::future::pending().await };
         let mut ticks = tokio::time::interval(self.options.keepalive);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await; // the first tick is at once
@@ -513,7 +503,37 @@ impl AccountTask {
         }
     }
 
+    /// Where REGISTERs go over TCP or TLS: the outbound proxy, else the registrar URI's
+    /// address; `None` over UDP.
+    fn stream_target(&self) -> Option<rsipstack::transport::SipAddr> {
+        let transport = registrar_transport(&self.registrar);
+        if !matches!(transport, Transport::Tcp | Transport::Tls) {
+            return None;
+        }
+        match self.proxy {
+            Some(proxy) => {
+                let mut addr = rsipstack::transport::SipAddr::from(proxy);
+                addr.r#type = Some(transport);
+                Some(addr)
+            }
+            None => rsipstack::transport::SipAddr::try_from(&self.registrar).ok(),
+        }
+    }
+
+    /// Over TCP and TLS, connects before the first REGISTER: a connection that cannot be made
+    /// (refused, a certificate not trusted) is reported at once with its reason, which the
+    /// SIP stack would only turn into a 408 after Timer B (it retries on its own).
+    async fn probe_connection(&self) {
+        let Some(target) = self.stream_target() else { return };
+        if let Err(e) = self.endpoint.transport_layer.lookup(&target, None).await {
+            let last_error = shorten(&format!("connecting to {target}: {e}"));
+            tracing::warn!(registrar = %self.account.registrar, user = %self.account.username, error = %last_error, "registration failed");
+            self.set_state(RegistrationState::Failing { last_error, failures: 1 });
+        }
+    }
+
     async fn run(self) {
+        self.probe_connection().await;
         let credential = Credential {
             username: self.account.username.clone(),
             password: self.account.password.clone(),

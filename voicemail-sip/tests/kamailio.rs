@@ -13,7 +13,10 @@
 //!   INVITE to the registered contact over that transport (`lookup("location")` +
 //!   `t_relay()`, record-routed), audio flows, the caller hangs up, and the message the
 //!   mailbox stored (record + WAV in the spool) carries the caller's number and the expected
-//!   length.
+//!   length. Also over each transport through an outbound proxy (the registrar URI names a
+//!   host only Kamailio answers for), with a digest user other than the AOR user and `realm`.
+//! - Credentials for another realm are not offered; a TLS registrar whose certificate comes
+//!   from a CA the endpoint does not trust is refused with an error naming the certificate.
 //!
 //! Needs the Debian packages `kamailio`, `kamailio-tls-modules` and `sip-tester` (SIPp). Without them the tests print
 //! `SKIPPED` and pass, unless `VOICEMAIL_REQUIRE_INTEROP=1` is set (meant for CI), which
@@ -493,6 +496,79 @@ async fn registration_through_an_outbound_proxy_with_an_auth_user_and_realm_then
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_over_tcp_through_an_outbound_proxy_then_a_call() {
     call_through_kamailio(Transport::Tcp, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_over_tls_through_an_outbound_proxy_then_a_call() {
+    call_through_kamailio(Transport::Tls, true).await;
+}
+
+/// A TLS registrar whose certificate comes from a CA we do not trust (`tls_ca_file` names
+/// another one) is refused: the registration fails with an error about the certificate, and
+/// Kamailio never sees a REGISTER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_registrar_with_an_unknown_ca_is_refused() {
+    use voicemail_sip::{Endpoint, SipConfig};
+
+    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
+    if !MODULE_DIRS.iter().any(|d| Path::new(d).join("tls.so").is_file()) {
+        let message = "SKIPPED: missing kamailio's tls.so (Debian package kamailio-tls-modules)";
+        let required = std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_some_and(|v| v == "1");
+        assert!(!required, "{message}, and VOICEMAIL_REQUIRE_INTEROP=1");
+        eprintln!("{message}");
+        return;
+    }
+    if let Ok(filter) = std::env::var("VOICEMAIL_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
+    let dir = temp_dir("kam-unknown-ca");
+    let password = password();
+    let ca = voicemail_testkit::TestCa::new(&dir.path().join("ca"));
+    let other_ca = voicemail_testkit::TestCa::new(&dir.path().join("other-ca"));
+    let kamailio_cert = ca.issue("kamailio", &["127.0.0.1"]);
+    let kam = Kamailio::start_tls(&kamailio, &kamcmd, dir.path(), &password, Some(&kamailio_cert), None);
+    let config = format!(
+        r#"
+mailbox = "unknown CA"
+timezone = "UTC"
+spool = "{spool}"
+
+[sip]
+listen = "127.0.0.1:0"
+tls_ca_file = "{other}"
+
+[[sip.accounts]]
+registrar = "sips:127.0.0.1:{tls_port}"
+username = "{USER}"
+password = "{password}"
+expires = 60
+"#,
+        spool = dir.path().join("spool").display(),
+        other = other_ca.ca_file().display(),
+        tls_port = kam.tls_port.unwrap(),
+    );
+    let mut mailbox = voicemail_core::config::Config::from_toml_str_in(&config, dir.path()).unwrap();
+    mailbox.load_prompts().unwrap();
+    let sip = SipConfig::from_table(mailbox.sip.as_ref()).unwrap();
+    let mailbox = voicemail_core::Mailbox::open(mailbox).unwrap();
+    let endpoint = Endpoint::bind(sip, mailbox).await.unwrap();
+    let handle = endpoint.handle();
+    let running = tokio::spawn(endpoint.run());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let last_error = loop {
+        // (Empty until `run` has started the registrations.)
+        if let Some(RegistrationState::Failing { last_error, .. }) = handle.registrations().first().map(|r| &r.state) {
+            break last_error.clone();
+        }
+        assert!(Instant::now() < deadline, "{:?}", handle.registrations());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("registration over TLS to a server of an unknown CA: {last_error}");
+    assert!(last_error.to_ascii_lowercase().contains("certificate"), "{last_error}");
+    assert!(!kam.log_text().contains("REGISTER"), "{}", kam.log_text());
+    assert!(!kam.locations().contains(&format!("AoR: {USER}")));
+    handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
 }
 
 /// Credentials for another realm are not offered to this registrar: the registration fails.
