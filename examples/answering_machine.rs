@@ -17,6 +17,11 @@
 //! (voicemail-web) on `[web] listen` for one mailbox (`[web] mailbox`, else the default one,
 //! else the first); the ready line then names its address (`web=`).
 //!
+//! With a `[metrics]` table it serves Prometheus metrics at `http://<listen>/metrics` and a
+//! health check at `/healthz` (200 while SIP takes calls and every mailbox's store and spool
+//! work, else 503); the ready line names its address (`metrics=`). `[log] format = "json"`
+//! writes the log as one JSON object per line (see `voicemail_examples::ops`).
+//!
 //! It logs one line per call to stderr (`RUST_LOG` overrides the default filter
 //! `info,rsipstack=warn`) and prints the metadata of every message of every mailbox (its
 //! `mailbox` field names which) as one JSON line on stdout
@@ -36,7 +41,9 @@ use std::process::ExitCode;
 
 use tokio::signal::unix::{SignalKind, signal};
 use voicemail_core::Mailboxes;
+use voicemail_core::config::MailboxesConfig;
 use voicemail_examples::config::{Load, load_all, one_line};
+use voicemail_examples::ops::{self, OpsConfig, OpsState};
 use voicemail_sip::{Endpoint, SipConfig};
 use voicemail_web::WebConfig;
 
@@ -55,8 +62,7 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
     Ok(config)
 }
 
-async fn run() -> Result<(), String> {
-    let configs = load_all(parse_args()?.as_deref(), Load::Everything)?;
+async fn run(configs: MailboxesConfig, ops_config: OpsConfig) -> Result<(), String> {
     let sip = SipConfig::from_table(configs.sip.as_ref()).map_err(|e| e.to_string())?;
     let web = WebConfig::from_table(configs.web.as_ref()).map_err(|e| e.to_string())?;
     let web_name = configs.web_mailbox().mailbox.clone();
@@ -114,6 +120,22 @@ async fn run() -> Result<(), String> {
             let _ = out.flush();
         }
     });
+    // Metrics and health, when configured: served until the endpoint has stopped.
+    let (metrics_addr, metrics_task) = match ops_config.metrics_listen {
+        None => ("off".to_owned(), None),
+        Some(listen) => {
+            let recorder = ops::install_recorder()?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("metrics.listen {listen}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| format!("metrics.listen: {e}"))?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let state = OpsState { metrics: recorder, endpoint: endpoint.handle(), mailboxes: mailboxes.clone() };
+            let task = tokio::spawn(voicemail_web::serve(listener, ops::router(state), async move {
+                let _ = stopped.await;
+            }));
+            (addr.to_string(), Some((stop, task)))
+        }
+    };
     // The web callback queue, when configured: served until the endpoint has stopped.
     let (web_addr, web_task) = match web {
         None => ("off".to_owned(), None),
@@ -136,11 +158,18 @@ async fn run() -> Result<(), String> {
         mailboxes = %names,
         listen = %endpoint.local_addr(),
         web = %web_addr,
+        metrics = %metrics_addr,
         spool = %primary.spool_dir().display(),
         targets = %targets_of(&primary),
         "answering machine ready (udp+tcp)"
     );
     let result = endpoint.run().await.map_err(|e| e.to_string());
+    if let Some((stop, task)) = metrics_task {
+        let _ = stop.send(());
+        if tokio::time::timeout(std::time::Duration::from_secs(5), task).await.is_err() {
+            tracing::warn!("the metrics endpoint did not stop within 5 s");
+        }
+    }
     if let Some((stop, task)) = web_task {
         let _ = stop.send(());
         // Requests in progress finish; a connection that lingers does not hold the exit up.
@@ -160,10 +189,20 @@ async fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    // The configuration first: it says how to log.
+    let loaded = parse_args().and_then(|path| {
+        let configs = load_all(path.as_deref(), Load::Everything)?;
+        let ops_config = OpsConfig::from_tables(&configs.ops)?;
+        Ok((configs, ops_config))
+    });
+    let (configs, ops_config) = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("answering_machine: {}", one_line(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    ops::init_logging(ops_config.log_format, "info,rsipstack=warn");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -171,7 +210,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(configs, ops_config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("answering_machine: {}", one_line(&e));

@@ -367,8 +367,29 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The speech-to-text hook (`[transcription]`), if configured.
     pub transcription: Option<TranscriptionConfig>,
+    /// The answering machine's operations settings, kept as raw tables and validated by it:
+    /// `[metrics]` (the Prometheus endpoint) and `[log]` (the log format), shared by every
+    /// mailbox of a file.
+    pub ops: OpsTables,
     prompts: BTreeMap<String, Prompt>,
     client_directory: Option<Directory>,
+}
+
+/// The front-end's operations tables, raw: `[metrics]` and `[log]`. The mailbox reads
+/// neither; the answering machine validates them (its `ops` module).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OpsTables {
+    /// `[metrics]`: where the Prometheus endpoint listens.
+    pub metrics: Option<toml::Table>,
+    /// `[log]`: the log format.
+    pub log: Option<toml::Table>,
+}
+
+impl OpsTables {
+    /// Whether neither table is there.
+    fn is_empty(&self) -> bool {
+        self.metrics.is_none() && self.log.is_none()
+    }
 }
 
 /// The e-mails' language and templates (`[email]`).
@@ -416,6 +437,7 @@ impl Config {
             web: None,
             public_url: None,
             transcription: None,
+            ops: OpsTables::default(),
             prompts: BTreeMap::new(),
             client_directory: None,
         }
@@ -532,11 +554,12 @@ impl Config {
 }
 
 /// The keys a file with several mailboxes has at its top level.
-const SHARED_KEYS: [&str; 4] = ["mailboxes", "default_mailbox", "sip", "web"];
+const SHARED_KEYS: [&str; 6] = ["mailboxes", "default_mailbox", "sip", "web", "metrics", "log"];
 
 /// A configuration file: one mailbox (the shape [`Config`] reads) or several, each a
-/// `[[mailboxes]]` table holding what a one-mailbox file holds, with `[sip]` and `[web]` shared
-/// at the top level. One answering machine serves them all with one SIP listener.
+/// `[[mailboxes]]` table holding what a one-mailbox file holds, with `[sip]`, `[web]`,
+/// `[metrics]` and `[log]` shared at the top level. One answering machine serves them all
+/// with one SIP listener.
 ///
 /// ```toml
 /// default_mailbox = "Sales"          # optional: calls for an unknown number go here (else 404)
@@ -564,8 +587,9 @@ const SHARED_KEYS: [&str; 4] = ["mailboxes", "default_mailbox", "sip", "web"];
 ///
 /// A one-mailbox file reads as a set of one, and that mailbox is the default (it takes every
 /// call, as before). In a file with `[[mailboxes]]`, every other top-level key is an error (a
-/// mailbox's settings go in its table), as is a `[sip]` or `[web]` inside a mailbox. Errors
-/// name the key path with the mailbox's index: `mailboxes[1].delivery.smtp.to[0]`. The
+/// mailbox's settings go in its table), as is a `[sip]`, `[web]`, `[metrics]` or `[log]`
+/// inside a mailbox. Errors name the key path with the mailbox's index:
+/// `mailboxes[1].delivery.smtp.to[0]`. The
 /// mailboxes' names must differ, and so must their spools (each keeps its own store and
 /// recordings) and the numbers that select them (compared as [`crate::mailboxes`] compares
 /// them: E.164 in each mailbox's region, and SIP users ignoring case). A mailbox that no
@@ -583,6 +607,8 @@ pub struct MailboxesConfig {
     pub sip: Option<toml::Table>,
     /// The shared `[web]` table (each mailbox's [`Config::web`] has it too).
     pub web: Option<toml::Table>,
+    /// The shared `[metrics]` and `[log]` tables (each mailbox's [`Config::ops`] has them too).
+    pub ops: OpsTables,
     multi: bool,
 }
 
@@ -593,6 +619,7 @@ impl From<Config> for MailboxesConfig {
             default_mailbox: Some(config.mailbox.clone()),
             sip: config.sip.clone(),
             web: config.web.clone(),
+            ops: config.ops.clone(),
             mailboxes: vec![config],
             multi: false,
         }
@@ -716,7 +743,7 @@ impl MailboxesConfig {
             return Err(ConfigError::invalid(
                 k.as_str(),
                 "a file with [[mailboxes]] keeps every mailbox's settings in its [[mailboxes]] table; \
-                 only default_mailbox, [sip] and [web] are shared at the top level",
+                 only default_mailbox, [sip], [web], [metrics] and [log] are shared at the top level",
             ));
         }
         let document = toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
@@ -747,6 +774,10 @@ struct RawFile {
     sip: Option<toml::Table>,
     #[serde(default)]
     web: Option<toml::Table>,
+    #[serde(default)]
+    metrics: Option<toml::Table>,
+    #[serde(default)]
+    log: Option<toml::Table>,
 }
 
 impl RawFile {
@@ -775,6 +806,13 @@ impl RawFile {
                     ));
                 }
             }
+            if !raw.ops().is_empty() {
+                let key = if raw.metrics.is_some() { "metrics" } else { "log" };
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.{key}"),
+                    format!("[{key}] is shared by every mailbox: put it at the top level of the file"),
+                ));
+            }
             raw.sip = None;
             raw.web = None;
             let mut config = raw.validate(base).map_err(|e| e.within(&prefix))?;
@@ -798,6 +836,7 @@ impl RawFile {
             }
             config.sip = self.sip.clone();
             config.web = self.web.clone();
+            config.ops = OpsTables { metrics: self.metrics.clone(), log: self.log.clone() };
             mailboxes.push(config);
         }
         let find = |key: &str, name: &str| -> Result<usize, ConfigError> {
@@ -842,6 +881,7 @@ impl RawFile {
             default_mailbox: self.default_mailbox,
             sip: self.sip,
             web: self.web,
+            ops: OpsTables { metrics: self.metrics, log: self.log },
             multi: true,
         })
     }
@@ -908,6 +948,16 @@ struct RawConfig {
     #[serde(default)]
     web: Option<toml::Table>,
     transcription: Option<RawTranscription>,
+    #[serde(default)]
+    metrics: Option<toml::Table>,
+    #[serde(default)]
+    log: Option<toml::Table>,
+}
+
+impl RawConfig {
+    fn ops(&self) -> OpsTables {
+        OpsTables { metrics: self.metrics.clone(), log: self.log.clone() }
+    }
 }
 
 #[derive(Deserialize)]
@@ -1364,6 +1414,7 @@ impl RawConfig {
             greeting_labels,
             email,
             followup,
+            ops: OpsTables { metrics: self.metrics, log: self.log },
             web: self.web,
             public_url,
             transcription,

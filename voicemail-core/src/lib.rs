@@ -16,7 +16,8 @@
 //! the client's manager, and calls not returned in time are reminded of and escalated by
 //! e-mail. Modules: [`config`], [`schedule`], [`directory`], [`store`], [`deliver`],
 //! [`template`], [`route`], [`followup`], [`remind`], [`mailbox`], [`runner`],
-//! [`transcribe`] (the speech-to-text hook). One configuration file may define several
+//! [`transcribe`] (the speech-to-text hook), [`telemetry`] (operational metrics, a no-op
+//! until the application installs a recorder). One configuration file may define several
 //! mailboxes; [`Mailboxes`] opens them all and picks the one a call is for ([`mailboxes`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -57,6 +58,8 @@ pub mod runner;
 pub mod schedule;
 #[cfg(feature = "mailbox")]
 pub mod store;
+#[cfg(feature = "mailbox")]
+pub mod telemetry;
 #[cfg(feature = "mailbox")]
 pub mod template;
 #[cfg(feature = "mailbox")]

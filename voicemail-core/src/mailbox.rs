@@ -44,13 +44,15 @@ use crate::message::{EndReason, InvalidMessageId, MessageId, MessageMeta};
 use crate::recording::{Recording, RecordingSpec};
 use crate::route;
 use crate::store::spool::{Claim as WavClaim, LockedWav, Spool};
-use crate::store::{Attempt, Delivery, SqliteStore, Store, StoreError, StoredMessage};
+use crate::store::{Attempt, Delivery, Outcome, SqliteStore, Store, StoreError, StoredMessage};
 use crate::transcribe::{self, TranscriptionError, Transcripts, Turn};
 
 /// How long a claimed delivery stays ours: longer than any attempt can take.
 const DELIVERY_LEASE: SignedDuration = SignedDuration::from_mins(15);
-/// Deliveries claimed at once by one worker.
-const CLAIM_BATCH: usize = 4;
+/// Deliveries claimed at once by one worker (their outcomes are recorded in one commit).
+const CLAIM_BATCH: usize = 16;
+/// A batch that has run this long releases its untried claims: the lease stays far off.
+const BATCH_TIME: Duration = Duration::from_secs(120);
 
 /// Why a mailbox operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -735,21 +737,27 @@ impl Mailbox {
             if claims.is_empty() {
                 return Ok(report);
             }
+            // The batch's outcomes are recorded together, after the target made its deliveries
+            // durable (`sync`): one synced commit per batch. A crash before that commit
+            // delivers the batch again, which every target acknowledges without a second copy
+            // where it can (Maildir and IMAP find the message's own name or Message-ID).
+            let mut outcomes = Vec::with_capacity(claims.len());
+            let claimed_at = Instant::now();
+            let mut stopped = false;
             let mut claims = claims.into_iter();
             while let Some(c) = claims.next() {
-                let stop = !keep_going() || (stop_at_failure && !report.failed.is_empty());
-                if stop {
+                let stop = !keep_going()
+                    || (stop_at_failure && !report.failed.is_empty())
+                    || claimed_at.elapsed() > BATCH_TIME;
+                let meta = if stop { None } else { self.with_transcript(&c, keep_going) };
+                let Some(meta) = meta else {
+                    // Stopped (or stopped while the transcription ran, or the batch ran long):
+                    // this and the rest go back untried.
                     for rest in std::iter::once(c).chain(claims.by_ref()) {
                         self.store().release(&rest.meta.id, target, rest.reminder)?;
                     }
-                    return Ok(report);
-                }
-                let Some(meta) = self.with_transcript(&c, keep_going) else {
-                    // Stopped while the transcription ran: this and the rest go back untried.
-                    for rest in std::iter::once(c).chain(claims.by_ref()) {
-                        self.store().release(&rest.meta.id, target, rest.reminder)?;
-                    }
-                    return Ok(report);
+                    stopped = true;
+                    break;
                 };
                 report.attempted += 1;
                 let id = c.meta.id.clone();
@@ -757,7 +765,6 @@ impl Mailbox {
                 let attempt = match outcome {
                     Ok(ack) => {
                         tracing::info!(%id, target, ack = %ack, "delivered");
-                        report.delivered.push((id.clone(), target.to_owned()));
                         Attempt::Delivered(ack)
                     }
                     Err(e) if e.is_permanent() => {
@@ -768,18 +775,60 @@ impl Mailbox {
                     }
                     Err(e) => {
                         let error = e.to_string();
-                        let delay = self.inner.retry.delay(c.attempts.saturating_add(1));
-                        let retry_at = now
-                            .checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_mins(10)))
-                            .unwrap_or(now);
-                        tracing::warn!(%id, target, attempts = c.attempts + 1, %retry_at, %error, "delivery failed; will retry");
+                        tracing::warn!(%id, target, attempts = c.attempts + 1, %error, "delivery failed; will retry");
                         report.failed.push((id.clone(), target.to_owned(), error.clone()));
-                        Attempt::Failed { error, retry_at }
+                        self.failed_attempt(error, c.attempts, now)
                     }
                 };
-                self.store().attempted(&id, target, c.reminder, &attempt, now)?;
+                outcomes.push((Outcome { id, reminder: c.reminder, attempt }, c.attempts));
+            }
+            self.record_outcomes(t.as_ref(), target, outcomes, now, &mut report)?;
+            if stopped {
+                return Ok(report);
             }
         }
+    }
+
+    /// The outcome of a failed attempt after `attempts` earlier ones: retried after the retry
+    /// policy's delay.
+    fn failed_attempt(&self, error: String, attempts: u32, now: Timestamp) -> Attempt {
+        let delay = self.inner.retry.delay(attempts.saturating_add(1));
+        let retry_at =
+            now.checked_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_mins(10))).unwrap_or(now);
+        Attempt::Failed { error, retry_at }
+    }
+
+    /// Makes a batch's deliveries durable (`Target::sync`) and records its outcomes in one
+    /// commit. When the sync fails, the batch's deliveries count as failed and are retried.
+    fn record_outcomes(
+        &self,
+        t: &dyn Target,
+        target: &str,
+        outcomes: Vec<(Outcome, u32)>,
+        now: Timestamp,
+        report: &mut RunReport,
+    ) -> Result<(), MailboxError> {
+        let synced = if outcomes.iter().any(|(o, _)| matches!(o.attempt, Attempt::Delivered(_))) {
+            t.sync().map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        };
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|(o, attempts)| match (&o.attempt, &synced) {
+                (Attempt::Delivered(_), Err(error)) => {
+                    tracing::warn!(id = %o.id, target, %error, "the delivered copy could not be made durable; will retry");
+                    report.failed.push((o.id.clone(), target.to_owned(), error.clone()));
+                    Outcome { attempt: self.failed_attempt(error.clone(), attempts, now), ..o }
+                }
+                (Attempt::Delivered(_), Ok(())) => {
+                    report.delivered.push((o.id.clone(), target.to_owned()));
+                    o
+                }
+                _ => o,
+            })
+            .collect();
+        Ok(self.store().attempted_all(target, &outcomes, now)?)
     }
 
     /// The retry policy of failed deliveries.
@@ -883,7 +932,7 @@ impl Mailbox {
         let Some(step) = c.reminder else {
             let email = self.email_for(meta, &c.followup)?;
             let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
-            return t.deliver(&email).map(|ack| ack.detail);
+            return t.deliver_unsynced(&email).map(|ack| ack.detail);
         };
         let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
             return Err(DeliveryError::Config("reminders go by smtp, and [delivery.smtp] is not configured".into()));

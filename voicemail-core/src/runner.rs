@@ -7,6 +7,9 @@
 //! default), the IMAP watcher ([`crate::imapsync`]: follow-up state between the store and
 //! the copies' keywords, both ways; expunged copies put back).
 //!
+//! The workers record [`crate::telemetry`] metrics: each message stored, each delivery pass's
+//! outcomes and the queue's depth per target.
+//!
 //! Workers wake when a message is stored in this process, when their next retry is due, and
 //! at least every [`POLL`] (another process may have queued work). [`Runner::stop`] lets each
 //! worker finish its attempt in progress, gives due deliveries a last short pass, and joins.
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, RunReport, Subscription};
+use crate::telemetry;
 
 /// The longest a worker sleeps without looking for work.
 pub const POLL: Duration = Duration::from_secs(5);
@@ -33,6 +37,8 @@ pub struct Runner {
     mailbox: Mailbox,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Counts each stored message ([`telemetry::MESSAGES`]) while the runner runs.
+    counting: Option<Subscription>,
 }
 
 impl Runner {
@@ -65,7 +71,8 @@ impl Runner {
                     .spawn(move || deliver(&mailbox, &target, &stop))?,
             );
         }
-        Ok(Self { mailbox: mailbox.clone(), stop, threads })
+        let counting = Some(mailbox.subscribe(telemetry::message_stored));
+        Ok(Self { mailbox: mailbox.clone(), stop, threads, counting })
     }
 
     /// Stops the workers: each finishes its attempt in progress and tries what is due for a
@@ -82,12 +89,15 @@ impl Runner {
                 tracing::error!("a mailbox worker panicked");
             }
         }
+        if let Some(s) = self.counting.take() {
+            self.mailbox.unsubscribe(s);
+        }
     }
 }
 
 impl Drop for Runner {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.counting.is_some() {
             self.halt();
         }
     }
@@ -142,6 +152,7 @@ fn deliver(mailbox: &Mailbox, target: &str, stop: &AtomicBool) {
     let mut failures = 0u32;
     loop {
         let pass = mailbox.deliver_pass(target, Timestamp::now(), true, &|| !stop.load(Ordering::SeqCst));
+        record(mailbox, target, &pass);
         match pass {
             Ok(report) if !report.failed.is_empty() => failures = failures.saturating_add(1),
             Ok(report) if report.attempted > 0 => failures = 0,
@@ -187,7 +198,21 @@ fn final_pass(mailbox: &Mailbox, target: &str, failures: u32) {
         return;
     }
     let end = Instant::now() + FINAL_PASS;
-    if let Err(e) = mailbox.deliver_pass(target, Timestamp::now(), true, &|| Instant::now() < end) {
+    let pass = mailbox.deliver_pass(target, Timestamp::now(), true, &|| Instant::now() < end);
+    record(mailbox, target, &pass);
+    if let Err(e) = pass {
         tracing::warn!(target, error = %e, "last delivery pass failed");
+    }
+}
+
+/// Records a delivery pass's outcomes and the queue's depth after it ([`telemetry`]).
+fn record(mailbox: &Mailbox, target: &str, pass: &Result<RunReport, crate::mailbox::MailboxError>) {
+    let name = &mailbox.config().mailbox;
+    if let Ok(report) = pass {
+        telemetry::delivery_pass(name, target, report);
+    }
+    match mailbox.store().queue_depth(target) {
+        Ok(depth) => telemetry::queue_depth(name, target, depth),
+        Err(e) => tracing::debug!(target, error = %e, "reading the delivery queue's depth"),
     }
 }

@@ -9,8 +9,11 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
-use voicemail_core::codec::Codec;
-use voicemail_core::{Call, CallLease, CodecKind, DtmfDigit, Event, Input, Mailbox, MessageMeta, Output, Prompt};
+use voicemail_core::call::resample::Resampler;
+use voicemail_core::codec::{Codec, Decoder, Encoder};
+use voicemail_core::{
+    Call, CallLease, CodecChange, CodecKind, DtmfDigit, Event, Input, Mailbox, MessageMeta, Output, Prompt,
+};
 
 use crate::errors::BindingError;
 use crate::message::{PyMediaStats, PyMessage};
@@ -243,6 +246,160 @@ impl PySendRtp {
     }
 }
 
+/// Play this audio to the caller now: a greeting or beep packet as 16-bit little-endian mono
+/// PCM at the rate ``Call.drain_pcm(rate)`` asked for (its output instead of ``SendRtp``).
+#[pyclass(frozen, eq, module = "voicemail", name = "SendPcm")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PySendPcm {
+    pcm: Vec<u8>,
+    /// The sample rate of ``pcm``, in Hz.
+    #[pyo3(get)]
+    rate: u32,
+}
+
+#[pymethods]
+impl PySendPcm {
+    #[classattr]
+    fn __match_args__() -> (&'static str, &'static str) {
+        ("pcm", "rate")
+    }
+
+    #[new]
+    #[pyo3(signature = (pcm, rate))]
+    fn new(pcm: &[u8], rate: u32) -> Self {
+        Self { pcm: pcm.to_vec(), rate }
+    }
+
+    /// The audio: 16-bit little-endian mono samples.
+    #[getter]
+    fn pcm<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.pcm)
+    }
+
+    /// The number of samples.
+    #[getter]
+    fn samples(&self) -> usize {
+        self.pcm.len() / 2
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SendPcm(<{} samples at {} Hz>)", self.pcm.len() / 2, self.rate)
+    }
+}
+
+/// The sample rates ``feed_pcm`` and ``drain_pcm`` take (Hz).
+const PCM_RATES: [u32; 5] = [8000, 16_000, 24_000, 32_000, 48_000];
+
+fn check_pcm_rate(rate: u32) -> PyResult<()> {
+    if PCM_RATES.contains(&rate) {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!("rate must be 8000, 16000, 24000, 32000 or 48000 (Hz), not {rate}")))
+    }
+}
+
+/// PCM from the application, packetized into RTP for the call as a caller's phone would.
+struct PcmIn {
+    rate: u32,
+    codec: CodecChange,
+    /// From `rate` to the encoder's rate (`None`: the same).
+    resampler: Option<Resampler>,
+    encoder: Box<dyn Encoder>,
+    /// Samples at the encoder's rate not yet sent.
+    pending: Vec<i16>,
+    /// Samples per packet at the encoder's rate, and RTP clock ticks per packet.
+    frame: usize,
+    ticks: u32,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+    first: bool,
+}
+
+impl PcmIn {
+    fn new(call: &Call, rate: u32, ssrc: u32) -> PyResult<Self> {
+        let codec = call.codec();
+        let kind = codec.codec;
+        let encoder = kind.encoder(kind.sample_rate_hz()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // Opus packets must be one of its frame sizes: 20 ms; the others follow the call's ptime.
+        let ptime =
+            if kind.is_fixed_rate() { call.config().ptime.as_micros().clamp(10_000, 60_000) as u64 } else { 20_000 };
+        let frame = (u64::from(encoder.sample_rate_hz()) * ptime / 1_000_000) as usize;
+        let ticks = (u64::from(kind.clock_rate_hz()) * ptime / 1_000_000) as u32;
+        let resampler = (rate != encoder.sample_rate_hz()).then(|| Resampler::new(rate, encoder.sample_rate_hz()));
+        Ok(Self {
+            rate,
+            codec,
+            resampler,
+            encoder,
+            pending: Vec::new(),
+            frame,
+            ticks,
+            sequence: (ssrc >> 7) as u16,
+            timestamp: ssrc.rotate_left(11),
+            ssrc,
+            first: true,
+        })
+    }
+
+    /// Adds `samples` (at `self.rate`) and returns the RTP packets of the whole frames.
+    fn packets(&mut self, samples: &[i16]) -> Vec<Vec<u8>> {
+        match &mut self.resampler {
+            Some(r) => r.process(samples, &mut self.pending),
+            None => self.pending.extend_from_slice(samples),
+        }
+        let mut packets = Vec::new();
+        let mut at = 0;
+        while self.pending.len() - at >= self.frame {
+            let mut packet = Vec::with_capacity(12 + self.frame * 2);
+            let marker = if self.first { 0x80 } else { 0 };
+            packet.push(0x80);
+            packet.push(marker | (self.codec.payload_type & 0x7f));
+            packet.extend_from_slice(&self.sequence.to_be_bytes());
+            packet.extend_from_slice(&self.timestamp.to_be_bytes());
+            packet.extend_from_slice(&self.ssrc.to_be_bytes());
+            self.encoder.encode(&self.pending[at..at + self.frame], &mut packet);
+            packets.push(packet);
+            self.first = false;
+            self.sequence = self.sequence.wrapping_add(1);
+            self.timestamp = self.timestamp.wrapping_add(self.ticks);
+            at += self.frame;
+        }
+        self.pending.drain(..at);
+        packets
+    }
+}
+
+/// The greeting's packets decoded for the application, at the rate it asked for.
+struct PcmOut {
+    rate: u32,
+    codec: CodecKind,
+    decoder: Box<dyn Decoder>,
+    resampler: Option<Resampler>,
+}
+
+impl PcmOut {
+    fn new(codec: CodecKind, rate: u32) -> PyResult<Self> {
+        let decoder = codec.decoder(codec.sample_rate_hz()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let resampler = (rate != decoder.sample_rate_hz()).then(|| Resampler::new(decoder.sample_rate_hz(), rate));
+        Ok(Self { rate, codec, decoder, resampler })
+    }
+
+    fn decode(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut decoded = Vec::new();
+        self.decoder.decode(payload, &mut decoded);
+        let samples = match &mut self.resampler {
+            Some(r) => {
+                let mut out = Vec::with_capacity(decoded.len() * 6);
+                r.process(&decoded, &mut out);
+                out
+            }
+            None => decoded,
+        };
+        pcm_to_bytes(&samples)
+    }
+}
+
 /// Nothing more to do until ``at`` (``time.monotonic()`` seconds) or the next input: wait
 /// for a datagram or the deadline, then feed ``rtp``/``tick``. Always the last output of a
 /// drained call. ``at`` is never earlier than the latest time given to the call (a deadline
@@ -368,6 +525,7 @@ impl PyMessageRecorded {
 /// One output, copied out of the call so the GIL is not needed to produce it.
 enum Out {
     Rtp(Vec<u8>),
+    Pcm(Vec<u8>, u32),
     Timeout(f64),
     State(&'static str),
     Dtmf(char),
@@ -379,6 +537,7 @@ impl Out {
     fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(match self {
             Out::Rtp(packet) => Py::new(py, PySendRtp { packet })?.into_any(),
+            Out::Pcm(pcm, rate) => Py::new(py, PySendPcm { pcm, rate })?.into_any(),
             Out::Timeout(at) => Py::new(py, PyTimeout { at })?.into_any(),
             Out::State(s) => Py::new(py, PyStateChanged { state: s.to_owned() })?.into_any(),
             Out::Dtmf(d) => Py::new(py, PyDtmfReceived { digit: d.to_string() })?.into_any(),
@@ -416,6 +575,9 @@ struct Inner {
     /// Given back to the mailbox with the finished message (`None` afterwards).
     lease: Option<CallLease>,
     mailbox: Mailbox,
+    /// `feed_pcm`'s packetizer and `drain_pcm`'s decoder, made at their first use.
+    pcm_in: Option<PcmIn>,
+    pcm_out: Option<PcmOut>,
 }
 
 impl Inner {
@@ -454,6 +616,45 @@ impl Inner {
             out.push(o);
             if done {
                 return;
+            }
+        }
+    }
+
+    /// Feeds PCM at `rate` as RTP packets of the call's codec, all at `now`.
+    fn feed_pcm(&mut self, now: f64, samples: &[i16], rate: u32, ssrc: u32) -> PyResult<()> {
+        let t = self.clock.instant(now)?;
+        let codec = self.call.codec();
+        let stale = self.pcm_in.as_ref().is_none_or(|p| p.rate != rate || p.codec != codec);
+        if stale {
+            self.pcm_in = Some(PcmIn::new(&self.call, rate, ssrc)?);
+        }
+        let Some(pcm_in) = self.pcm_in.as_mut() else { return Ok(()) };
+        for packet in pcm_in.packets(samples) {
+            self.call.handle_input(Input::Rtp(t, &packet)).map_err(BindingError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Like [`Inner::drain`], with each packet's audio decoded to PCM at `rate`.
+    fn drain_pcm(&mut self, rate: u32, out: &mut Vec<Out>) -> PyResult<()> {
+        loop {
+            let o = match self.poll() {
+                Out::Rtp(packet) => {
+                    let codec = self.call.codec().codec;
+                    if self.pcm_out.as_ref().is_none_or(|p| p.rate != rate || p.codec != codec) {
+                        self.pcm_out = Some(PcmOut::new(codec, rate)?);
+                    }
+                    match self.pcm_out.as_mut() {
+                        Some(p) => Out::Pcm(p.decode(packet.get(12..).unwrap_or_default()), rate),
+                        None => continue,
+                    }
+                }
+                other => other,
+            };
+            let done = matches!(o, Out::Timeout(_));
+            out.push(o);
+            if done {
+                return Ok(());
             }
         }
     }
@@ -503,7 +704,8 @@ impl PyCall {
     ) -> PyResult<Self> {
         let clock = Clock::new(base, now)?;
         let id = lease.id().as_str().to_owned();
-        Ok(Self { inner: Mutex::new(Inner { call, clock, lease: Some(lease), mailbox }), id })
+        let inner = Inner { call, clock, lease: Some(lease), mailbox, pcm_in: None, pcm_out: None };
+        Ok(Self { inner: Mutex::new(inner), id })
     }
 }
 
@@ -616,6 +818,37 @@ impl PyCall {
             }
             Ok(())
         })?;
+        out.into_iter().map(|o| o.into_py(py)).collect()
+    }
+
+    /// The caller's audio as decoded PCM instead of RTP, for front-ends whose media stack
+    /// decodes (WebRTC, a sound card): ``pcm`` is 16-bit little-endian mono samples as ``bytes``
+    /// (``array.array("h").tobytes()`` on a little-endian machine) at ``rate`` Hz
+    /// (8000, 16000, 24000, 32000 or 48000), received at ``now``. The audio is resampled to
+    /// the call's codec where the rates differ, cut into packets of the call's ``ptime`` (the
+    /// rest waits for the next feed) and fed to the engine as RTP in the call's codec, so
+    /// silence detection, the finish key's timing, limits and the recording work as for RTP.
+    /// Raises ``ValueError`` for another rate or an odd number of bytes, ``CallError`` after the
+    /// call ended. Drain ``drain_pcm``/``drain`` afterwards, as after every input.
+    #[pyo3(signature = (now, pcm, rate, /))]
+    fn feed_pcm(&self, py: Python<'_>, now: f64, pcm: &[u8], rate: u32) -> PyResult<()> {
+        check_pcm_rate(rate)?;
+        let samples = pcm_from_bytes(pcm)?;
+        // The stream's SSRC: a fixed function of the call's id (deterministic, like the engine).
+        let ssrc = self.id.bytes().fold(0x9e37_79b9u32, |h, b| h.rotate_left(5) ^ u32::from(b)) | 1;
+        self.with(py, |inner| inner.feed_pcm(now, &samples, rate, ssrc))
+    }
+
+    /// ``drain()`` for front-ends that play PCM: every output up to and including the next
+    /// ``Timeout``, with each greeting or beep packet as ``SendPcm`` (its audio decoded and
+    /// resampled to ``rate`` Hz: 8000, 16000, 24000, 32000 or 48000) instead of ``SendRtp``.
+    /// Play each ``SendPcm`` when it comes: the engine paces them by the timeouts, one
+    /// ``ptime`` of audio each. Raises ``ValueError`` for another rate.
+    #[pyo3(signature = (rate, /))]
+    fn drain_pcm(&self, py: Python<'_>, rate: u32) -> PyResult<Vec<Py<PyAny>>> {
+        check_pcm_rate(rate)?;
+        let mut out = Vec::new();
+        self.with(py, |inner| inner.drain_pcm(rate, &mut out))?;
         out.into_iter().map(|o| o.into_py(py)).collect()
     }
 

@@ -17,10 +17,12 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 use voicemail_core::{Mailboxes, MessageMeta};
+use voicemail_sip::hooks::HookSettings;
 use voicemail_sip::{Endpoint, EndpointHandle, SipConfig};
 
 use crate::config::PyConfig;
 use crate::errors::{BindingError, SipError};
+use crate::hooks::{self, PyHooks};
 use crate::mailbox::PyMailbox;
 use crate::message::PyMessage;
 
@@ -53,6 +55,14 @@ type MessageSender = Arc<Mutex<Option<std_mpsc::Sender<MessageMeta>>>>;
 /// ``on_message(message)`` is called from a worker thread (with the GIL) for every message as
 /// soon as the mailbox has stored it durably — finished calls and recovered ones — before
 /// any delivery is attempted; an exception it raises goes to ``sys.unraisablehook``.
+/// ``on_call(call)`` (an ``IncomingCall``) decides each new call after the endpoint's own
+/// checks, on a worker thread: ``Accept`` (optionally another configured mailbox and/or
+/// greeting), ``Reject(status)`` (400-699; the call leaves no message) or ``None`` (as
+/// usual); a decision later than ``decision_timeout`` seconds, an exception (to
+/// ``sys.unraisablehook``) or another return type leaves the default behaviour, logged.
+/// ``on_dtmf(call_id, digit)`` and ``on_state(call_id, state)`` hear each call's keys and
+/// states, queued (1024 at most, more are dropped and counted in ``dropped_notices``) and
+/// called in order on a thread of their own; the GIL is taken only for each call.
 /// ``deliver=False`` runs the endpoint without the mailbox's background work: this process
 /// neither delivers nor recovers (deliveries for the configured targets are still queued;
 /// run them with ``mailbox.deliver()`` and ``mailbox.recover()``, or let another process
@@ -70,6 +80,8 @@ pub struct PySipEndpoint {
     sender: MessageSender,
     receiver: Mutex<Option<std_mpsc::Receiver<MessageMeta>>>,
     state: AtomicU8,
+    /// `on_call`, `on_dtmf`, `on_state` (also held by the endpoint's hooks).
+    hooks: Option<Arc<PyHooks>>,
 }
 
 /// Calls `on_message` with every message until the sender is closed.
@@ -87,19 +99,32 @@ fn hand_over(messages: &std_mpsc::Receiver<MessageMeta>, on_message: &Py<PyAny>)
 #[pymethods]
 impl PySipEndpoint {
     #[new]
-    #[pyo3(signature = (config, *, on_message = None, deliver = true, listen = None))]
+    #[pyo3(signature = (
+        config, *, on_message = None, deliver = true, listen = None, on_call = None, on_dtmf = None,
+        on_state = None, decision_timeout = 3.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         config: &Bound<'_, PyConfig>,
         on_message: Option<Py<PyAny>>,
         deliver: bool,
         listen: Option<&str>,
+        on_call: Option<Py<PyAny>>,
+        on_dtmf: Option<Py<PyAny>>,
+        on_state: Option<Py<PyAny>>,
+        decision_timeout: f64,
     ) -> PyResult<Self> {
-        if let Some(cb) = &on_message
-            && !cb.bind(py).is_callable()
-        {
-            return Err(pyo3::exceptions::PyTypeError::new_err("on_message must be callable"));
-        }
+        hooks::check_callable(
+            py,
+            &[("on_message", &on_message), ("on_call", &on_call), ("on_dtmf", &on_dtmf), ("on_state", &on_state)],
+        )?;
+        let decision_timeout = Duration::try_from_secs_f64(decision_timeout)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(60))
+            .ok_or_else(|| PyValueError::new_err("decision_timeout must be more than 0 and at most 60 seconds"))?;
+        let call_hooks = hooks::hooks(on_call, on_dtmf, on_state);
+        let installed = call_hooks.clone();
         let file = config.get().file.as_ref().clone();
         let mut sip = SipConfig::from_table(file.sip.as_ref())
             .map_err(|e| BindingError::Sip(Box::new(voicemail_sip::Error::Config(e))))?;
@@ -119,6 +144,12 @@ impl PySipEndpoint {
             let mut endpoint = runtime.block_on(Endpoint::bind(sip, mailboxes.clone()))?;
             if !deliver {
                 endpoint = endpoint.without_background_work();
+            }
+            if let Some(h) = installed {
+                let settings = HookSettings { decision_timeout, ..HookSettings::default() };
+                endpoint = endpoint
+                    .with_hooks(h, settings)
+                    .map_err(|e| BindingError::io(e, None, "cannot start the call hooks' thread"))?;
             }
             // Messages reach Python through the mailbox's subscription below.
             drop(endpoint.messages());
@@ -144,6 +175,7 @@ impl PySipEndpoint {
             sender,
             receiver: Mutex::new(Some(rx)),
             state: AtomicU8::new(READY),
+            hooks: call_hooks,
         })
     }
 
@@ -176,6 +208,13 @@ impl PySipEndpoint {
     #[getter]
     fn active_calls(&self) -> usize {
         self.handle.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, EndpointHandle::active_calls)
+    }
+
+    /// Call notices (``on_dtmf``, ``on_state``) dropped because the callbacks were too slow
+    /// (the queue holds 1024).
+    #[getter]
+    fn dropped_notices(&self) -> u64 {
+        self.handle.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, EndpointHandle::dropped_notices)
     }
 
     /// Whether ``run()`` is serving.
@@ -256,6 +295,9 @@ impl PySipEndpoint {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(cb) = &self.on_message {
             visit.call(cb.as_ref())?;
+        }
+        if let Some(h) = &self.hooks {
+            h.traverse(&visit)?;
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ pub mod call;
 pub mod config;
 pub mod endpoint;
 pub mod errors;
+mod hooks;
 mod logging;
 pub mod mailbox;
 pub mod message;
@@ -35,8 +36,8 @@ mod _voicemail {
 
     #[pymodule_export]
     use crate::call::{
-        PyCall, PyDtmfReceived, PyMessageRecorded, PyPrompt, PySendRtp, PyStateChanged, PyTimeout, decode_audio,
-        encode_audio,
+        PyCall, PyDtmfReceived, PyMessageRecorded, PyPrompt, PySendPcm, PySendRtp, PyStateChanged, PyTimeout,
+        decode_audio, encode_audio,
     };
     #[pymodule_export]
     use crate::config::{PyClient, PyConfig, PyGreetingChoice};
@@ -47,6 +48,8 @@ mod _voicemail {
         CallError, ConfigError, DeliveryError, GreetingError, InvalidTransitionError, MailboxError,
         MessageNotFoundError, NotCalledBackError, RecordingError, SipError, SpoolFullError, VoicemailError,
     };
+    #[pymodule_export]
+    use crate::hooks::{PyAccept, PyIncomingCall, PyReject};
     #[pymodule_export]
     use crate::logging::flush_logs;
     #[pymodule_export]

@@ -53,6 +53,12 @@ def test_sipp_call_through_asyncio(tmp_path: Path) -> None:
             message = await asyncio.wait_for(messages.__anext__(), timeout=90)
             out, _ = await asyncio.wait_for(sipp.communicate(), timeout=90)
             assert sipp.returncode == 0, sipp_failure(workdir, out.decode(errors="replace"))
+            # The message is handed over when it is stored; the call's slot is freed just after,
+            # when its supervisor ends (bounded wait for that event, not a timing check).
+            for _ in range(500):
+                if endpoint.active_calls == 0:
+                    break
+                await asyncio.sleep(0.02)
             assert endpoint.active_calls == 0
         # Leaving `async with` stopped the endpoint and ended the message stream.
         assert not endpoint.running

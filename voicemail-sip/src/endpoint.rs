@@ -15,6 +15,9 @@
 //!           mailbox_for: the mailbox of the diverting number, Request-URI or To user (divert,
 //!           Mailboxes::select); none and no default: 404
 //!                 │
+//!           hooks (`Endpoint::with_hooks`, `crate::hooks`): the application's decision on a
+//!           blocking thread within its time budget: reject (4xx-6xx), another mailbox/greeting
+//!                 │
 //!           call supervisor (one task per call): RTP socket, SDP answer or, without an offer,
 //!           our offer (400/488 end here), Mailbox::start_call (full spool: 503), then
 //!           `answer`: 180, ring delay, 200, the ACK (late offer: its answer) within
@@ -37,7 +40,7 @@ mod mwi;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -57,11 +60,13 @@ use voicemail_core::{CallLease, CallSetup, CodecChange, Mailbox, Mailboxes, Mess
 use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
 use crate::error::{Error, Result};
+use crate::hooks::{CallDecision, CallHooks, CallNotifier, HookSettings, Hooks, IncomingCall};
 use crate::limit::{InviteLimiter, LogLimiter};
 use crate::media::{self, MediaCommand, PortPool};
 use crate::register::{AccountStatus, RegistrationHandle};
 use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError, SrtpOffer};
 use crate::srtp::{MasterKey, SrtpKeys, SrtpSession};
+use crate::telemetry;
 
 /// How long the endpoint waits for calls to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -136,6 +141,12 @@ impl EndpointHandle {
         Ok(())
     }
 
+    /// Whether the endpoint takes new calls: bound and not shutting down (nor stopped). The
+    /// answering machine's `/healthz` reports it.
+    pub fn is_accepting(&self) -> bool {
+        self.shared.accepting.load(Ordering::SeqCst)
+    }
+
     /// Calls in progress.
     pub fn active_calls(&self) -> usize {
         self.shared.active.load(Ordering::SeqCst)
@@ -160,6 +171,11 @@ impl EndpointHandle {
     /// Message-waiting NOTIFYs answered with 2xx so far (in subscriptions and unsolicited).
     pub fn mwi_notifies(&self) -> u64 {
         self.shared.mwi.as_ref().map_or(0, |m| m.notifies.load(Ordering::SeqCst))
+    }
+
+    /// Call notices ([`crate::hooks::CallNotice`]) dropped because the hooks were too slow.
+    pub fn dropped_notices(&self) -> u64 {
+        self.shared.hooks.get().map_or(0, |h| h.dropped())
     }
 
     /// The registration state of every `[[sip.accounts]]` entry (empty before
@@ -198,6 +214,8 @@ struct Shared {
     log_limit: LogLimiter,
     /// Message-waiting indication, with `[sip.mwi]`.
     mwi: Option<Arc<mwi::MwiService>>,
+    /// The application's per-call hooks ([`Endpoint::with_hooks`]).
+    hooks: OnceLock<Arc<Hooks>>,
 }
 
 impl Shared {
@@ -216,7 +234,9 @@ struct Slot(Arc<Shared>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let before = self.0.active.fetch_sub(1, Ordering::SeqCst);
+        telemetry::calls_in_progress(before.saturating_sub(1));
+        if before == 1 {
             self.0.idle.notify_one();
         }
     }
@@ -298,6 +318,7 @@ impl Endpoint {
             .with_cancel_token(stack_token.clone())
             .with_transport_layer(transports)
             .with_allows(allows)
+            .with_inspector(Box::new(telemetry::Inspector))
             .build();
         let incoming = stack.incoming_transactions()?;
         let dialogs = DialogLayer::new(stack.inner.clone());
@@ -344,6 +365,7 @@ impl Endpoint {
             invites,
             log_limit: LogLimiter::new(LOG_LINES, LOG_INTERVAL),
             mwi,
+            hooks: OnceLock::new(),
         });
         Ok(Self { shared, stack, incoming, messages: Some(messages_rx), stack_token, background: true })
     }
@@ -369,6 +391,18 @@ impl Endpoint {
     /// configuration asked for 0), if it does.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.shared.tls_addr
+    }
+
+    /// Installs the application's per-call hooks ([`crate::hooks`]): a decision on each new
+    /// call, and notices of each call's state changes and DTMF keys. Starts the thread that
+    /// hands notices to them (its failure to start is the error). Hooks installed once
+    /// stay: a second call changes nothing.
+    pub fn with_hooks(self, hooks: Arc<dyn CallHooks>, settings: HookSettings) -> std::io::Result<Self> {
+        if self.shared.hooks.get().is_none() {
+            let hooks = Hooks::start(hooks, settings)?;
+            let _ = self.shared.hooks.set(Arc::new(hooks));
+        }
+        Ok(self)
     }
 
     /// The stream of stored messages: each message's metadata (with its `wav_path`) as soon
@@ -618,6 +652,7 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
             if let Some(suppressed) = shared.log_limit.allow("invite-rate", Instant::now()) {
                 tracing::warn!(%source, retry_after, suppressed, "INVITE rate limit of the source exceeded: 503");
             }
+            telemetry::rejected("invite_rate");
             let why = "INVITE rate limit".to_owned();
             tokio::spawn(send_reply(tx, Reply { status: 503, extra: ReplyExtra::RetryAfter(retry_after), why }));
             return;
@@ -654,11 +689,12 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
     match decision {
         Decision::NewCall(new_call) => {
             let Some((mailbox, diverted_from)) = mailbox_for(shared, &tx.original, source) else {
+                telemetry::rejected("no_mailbox");
                 let why = "no mailbox for the number called".to_owned();
                 tokio::spawn(send_reply(tx, Reply { status: 404, extra: ReplyExtra::None, why }));
                 return;
             };
-            shared.active.fetch_add(1, Ordering::SeqCst);
+            telemetry::calls_in_progress(shared.active.fetch_add(1, Ordering::SeqCst) + 1);
             let slot = Slot(shared.clone());
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -678,6 +714,9 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
         Decision::Reply(reply) => {
             if reply.status >= 400 {
                 tracing::debug!(method = %tx.original.method, status = reply.status, why = %reply.why, %source, "rejected");
+                if tx.original.method == Method::Invite && !classify::has_to_tag(&tx.original) {
+                    telemetry::invite_refused(reply.status);
+                }
             }
             tokio::spawn(send_reply(tx, reply));
         }
@@ -763,11 +802,20 @@ async fn run_call(
     diverted_from: Option<String>,
     _slot: Slot,
 ) {
+    let mut counted = telemetry::CallOutcome::new();
     let source = tx.connection.as_ref().and_then(|c| c.get_remote_addr()).map(|a| a.to_string()).unwrap_or_default();
     let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
     if let Err(e) = tx.send_trying().await {
         tracing::debug!(error = %e, "100 trying");
     }
+    // 0. The application's say (`crate::hooks`), within its time budget.
+    let (mailbox, greeting, notifier) = match apply_hooks(&shared, &tx, &new_call, mailbox, &diverted_from).await {
+        Ok(chosen) => chosen,
+        Err(reply) => {
+            send_reply(tx, reply).await;
+            return;
+        }
+    };
     // 1. The RTP socket, and the answer with its port.
     let socket = match shared.ports.bind() {
         Ok(s) => s,
@@ -775,6 +823,7 @@ async fn run_call(
             if let Some(suppressed) = shared.log_limit.allow("no-rtp-port", Instant::now()) {
                 tracing::warn!(error = %e, suppressed, "no RTP port for a new call");
             }
+            telemetry::rejected("no_rtp_port");
             send_reply(tx, Reply { status: 503, extra: ReplyExtra::RetryAfter(5), why: e.to_string() }).await;
             return;
         }
@@ -784,6 +833,7 @@ async fn run_call(
     let offer = tx.original.body.clone();
     let media_config = mailbox.config().media.clone();
     let Some(srtp_offer) = srtp_offer(&shared) else {
+        telemetry::rejected("internal");
         send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: "no random key for SRTP".into() }).await;
         return;
     };
@@ -796,6 +846,7 @@ async fn run_call(
             Ok(n) => n,
             Err(e) => {
                 let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
+                telemetry::invite_refused(status);
                 send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
                 return;
             }
@@ -808,6 +859,7 @@ async fn run_call(
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "cannot create the dialog");
+            telemetry::rejected("internal");
             send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
             return;
         }
@@ -823,11 +875,13 @@ async fn run_call(
     setup.caller_name = parties.caller_name.clone();
     setup.called = parties.called.clone();
     setup.diverted_from = diverted_from;
+    setup.greeting = greeting;
     let starting = mailbox.clone();
     let started = tokio::task::spawn_blocking(move || starting.start_call(setup, Instant::now())).await;
     let (call, lease) = match started {
         Ok(Ok(StartedCall { call, lease })) => (call, lease),
         Ok(Err(e)) => {
+            telemetry::rejected(if e.is_full() { "spool_full" } else { "internal" });
             let reply = if e.is_full() {
                 if let Some(suppressed) = shared.log_limit.allow("spool-full", Instant::now()) {
                     tracing::warn!(caller = %parties.caller, %source, error = %e, suppressed, "the spool is full: call refused with 503");
@@ -843,6 +897,7 @@ async fn run_call(
         }
         Err(e) => {
             tracing::error!(caller = %parties.caller, %source, error = %e, "starting the call failed");
+            telemetry::rejected("internal");
             shared.dialogs.remove_dialog(&dialog_id);
             send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
             return;
@@ -863,7 +918,7 @@ async fn run_call(
     let srtp_session = match srtp_keys.as_ref().map(SrtpSession::new).transpose() {
         Ok(session) => session,
         Err(e) => {
-            // libsrtp takes every key of the right length: this is not expected.
+            // Keys of the right length are always taken: this is not expected.
             tracing::error!(%id, error = %e, "srtp");
             None
         }
@@ -874,6 +929,7 @@ async fn run_call(
         negotiated.remote_rtp,
         may_send(&negotiated),
         command_rx,
+        notifier,
         srtp_session,
     ));
     let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false, bye: false };
@@ -936,6 +992,7 @@ async fn run_call(
         if let Some(suppressed) = shared.log_limit.allow("no-ack", Instant::now()) {
             tracing::warn!(%id, caller = %new_call.parties.caller, %source, suppressed, "the 200 OK was never ACKed: call dropped without a message");
         }
+        counted.set("not_acked");
         discard_call(&mailbox, lease).await;
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -946,9 +1003,17 @@ async fn run_call(
         });
         return;
     }
+    if let Some(meta) = &meta {
+        telemetry::rtp(&meta.media);
+    }
     match meta {
-        Some(meta) => finish_call(&mailbox, lease, meta, &source).await,
+        Some(meta) => {
+            // Stored now, or kept by the mailbox and stored by recovery.
+            counted.set("recorded");
+            finish_call(&mailbox, lease, meta, &source).await;
+        }
         None => {
+            counted.set("failed");
             // Letting go of the recording lets recovery store it (end reason `interrupted`).
             drop(lease);
             tracing::error!(%id, "the call ended without a message; recovery will store its recording");
@@ -958,6 +1023,56 @@ async fn run_call(
         end_dialog(&dialog, &id).await;
     }
     shared.dialogs.remove_dialog(&dialog_id);
+}
+
+/// The application's decision on a new call, when hooks are installed: `Err` with the reply
+/// when it rejects the call; else the mailbox and greeting to use and the call's notifier.
+async fn apply_hooks(
+    shared: &Shared,
+    tx: &Transaction,
+    new_call: &NewCall,
+    mailbox: Mailbox,
+    diverted_from: &Option<String>,
+) -> std::result::Result<(Mailbox, Option<String>, Option<CallNotifier>), Reply> {
+    let Some(hooks) = shared.hooks.get() else { return Ok((mailbox, None, None)) };
+    use rsipstack::sip::prelude::HeadersExt as _;
+    let call_id = tx.original.call_id_header().map(|h| h.value().to_owned()).unwrap_or_default();
+    let parties = &new_call.parties;
+    let call = IncomingCall {
+        call_id: call_id.clone(),
+        caller: parties.caller.clone(),
+        caller_name: parties.caller_name.clone(),
+        called: parties.called.clone(),
+        diverted_from: diverted_from.clone(),
+        mailbox: mailbox.config().mailbox.clone(),
+        source: source_of(tx),
+    };
+    let accept = match hooks.decide(call).await {
+        CallDecision::Reject(status) => {
+            tracing::info!(%call_id, caller = %parties.caller, status = status.code(), "call rejected by the on_call hook");
+            return Err(Reply {
+                status: status.code(),
+                extra: ReplyExtra::None,
+                why: "rejected by the application".into(),
+            });
+        }
+        CallDecision::Accept(accept) => accept,
+    };
+    let mut mailbox = mailbox;
+    if let Some(name) = &accept.mailbox {
+        match shared.mailboxes.get(name) {
+            Some(chosen) => mailbox = chosen.clone(),
+            None => tracing::warn!(%call_id, mailbox = %name, "the on_call hook chose an unknown mailbox: ignored"),
+        }
+    }
+    let greeting = accept.greeting.filter(|name| {
+        let known = mailbox.config().greetings.contains_key(name);
+        if !known {
+            tracing::warn!(%call_id, greeting = %name, "the on_call hook chose a greeting the mailbox does not have: ignored");
+        }
+        known
+    });
+    Ok((mailbox, greeting, Some(CallNotifier::new(call_id, hooks.clone()))))
 }
 
 /// Ends the dialog from our side: BYE once answered (bounded by [`BYE_TIMEOUT`]), else a 480.

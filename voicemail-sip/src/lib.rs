@@ -22,6 +22,10 @@
 //! - [`tls`]: SIP over TLS (`[sip] tls_listen`, certificates, trusted CAs).
 //! - [`media`]: the RTP port pool and the per-call task that drives the core call.
 //! - [`config`]: the `[sip]` table of the mailbox's TOML file.
+//! - [`telemetry`]: operational metrics (calls, rejections, responses, RTP) through the
+//!   `metrics` facade, a no-op until the application installs a recorder.
+//! - [`hooks`]: the application's per-call decision (answer, reject with a status, another
+//!   mailbox or greeting) and notices of each call's state changes and DTMF keys.
 //! - [`mwi`]: message-waiting indication (the lamp on a manager's phone): SUBSCRIBE to
 //!   `message-summary` (RFC 3842, RFC 6665) and unsolicited NOTIFY, when `[sip.mwi]` is set.
 //!
@@ -56,12 +60,14 @@ pub mod config;
 pub mod divert;
 mod endpoint;
 pub mod error;
+pub mod hooks;
 mod limit;
 pub mod media;
 pub mod mwi;
 pub mod register;
 pub mod sdp;
 pub mod srtp;
+pub mod telemetry;
 pub mod tls;
 
 pub use config::{AddrRule, SipConfig, SipConfigError};

@@ -32,6 +32,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use voicemail_core::{Call, CallState, CodecChange, DtmfDigit, Event, Input, MessageMeta, Output};
 
+use crate::hooks::CallNotifier;
 use crate::srtp::{SRTP_TRAILER_ROOM, SrtpKeys, SrtpSession};
 
 /// The largest datagram the task accepts (larger ones are truncated, and then malformed).
@@ -124,15 +125,16 @@ pub struct MediaOutcome {
 }
 
 /// Drives `call` until it ends. `remote` is the SDP's RTP address, `send` whether the
-/// offer lets us send.
+/// offer lets us send; `notifier` hears the call's state changes and DTMF keys.
 pub async fn run(
     call: Call,
     socket: UdpSocket,
     remote: Option<SocketAddr>,
     send: bool,
     commands: mpsc::Receiver<MediaCommand>,
+    notifier: Option<CallNotifier>,
 ) -> MediaOutcome {
-    run_secure(call, socket, remote, send, commands, None).await
+    run_secure(call, socket, remote, send, commands, notifier, None).await
 }
 
 /// [`run`], with SRTP when `srtp` is given: what is sent is protected, what arrives must
@@ -143,6 +145,7 @@ pub async fn run_secure(
     mut remote: Option<SocketAddr>,
     mut send: bool,
     mut commands: mpsc::Receiver<MediaCommand>,
+    notifier: Option<CallNotifier>,
     mut srtp: Option<SrtpSession>,
 ) -> MediaOutcome {
     // With SRTP the packets are (un)protected in place: room for the tag, reused buffers.
@@ -186,7 +189,11 @@ pub async fn run_secure(
                     }
                 }
                 Output::Event(Event::MessageRecorded(m)) => meta = Some(*m),
-                Output::Event(_) => {}
+                Output::Event(event) => {
+                    if let Some(n) = &notifier {
+                        n.event(&event);
+                    }
+                }
                 Output::Timeout(at) => break at,
             }
         };

@@ -35,7 +35,7 @@
 //! with it; at the switch, the recording follows the wall clock rather than the RTP
 //! timestamps, which a sender may restart.
 
-mod resample;
+pub mod resample;
 
 use std::collections::VecDeque;
 use std::sync::OnceLock;

@@ -12,6 +12,9 @@
 //!
 //! [`Resampled`] wraps a codec's [`Decoder`] so that it yields audio at the recording's rate.
 //! Opus never needs it (libopus decodes at any of these rates).
+//!
+//! [`Resampler`] is public for front-ends that exchange PCM with a call at another rate than
+//! its codec's (the Python bindings' `Call.feed_pcm` and `Call.drain_pcm`).
 
 use crate::codec::Decoder;
 
@@ -20,7 +23,7 @@ const TAPS_PER_PHASE: usize = 16;
 
 /// A streaming sample-rate converter by the rational factor `up / down`.
 #[derive(Debug, Clone)]
-pub(crate) struct Resampler {
+pub struct Resampler {
     up: u64,
     down: u64,
     /// `phases[p][j]`: the filter tap `p + j * up`, scaled by `up`.
@@ -40,7 +43,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 impl Resampler {
     /// A converter from `from_hz` to `to_hz` (both positive).
-    pub(crate) fn new(from_hz: u32, to_hz: u32) -> Self {
+    pub fn new(from_hz: u32, to_hz: u32) -> Self {
         let (from, to) = (u64::from(from_hz.max(1)), u64::from(to_hz.max(1)));
         let g = gcd(from, to);
         let (up, down) = (to / g, from / g);
@@ -80,7 +83,7 @@ impl Resampler {
     }
 
     /// Appends the resampled `input` to `out`.
-    pub(crate) fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
+    pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
         out.reserve((input.len() as u64 * self.up / self.down) as usize + 1);
         for &sample in input {
             self.newest = (self.newest + 1) % TAPS_PER_PHASE;

@@ -7,7 +7,8 @@
 //! Dovecot add when they move or index a message), and a retry after a crash acknowledges the
 //! copy it finds instead of storing a second one. The write itself follows the Maildir
 //! protocol like `store_new`: write into `tmp/`, `fsync` the file, `rename` into `new/`, and
-//! then also `fsync` the `new/` directory so the rename survives a power loss. The `maildir`
+//! then also `fsync` the `new/` directory so the rename survives a power loss (once for a
+//! batch of messages when the mailbox delivers several: [`Target::sync`]). The `maildir`
 //! crate creates the root's and the folder's `tmp/new/cur` directories.
 
 use std::fs;
@@ -93,6 +94,14 @@ impl Target for MaildirTarget {
     }
 
     fn deliver(&self, email: &OutgoingEmail) -> Result<Ack, DeliveryError> {
+        let ack = self.deliver_unsynced(email)?;
+        self.sync()?;
+        Ok(ack)
+    }
+
+    /// Stores the message like [`Target::deliver`] but leaves the `fsync` of `new/`, which
+    /// makes the rename durable, to [`Target::sync`]: one for a batch of messages.
+    fn deliver_unsynced(&self, email: &OutgoingEmail) -> Result<Ack, DeliveryError> {
         self.check_folder_name()?;
         let dir = self.folder_path();
         if !dir.join("new").is_dir() {
@@ -115,7 +124,11 @@ impl Target for MaildirTarget {
             f.sync_all().map_err(io_err(&tmp))?;
         }
         fs::rename(&tmp, &new).map_err(io_err(&new))?;
-        sync_dir(&dir.join("new"))?;
         Ok(Ack { detail: format!("stored as {}", new.display()), already_present: false })
+    }
+
+    fn sync(&self) -> Result<(), DeliveryError> {
+        let new = self.folder_path().join("new");
+        if new.is_dir() { sync_dir(&new) } else { Ok(()) }
     }
 }

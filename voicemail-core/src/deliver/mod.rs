@@ -474,6 +474,20 @@ pub trait Target {
     fn key(&self) -> String;
     /// Deliver one message.
     fn deliver(&self, email: &OutgoingEmail) -> Result<Ack, DeliveryError>;
+
+    /// Deliver one message, possibly leaving the last step that makes it survive a power loss
+    /// (one that several messages can share, like a directory `fsync`) to [`Target::sync`].
+    /// The mailbox delivers a batch this way and calls `sync` before it records any of the
+    /// batch as delivered. The default is [`Target::deliver`].
+    fn deliver_unsynced(&self, email: &OutgoingEmail) -> Result<Ack, DeliveryError> {
+        self.deliver(email)
+    }
+
+    /// Makes durable what [`Target::deliver_unsynced`] stored before. The default has nothing
+    /// to do.
+    fn sync(&self) -> Result<(), DeliveryError> {
+        Ok(())
+    }
 }
 
 /// Whether an I/O error is a socket timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO` expired, which Linux

@@ -243,6 +243,17 @@ pub enum Attempt {
     Rejected(String),
 }
 
+/// How one claimed delivery's attempt ended: what [`Store::attempted_all`] records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The message.
+    pub id: MessageId,
+    /// The reminder step, or `None` for the message's own e-mail.
+    pub reminder: Option<ReminderStep>,
+    /// How the attempt ended.
+    pub attempt: Attempt,
+}
+
 /// A message of an older JSON spool, for [`Store::import`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
@@ -345,12 +356,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// [`Store::attempted`] for several claimed deliveries to `target` at once, in one
+    /// transaction (one synced commit for a batch of attempts).
+    fn attempted_all(&self, target: &str, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
+        outcomes.iter().try_for_each(|o| self.attempted(&o.id, target, o.reminder, &o.attempt, now))
+    }
+
     /// Queues rejected (and failing) deliveries of `id` again, due at `now`, all targets or one,
     /// except one that is leased (being attempted); `by` is recorded in the history.
     fn retry(&self, id: &MessageId, target: Option<&str>, by: &str, now: Timestamp) -> Result<usize, StoreError>;
 
     /// The earliest time a pending or failing delivery to `target` is due.
     fn next_due(&self, target: &str) -> Result<Option<Timestamp>, StoreError>;
+
+    /// How many deliveries to `target` wait (pending or failing) of messages stored.
+    fn queue_depth(&self, target: &str) -> Result<u64, StoreError>;
 
     /// Every delivery of every message not deleted, by message id.
     fn deliveries(&self) -> Result<Vec<Delivery>, StoreError>;

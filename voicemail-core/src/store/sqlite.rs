@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::{
     Attempt, Claim, Delivery, DeliveryState, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery, NewReminder,
-    Store, StoreError, StoredMessage,
+    Outcome, Store, StoreError, StoredMessage,
 };
 use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
@@ -322,6 +322,50 @@ fn deliveries_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<Delivery>, StoreE
         out.push(d);
     }
     Ok(out)
+}
+
+/// Records one attempt's outcome in `tx` and releases its lease.
+fn record_attempt(
+    tx: &Transaction<'_>,
+    id: &MessageId,
+    target: &str,
+    reminder: Option<ReminderStep>,
+    attempt: &Attempt,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    const DONE: &str = "last_attempt_ms = ?3, lease_owner = NULL, lease_until_ms = NULL
+                            WHERE message_id = ?1 AND target = ?2 AND step = ?4";
+    let fail = db_error("recording a delivery attempt");
+    let step = step_key(reminder);
+    let key = (id.as_str(), target, ms(now), step.as_str());
+    let event = match attempt {
+        Attempt::Delivered(ack) => {
+            let sql = format!("UPDATE deliveries SET state = 'delivered', delivered_ms = ?3, ack = ?5, {DONE}");
+            tx.execute(&sql, params![key.0, key.1, key.2, key.3, ack]).map_err(&fail)?;
+            Some(match reminder {
+                Some(step) => Event::ReminderSent { step, detail: ack.clone() },
+                None => Event::Delivered { target: target.to_owned(), detail: ack.clone() },
+            })
+        }
+        Attempt::Failed { error, retry_at } => {
+            let sql = format!("UPDATE deliveries SET attempts = attempts + 1, last_error = ?5, next_ms = ?6, {DONE}");
+            tx.execute(&sql, params![key.0, key.1, key.2, key.3, error, ms(*retry_at)]).map_err(&fail)?;
+            None
+        }
+        Attempt::Rejected(error) => {
+            let sql =
+                format!("UPDATE deliveries SET state = 'rejected', attempts = attempts + 1, last_error = ?5, {DONE}");
+            tx.execute(&sql, params![key.0, key.1, key.2, key.3, error]).map_err(&fail)?;
+            Some(match reminder {
+                Some(step) => Event::ReminderRejected { step, error: error.clone() },
+                None => Event::Rejected { target: target.to_owned(), error: error.clone() },
+            })
+        }
+    };
+    match event {
+        Some(event) => add_history(tx, id.as_str(), &HistoryEntry { at: now, by: "delivery".to_owned(), event }),
+        None => Ok(()),
+    }
 }
 
 fn history_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -645,44 +689,15 @@ impl Store for SqliteStore {
         attempt: &Attempt,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        const DONE: &str = "last_attempt_ms = ?3, lease_owner = NULL, lease_until_ms = NULL
-                            WHERE message_id = ?1 AND target = ?2 AND step = ?4";
-        let fail = db_error("recording a delivery attempt");
-        let step = step_key(reminder);
-        self.write("recording a delivery attempt", |tx| {
-            let key = (id.as_str(), target, ms(now), step.as_str());
-            let event = match attempt {
-                Attempt::Delivered(ack) => {
-                    let sql = format!("UPDATE deliveries SET state = 'delivered', delivered_ms = ?3, ack = ?5, {DONE}");
-                    tx.execute(&sql, params![key.0, key.1, key.2, key.3, ack]).map_err(&fail)?;
-                    Some(match reminder {
-                        Some(step) => Event::ReminderSent { step, detail: ack.clone() },
-                        None => Event::Delivered { target: target.to_owned(), detail: ack.clone() },
-                    })
-                }
-                Attempt::Failed { error, retry_at } => {
-                    let sql =
-                        format!("UPDATE deliveries SET attempts = attempts + 1, last_error = ?5, next_ms = ?6, {DONE}");
-                    tx.execute(&sql, params![key.0, key.1, key.2, key.3, error, ms(*retry_at)]).map_err(&fail)?;
-                    None
-                }
-                Attempt::Rejected(error) => {
-                    let sql = format!(
-                        "UPDATE deliveries SET state = 'rejected', attempts = attempts + 1, last_error = ?5, {DONE}"
-                    );
-                    tx.execute(&sql, params![key.0, key.1, key.2, key.3, error]).map_err(&fail)?;
-                    Some(match reminder {
-                        Some(step) => Event::ReminderRejected { step, error: error.clone() },
-                        None => Event::Rejected { target: target.to_owned(), error: error.clone() },
-                    })
-                }
-            };
-            match event {
-                Some(event) => {
-                    add_history(tx, id.as_str(), &HistoryEntry { at: now, by: "delivery".to_owned(), event })
-                }
-                None => Ok(()),
-            }
+        self.write("recording a delivery attempt", |tx| record_attempt(tx, id, target, reminder, attempt, now))
+    }
+
+    fn attempted_all(&self, target: &str, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.write("recording delivery attempts", |tx| {
+            outcomes.iter().try_for_each(|o| record_attempt(tx, &o.id, target, o.reminder, &o.attempt, now))
         })
     }
 
@@ -729,6 +744,20 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error("reading the outbox"))?;
             Ok(next.map(ts))
+        })
+    }
+
+    fn queue_depth(&self, target: &str) -> Result<u64, StoreError> {
+        self.read("reading the outbox", |tx| {
+            let n: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM deliveries d JOIN messages m ON m.id = d.message_id
+                     WHERE d.target = ?1 AND d.state = 'pending' AND m.lifecycle = 'stored'",
+                    [target],
+                    |r| r.get(0),
+                )
+                .map_err(db_error("reading the outbox"))?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
     }
 

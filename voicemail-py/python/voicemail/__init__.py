@@ -7,10 +7,12 @@
 - :class:`Call` — the sans-IO call engine for integrators with their own SIP/RTP stack
   (made by ``Mailbox.start_call``): feed ``answered``/``rtp``/``dtmf``/``hangup``/``tick``
   with ``time.monotonic()`` seconds, drain ``poll_output()`` (``SendRtp``, ``Timeout``,
-  ``StateChanged``, ``DtmfReceived``, ``MessageRecorded``).
+  ``StateChanged``, ``DtmfReceived``, ``MessageRecorded``); or, for a media stack that
+  decodes (WebRTC), ``feed_pcm``/``drain_pcm`` (``SendPcm``) with 16-bit PCM at 8-48 kHz.
 - :class:`SipEndpoint` — the complete SIP answering machine on a mailbox; blocking ``run()``
   or asyncio (``async with endpoint: async for message in endpoint.messages(): ...``);
-  stops gracefully on Ctrl-C and SIGTERM.
+  stops gracefully on Ctrl-C and SIGTERM. Per-call hooks: ``on_call`` (:class:`Accept`,
+  :class:`Reject`), ``on_dtmf``, ``on_state``, plain functions or coroutines.
 - :class:`Config` (TOML), :class:`Prompt`.
 
 Rust's logs go to Python's :mod:`logging` under the ``voicemail`` logger
@@ -23,10 +25,11 @@ name) are ``ValueError``; I/O failures are builtin ``OSError`` subclasses.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Literal, Union
 
 from voicemail._endpoint import SipEndpoint
 from voicemail._voicemail import (
+    Accept,
     Call,
     CallError,
     Client,
@@ -39,6 +42,7 @@ from voicemail._voicemail import (
     GreetingChoice,
     GreetingError,
     HistoryEntry,
+    IncomingCall,
     InvalidTransitionError,
     Mailbox,
     MailboxError,
@@ -50,6 +54,8 @@ from voicemail._voicemail import (
     NotCalledBackError,
     Prompt,
     RecordingError,
+    Reject,
+    SendPcm,
     SendRtp,
     SipError,
     SpoolFullError,
@@ -67,8 +73,13 @@ from voicemail._voicemail import (
 Event = Union[StateChanged, DtmfReceived, MessageRecorded]
 #: Anything ``Call.poll_output()`` returns.
 Output = Union[SendRtp, Timeout, StateChanged, DtmfReceived, MessageRecorded]
+#: The sample rates ``Call.feed_pcm`` and ``Call.drain_pcm`` take, in Hz.
+PcmRate = Literal[8000, 16000, 24000, 32000, 48000]
+#: Anything ``Call.drain_pcm(rate)`` returns.
+PcmOutput = Union[SendPcm, Timeout, StateChanged, DtmfReceived, MessageRecorded]
 
 __all__ = [
+    "Accept",
     "Call",
     "CallError",
     "Client",
@@ -82,6 +93,7 @@ __all__ = [
     "GreetingChoice",
     "GreetingError",
     "HistoryEntry",
+    "IncomingCall",
     "InvalidTransitionError",
     "Mailbox",
     "MailboxError",
@@ -92,8 +104,12 @@ __all__ = [
     "MessageStatus",
     "NotCalledBackError",
     "Output",
+    "PcmOutput",
+    "PcmRate",
     "Prompt",
     "RecordingError",
+    "Reject",
+    "SendPcm",
     "SendRtp",
     "SipEndpoint",
     "SipError",

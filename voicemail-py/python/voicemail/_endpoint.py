@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
 import signal
 import threading
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import AsyncIterator, Callable, Dict, Optional, Tuple, Type
+from typing import Any, AsyncIterator, Callable, Dict, Optional, Tuple, Type, Union
 
 from voicemail import _voicemail
-from voicemail._voicemail import Config, Mailbox, Message
+from voicemail._voicemail import Accept, Config, IncomingCall, Mailbox, Message, Reject
+
+#: What ``on_call`` may return (or a coroutine ``on_call`` may return when awaited).
+CallDecision = Union[Accept, Reject, None]
 
 __all__ = ["SipEndpoint"]
 
@@ -77,6 +82,68 @@ class _Dispatcher:
         if loop is not None and queue is not None:
             _post(loop, lambda: queue.put_nowait(None))
 
+    @property
+    def loop(self) -> Optional[asyncio.AbstractEventLoop]:
+        """The event loop of ``start()``, if the endpoint was started with it."""
+        with self._lock:
+            return self._loop
+
+
+class _Hooks:
+    """The per-call callbacks as the native endpoint calls them (on its own threads): plain
+    functions run there; a coroutine they return runs on the loop of ``start()`` (or, for an
+    endpoint that serves with ``run()``, on a loop of its own in that thread)."""
+
+    def __init__(self, dispatcher: _Dispatcher, decision_timeout: float) -> None:
+        self._dispatcher = dispatcher
+        self._timeout = decision_timeout
+
+    def _run(self, result: Any, wait: bool) -> Any:
+        if not inspect.isawaitable(result):
+            return result
+        loop = self._dispatcher.loop
+        if loop is None or loop.is_closed():
+
+            async def wrapped() -> Any:
+                return await result
+
+            return asyncio.run(wrapped())
+        if not wait:
+            # A notice: nobody waits for it; a failure goes to the loop's exception handler.
+            asyncio.run_coroutine_threadsafe(_reported(result), loop)
+            return None
+        future = asyncio.run_coroutine_threadsafe(_awaited(result), loop)
+        try:
+            # A little longer than the endpoint waits: by then the answer no longer matters.
+            return future.result(timeout=self._timeout + 1.0)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    def call(self, on_call: Callable[[IncomingCall], Any]) -> Callable[[IncomingCall], CallDecision]:
+        def decide(call: IncomingCall) -> CallDecision:
+            decision: CallDecision = self._run(on_call(call), wait=True)
+            return decision
+
+        return decide
+
+    def notice(self, callback: Callable[[str, str], Any]) -> Callable[[str, str], None]:
+        def notify(call_id: str, value: str) -> None:
+            self._run(callback(call_id, value), wait=False)
+
+        return notify
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def _reported(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as e:  # reported like any failed callback of the loop
+        asyncio.get_running_loop().call_exception_handler({"message": "a voicemail call hook failed", "exception": e})
+
 
 class SipEndpoint:
     """The SIP answering machine of a mailbox: answers every call, plays the greeting the
@@ -106,6 +173,24 @@ class SipEndpoint:
       them with ``mailbox.deliver()``/``mailbox.recover()``, or from another process).
     - ``listen``: ``"IP:PORT"`` overriding ``[sip] listen`` (port 0 picks a free port; see
       :attr:`local_addr`).
+    - ``on_call(call)``: decides each incoming call (an :class:`voicemail.IncomingCall`: its
+      ``call_id``, ``caller``, ``called``, the ``mailbox`` the endpoint chose, ...) after the
+      endpoint's own checks: return :class:`voicemail.Accept` (optionally with another
+      configured ``mailbox`` and/or ``greeting``), :class:`voicemail.Reject` (a final status
+      from 400 to 699: ``Reject(486)`` is Busy Here; the call leaves no message) or ``None``
+      (accept as usual). A decision that does not come within ``decision_timeout`` seconds
+      (default 3), an exception or a wrong return type (both go to ``sys.unraisablehook``)
+      leaves the call to the default behaviour, logged.
+    - ``on_dtmf(call_id, digit)`` and ``on_state(call_id, state)``: each key the caller
+      presses, and each state the call enters (``"answered"``, ``"greeting"``, ``"beep"``,
+      ``"recording"``, ``"ended"``), in order, named by the SIP ``Call-ID`` that ``on_call``
+      saw. They are notices: queued (1024 at most; more are dropped and counted in
+      :attr:`dropped_notices`) and called on a thread of their own, so a slow callback never
+      holds the media back.
+
+    Each hook may be a plain function (called on a worker thread, with the GIL only for the
+    call) or a coroutine function: its coroutine runs on the event loop of :meth:`start`
+    (``async with``), or on a loop of its own in the worker thread under :meth:`run`.
 
     The SIP sockets are bound at construction. Blocking use::
 
@@ -140,11 +225,31 @@ class SipEndpoint:
         on_message: Optional[Callable[[Message], object]] = None,
         deliver: bool = True,
         listen: Optional[str] = None,
+        on_call: Optional[Callable[[IncomingCall], Any]] = None,
+        on_dtmf: Optional[Callable[[str, str], Any]] = None,
+        on_state: Optional[Callable[[str, str], Any]] = None,
+        decision_timeout: float = 3.0,
     ) -> None:
-        if on_message is not None and not callable(on_message):
-            raise TypeError("on_message must be callable")
+        for name, callback in (
+            ("on_message", on_message),
+            ("on_call", on_call),
+            ("on_dtmf", on_dtmf),
+            ("on_state", on_state),
+        ):
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{name} must be callable")
         self._dispatcher = _Dispatcher(on_message)
-        self._native = _voicemail.SipEndpoint(config, on_message=self._dispatcher, deliver=deliver, listen=listen)
+        hooks = _Hooks(self._dispatcher, decision_timeout)
+        self._native = _voicemail.SipEndpoint(
+            config,
+            on_message=self._dispatcher,
+            deliver=deliver,
+            listen=listen,
+            on_call=None if on_call is None else hooks.call(on_call),
+            on_dtmf=None if on_dtmf is None else hooks.notice(on_dtmf),
+            on_state=None if on_state is None else hooks.notice(on_state),
+            decision_timeout=decision_timeout,
+        )
         self._done: Optional[asyncio.Future[None]] = None
         self._queue: Optional[asyncio.Queue[Optional[Message]]] = None
         self._thread: Optional[threading.Thread] = None
@@ -174,6 +279,11 @@ class SipEndpoint:
     def active_calls(self) -> int:
         """Calls in progress."""
         return self._native.active_calls
+
+    @property
+    def dropped_notices(self) -> int:
+        """Notices (``on_dtmf``, ``on_state``) dropped because the callbacks were too slow."""
+        return self._native.dropped_notices
 
     @property
     def running(self) -> bool:

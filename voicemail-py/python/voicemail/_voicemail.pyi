@@ -14,8 +14,11 @@ _EndReason = Literal[
     "hang-up", "finish-key", "max-length", "silence-timeout", "media-timeout", "recording-failed", "interrupted"
 ]
 _Output = SendRtp | Timeout | StateChanged | DtmfReceived | MessageRecorded
+_PcmOutput = SendPcm | Timeout | StateChanged | DtmfReceived | MessageRecorded
+_PcmRate = Literal[8000, 16000, 24000, 32000, 48000]
 
 __all__ = [
+    "Accept",
     "Call",
     "CallError",
     "Client",
@@ -28,6 +31,7 @@ __all__ = [
     "GreetingChoice",
     "GreetingError",
     "HistoryEntry",
+    "IncomingCall",
     "InvalidTransitionError",
     "Mailbox",
     "MailboxError",
@@ -39,6 +43,8 @@ __all__ = [
     "NotCalledBackError",
     "Prompt",
     "RecordingError",
+    "Reject",
+    "SendPcm",
     "SendRtp",
     "SipEndpoint",
     "SipError",
@@ -187,6 +193,17 @@ class SendRtp:
     def __len__(self) -> int: ...
 
 @final
+class SendPcm:
+    __match_args__: ClassVar[tuple[Literal["pcm"], Literal["rate"]]]
+    def __new__(cls, pcm: bytes, rate: int) -> SendPcm: ...
+    @property
+    def pcm(self) -> bytes: ...
+    @property
+    def rate(self) -> int: ...
+    @property
+    def samples(self) -> int: ...
+
+@final
 class Timeout:
     __match_args__: ClassVar[tuple[Literal["at"]]]
     def __new__(cls, at: float) -> Timeout: ...
@@ -227,6 +244,8 @@ class Call:
     def poll_output(self) -> _Output: ...
     def drain(self) -> list[_Output]: ...
     def rtp_batch(self, packets: Sequence[tuple[float, bytes]], /) -> list[_Output]: ...
+    def feed_pcm(self, now: float, pcm: bytes, rate: _PcmRate, /) -> None: ...
+    def drain_pcm(self, rate: _PcmRate, /) -> list[_PcmOutput]: ...
     @property
     def id(self) -> str: ...
     @property
@@ -427,6 +446,10 @@ class SipEndpoint:
         on_message: Callable[[Message], object] | None = None,
         deliver: bool = True,
         listen: str | None = None,
+        on_call: Callable[[IncomingCall], Accept | Reject | None] | None = None,
+        on_dtmf: Callable[[str, str], object] | None = None,
+        on_state: Callable[[str, _State], object] | None = None,
+        decision_timeout: float = 3.0,
     ) -> SipEndpoint: ...
     @property
     def local_addr(self) -> tuple[str, int]: ...
@@ -439,6 +462,39 @@ class SipEndpoint:
     @property
     def active_calls(self) -> int: ...
     @property
+    def dropped_notices(self) -> int: ...
+    @property
     def running(self) -> bool: ...
     def run(self) -> None: ...
     def shutdown(self) -> None: ...
+
+@final
+class IncomingCall:
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def caller(self) -> str: ...
+    @property
+    def caller_name(self) -> str | None: ...
+    @property
+    def called(self) -> str: ...
+    @property
+    def diverted_from(self) -> str | None: ...
+    @property
+    def mailbox(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+
+@final
+class Accept:
+    def __new__(cls, *, mailbox: str | None = None, greeting: str | None = None) -> Accept: ...
+    @property
+    def mailbox(self) -> str | None: ...
+    @property
+    def greeting(self) -> str | None: ...
+
+@final
+class Reject:
+    def __new__(cls, status: int = 486) -> Reject: ...
+    @property
+    def status(self) -> int: ...
