@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
     check(&classify_bytes(data, source, &Policy::permissive()));
     let rules = [AddrRule { addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0)), prefix: 24 }];
-    let strict = Policy { accepting: true, allow_from: &rules, active_calls: 3, max_calls: 3 };
+    let strict = Policy { accepting: true, allow_from: &rules, active_calls: 3, max_calls: 3, ..Policy::permissive() };
     check(&classify_bytes(data, source, &strict));
     if let Ok(rsipstack::sip::SipMessage::Request(req)) = rsipstack::sip::SipMessage::try_from(data) {
         check(&classify_request(&req, source, true, &Policy::permissive()));

@@ -26,6 +26,7 @@ fn command_output(cmd: &str, arg: &str) -> String {
 pub struct Dovecot {
     process: Option<ChildGuard>,
     port: u16,
+    imaps_port: Option<u16>,
     maildir: PathBuf,
     log: PathBuf,
 }
@@ -35,8 +36,22 @@ impl Dovecot {
     /// (for example `imap_capability = IMAP4rev1 UIDPLUS` to hide IDLE and CONDSTORE); `None`
     /// after [`missing`](crate::missing) when Dovecot is not installed.
     pub fn start(dir: &Path, settings: &str) -> Option<Dovecot> {
+        Self::start_with_tls(dir, settings, None)
+    }
+
+    /// [`Dovecot::start`]; with `tls`, the server presents that certificate (its chain file),
+    /// refuses LOGIN before STARTTLS (`ssl = required`) and listens for implicit TLS too
+    /// ([`Dovecot::imaps_port`]).
+    pub fn start_with_tls(dir: &Path, settings: &str, tls: Option<&crate::IssuedCert>) -> Option<Dovecot> {
         let binary = tool("dovecot", "dovecot-imapd")?;
         let port = free_port();
+        let imaps_port = tls.map(|_| free_port());
+        let ssl = match tls {
+            None => "ssl = no".to_owned(),
+            Some(cert) => {
+                format!("ssl = required\nssl_cert = <{}\nssl_key = <{}", cert.chain.display(), cert.key.display())
+            }
+        };
         let home = dir.join("home").join(DOVECOT_USER);
         std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{}: {e}", home.display()));
         // Dovecot refuses mail access as root: as root the mail user is nobody/nogroup and owns
@@ -70,7 +85,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 instance_name = voicemail-test-{port}
 log_path = {log}
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
@@ -89,12 +104,14 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
   }}
 }}
 ",
             log = log.display(),
             passwd = passwd.display(),
+            imaps = imaps_port.unwrap_or(0),
         );
         let conf_path = dir.join("dovecot.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -106,12 +123,21 @@ service imap-login {{
         let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
         assert!(process.exited().is_none(), "dovecot exited while starting:\n{}", log_text());
         assert!(up, "dovecot did not listen on 127.0.0.1:{port} within 20 s:\n{}", log_text());
-        Some(Dovecot { process: Some(process), port, maildir: home.join("Maildir"), log })
+        if let Some(imaps) = imaps_port {
+            let up = wait_for_port(imaps, Duration::from_secs(20));
+            assert!(up, "dovecot did not listen for IMAPS on 127.0.0.1:{imaps} within 20 s:\n{}", log_text());
+        }
+        Some(Dovecot { process: Some(process), port, imaps_port, maildir: home.join("Maildir"), log })
     }
 
     /// The IMAP port (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The IMAPS (implicit TLS) port (127.0.0.1), when started with a certificate.
+    pub fn imaps_port(&self) -> Option<u16> {
+        self.imaps_port
     }
 
     /// The user's Maildir (folder `X` is `<maildir>/.X`).

@@ -13,6 +13,7 @@
 //!   [`maildir_messages`]; [`Dovecot`] (an IMAP server of its own in a directory) and
 //!   [`ImapClient`] (a test-side IMAP session).
 //! - Audio: [`write_wav`], [`read_wav`], [`wav_duration_ms`].
+//! - TLS: [`TestCa`], a CA made at test time, and the server certificates it issues.
 //!
 //! Every helper panics with a clear message when something it needs fails: it is for tests.
 #![forbid(unsafe_code)]
@@ -285,5 +286,71 @@ mod tests {
         );
         let port = free_port();
         assert!(!wait_for_port(port, Duration::from_millis(50)));
+    }
+}
+
+/// A certificate authority made at test time (rcgen, ECDSA P-256), whose certificates servers
+/// under test present and clients trust through [`TestCa::ca_file`]. Everything is written as
+/// PEM into a directory of the caller's.
+pub struct TestCa {
+    dir: PathBuf,
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").field("dir", &self.dir).finish()
+    }
+}
+
+/// A certificate issued by a [`TestCa`]: the PEM files of the certificate and its key.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    /// The certificate (PEM), leaf only.
+    pub cert: PathBuf,
+    /// The certificate followed by the CA's (PEM), for servers that want the chain.
+    pub chain: PathBuf,
+    /// The private key (PEM, PKCS#8).
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA; its certificate is written to `dir/ca.pem`.
+    pub fn new(dir: &Path) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "voicemail test CA");
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate");
+        std::fs::create_dir_all(dir).expect("CA directory");
+        std::fs::write(dir.join("ca.pem"), issuer.pem()).expect("ca.pem");
+        TestCa { dir: dir.to_path_buf(), issuer }
+    }
+
+    /// The CA certificate (PEM): what clients trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A server certificate for `names` (IP addresses become IP SANs, the rest DNS names),
+    /// written to `dir/<file>.crt`, `dir/<file>-chain.crt` and `dir/<file>.key`.
+    pub fn issue(&self, file: &str, names: &[&str]) -> IssuedCert {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names.clone()).expect("certificate parameters");
+        params.distinguished_name.push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.extended_key_usages =
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("certificate");
+        let issued = IssuedCert {
+            cert: self.dir.join(format!("{file}.crt")),
+            chain: self.dir.join(format!("{file}-chain.crt")),
+            key: self.dir.join(format!("{file}.key")),
+        };
+        std::fs::write(&issued.cert, cert.pem()).expect("certificate file");
+        std::fs::write(&issued.chain, format!("{}{}", cert.pem(), self.issuer.pem())).expect("chain file");
+        std::fs::write(&issued.key, key.serialize_pem()).expect("key file");
+        issued
     }
 }

@@ -1328,6 +1328,14 @@ impl RawConfig {
             }
             m.root = resolve(&m.root);
         }
+        if let Some(s) = &mut delivery.smtp {
+            s.ca_file = s.ca_file.as_deref().map(resolve);
+            s.tls_mode().map_err(|e| ConfigError::invalid("delivery.smtp.tls", e.to_string()))?;
+        }
+        if let Some(i) = &mut delivery.imap {
+            i.ca_file = i.ca_file.as_deref().map(resolve);
+            i.tls_mode().map_err(|e| ConfigError::invalid("delivery.imap.tls", e.to_string()))?;
+        }
         if let Some(s) = &delivery.smtp {
             check_host("delivery.smtp.host", &s.host)?;
             check_port("delivery.smtp.port", s.port)?;

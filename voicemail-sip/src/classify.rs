@@ -49,12 +49,20 @@ pub struct Policy<'a> {
     pub active_calls: usize,
     /// The most calls at once; beyond it INVITEs get 486.
     pub max_calls: usize,
+    /// The `[sip] srtp` policy: which offers are acceptable (plain RTP, SRTP with SDES keys).
+    pub srtp: crate::srtp::SrtpMode,
 }
 
 impl Policy<'_> {
     /// A policy that accepts everything (for tests and fuzzing).
     pub fn permissive() -> Policy<'static> {
-        Policy { accepting: true, allow_from: &[], active_calls: 0, max_calls: usize::MAX }
+        Policy {
+            accepting: true,
+            allow_from: &[],
+            active_calls: 0,
+            max_calls: usize::MAX,
+            srtp: crate::srtp::SrtpMode::Optional,
+        }
     }
 }
 
@@ -240,7 +248,10 @@ fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decisi
         return Decision::NewCall(Box::new(NewCall { parties: parties(req, trusted), negotiated: None }));
     }
     let placeholder = LocalMedia { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 40000, session_id: 1, version: 1 };
-    match sdp::negotiate(&req.body, &placeholder) {
+    // The key is a placeholder too: only whether the offer is acceptable matters here.
+    let srtp = sdp::SrtpOffer { mode: policy.srtp, ..sdp::SrtpOffer::OFF };
+    let media = voicemail_core::config::MediaConfig::default();
+    match sdp::negotiate_srtp(&req.body, &placeholder, &media, &srtp).map(|(n, _)| n) {
         Ok(negotiated) => {
             Decision::NewCall(Box::new(NewCall { parties: parties(req, trusted), negotiated: Some(negotiated) }))
         }

@@ -23,6 +23,11 @@
 //! idle_timeout = "300s"            # a TCP connection that sends nothing this long is closed
 //! invite_rate = 10                 # INVITEs per second and source; more get 503 (0: no limit)
 //! invite_burst = 50                # INVITEs one source may send at once before the rate applies
+//! tls_listen = "127.0.0.1:5061"    # SIP over TLS (`sips:`, `;transport=tls`)
+//! tls_certificate = "/etc/voicemail/sip.crt"   # PEM chain, leaf first
+//! tls_private_key = "/etc/voicemail/sip.key"   # PEM, PKCS#8 or PKCS#1
+//! tls_ca_file = "/etc/voicemail/ca.pem"        # CAs trusted for outgoing TLS (default: the system's)
+//! srtp = "optional"                # "off", "optional" or "required" (SDES, RFC 4568)
 //! ack_timeout = "32s"              # a 200 OK not ACKed this long: the call is dropped, no message
 //!
 //! [[sip.accounts]]                 # optional registrations
@@ -33,6 +38,7 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -40,6 +46,7 @@ use serde::Deserialize;
 // The accounts to register and the message-waiting configuration are part of `[sip]`.
 pub use crate::mwi::{Manager, MwiConfig};
 pub use crate::register::Account;
+pub use crate::srtp::SrtpMode;
 
 /// Why the `[sip]` table is not valid. The message names the key (`sip.max_calls`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,6 +180,27 @@ pub struct SipConfig {
     /// Message-waiting indication for managers' phones (`[sip.mwi]`,
     /// [`MwiConfig`]); `None`: SUBSCRIBE gets 405.
     pub mwi: Option<crate::mwi::MwiConfig>,
+    /// SIP over TLS (`tls_listen`, `tls_certificate`, `tls_private_key`); `None`: no TLS
+    /// listener. The connection caps and the idle timeout apply to TLS connections too.
+    pub tls: Option<TlsListen>,
+    /// The CA certificates (PEM) trusted for outgoing TLS connections: registrars, outbound
+    /// proxies, callers' TLS listeners (`tls_ca_file`). `None`: the system's bundle
+    /// (`/etc/ssl/certs/ca-certificates.crt` and the other usual paths).
+    pub tls_ca_file: Option<PathBuf>,
+    /// SRTP with SDES keys (RFC 4568) for calls (`srtp`, default `"optional"`).
+    pub srtp: SrtpMode,
+}
+
+/// The TLS listener of `[sip]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    /// Address and port SIP over TLS listens on (`tls_listen`, like `"0.0.0.0:5061"`). Port 0
+    /// picks a free port.
+    pub addr: SocketAddr,
+    /// The certificate chain, PEM, leaf first (`tls_certificate`).
+    pub certificate: PathBuf,
+    /// The certificate's private key, PEM, PKCS#8 or PKCS#1 (`tls_private_key`).
+    pub private_key: PathBuf,
 }
 
 impl Default for SipConfig {
@@ -193,6 +221,9 @@ impl Default for SipConfig {
             idle_timeout: Duration::from_secs(300),
             invite_rate: 10.0,
             invite_burst: 50,
+            tls: None,
+            tls_ca_file: None,
+            srtp: SrtpMode::Optional,
             ack_timeout: Duration::from_secs(32),
             mwi: None,
         }
@@ -220,6 +251,11 @@ struct RawSip {
     idle_timeout: Option<String>,
     invite_rate: Option<f64>,
     invite_burst: Option<i64>,
+    tls_listen: Option<String>,
+    tls_certificate: Option<String>,
+    tls_private_key: Option<String>,
+    tls_ca_file: Option<String>,
+    srtp: Option<String>,
     ack_timeout: Option<String>,
     mwi: Option<crate::mwi::RawMwi>,
 }
@@ -234,6 +270,9 @@ struct RawAccount {
     password: Option<String>,
     expires: Option<i64>,
     contact_user: Option<String>,
+    auth_username: Option<String>,
+    realm: Option<String>,
+    outbound_proxy: Option<String>,
 }
 
 impl SipConfig {
@@ -387,6 +426,29 @@ impl RawSip {
             }
             config.ack_timeout = d;
         }
+        config.tls =
+            validate_tls(self.tls_listen.as_deref(), self.tls_certificate.as_deref(), self.tls_private_key.as_deref())?;
+        if let Some(tls) = &config.tls
+            && config.tcp
+            && tls.addr.port() != 0
+            && tls.addr == config.listen
+        {
+            return Err(SipConfigError::new(
+                "sip.tls_listen",
+                format!("expected another port than sip.listen ({}), which TCP uses", config.listen),
+            ));
+        }
+        if let Some(path) = &self.tls_ca_file {
+            config.tls_ca_file = Some(file_path("sip.tls_ca_file", path)?);
+        }
+        if let Some(mode) = &self.srtp {
+            config.srtp = SrtpMode::parse(mode).ok_or_else(|| {
+                SipConfigError::new(
+                    "sip.srtp",
+                    format!("expected \"off\", \"optional\" or \"required\", found {mode:?}"),
+                )
+            })?;
+        }
         for (i, account) in self.accounts.into_iter().enumerate() {
             config.accounts.push(account.validate(&format!("sip.accounts[{i}]"))?);
         }
@@ -429,8 +491,72 @@ impl RawAccount {
                 }
             },
         };
-        Ok(Account { registrar, username, password, expires, contact_user: self.contact_user })
+        let text = |key: &str, value: Option<String>| -> Result<Option<String>, SipConfigError> {
+            match value {
+                Some(v) if v.is_empty() || v.len() > 256 || v.chars().any(|c| c.is_control() || c == '"') => {
+                    Err(SipConfigError::new(
+                        format!("{path}.{key}"),
+                        format!("expected 1-256 characters without quotes or control characters, found {v:?}"),
+                    ))
+                }
+                other => Ok(other),
+            }
+        };
+        let auth_username = text("auth_username", self.auth_username)?;
+        let realm = text("realm", self.realm)?;
+        let outbound_proxy = match self.outbound_proxy {
+            Some(p) if !(p.starts_with("sip:") || p.starts_with("sips:")) => {
+                return Err(SipConfigError::new(
+                    format!("{path}.outbound_proxy"),
+                    format!("expected a SIP URI like \"sip:192.0.2.1:5060\", found {p:?}"),
+                ));
+            }
+            other => other,
+        };
+        Ok(Account {
+            registrar,
+            username,
+            password,
+            expires,
+            contact_user: self.contact_user,
+            auth_username,
+            realm,
+            outbound_proxy,
+        })
     }
+}
+
+/// The TLS listener keys: all three or none.
+fn validate_tls(
+    listen: Option<&str>,
+    certificate: Option<&str>,
+    private_key: Option<&str>,
+) -> Result<Option<TlsListen>, SipConfigError> {
+    let Some(listen) = listen else {
+        for (key, value) in [("sip.tls_certificate", certificate), ("sip.tls_private_key", private_key)] {
+            if value.is_some() {
+                return Err(SipConfigError::new(key, "given without sip.tls_listen"));
+            }
+        }
+        return Ok(None);
+    };
+    let addr = listen.parse().map_err(|_| {
+        SipConfigError::new("sip.tls_listen", format!("expected \"IP:PORT\" like \"0.0.0.0:5061\", found {listen:?}"))
+    })?;
+    fn required<'v>(key: &str, value: Option<&'v str>) -> Result<&'v str, SipConfigError> {
+        value.ok_or_else(|| SipConfigError::new(key, "required with sip.tls_listen (a PEM file)"))
+    }
+    let certificate = file_path("sip.tls_certificate", required("sip.tls_certificate", certificate)?)?;
+    let private_key = file_path("sip.tls_private_key", required("sip.tls_private_key", private_key)?)?;
+    Ok(Some(TlsListen { addr, certificate, private_key }))
+}
+
+/// A non-empty file path (whether the file exists is checked when the endpoint starts).
+fn file_path(key: &str, value: &str) -> Result<PathBuf, SipConfigError> {
+    if value.is_empty() || value.contains('\0') {
+        return Err(SipConfigError::new(key, format!("expected a file path, found {value:?}")));
+    }
+    Ok(PathBuf::from(value))
 }
 
 /// `n` as an integer type when it lies in `min..=max`, else an error naming `key`.

@@ -1,9 +1,10 @@
 //! The SIP endpoint: transports, the request loop, and one supervisor per call.
 //!
 //! ```text
-//!  UDP/TCP ──► rsipstack (transport, transactions, dialogs); it answers what does not parse
-//!                 │ (400/501/505, patches/rsipstack), caps TCP connections (`max_connections`,
-//!                 │ `max_connections_per_source`) and closes idle ones (`idle_timeout`)
+//!  UDP/TCP/TLS ──► rsipstack (transport, transactions, dialogs); it answers what does not
+//!                 │ parse (400/501/505, patches/rsipstack), caps TCP and TLS connections
+//!                 │ (`max_connections`, `max_connections_per_source`, handshakes included)
+//!                 │ and closes idle ones (`idle_timeout`)
 //!                 │ incoming transactions
 //!                 ▼
 //!           Endpoint::run ── INVITE rate limit per source (503 + Retry-After)
@@ -63,7 +64,8 @@ use crate::hooks::{CallDecision, CallHooks, CallNotifier, HookSettings, Hooks, I
 use crate::limit::{InviteLimiter, LogLimiter};
 use crate::media::{self, MediaCommand, PortPool};
 use crate::register::{AccountStatus, RegistrationHandle};
-use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
+use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError, SrtpOffer};
+use crate::srtp::{MasterKey, SrtpKeys, SrtpSession};
 use crate::telemetry;
 
 /// How long the endpoint waits for calls to finish after a shutdown request.
@@ -155,6 +157,11 @@ impl EndpointHandle {
         self.shared.local_addr
     }
 
+    /// The address SIP over TLS listens on (`[sip] tls_listen`), if it does.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.shared.tls_addr
+    }
+
     /// Message-waiting subscriptions (`[sip.mwi]`) whose first NOTIFY was answered and that
     /// have not ended.
     pub fn mwi_subscriptions(&self) -> usize {
@@ -197,6 +204,8 @@ struct Shared {
     /// [`Endpoint::run`] returns, which ends the application's stream.
     messages: Arc<MessageSender>,
     local_addr: SocketAddr,
+    /// Where SIP over TLS listens, if it does.
+    tls_addr: Option<SocketAddr>,
     rng: Mutex<rand::rngs::SmallRng>,
     registrations: Mutex<Option<RegistrationHandle>>,
     /// The per-source INVITE rate limit (`invite_rate`, `invite_burst`).
@@ -291,6 +300,7 @@ impl Endpoint {
         let stack_token = CancellationToken::new();
         let transports = TransportLayer::new(stack_token.clone());
         let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
+        let tls_addr = bind_tls(&sip, &transports).await?;
         let mut allows = vec![
             Method::Invite,
             Method::Ack,
@@ -349,6 +359,7 @@ impl Endpoint {
             shutdown: CancellationToken::new(),
             messages,
             local_addr,
+            tls_addr,
             rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
             registrations: Mutex::new(None),
             invites,
@@ -374,6 +385,12 @@ impl Endpoint {
     /// The address SIP listens on (with the real port when the configuration asked for 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// The address SIP over TLS listens on (`[sip] tls_listen`, with the real port when the
+    /// configuration asked for 0), if it does.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.shared.tls_addr
     }
 
     /// Installs the application's per-call hooks ([`crate::hooks`]): a decision on each new
@@ -446,9 +463,10 @@ impl Endpoint {
         let mut serve = tokio::spawn(async move { inner.serve().await });
         let shared = self.shared.clone();
         if !shared.sip.accounts.is_empty() {
-            let handle = crate::register::spawn_registrations(
+            let handle = crate::register::spawn_registrations_with(
                 self.stack.inner.clone(),
                 shared.sip.accounts.clone(),
+                registration_options(&shared),
                 &self.stack_token,
             )?;
             *shared.registrations.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
@@ -496,6 +514,22 @@ impl Endpoint {
             }
         }
         Ok(())
+    }
+}
+
+/// Our registered Contacts name where we listen (the advertised address, each transport's
+/// listening port); TCP and TLS registrations get a keep-alive well within our own idle timeout.
+fn registration_options(shared: &Shared) -> crate::register::RegistrationOptions {
+    let ip = shared.sip.advertised_ip();
+    let at = |port: u16| SocketAddr::new(ip, port);
+    let sip = &shared.sip;
+    crate::register::RegistrationOptions {
+        contacts: crate::register::LocalContacts {
+            udp: sip.udp.then(|| at(shared.local_addr.port())),
+            tcp: sip.tcp.then(|| at(shared.local_addr.port())),
+            tls: shared.tls_addr.map(|a| at(a.port())),
+        },
+        keepalive: crate::register::DEFAULT_KEEPALIVE.min(sip.idle_timeout / 2),
     }
 }
 
@@ -579,6 +613,28 @@ async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &Cancel
     })
 }
 
+/// Configures TLS: the CAs trusted for outgoing connections, and the TLS listener of
+/// `[sip] tls_listen` (port 0 picks a free one). Returns the listener's address.
+async fn bind_tls(sip: &SipConfig, layer: &TransportLayer) -> Result<Option<SocketAddr>> {
+    let addr = match &sip.tls {
+        None => None,
+        Some(tls) => {
+            // rsipstack binds the listener only when serving; check (and pick) the port now.
+            let listener = std::net::TcpListener::bind(tls.addr).map_err(|source| Error::Bind {
+                transport: "tls",
+                addr: tls.addr,
+                source,
+            })?;
+            let addr =
+                listener.local_addr().map_err(|source| Error::Bind { transport: "tls", addr: tls.addr, source })?;
+            drop(listener);
+            Some(addr)
+        }
+    };
+    crate::tls::bind(sip, layer, addr).await?;
+    Ok(addr)
+}
+
 /// The source IP of a transaction's request (loopback when unknown).
 fn source_of(tx: &Transaction) -> IpAddr {
     tx.connection
@@ -627,6 +683,7 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
         allow_from,
         active_calls: shared.active.load(Ordering::SeqCst),
         max_calls: shared.sip.max_calls,
+        srtp: shared.sip.srtp,
     };
     let decision = classify::classify_request(&tx.original, source, dialog.is_some(), &policy);
     match decision {
@@ -707,16 +764,28 @@ async fn send_reply(mut tx: Transaction, reply: Reply) {
     }
 }
 
-fn contact_uri(shared: &Shared, transport: Transport) -> Option<rsipstack::sip::Uri> {
+/// Our Contact for a dialog whose INVITE came over `transport`: the advertised address with
+/// the port of that transport's listener. Over TLS it is a `sips:` URI when the INVITE's
+/// Request-URI was one (RFC 3261 §12.1.1), else `;transport=tls`.
+fn contact_uri(
+    shared: &Shared,
+    transport: Transport,
+    request_uri: &rsipstack::sip::Uri,
+) -> Option<rsipstack::sip::Uri> {
     let ip = shared.sip.advertised_ip();
     let host = match ip {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     };
-    let mut uri = format!("sip:{}@{}:{}", shared.sip.user, host, shared.local_addr.port());
-    if transport == Transport::Tcp {
-        uri.push_str(";transport=tcp");
-    }
+    let user = &shared.sip.user;
+    let uri = match (transport, shared.tls_addr) {
+        (Transport::Tls, Some(tls)) if matches!(request_uri.scheme, Some(rsipstack::sip::Scheme::Sips)) => {
+            format!("sips:{user}@{host}:{}", tls.port())
+        }
+        (Transport::Tls, Some(tls)) => format!("sip:{user}@{host}:{};transport=tls", tls.port()),
+        (Transport::Tcp, _) => format!("sip:{user}@{host}:{};transport=tcp", shared.local_addr.port()),
+        _ => format!("sip:{user}@{host}:{}", shared.local_addr.port()),
+    };
     rsipstack::sip::Uri::try_from(uri.as_str()).ok()
 }
 
@@ -763,12 +832,17 @@ async fn run_call(
     let mut local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
     let offer = tx.original.body.clone();
     let media_config = mailbox.config().media.clone();
+    let Some(srtp_offer) = srtp_offer(&shared) else {
+        telemetry::rejected("internal");
+        send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: "no random key for SRTP".into() }).await;
+        return;
+    };
     // A late offer (no SDP): our offer goes in the 200 OK, the call starts with our first
     // codec and takes the answer's from the ACK.
-    let late_offer = offer.is_empty().then(|| sdp::make_offer(&local, &media_config));
-    let negotiated = match &late_offer {
-        Some(ours) => ours.provisional(),
-        None => match sdp::negotiate_with(&offer, &local, &media_config) {
+    let late_offer = offer.is_empty().then(|| sdp::make_offer_srtp(&local, &media_config, &srtp_offer));
+    let (negotiated, srtp_keys) = match &late_offer {
+        Some(ours) => (ours.provisional(), None),
+        None => match sdp::negotiate_srtp(&offer, &local, &media_config, &srtp_offer) {
             Ok(n) => n,
             Err(e) => {
                 let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
@@ -780,8 +854,8 @@ async fn run_call(
     };
     // 2. The dialog (in memory only: nothing is sent yet).
     let (state_tx, mut states) = shared.dialogs.new_dialog_state_channel();
-    let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, contact_uri(&shared, transport))
-    {
+    let contact = contact_uri(&shared, transport, &tx.original.uri);
+    let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, contact) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "cannot create the dialog");
@@ -841,8 +915,23 @@ async fn run_call(
     tracing::debug!(%id, caller = %parties.caller, called = %parties.called, %source, codec = ?negotiated.codec, "incoming call");
     // 4. Media.
     let (commands, command_rx) = mpsc::channel(32);
-    let mut media =
-        tokio::spawn(media::run(call, socket, negotiated.remote_rtp, may_send(&negotiated), command_rx, notifier));
+    let srtp_session = match srtp_keys.as_ref().map(SrtpSession::new).transpose() {
+        Ok(session) => session,
+        Err(e) => {
+            // Keys of the right length are always taken: this is not expected.
+            tracing::error!(%id, error = %e, "srtp");
+            None
+        }
+    };
+    let mut media = tokio::spawn(media::run_secure(
+        call,
+        socket,
+        negotiated.remote_rtp,
+        may_send(&negotiated),
+        command_rx,
+        notifier,
+        srtp_session,
+    ));
     let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false, bye: false };
     // 5. 180 Ringing, the ring delay, 200 OK, the ACK.
     let answering = answer::Answering {
@@ -856,11 +945,12 @@ async fn run_call(
         id: &id,
     };
     let acked = answer::answer(answering).await;
-    let mut offer_state = OfferState { offer, negotiated, media_config };
-    if let answer::AckOutcome::Acked(Some((n, answer_sdp))) = &acked {
+    let mut offer_state = OfferState { offer, negotiated, media_config, srtp: (srtp_offer, srtp_keys) };
+    if let answer::AckOutcome::Acked(Some((n, answer_sdp, keys))) = &acked {
         // The caller's SDP of a late offer is its answer: later re-INVITEs without SDP build on it.
         offer_state.negotiated = n.clone();
         offer_state.offer = answer_sdp.clone();
+        offer_state.srtp.1 = *keys;
     }
     let discard = matches!(acked, answer::AckOutcome::NotAcked);
     // 6. The call, until its media task ends.
@@ -1056,6 +1146,25 @@ struct OfferState {
     negotiated: Negotiated,
     /// The codec preference; a new offer keeps the call's codec when it still has it.
     media_config: voicemail_core::config::MediaConfig,
+    /// The SRTP policy with our key (kept for the whole call) and the keys in use.
+    srtp: (SrtpOffer, Option<SrtpKeys>),
+}
+
+/// The SRTP policy of a new call, with a fresh master key of ours (`None` when the system's
+/// random source fails, which it does not).
+fn srtp_offer(shared: &Shared) -> Option<SrtpOffer> {
+    let mode = shared.sip.srtp;
+    let local_key = match mode {
+        crate::srtp::SrtpMode::Off => SrtpOffer::OFF.local_key,
+        _ => match MasterKey::random() {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::error!(error = %e, "no random SRTP key");
+                return None;
+            }
+        },
+    };
+    Some(SrtpOffer { mode, local_key })
 }
 
 async fn on_dialog_state(
@@ -1128,8 +1237,11 @@ async fn on_offer(
     let mut keep = offers.media_config.clone();
     keep.codecs.retain(|c| *c != offers.negotiated.codec);
     keep.codecs.insert(0, offers.negotiated.codec);
-    match sdp::negotiate_with(&body, &next, &keep) {
-        Ok(n) => {
+    // A call that started with SRTP stays with SRTP (and one without stays without).
+    let (mut srtp_offer, keys_in_use) = offers.srtp;
+    srtp_offer.mode = if keys_in_use.is_some() { crate::srtp::SrtpMode::Required } else { crate::srtp::SrtpMode::Off };
+    match sdp::negotiate_srtp(&body, &next, &keep, &srtp_offer) {
+        Ok((n, keys)) => {
             let was = &offers.negotiated;
             if (n.codec, n.payload_type, n.dtmf_payload_type) != (was.codec, was.payload_type, was.dtmf_payload_type) {
                 let change = CodecChange {
@@ -1140,6 +1252,13 @@ async fn on_offer(
                 tracing::debug!(from = ?was.codec, to = ?n.codec, payload_type = n.payload_type, "codec changed");
                 let _ = commands.send(MediaCommand::Codec(change)).await;
             }
+            let key_of = |k: &SrtpKeys| (k.suite, k.remote);
+            if keys.as_ref().map(key_of) != keys_in_use.as_ref().map(key_of)
+                && let Some(keys) = keys
+            {
+                let _ = commands.send(MediaCommand::Srtp(keys)).await;
+            }
+            offers.srtp.1 = keys;
             *local = next;
             // Any direction that is not two-way is a hold (RFC 3264 §8.4; `c=0.0.0.0` is RFC 2543's).
             let hold = !may_send(&n) || !n.direction.remote_sends();

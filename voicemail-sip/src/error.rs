@@ -23,6 +23,16 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A TLS file of `[sip]` (certificate, private key, CA file) cannot be used.
+    #[error("{key} {}: {message}", path.display())]
+    Tls {
+        /// The configuration key (`sip.tls_certificate`, ...).
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The mailbox's background work (delivery and recovery threads) could not be started.
     #[error("cannot start the mailbox's background work: {0}")]
     Background(#[source] std::io::Error),

@@ -6,7 +6,7 @@
 //! in the spool), this crate feeds it media and time, and the mailbox stores the finished
 //! message, which then reaches the application's stream ([`Endpoint::messages`]).
 //!
-//! - [`Endpoint`]: UDP and TCP transports, transactions and dialogs (rsipstack, kept behind
+//! - [`Endpoint`]: UDP, TCP and TLS transports, transactions and dialogs (rsipstack, kept behind
 //!   this crate's API, patched to answer what does not parse: `patches/rsipstack/PATCH.md` in
 //!   the repository, published as `voicemail-rsipstack`), INVITE/ACK/BYE/CANCEL/OPTIONS/INFO
 //!   and re-INVITE/UPDATE handling, RFC 3264 offer/answer (G.711, G.722, Opus, L16 and
@@ -23,7 +23,9 @@
 //! - [`SipConfig`] ([`config`]): the `[sip]` table of the mailbox's TOML file: listen address,
 //!   RTP ports, limits, REGISTER accounts ([`config::Account`]: digest authentication,
 //!   refresh) and message-waiting indication ([`config::MwiConfig`]: the lamp on a
-//!   manager's phone, RFC 3842 over RFC 6665).
+//!   manager's phone, RFC 3842 over RFC 6665), SIP over TLS (`tls_listen`, certificates,
+//!   trusted CAs) and SRTP with SDES keys (RFC 4568, [`config::SrtpMode`]:
+//!   `srtp = "off" | "optional" | "required"`).
 //! - [`hooks`]: the application's per-call decision (answer, reject with a status, another
 //!   mailbox or greeting) and notices of each call's state changes and DTMF keys.
 //! - [`telemetry`]: operational metrics (calls, rejections, responses, RTP) through the
@@ -115,7 +117,7 @@ macro_rules! internal_modules {
         mod $name;
     )*};
 }
-internal_modules!(classify, divert, media, mwi, register, sdp);
+internal_modules!(classify, divert, media, mwi, register, sdp, srtp, tls);
 
 pub use config::{AddrRule, SipConfig, SipConfigError};
 pub use endpoint::{Endpoint, EndpointHandle};

@@ -9,6 +9,10 @@
 //! Nothing is allocated per packet: one receive buffer and one send buffer are reused, the
 //! greeting's payloads are shared `Bytes` slices, and the timer is reset in place.
 //!
+//! SRTP ([`run_secure`]): every packet is protected before it is sent and unprotected when it
+//! arrives, in place in the same two buffers ([`SrtpSession`]); a packet that does not
+//! authenticate is dropped before anything else looks at it, so it cannot move the latch below.
+//!
 //! Symmetric RTP: packets go to the address the SDP names until the first RTP packet
 //! arrives; from then on they go to (and are only accepted from) the address the caller
 //! really sends from. RTCP arriving on the RTP port is handed to the core, which drops and
@@ -29,6 +33,7 @@ use tokio::sync::mpsc;
 use voicemail_core::{Call, CallState, CodecChange, DtmfDigit, Event, Input, MessageMeta, Output};
 
 use crate::hooks::CallNotifier;
+use crate::srtp::{SRTP_TRAILER_ROOM, SrtpKeys, SrtpSession};
 
 /// The largest datagram the task accepts (larger ones are truncated, and then malformed).
 const RECV_BUF: usize = 2048;
@@ -57,6 +62,8 @@ pub enum MediaCommand {
         /// Whether the call is on hold (one-way or no media): the media timeout is suspended.
         hold: bool,
     },
+    /// A re-INVITE changed the SRTP keys (the caller's new key, or a new suite).
+    Srtp(SrtpKeys),
 }
 
 /// Hands out RTP sockets from a port range, even ports only, round robin.
@@ -120,15 +127,32 @@ pub struct MediaOutcome {
 /// Drives `call` until it ends. `remote` is the SDP's RTP address, `send` whether the
 /// offer lets us send; `notifier` hears the call's state changes and DTMF keys.
 pub async fn run(
+    call: Call,
+    socket: UdpSocket,
+    remote: Option<SocketAddr>,
+    send: bool,
+    commands: mpsc::Receiver<MediaCommand>,
+    notifier: Option<CallNotifier>,
+) -> MediaOutcome {
+    run_secure(call, socket, remote, send, commands, notifier, None).await
+}
+
+/// [`run`], with SRTP when `srtp` is given: what is sent is protected, what arrives must
+/// authenticate (anything else is dropped and counted).
+pub async fn run_secure(
     mut call: Call,
     socket: UdpSocket,
     mut remote: Option<SocketAddr>,
     mut send: bool,
     mut commands: mpsc::Receiver<MediaCommand>,
     notifier: Option<CallNotifier>,
+    mut srtp: Option<SrtpSession>,
 ) -> MediaOutcome {
+    // With SRTP the packets are (un)protected in place: room for the tag, reused buffers.
     let mut recv_buf = vec![0u8; RECV_BUF];
     let mut send_buf = vec![0u8; RECV_BUF];
+    let mut srtp_buf: Vec<u8> = Vec::with_capacity(RECV_BUF + SRTP_TRAILER_ROOM);
+    let mut srtp_dropped = 0u64;
     let mut latched = false;
     // The 200 OK is out / the greeting has started.
     let mut accepted = false;
@@ -146,8 +170,20 @@ pub async fn run(
                     if let (true, Some(to)) = (send, remote)
                         && let Some(n) = pkt.write_to(&mut send_buf)
                     {
+                        let datagram = match srtp.as_mut() {
+                            None => &send_buf[..n],
+                            Some(session) => {
+                                srtp_buf.clear();
+                                srtp_buf.extend_from_slice(&send_buf[..n]);
+                                if let Err(e) = session.protect(&mut srtp_buf) {
+                                    tracing::debug!(error = %e, "srtp protect");
+                                    continue;
+                                }
+                                &srtp_buf[..]
+                            }
+                        };
                         // A lost datagram is like a lost packet on the wire; never fatal.
-                        if socket.send_to(&send_buf[..n], to).await.is_ok() {
+                        if socket.send_to(datagram, to).await.is_ok() {
                             packets_sent += 1;
                         }
                     }
@@ -169,7 +205,25 @@ pub async fn run(
             r = socket.recv_from(&mut recv_buf) => match r {
                 Ok((n, from)) => {
                     let now = Instant::now();
-                    let datagram = &recv_buf[..n];
+                    let datagram = match srtp.as_mut() {
+                        None => &recv_buf[..n],
+                        Some(session) => {
+                            // SRTCP is not used (we send no RTCP; the core drops RTCP anyway).
+                            if !looks_like_rtp(&recv_buf[..n]) {
+                                continue;
+                            }
+                            srtp_buf.clear();
+                            srtp_buf.extend_from_slice(&recv_buf[..n]);
+                            if session.unprotect(&mut srtp_buf).is_err() {
+                                srtp_dropped += 1;
+                                if srtp_dropped.is_power_of_two() {
+                                    tracing::debug!(dropped = srtp_dropped, %from, "srtp packets that do not authenticate");
+                                }
+                                continue;
+                            }
+                            &srtp_buf[..]
+                        }
+                    };
                     if latched && Some(from) != remote {
                         continue; // not the caller's stream
                     }
@@ -217,6 +271,17 @@ pub async fn run(
                         latched = false;
                         call.handle_input(Input::Hold(now, hold))
                     }
+                    Some(MediaCommand::Srtp(keys)) => match SrtpSession::new(&keys) {
+                        Ok(session) => {
+                            srtp = Some(session);
+                            Ok(())
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "new srtp keys refused; ending the call");
+                            hung_up = true;
+                            call.handle_input(Input::Hangup(now))
+                        }
+                    },
                     Some(MediaCommand::Hangup) => {
                         hung_up = true;
                         call.handle_input(Input::Hangup(now))

@@ -6,7 +6,8 @@
 //! [`accept_answer`] reads the caller's answer from the ACK.
 //!
 //! What is accepted:
-//! - the first `m=audio` line with a non-zero port over plain `RTP/AVP` that offers one of our
+//! - the first `m=audio` line with a non-zero port over plain `RTP/AVP` (or, with
+//!   [`negotiate_srtp`], SRTP: `RTP/SAVP` or `RTP/AVP` with `a=crypto`) that offers one of our
 //!   codecs: PCMU, PCMA, G.722 (static payload types 0, 8 and 9 even without `a=rtpmap`),
 //!   `L16/8000` (mono) and `opus/48000/2` (dynamic, by their `a=rtpmap` name,
 //!   case-insensitive). The codec is the first of **our** preference order
@@ -37,7 +38,7 @@
 
 mod offer;
 
-pub use offer::{LocalOffer, accept_answer, make_offer};
+pub use offer::{LocalOffer, accept_answer, accept_answer_srtp, make_offer, make_offer_srtp};
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +50,8 @@ use ezk_sdp_types::{
 use voicemail_core::CodecKind;
 use voicemail_core::codec::Codec as _;
 use voicemail_core::config::MediaConfig;
+
+use crate::srtp::{CryptoSuite, MasterKey, SrtpKeys, SrtpMode};
 
 /// Largest SDP body accepted (bytes). Bigger bodies are [`SdpError::Malformed`].
 pub const MAX_OFFER_LEN: usize = 64 * 1024;
@@ -262,21 +265,90 @@ pub fn negotiate(offer: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpErro
 /// RTP/AVP; [`SdpError::Malformed`] (400) when the body is not SDP (too big, or no usable `o=`,
 /// `s=`, `t=`).
 pub fn negotiate_with(offer: &[u8], local: &LocalMedia, media_config: &MediaConfig) -> Result<Negotiated, SdpError> {
+    negotiate_srtp(offer, local, media_config, &SrtpOffer::OFF).map(|(n, _)| n)
+}
+
+/// How [`negotiate_srtp`] treats SRTP: the `[sip] srtp` mode and the master key our answer
+/// carries when it accepts SRTP (keep it for the whole call: a re-INVITE's answer repeats it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrtpOffer {
+    /// Plain RTP only, SRTP when offered, or SRTP only.
+    pub mode: SrtpMode,
+    /// Our master key and salt.
+    pub local_key: MasterKey,
+}
+
+impl SrtpOffer {
+    /// Plain RTP only ([`negotiate_with`]).
+    pub const OFF: SrtpOffer = SrtpOffer { mode: SrtpMode::Off, local_key: MasterKey::from_bytes([0; 30]) };
+}
+
+/// [`negotiate_with`], with SRTP (SDES, RFC 4568) as `srtp` says: the answer and, when the
+/// accepted stream is SRTP, the keys of both directions.
+///
+/// A stream is SRTP when it is offered over `RTP/SAVP` or over `RTP/AVP` with `a=crypto`
+/// lines ("best effort" SRTP), and one of its `a=crypto` lines is usable
+/// ([`Crypto::parse`](crate::srtp::Crypto::parse): `AES_CM_128_HMAC_SHA1_80` or `_32`; the first usable one is
+/// answered, with its tag and suite and our key). With [`SrtpMode::Optional`] or
+/// [`SrtpMode::Required`] an SRTP stream is preferred to a plain one; with
+/// [`SrtpMode::Required`] plain streams are not acceptable (488); with [`SrtpMode::Off`]
+/// `RTP/SAVP` streams are not acceptable and `a=crypto` lines are ignored.
+///
+/// # Errors
+/// As [`negotiate_with`].
+pub fn negotiate_srtp(
+    offer: &[u8],
+    local: &LocalMedia,
+    media_config: &MediaConfig,
+    srtp: &SrtpOffer,
+) -> Result<(Negotiated, Option<SrtpKeys>), SdpError> {
     let (session, raw_mlines) = parse_offer(offer)?;
     if session.media_descriptions.is_empty() {
         return Err(SdpError::NotAcceptable("the offer has no media stream".into()));
     }
+    // `a=crypto` lines are ours to read (`parse_offer` leaves them out): see `srtp`.
+    let crypto = if srtp.mode == SrtpMode::Off {
+        Vec::new()
+    } else {
+        crate::srtp::crypto_per_media(&String::from_utf8_lossy(offer))
+    };
 
+    // SRTP streams first (unless SRTP is off), then plain ones (unless it is required).
     let mut chosen = None;
-    for (index, media) in session.media_descriptions.iter().enumerate() {
-        if let Some(selection) = select_audio(media, &media_config.codecs) {
-            chosen = Some((index, media, selection));
-            break;
+    'passes: for secure in [true, false] {
+        if (secure && srtp.mode == SrtpMode::Off) || (!secure && srtp.mode == SrtpMode::Required) {
+            continue;
+        }
+        for (index, media) in session.media_descriptions.iter().enumerate() {
+            let proto = &media.media.proto;
+            let keys = crypto.get(index).and_then(|c| c.first()).map(|c| SrtpKeys {
+                suite: c.suite,
+                tag: c.tag,
+                local: srtp.local_key,
+                remote: c.key,
+            });
+            let usable = match (secure, proto) {
+                (true, &TransportProtocol::RtpSavp | &TransportProtocol::RtpAvp) => keys.is_some(),
+                (false, &TransportProtocol::RtpAvp) => true,
+                _ => false,
+            };
+            if !usable {
+                continue;
+            }
+            if let Some(selection) = select_audio(media, &media_config.codecs) {
+                chosen = Some((index, media, selection, if secure { keys } else { None }));
+                break 'passes;
+            }
         }
     }
-    let Some((chosen_index, media, (codec, payload_type, dtmf_payload_type))) = chosen else {
+    let Some((chosen_index, media, (codec, payload_type, dtmf_payload_type), keys)) = chosen else {
         let names: Vec<&str> = media_config.codecs.iter().map(|c| c.name()).collect();
-        return Err(SdpError::NotAcceptable(format!("no audio stream offers {} over RTP/AVP", names.join(", "))));
+        let over = match srtp.mode {
+            SrtpMode::Off => "RTP/AVP",
+            SrtpMode::Optional => "RTP/AVP or SRTP",
+            SrtpMode::Required => "SRTP (AES_CM_128_HMAC_SHA1_80 or _32 keys), which is required,",
+        };
+        return Err(SdpError::NotAcceptable(format!("no audio stream offers {} over {over}", names.join(", "))));
     };
 
     let ptime = ptime_of(&session, media);
@@ -287,6 +359,10 @@ pub fn negotiate_with(offer: &[u8], local: &LocalMedia, media_config: &MediaConf
         (port != 0).then_some(SocketAddr::new(ip, port))
     });
 
+    let secure = keys.map(|k| {
+        let proto = if media.media.proto == TransportProtocol::RtpSavp { "RTP/SAVP" } else { "RTP/AVP" };
+        (proto, k.answer_attribute())
+    });
     let answer = write_answer(
         local,
         &raw_mlines,
@@ -296,8 +372,9 @@ pub fn negotiate_with(offer: &[u8], local: &LocalMedia, media_config: &MediaConf
         dtmf_payload_type,
         ptime,
         direction.answer(),
+        secure.as_ref().map(|(proto, line)| (*proto, line.as_str())),
     );
-    Ok(Negotiated { answer, codec, payload_type, dtmf_payload_type, ptime, remote_rtp, direction })
+    Ok((Negotiated { answer, codec, payload_type, dtmf_payload_type, ptime, remote_rtp, direction }, keys))
 }
 
 /// Parses the offer with `ezk-sdp-types`, leniently (see the module docs).
@@ -308,7 +385,13 @@ fn parse_offer(offer: &[u8]) -> Result<(SessionDescription, Vec<RawMLine>), SdpE
         return Err(SdpError::Malformed(format!("body of {} bytes exceeds {MAX_OFFER_LEN}", offer.len())));
     }
     let text = String::from_utf8_lossy(offer);
-    let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim_end).filter(|line| !line.is_empty()).collect();
+    // `a=crypto` lines are read by `srtp::crypto_per_media`, never by ezk-sdp-types: its
+    // parser computes a `|2^48` key lifetime (a common value) in a u32, which overflows.
+    let lines: Vec<&str> = text
+        .split(['\r', '\n'])
+        .map(str::trim_end)
+        .filter(|line| !line.is_empty() && !line.starts_with("a=crypto:"))
+        .collect();
     let raw_mlines: Vec<RawMLine> =
         lines.iter().filter(|line| line.starts_with("m=")).map(|line| RawMLine::from_line(line)).collect();
     if raw_mlines.len() > MAX_MEDIA_STREAMS {
@@ -387,10 +470,8 @@ fn shorten(text: &str) -> String {
 /// The codec (first of `preference` offered), its payload type (the first the offer lists for
 /// it) and the telephone-event payload type at its clock rate, for an acceptable audio stream.
 fn select_audio(media: &MediaDescription, preference: &[CodecKind]) -> Option<(CodecKind, u8, Option<u8>)> {
-    if media.media.media_type != MediaType::Audio
-        || media.media.proto != TransportProtocol::RtpAvp
-        || media.media.port == 0
-    {
+    // The transport (RTP/AVP, RTP/SAVP) is the caller's to check.
+    if media.media.media_type != MediaType::Audio || media.media.port == 0 {
         return None;
     }
     // RTP payload types have 7 bits; a larger number is nothing we could send or receive.
@@ -480,6 +561,7 @@ fn write_answer(
     dtmf_payload_type: Option<u8>,
     ptime: Duration,
     direction: Direction,
+    secure: Option<(&str, &str)>,
 ) -> String {
     let address = match local.ip {
         IpAddr::V4(ip) => format!("IN IP4 {ip}"),
@@ -495,7 +577,8 @@ fn write_answer(
             continue;
         }
         let clock = codec.clock_rate_hz();
-        let _ = write!(sdp, "m=audio {} RTP/AVP {payload_type}", local.port);
+        let proto = secure.map_or("RTP/AVP", |(proto, _)| proto);
+        let _ = write!(sdp, "m=audio {} {proto} {payload_type}", local.port);
         if let Some(dtmf) = dtmf_payload_type {
             let _ = write!(sdp, " {dtmf}");
         }
@@ -513,6 +596,9 @@ fn write_answer(
             let _ = write!(sdp, "a=rtpmap:{dtmf} telephone-event/{clock}\r\na=fmtp:{dtmf} 0-15\r\n");
         }
         let _ = write!(sdp, "a=ptime:{}\r\na={}\r\n", ptime.as_millis(), direction.as_str());
+        if let Some((_, crypto)) = secure {
+            let _ = write!(sdp, "a=crypto:{crypto}\r\n");
+        }
     }
     sdp
 }
@@ -862,6 +948,96 @@ mod tests {
         let n = negotiate(offer("m=audio 5000 RTP/AVP 0\r\nm=vidéo 1 RTP/AVP 31\r\n").as_bytes(), &LOCAL).unwrap();
         assert!(n.answer.is_ascii());
         assert!(n.answer.contains("m=application 0 RTP/AVP 31\r\n"), "{}", n.answer);
+    }
+
+    const THEIR_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn srtp(mode: SrtpMode) -> SrtpOffer {
+        SrtpOffer { mode, local_key: MasterKey::from_bytes([7; 30]) }
+    }
+
+    #[test]
+    fn srtp_offers_are_answered_as_the_mode_says() {
+        use crate::srtp::CryptoSuite;
+        let ours = MasterKey::from_bytes([7; 30]).to_base64();
+        let media = MediaConfig::default();
+        let savp = offer(&format!(
+            "m=audio 5000 RTP/SAVP 0\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{THEIR_KEY}|2^48\r\n"
+        ));
+        for mode in [SrtpMode::Optional, SrtpMode::Required] {
+            let (n, keys) = negotiate_srtp(savp.as_bytes(), &LOCAL, &media, &srtp(mode)).unwrap();
+            let keys = keys.unwrap();
+            assert_eq!((keys.tag, keys.suite), (2, CryptoSuite::AesCm128HmacSha1_32));
+            assert_eq!(keys.remote.to_base64(), THEIR_KEY);
+            assert!(n.answer.contains("m=audio 40000 RTP/SAVP 0\r\n"), "{}", n.answer);
+            assert!(
+                n.answer.ends_with(&format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{ours}\r\n")),
+                "{}",
+                n.answer
+            );
+            reparse(&n.answer);
+        }
+        // Off: an RTP/SAVP offer is not acceptable.
+        let e = negotiate_srtp(savp.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Off)).unwrap_err();
+        assert_eq!(e.status_code(), 488);
+        // Required: a plain offer is not acceptable; "best effort" RTP/AVP with a=crypto is SRTP.
+        let plain = offer("m=audio 5000 RTP/AVP 0\r\n");
+        let e = negotiate_srtp(plain.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Required)).unwrap_err();
+        assert_eq!(e.status_code(), 488);
+        assert!(e.to_string().contains("required"), "{e}");
+        let (n, keys) = negotiate_srtp(plain.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Optional)).unwrap();
+        assert!(keys.is_none() && !n.answer.contains("a=crypto") && n.answer.contains("RTP/AVP 0"));
+        let best_effort =
+            offer(&format!("m=audio 5000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"));
+        let (n, keys) = negotiate_srtp(best_effort.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Required)).unwrap();
+        assert!(keys.is_some());
+        assert!(n.answer.contains("m=audio 40000 RTP/AVP 0\r\n") && n.answer.contains("a=crypto:1 "), "{}", n.answer);
+        // With SRTP off the same offer is plain RTP, its a=crypto ignored.
+        let (n, keys) = negotiate_srtp(best_effort.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Off)).unwrap();
+        assert!(keys.is_none() && !n.answer.contains("a=crypto"));
+    }
+
+    #[test]
+    fn baresips_srtp_offer_is_answered() {
+        let body = "v=0\r\no=- 3111095480 815236278 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                    a=tool:baresip 1.0.0\r\nm=audio 12452 RTP/SAVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
+                    a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n\
+                    a=label:1\r\na=rtcp-rsize\r\na=ssrc:3490569131 cname:sip:alice@127.0.0.1\r\n\
+                    a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:8WChnM0NMTFMpEqLJgnWbiA0LHjteyFF/tS79Net\r\n\
+                    a=minptime:20\r\na=ptime:20\r\n";
+        let (n, keys) =
+            negotiate_srtp(body.as_bytes(), &LOCAL, &MediaConfig::default(), &srtp(SrtpMode::Required)).unwrap();
+        assert!(keys.is_some());
+        assert!(n.answer.contains("RTP/SAVP"), "{}", n.answer);
+    }
+
+    #[test]
+    fn srtp_streams_are_preferred_and_unusable_keys_fall_back() {
+        let media = MediaConfig::default();
+        // A plain stream first, an SRTP one second (two alternatives): SRTP is chosen.
+        let both = offer(&format!(
+            "m=audio 5000 RTP/AVP 0\r\nm=audio 5002 RTP/SAVP 8\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}\r\n"
+        ));
+        let (n, keys) = negotiate_srtp(both.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Optional)).unwrap();
+        assert!(keys.is_some());
+        let lines: Vec<&str> = n.answer.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(lines, ["m=audio 0 RTP/AVP 0", "m=audio 40000 RTP/SAVP 8"]);
+        // Keys we cannot use (another suite, an MKI): the SAVP stream is not acceptable, the
+        // plain one is (optional), nothing is (required).
+        for bad in [
+            format!("a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{THEIR_KEY}"),
+            format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}|2^20|1:4"),
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:short".to_owned(),
+        ] {
+            let body = offer(&format!("m=audio 5000 RTP/AVP 0\r\nm=audio 5002 RTP/SAVP 8\r\n{bad}\r\n"));
+            let (n, keys) = negotiate_srtp(body.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Optional)).unwrap();
+            assert!(keys.is_none() && n.codec == CodecKind::Pcmu, "{bad}");
+            assert!(negotiate_srtp(body.as_bytes(), &LOCAL, &media, &srtp(SrtpMode::Required)).is_err(), "{bad}");
+        }
+        // A key lifetime of 2^48 (common) never reaches ezk-sdp-types, whose parser overflows.
+        let lifetime =
+            offer(&format!("m=audio 5000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_KEY}|2^48\r\n"));
+        assert!(negotiate(lifetime.as_bytes(), &LOCAL).is_ok());
     }
 
     fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {

@@ -1,7 +1,9 @@
 //! Delivery by IMAP APPEND into a server folder.
 //!
 //! This is a deliberately small IMAP4rev1 client (RFC 3501) over `std::net::TcpStream`, with
-//! STARTTLS through rustls (the same rustls lettre already brings in). It speaks only what
+//! STARTTLS or implicit TLS (port 993, `tls = "implicit"`) through rustls (the same rustls
+//! lettre already brings in); the server's certificate must chain to the webpki roots, or to
+//! the CAs of `ca_file` instead. It speaks only what
 //! delivery and the folder watcher ([`crate::imapsync`]) need: the greeting, `STARTTLS`,
 //! `LOGIN`, `CAPABILITY`, `CREATE`, `EXAMINE`/`SELECT` (with `CONDSTORE`, RFC 7162),
 //! `UID SEARCH HEADER Message-ID`, `UID SEARCH UID`, `UID FETCH (FLAGS)` (with
@@ -38,7 +40,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Ack, DeliveryError, ImapTarget, OutgoingEmail, Target, is_timeout};
+use super::{Ack, DeliveryError, ImapTarget, OutgoingEmail, Target, TlsMode, is_timeout};
 
 /// How long the polite `LOGOUT` at the end may take.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -181,7 +183,7 @@ impl<'t> Session<'t> {
         Ok(())
     }
 
-    fn connect(target: &'t ImapTarget) -> Result<Self, DeliveryError> {
+    fn connect(target: &'t ImapTarget, mode: TlsMode) -> Result<Self, DeliveryError> {
         let mut session = Session {
             target,
             stream: None,
@@ -213,8 +215,12 @@ impl<'t> Session<'t> {
                 None => session.err("connecting: no address"),
             });
         }
-        // The greeting belongs to connecting; every later exchange gets `timeout`.
+        // The greeting (after the handshake, with implicit TLS) belongs to connecting; every
+        // later exchange gets `timeout`.
         session.set_io_timeout(target.connect_timeout)?;
+        if mode == TlsMode::Implicit {
+            session.start_tls()?;
+        }
         let greeting = session.read_response()?;
         if !(greeting.starts_with(b"* OK") || greeting.starts_with(b"* PREAUTH")) {
             return Err(session.err(format!("unexpected greeting: {}", shown(&greeting))));
@@ -355,18 +361,33 @@ impl<'t> Session<'t> {
 
     fn starttls(&mut self) -> Result<(), DeliveryError> {
         self.command("STARTTLS", "STARTTLS")?;
-        let config_err = |what: &str, e: &dyn std::fmt::Display| {
-            DeliveryError::Config(format!("imap tls {what} for host {:?}: {e}", self.target.host))
-        };
         if !self.buf.is_empty() {
             // Anything the server sent before the handshake could be injected plaintext.
             return Err(self.err("data after STARTTLS reply"));
         }
+        self.start_tls()?;
+        // Make the handshake happen now, so certificate errors name STARTTLS.
+        self.command("STARTTLS", "NOOP")?;
+        Ok(())
+    }
+
+    /// Wraps the plain connection in TLS (the handshake happens on the first read or write).
+    fn start_tls(&mut self) -> Result<(), DeliveryError> {
+        let config_err = |what: &str, e: &dyn std::fmt::Display| {
+            DeliveryError::Config(format!("imap tls {what} for host {:?}: {e}", self.target.host))
+        };
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
-            return Err(self.err("STARTTLS on a connection that is not plain"));
+            return Err(self.err("TLS on a connection that is not plain"));
         };
         let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        match &self.target.ca_file {
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            Some(path) => {
+                for certificate in super::read_ca_file(path).map_err(|e| config_err("ca_file", &e))? {
+                    roots.add(certificate).map_err(|e| config_err("ca_file", &e))?;
+                }
+            }
+        }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| config_err("setup", &e))?
@@ -376,8 +397,6 @@ impl<'t> Session<'t> {
             .map_err(|e| config_err("server name", &e))?;
         let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| config_err("setup", &e))?;
         self.stream = Some(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))));
-        // Make the handshake happen now, so certificate errors name STARTTLS.
-        self.command("STARTTLS", "NOOP")?;
         Ok(())
     }
 
@@ -423,8 +442,9 @@ impl<'t> Session<'t> {
     pub(crate) fn open(target: &'t ImapTarget) -> Result<Self, DeliveryError> {
         let user = ImapTarget::config_quote("username", &target.username)?;
         let pass = ImapTarget::config_quote("password", &target.password)?;
-        let mut session = Session::connect(target)?;
-        if target.starttls {
+        let mode = target.tls_mode()?;
+        let mut session = Session::connect(target, mode)?;
+        if mode == TlsMode::StartTls {
             session.starttls()?;
         }
         session.command("LOGIN", &format!("LOGIN {user} {pass}"))?;

@@ -147,6 +147,37 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// How a target's connection is secured (`tls = "none" | "starttls" | "implicit"`).
+///
+/// `starttls = true`, the older key, means [`TlsMode::StartTls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text (the default, unless `starttls = true`).
+    #[default]
+    None,
+    /// Plain text first, then `STARTTLS` (required: a server that does not offer it is an
+    /// error, never a plaintext fallback). Ports 587 (SMTP submission) and 143 (IMAP).
+    #[serde(rename = "starttls")]
+    StartTls,
+    /// TLS from the first byte: ports 465 (SMTPS, RFC 8314) and 993 (IMAPS).
+    Implicit,
+}
+
+/// Reads the CA certificates (PEM) of a target's `ca_file`, checking that there is at least
+/// one. The server's certificate must chain to one of them (they replace the public roots).
+pub(crate) fn read_ca_file(path: &std::path::Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("ca_file {}: no CERTIFICATE in the file", path.display()));
+    }
+    Ok(certs)
+}
+
 /// An SMTP submission server and the recipients every message goes to.
 ///
 /// Built in code, [`SmtpTarget::new`] fills in the defaults; in a configuration file only
@@ -156,11 +187,18 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 pub struct SmtpTarget {
     /// Server host name or address.
     pub host: String,
-    /// Server port (25, 587, ...).
+    /// Server port (25, 587, 465, ...).
     pub port: u16,
-    /// Require STARTTLS before AUTH and MAIL FROM.
+    /// Require STARTTLS before AUTH and MAIL FROM (the same as `tls = "starttls"`).
     #[serde(default)]
     pub starttls: bool,
+    /// How the connection is secured (`tls`, default `"none"`; see [`SmtpTarget::tls_mode`]).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// CA certificates (PEM) the server's certificate must chain to, instead of the public
+    /// roots (`ca_file`): for a company server with its own CA or a self-signed certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// AUTH user name; AUTH is used only when both user name and password are set.
     pub username: Option<String>,
     /// AUTH password.
@@ -188,6 +226,8 @@ impl SmtpTarget {
             host: host.into(),
             port,
             starttls: false,
+            tls: TlsMode::None,
+            ca_file: None,
             username: None,
             password: None,
             from: from.into(),
@@ -206,11 +246,18 @@ impl SmtpTarget {
 pub struct ImapTarget {
     /// Server host name or address.
     pub host: String,
-    /// Server port (143 for plain/STARTTLS).
+    /// Server port (143 for plain/STARTTLS, 993 for implicit TLS).
     pub port: u16,
-    /// Require STARTTLS before LOGIN.
+    /// Require STARTTLS before LOGIN (the same as `tls = "starttls"`).
     #[serde(default)]
     pub starttls: bool,
+    /// How the connection is secured (`tls`, default `"none"`; see [`ImapTarget::tls_mode`]).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// CA certificates (PEM) the server's certificate must chain to, instead of the public
+    /// roots (`ca_file`): for a company server with its own CA or a self-signed certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// LOGIN user name.
     pub username: String,
     /// LOGIN password.
@@ -253,6 +300,8 @@ impl ImapTarget {
             host: host.into(),
             port,
             starttls: false,
+            tls: TlsMode::None,
+            ca_file: None,
             username: username.into(),
             password: password.into(),
             folder: folder.into(),
@@ -261,6 +310,37 @@ impl ImapTarget {
             watch: true,
             poll_interval: DEFAULT_POLL_INTERVAL,
         }
+    }
+}
+
+/// `tls`, with `starttls = true` meaning [`TlsMode::StartTls`]; both set differently is an error.
+fn effective_tls(starttls: bool, tls: TlsMode) -> Result<TlsMode, DeliveryError> {
+    match (starttls, tls) {
+        (false, mode) | (true, mode @ TlsMode::StartTls) => Ok(mode),
+        (true, TlsMode::None) => Ok(TlsMode::StartTls),
+        (true, TlsMode::Implicit) => {
+            Err(DeliveryError::Config("starttls = true contradicts tls = \"implicit\"".to_owned()))
+        }
+    }
+}
+
+impl SmtpTarget {
+    /// The TLS mode in force: `tls`, or STARTTLS when `starttls = true`.
+    ///
+    /// # Errors
+    /// `starttls = true` with `tls = "implicit"` (permanent: a configuration error).
+    pub fn tls_mode(&self) -> Result<TlsMode, DeliveryError> {
+        effective_tls(self.starttls, self.tls)
+    }
+}
+
+impl ImapTarget {
+    /// The TLS mode in force: `tls`, or STARTTLS when `starttls = true`.
+    ///
+    /// # Errors
+    /// `starttls = true` with `tls = "implicit"` (permanent: a configuration error).
+    pub fn tls_mode(&self) -> Result<TlsMode, DeliveryError> {
+        effective_tls(self.starttls, self.tls)
     }
 }
 
@@ -477,6 +557,23 @@ mod tests {
         assert!(err.to_string().contains("between 100ms and 10m"), "{err}");
         let err = toml::from_str::<SmtpTarget>("host = \"mx\"\nport = 25\nfrom = \"a@b\"\ntimeout = 20\n").unwrap_err();
         assert!(err.to_string().contains("string"), "{err}");
+    }
+
+    #[test]
+    fn tls_modes() {
+        let smtp: SmtpTarget =
+            toml::from_str("host = \"mx\"\nport = 465\nfrom = \"a@b\"\ntls = \"implicit\"\nca_file = \"ca.pem\"\n")
+                .unwrap();
+        assert_eq!(smtp.tls_mode().unwrap(), TlsMode::Implicit);
+        assert_eq!(smtp.ca_file.as_deref(), Some(std::path::Path::new("ca.pem")));
+        let legacy: SmtpTarget =
+            toml::from_str("host = \"mx\"\nport = 587\nfrom = \"a@b\"\nstarttls = true\n").unwrap();
+        assert_eq!(legacy.tls_mode().unwrap(), TlsMode::StartTls);
+        let both = SmtpTarget { starttls: true, tls: TlsMode::Implicit, ..legacy };
+        assert!(both.tls_mode().unwrap_err().is_permanent());
+        assert!(toml::from_str::<SmtpTarget>("host = \"mx\"\nport = 1\nfrom = \"a@b\"\ntls = \"ssl\"\n").is_err());
+        let imap = ImapTarget::new("mx", 993, "u", "p", "V");
+        assert_eq!(imap.tls_mode().unwrap(), TlsMode::None);
     }
 
     #[test]

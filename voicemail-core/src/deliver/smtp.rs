@@ -1,11 +1,12 @@
 //! Delivery by SMTP submission (lettre's blocking `SmtpConnection`, one command at a time).
 //!
-//! One connection per message: the greeting and `EHLO` (bounded by `connect_timeout`), then,
-//! each reply bounded by `timeout`: `STARTTLS` (required when configured: a server that does
-//! not offer it is an error, never a plaintext fallback; rustls with the webpki root
-//! certificates), `AUTH` when both user name and password are set, `MAIL FROM` / `RCPT TO`
+//! One connection per message: the greeting and `EHLO` (bounded by `connect_timeout`; with
+//! `tls = "implicit"`, port 465, the TLS handshake comes first), then, each reply bounded by
+//! `timeout`: `STARTTLS` (with `tls = "starttls"`: required, a server that does not offer it is
+//! an error, never a plaintext fallback), `AUTH` when both user name and password are set, `MAIL FROM` / `RCPT TO`
 //! for the target's recipients plus the message's extra ones (a client's manager), `DATA`, the
-//! message and `QUIT`. The outbox marks the pair delivered right after the server's `250`; a
+//! message and `QUIT`. TLS is rustls; the server's certificate must chain to the webpki root
+//! certificates, or to the CAs of `ca_file` instead (a company CA, a self-signed server). The outbox marks the pair delivered right after the server's `250`; a
 //! crash in between sends the message once more on restart, which is the "at most one
 //! duplicate" SMTP allows.
 //!
@@ -26,12 +27,12 @@ use std::time::Duration;
 use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Auth, Data, Mail, Quit, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
-use super::{Ack, DeliveryError, OutgoingEmail, SmtpTarget, Target, is_timeout, validate_address};
+use super::{Ack, DeliveryError, OutgoingEmail, SmtpTarget, Target, TlsMode, is_timeout, validate_address};
 
 /// How long the polite `QUIT` at the end may take; the outcome is already known by then.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -129,25 +130,28 @@ impl Target for SmtpTarget {
         let envelope =
             Envelope::new(Some(from), to).map_err(|e| DeliveryError::Config(format!("smtp envelope: {e}")))?;
         let credentials = self.credentials()?;
-        let tls = if self.starttls {
-            Some(
-                TlsParameters::new(self.host.clone())
-                    .map_err(|e| DeliveryError::Config(format!("smtp tls for host {:?}: {e}", self.host)))?,
-            )
-        } else {
-            None
+        let mode = self.tls_mode()?;
+        let tls = match mode {
+            TlsMode::None => None,
+            TlsMode::StartTls | TlsMode::Implicit => Some(self.tls_parameters()?),
         };
+        let implicit = if mode == TlsMode::Implicit { tls.as_ref() } else { None };
         let hello = ClientId::default();
 
-        // lettre reads the greeting and the EHLO reply inside `connect`, with the timeout it is
-        // given; everything after that gets `timeout`.
-        let mut conn =
-            SmtpConnection::connect((self.host.as_str(), self.port), Some(self.connect_timeout), &hello, None, None)
-                .map_err(|e| self.lettre_error("connect", &e, self.connect_timeout, false))?;
+        // lettre reads the greeting and the EHLO reply inside `connect` (after the handshake
+        // with implicit TLS), with the timeout it is given; everything after that gets `timeout`.
+        let mut conn = SmtpConnection::connect(
+            (self.host.as_str(), self.port),
+            Some(self.connect_timeout),
+            &hello,
+            implicit,
+            None,
+        )
+        .map_err(|e| self.lettre_error("connect", &e, self.connect_timeout, false))?;
         conn.set_timeout(Some(self.timeout))
             .map_err(|e| self.error("connect", None, format!("setting the socket timeout: {e}"), false))?;
 
-        if let Some(tls) = &tls {
+        if let (TlsMode::StartTls, Some(tls)) = (mode, &tls) {
             if !conn.server_info().supports_feature(Extension::StartTls) {
                 quit(conn, self.timeout);
                 return Err(self.error(
@@ -190,6 +194,20 @@ impl Target for SmtpTarget {
 }
 
 impl SmtpTarget {
+    /// rustls parameters for the host: the webpki roots, or the CAs of `ca_file` instead.
+    fn tls_parameters(&self) -> Result<TlsParameters, DeliveryError> {
+        let config = |e: String| DeliveryError::Config(format!("smtp tls for host {:?}: {e}", self.host));
+        let mut builder = TlsParameters::builder(self.host.clone());
+        if let Some(path) = &self.ca_file {
+            // Read here too, so that a bad file is a clear configuration error.
+            super::read_ca_file(path).map_err(config)?;
+            let pem = std::fs::read(path).map_err(|e| config(format!("ca_file {}: {e}", path.display())))?;
+            let certificate = Certificate::from_pem(&pem).map_err(|e| config(e.to_string()))?;
+            builder = builder.certificate_store(CertificateStore::None).add_root_certificate(certificate);
+        }
+        builder.build().map_err(|e| config(e.to_string()))
+    }
+
     /// `AUTH` with the first of lettre's default mechanisms (PLAIN, LOGIN) the server offers,
     /// answering its challenges. Driven here rather than by `SmtpConnection::auth`, whose
     /// error path sends `QUIT` and waits for it once more.

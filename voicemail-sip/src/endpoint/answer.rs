@@ -24,11 +24,13 @@ use voicemail_core::{CodecChange, MessageId};
 use super::{CallSignal, Shared, may_send};
 use crate::media::MediaCommand;
 use crate::sdp::{self, LocalOffer, Negotiated};
+use crate::srtp::SrtpKeys;
 
 /// How answering a call ended.
 pub(super) enum AckOutcome {
-    /// The ACK arrived; for a late offer, with the answer it carried and its SDP.
-    Acked(Option<(Negotiated, Vec<u8>)>),
+    /// The ACK arrived; for a late offer, with the answer it carried, its SDP and the SRTP
+    /// keys it settled (when our offer was SRTP).
+    Acked(Option<(Negotiated, Vec<u8>, Option<SrtpKeys>)>),
     /// The call ended before the ACK (CANCEL, BYE, a shutdown, the dialog failing), or the
     /// ACK of a late offer had no acceptable answer: it becomes a message.
     Ended,
@@ -134,8 +136,11 @@ async fn acked(a: &mut Answering<'_>) -> AckOutcome {
         return AckOutcome::Acked(None);
     };
     let body = a.dialog.last_remote_ack().map(|ack| ack.body).unwrap_or_default();
-    match sdp::accept_answer(&body, offer) {
-        Ok(n) => {
+    match sdp::accept_answer_srtp(&body, offer) {
+        Ok((n, keys)) => {
+            if let Some(keys) = keys {
+                a.command(MediaCommand::Srtp(keys)).await;
+            }
             let change =
                 CodecChange { codec: n.codec, payload_type: n.payload_type, dtmf_payload_type: n.dtmf_payload_type };
             a.command(MediaCommand::Codec(change)).await;
@@ -143,7 +148,7 @@ async fn acked(a: &mut Answering<'_>) -> AckOutcome {
             a.command(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold }).await;
             a.command(MediaCommand::Answered).await;
             tracing::debug!(id = %a.id, codec = ?n.codec, remote = ?n.remote_rtp, "late offer answered in the ACK");
-            AckOutcome::Acked(Some((n, body)))
+            AckOutcome::Acked(Some((n, body, keys)))
         }
         Err(e) => {
             if let Some(suppressed) = a.shared.log_limit.allow("late-offer-answer", Instant::now()) {

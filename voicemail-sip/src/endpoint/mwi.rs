@@ -347,15 +347,19 @@ pub(super) async fn on_subscribe(shared: Arc<Shared>, tx: Transaction, source: I
     }
     let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
     let (state_tx, states) = shared.dialogs.new_dialog_state_channel();
-    let dialog =
-        match shared.dialogs.get_or_create_server_subscription(&tx, state_tx, None, contact_uri(&shared, transport)) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "mwi: cannot create the subscription dialog");
-                send_reply(tx, reply(500, e.to_string())).await;
-                return;
-            }
-        };
+    let dialog = match shared.dialogs.get_or_create_server_subscription(
+        &tx,
+        state_tx,
+        None,
+        contact_uri(&shared, transport, &tx.original.uri),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "mwi: cannot create the subscription dialog");
+            send_reply(tx, reply(500, e.to_string())).await;
+            return;
+        }
+    };
     let dialog_id = dialog.id();
     let id = dialog_id.to_string();
     let inserted = service.subs().insert(id.clone(), source, manager.clone(), granted, Instant::now());

@@ -8,6 +8,11 @@
 //! rejected, plain RTP/AVP, and the first of its formats that we offered is the call's codec
 //! (the answerer lists its preference first). Parsing is as lenient as for offers and never
 //! panics.
+//!
+//! With `srtp = "required"` ([`make_offer_srtp`]) the offer is `RTP/SAVP` with two `a=crypto`
+//! lines of our key (tag 1 `AES_CM_128_HMAC_SHA1_80`, tag 2 `AES_CM_128_HMAC_SHA1_32`), and
+//! the answer must be `RTP/SAVP` and accept one of them with its own key
+//! ([`accept_answer_srtp`]); otherwise the offer is plain RTP.
 
 use super::*;
 
@@ -27,7 +32,13 @@ pub struct LocalOffer {
     pub formats: Vec<(CodecKind, u8)>,
     /// The telephone-event payload types offered, with their clock rates.
     pub telephone_events: Vec<(u32, u8)>,
+    /// Our SRTP master key when the offer is `RTP/SAVP` (its `a=crypto` lines carry it).
+    pub srtp_key: Option<MasterKey>,
 }
+
+/// The `a=crypto` lines of our SRTP offer: tag and suite.
+const OFFERED_SUITES: [(u32, CryptoSuite); 2] =
+    [(1, CryptoSuite::AesCm128HmacSha1_80), (2, CryptoSuite::AesCm128HmacSha1_32)];
 
 impl LocalOffer {
     /// The call's media until the answer is known: our first codec, its telephone-event
@@ -53,6 +64,13 @@ impl LocalOffer {
 
 /// Our offer (RFC 3264 §5) of the codecs of `media_config`, at `local`'s address and port.
 pub fn make_offer(local: &LocalMedia, media_config: &MediaConfig) -> LocalOffer {
+    make_offer_srtp(local, media_config, &SrtpOffer::OFF)
+}
+
+/// [`make_offer`]; with [`SrtpMode::Required`] an `RTP/SAVP` offer with our key in two
+/// `a=crypto` lines (the `_80` and `_32` suites), otherwise plain RTP.
+pub fn make_offer_srtp(local: &LocalMedia, media_config: &MediaConfig, srtp: &SrtpOffer) -> LocalOffer {
+    let srtp_key = (srtp.mode == SrtpMode::Required).then_some(srtp.local_key);
     let mut formats: Vec<(CodecKind, u8)> = Vec::new();
     for &codec in &media_config.codecs {
         let pt = codec.static_payload_type().unwrap_or(match codec {
@@ -77,7 +95,8 @@ pub fn make_offer(local: &LocalMedia, media_config: &MediaConfig) -> LocalOffer 
     let mut sdp = String::with_capacity(512);
     // Writing into a String cannot fail; the results are ignored on purpose.
     let _ = write!(sdp, "v=0\r\no=voicemail {} {} {address}\r\ns=voicemail\r\n", local.session_id, local.version);
-    let _ = write!(sdp, "c={address}\r\nt=0 0\r\nm=audio {} RTP/AVP", local.port);
+    let proto = if srtp_key.is_some() { "RTP/SAVP" } else { "RTP/AVP" };
+    let _ = write!(sdp, "c={address}\r\nt=0 0\r\nm=audio {} {proto}", local.port);
     for pt in formats.iter().map(|&(_, pt)| pt).chain(telephone_events.iter().map(|&(_, pt)| pt)) {
         let _ = write!(sdp, " {pt}");
     }
@@ -98,7 +117,12 @@ pub fn make_offer(local: &LocalMedia, media_config: &MediaConfig) -> LocalOffer 
         let _ = write!(sdp, "a=rtpmap:{pt} telephone-event/{rate}\r\na=fmtp:{pt} 0-15\r\n");
     }
     let _ = write!(sdp, "a=ptime:{}\r\na=sendrecv\r\n", DEFAULT_PTIME.as_millis());
-    LocalOffer { sdp, formats, telephone_events }
+    if let Some(key) = srtp_key {
+        for (tag, suite) in OFFERED_SUITES {
+            let _ = write!(sdp, "a=crypto:{tag} {} inline:{}\r\n", suite.name(), key.to_base64());
+        }
+    }
+    LocalOffer { sdp, formats, telephone_events, srtp_key }
 }
 
 /// Reads the caller's answer (from the ACK) to our `offer` (RFC 3264 §6.1, §7): the call's
@@ -110,6 +134,17 @@ pub fn make_offer(local: &LocalMedia, media_config: &MediaConfig) -> LocalOffer 
 /// has; [`SdpError::NotAcceptable`] when the answer rejects the stream (port 0) or keeps none
 /// of our formats.
 pub fn accept_answer(answer: &[u8], offer: &LocalOffer) -> Result<Negotiated, SdpError> {
+    accept_answer_srtp(answer, offer).map(|(n, _)| n)
+}
+
+/// [`accept_answer`], with the SRTP keys of both directions when our offer was `RTP/SAVP`:
+/// the answer must then be `RTP/SAVP` with an `a=crypto` line that accepts one of ours (its
+/// tag and suite) with the answerer's key.
+///
+/// # Errors
+/// As [`accept_answer`]; an answer to our SRTP offer without a usable `a=crypto` line (or not
+/// `RTP/SAVP`) is [`SdpError::NotAcceptable`].
+pub fn accept_answer_srtp(answer: &[u8], offer: &LocalOffer) -> Result<(Negotiated, Option<SrtpKeys>), SdpError> {
     let (session, _) = parse_offer(answer)?;
     let [media] = session.media_descriptions.as_slice() else {
         return Err(SdpError::Malformed(format!(
@@ -117,12 +152,21 @@ pub fn accept_answer(answer: &[u8], offer: &LocalOffer) -> Result<Negotiated, Sd
             session.media_descriptions.len()
         )));
     };
-    if media.media.media_type != MediaType::Audio
-        || media.media.proto != TransportProtocol::RtpAvp
-        || media.media.port == 0
-    {
+    let proto = if offer.srtp_key.is_some() { TransportProtocol::RtpSavp } else { TransportProtocol::RtpAvp };
+    if media.media.media_type != MediaType::Audio || media.media.proto != proto || media.media.port == 0 {
         return Err(SdpError::NotAcceptable("the answer rejects the audio stream".into()));
     }
+    let keys = match offer.srtp_key {
+        None => None,
+        Some(local) => {
+            let answered = crate::srtp::crypto_per_media(&String::from_utf8_lossy(answer));
+            let crypto = answered
+                .first()
+                .and_then(|lines| lines.iter().find(|c| OFFERED_SUITES.contains(&(c.tag, c.suite))))
+                .ok_or_else(|| SdpError::NotAcceptable("the answer accepts none of our SRTP keys".into()))?;
+            Some(SrtpKeys { suite: crypto.suite, tag: crypto.tag, local, remote: crypto.key })
+        }
+    };
     // What a payload type of the answer stands for: its rtpmap (or static type), else what it
     // stood for in our offer.
     let format = |pt: u8| match format_of(media, pt) {
@@ -151,7 +195,7 @@ pub fn accept_answer(answer: &[u8], offer: &LocalOffer) -> Result<Negotiated, Sd
     let connection = media.connection.as_ref().or(session.connection.as_ref());
     let remote_rtp =
         connection.and_then(|c| usable_address(&c.address)).map(|ip| SocketAddr::new(ip, media.media.port));
-    Ok(Negotiated {
+    let negotiated = Negotiated {
         answer: offer.sdp.clone(),
         codec,
         payload_type,
@@ -159,7 +203,8 @@ pub fn accept_answer(answer: &[u8], offer: &LocalOffer) -> Result<Negotiated, Sd
         ptime: ptime_of(&session, media),
         remote_rtp,
         direction,
-    })
+    };
+    Ok((negotiated, keys))
 }
 
 #[cfg(test)]
@@ -173,6 +218,40 @@ mod tests {
 
     fn answer(media: &str) -> String {
         format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}")
+    }
+
+    #[test]
+    fn an_srtp_offer_carries_our_key_and_needs_an_srtp_answer() {
+        let ours = MasterKey::from_bytes([9; 30]);
+        let srtp = SrtpOffer { mode: SrtpMode::Required, local_key: ours };
+        let o = make_offer_srtp(&LOCAL, &MediaConfig::default(), &srtp);
+        assert!(o.sdp.contains("m=audio 40000 RTP/SAVP "), "{}", o.sdp);
+        let key = ours.to_base64();
+        assert!(o.sdp.contains(&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n")), "{}", o.sdp);
+        assert!(o.sdp.contains(&format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{key}\r\n")), "{}", o.sdp);
+        // Optional (or off): a plain offer.
+        let plain = make_offer_srtp(&LOCAL, &MediaConfig::default(), &SrtpOffer { mode: SrtpMode::Optional, ..srtp });
+        assert!(plain.sdp.contains("RTP/AVP") && !plain.sdp.contains("a=crypto") && plain.srtp_key.is_none());
+
+        let theirs = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+        let good =
+            answer(&format!("m=audio 5004 RTP/SAVP 0\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{theirs}\r\n"));
+        let (n, keys) = accept_answer_srtp(good.as_bytes(), &o).unwrap();
+        let keys = keys.unwrap();
+        assert_eq!((n.codec, keys.tag, keys.suite), (CodecKind::Pcmu, 2, CryptoSuite::AesCm128HmacSha1_32));
+        assert_eq!((keys.local, keys.remote.to_base64()), (ours, theirs.to_owned()));
+        // Not acceptable: plain RTP, no key, a tag we did not offer, a suite that is not the tag's.
+        for bad in [
+            format!("m=audio 5004 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{theirs}\r\n"),
+            "m=audio 5004 RTP/SAVP 0\r\n".to_owned(),
+            format!("m=audio 5004 RTP/SAVP 0\r\na=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{theirs}\r\n"),
+            format!("m=audio 5004 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{theirs}\r\n"),
+        ] {
+            let e = accept_answer_srtp(answer(&bad).as_bytes(), &o).unwrap_err();
+            assert!(matches!(e, SdpError::NotAcceptable(_)), "{bad}: {e}");
+        }
+        // A plain offer takes no SRTP answer.
+        assert!(accept_answer_srtp(good.as_bytes(), &plain).is_err());
     }
 
     #[test]

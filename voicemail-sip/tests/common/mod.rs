@@ -69,6 +69,7 @@ impl TestEndpoint {
     /// Starts an endpoint; `sip` holds extra `[sip]` lines, `mailbox` extra top-level lines
     /// (before any table) of the mailbox configuration.
     pub fn start(tag: &str, sip: &str, mailbox: &str) -> TestEndpoint {
+        log_to_stderr();
         Self::start_with(tag, sip, mailbox, |_| {})
     }
 

@@ -277,6 +277,18 @@ pub async fn handle_client_authenticate(
         _ => unreachable!(),
     };
 
+    // Credentials for a realm are offered to that realm only (RFC 3261 §22.1: a UA keeps
+    // credentials per realm); a challenge for another realm is an error, not an answer.
+    if let Some(realm) = cred.realm.as_deref().filter(|r| !r.is_empty()) {
+        if challenge.realm != realm {
+            return Err(crate::Error::DialogError(
+                format!("challenge for realm {:?}, credentials are for {:?}", challenge.realm, realm),
+                DialogId::try_from(tx)?,
+                resp.status_code.clone(),
+            ));
+        }
+    }
+
     let cnonce = random_text(CNONCE_LEN);
     let auth_qop = match challenge.qop {
         Some(Qop::Auth) => Some(AuthQop::Auth { cnonce, nc: 1 }),

@@ -138,6 +138,14 @@ pub struct Registration {
     /// Extra headers added to every REGISTER (including the authenticated
     /// retry). Each replaces any header of the same name already present.
     pub extra_headers: Vec<Header>,
+    /// Send [`Registration::contact`] exactly as set: the public address the
+    /// registrar saw (Via `received`/`rport`) is still recorded in
+    /// [`Registration::public_address`] but never written into the Contact.
+    /// For a UA that listens where its Contact says (its listening port and
+    /// transport): over TCP or TLS the source port of the REGISTER's
+    /// connection is an ephemeral one, and a Contact naming it makes calls
+    /// through the registrar fail once that connection is gone.
+    pub fixed_contact: bool,
 }
 
 impl Registration {
@@ -194,6 +202,7 @@ impl Registration {
             service_route: Vec::new(),
             granted_expires: None,
             extra_headers: Vec::new(),
+            fixed_contact: false,
         }
     }
 
@@ -567,7 +576,9 @@ impl Registration {
                                 .ok()
                                 .map(|(_, host_with_port)| host_with_port)
                         });
-                        if self.public_address != received {
+                        if self.public_address != received && self.fixed_contact {
+                            self.public_address = received;
+                        } else if self.public_address != received {
                             debug!(
                                 old = ?self.public_address,
                                 new = ?received,
@@ -599,10 +610,11 @@ impl Registration {
                             // public address (rport/received from 401 Via header).
                             // handle_client_authenticate clones tx.original which has
                             // the stale Contact from the initial REGISTER.
-                            if let Some(ref pa) = self.public_address {
+                            if let Some(pa) = self.public_address.as_ref().filter(|_| !self.fixed_contact) {
                                 let new_contact_uri = crate::sip::Uri {
                                     auth: contact_for_retry.uri.auth.clone(),
-                                    scheme: Some(crate::sip::Scheme::Sip),
+                                    // `sips:` stays `sips:`.
+                                    scheme: contact_for_retry.uri.scheme.clone(),
                                     host_with_port: pa.clone(),
                                     // Preserve URI params (e.g., transport=tcp) from original Contact
                                     params: contact_for_retry.uri.params.clone(),

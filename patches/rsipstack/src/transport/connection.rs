@@ -348,6 +348,21 @@ impl SipConnection {
             }
         }
     }
+    /// Sends a keep-alive on a stream connection: the double-CRLF "ping" of RFC 5626 §4.4.1
+    /// (a server that supports it answers with a CRLF "pong"; any server ignores it between
+    /// messages, RFC 3261 §7.5). It keeps the connection from being closed as idle, on both
+    /// sides. Does nothing on other connections.
+    pub async fn send_keepalive(&self) -> Result<()> {
+        const PING: &[u8] = b"\r\n\r\n";
+        match self {
+            #[cfg(feature = "platform-tokio")]
+            SipConnection::Tcp(transport) => transport.send_raw(PING).await,
+            #[cfg(all(feature = "platform-tokio", feature = "rustls"))]
+            SipConnection::Tls(transport) => transport.send_raw(PING).await,
+            _ => Ok(()),
+        }
+    }
+
     pub async fn serve_loop(&self, sender: TransportSender, idle_timeout: Duration) -> Result<()> {
         match self {
             SipConnection::Channel(transport) => transport.serve_loop(sender).await,

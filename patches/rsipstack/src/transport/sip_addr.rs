@@ -173,11 +173,19 @@ impl From<HostWithPort> for SipAddr {
     }
 }
 
+/// The transport a URI asks for: its `transport` parameter, else TLS for a `sips:` URI
+/// (RFC 3261 §19.1.2, RFC 3263 §4.1), else none (the caller's default).
+fn uri_transport(uri: &Uri) -> Option<crate::sip::Transport> {
+    uri.transport().cloned().or_else(|| {
+        matches!(uri.scheme, Some(crate::sip::Scheme::Sips)).then_some(crate::sip::Transport::Tls)
+    })
+}
+
 impl TryFrom<&Uri> for SipAddr {
     type Error = crate::Error;
 
     fn try_from(uri: &Uri) -> Result<Self> {
-        let transport = uri.transport().cloned();
+        let transport = uri_transport(uri);
         Ok(SipAddr {
             r#type: transport,
             addr: uri.host_with_port.clone(),
@@ -189,7 +197,7 @@ impl TryFrom<Uri> for SipAddr {
     type Error = crate::Error;
 
     fn try_from(uri: Uri) -> Result<Self> {
-        let transport = uri.transport().cloned();
+        let transport = uri_transport(&uri);
         Ok(SipAddr {
             r#type: transport,
             addr: uri.host_with_port,

@@ -109,6 +109,9 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub(crate) struct AcceptLogLimits {
     errors: LogLimiter,
     refused: LogLimiter,
+    /// Failed or timed-out TLS handshakes.
+    #[cfg_attr(not(all(feature = "platform-tokio", feature = "rustls")), allow(dead_code))]
+    pub(crate) handshakes: LogLimiter,
 }
 
 impl Default for AcceptLogLimits {
@@ -116,6 +119,7 @@ impl Default for AcceptLogLimits {
         Self {
             errors: LogLimiter::new(Duration::from_secs(10)),
             refused: LogLimiter::new(Duration::from_secs(10)),
+            handshakes: LogLimiter::new(Duration::from_secs(10)),
         }
     }
 }

@@ -6,7 +6,7 @@ use super::{
 };
 use crate::platform::CancellationToken;
 use crate::sip::SipMessage;
-use crate::transport::tcp_listener::accept_or_cancelled;
+use crate::transport::tcp_listener::{accept_or_cancelled, admit_stream, after_accept_error, AcceptLogLimits};
 use crate::{error::Error, transport::transport_layer::TransportLayerInnerRef, Result};
 use core::future::Future;
 use core::pin::Pin;
@@ -333,13 +333,14 @@ impl TlsListenerConnection {
         let listener_local_addr = self.get_addr().clone();
 
         crate::platform::spawn(async move {
+            let limits = Arc::new(AcceptLogLimits::default());
             loop {
                 let (stream, remote_addr) =
                     match accept_or_cancelled(&listener, &transport_layer_inner.cancel_token).await
                     {
                         Some(Ok((stream, remote_addr))) => (stream, remote_addr),
                         Some(Err(e)) => {
-                            warn!(error = ?e, "Failed to accept TLS connection");
+                            after_accept_error(&e, &limits).await;
                             continue;
                         }
                         None => {
@@ -351,17 +352,40 @@ impl TlsListenerConnection {
                     debug!(remote = %remote_addr, "tls connection rejected by whitelist");
                     continue;
                 }
+                // A connection in its handshake counts against the limits like an open one,
+                // and the handshake must end within the idle timeout: a peer that connects
+                // and never completes one cannot hold more than the limits allow, for longer.
+                if !admit_stream(&transport_layer_inner, remote_addr, &limits) {
+                    continue; // dropping the stream closes it
+                }
+                let pending = transport_layer_inner.begin_handshake(remote_addr.ip());
 
                 let acceptor_clone = acceptor.clone();
                 let transport_layer_inner_ref = transport_layer_inner.clone();
                 let local_addr = listener_local_addr.clone();
+                let limits = limits.clone();
 
                 crate::platform::spawn(async move {
-                    // Perform TLS handshake
-                    let tls_stream = match acceptor_clone.accept(stream).await {
-                        Ok(stream) => stream,
-                        Err(e) => {
-                            warn!(error = %e, "TLS handshake failed");
+                    let idle_timeout = transport_layer_inner_ref.stream_idle_timeout();
+                    let handshake = acceptor_clone.accept(stream);
+                    let handshake = if idle_timeout.is_zero() {
+                        Ok(handshake.await)
+                    } else {
+                        tokio::time::timeout(idle_timeout, handshake).await
+                    };
+                    let tls_stream = match handshake {
+                        Ok(Ok(stream)) => stream,
+                        // A peer decides how often these happen: rate-limited.
+                        Ok(Err(e)) => {
+                            if let Some(held_back) = limits.handshakes.allow() {
+                                warn!(error = %e, remote = %remote_addr, held_back, "TLS handshake failed");
+                            }
+                            return;
+                        }
+                        Err(_) => {
+                            if let Some(held_back) = limits.handshakes.allow() {
+                                warn!(remote = %remote_addr, timeout = ?idle_timeout, held_back, "TLS handshake timed out");
+                            }
                             return;
                         }
                     };
@@ -382,13 +406,15 @@ impl TlsListenerConnection {
                     {
                         Ok(conn) => conn,
                         Err(e) => {
-                            warn!(error = ?e, %remote_sip_addr, "Failed to create TLS connection");
+                            debug!(error = ?e, %remote_sip_addr, "Failed to create TLS connection");
                             return;
                         }
                     };
 
                     let sip_connection = SipConnection::Tls(tls_connection.clone());
                     transport_layer_inner_ref.add_connection(sip_connection.clone());
+                    // Counted as open from here on.
+                    drop(pending);
                     debug!(?remote_sip_addr, "new tls connection");
                 });
             }

@@ -165,8 +165,29 @@ pub struct TransportLayerInner {
     max_stream_connections: AtomicUsize,
     /// The most stream connections open at once with one remote IP address (`0`: no limit).
     max_stream_connections_per_ip: AtomicUsize,
+    /// Accepted stream connections whose handshake (TLS) is still in progress, per remote IP
+    /// address: they count against the limits like open connections.
+    pending_streams: Mutex<alloc::collections::BTreeMap<IpAddr, usize>>,
 }
 pub(crate) type TransportLayerInnerRef = Arc<TransportLayerInner>;
+
+/// A stream connection in its handshake, counted by [`TransportLayerInner::begin_handshake`].
+pub(crate) struct PendingStream {
+    inner: TransportLayerInnerRef,
+    ip: IpAddr,
+}
+
+impl Drop for PendingStream {
+    fn drop(&mut self) {
+        let mut pending = self.inner.pending_streams.lock();
+        if let Some(n) = pending.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.ip);
+            }
+        }
+    }
+}
 
 // Deliberately NOT `Clone`: `Drop` below cancels the shared token, and Rust
 // drops are per-value, not per-resource — if this handle were clonable, the
@@ -203,6 +224,7 @@ impl TransportLayer {
             stream_idle_timeout_ms: AtomicU32::new(DEFAULT_STREAM_IDLE_TIMEOUT_MS),
             max_stream_connections: AtomicUsize::new(0),
             max_stream_connections_per_ip: AtomicUsize::new(0),
+            pending_streams: Mutex::new(alloc::collections::BTreeMap::new()),
         };
         Self {
             outbound: None,
@@ -444,13 +466,18 @@ impl TransportLayerInner {
         if total_limit == 0 && per_ip_limit == 0 {
             return None;
         }
-        let (total, same_ip) = self.connections.with(|m| {
+        let (open, open_same_ip) = self.connections.with(|m| {
             m.iter().fold((0, 0), |(total, same_ip), (addr, slots)| {
                 let n = slots.iter().filter(|c| c.is_stream()).count();
                 let mine = matches!(addr.addr.host, Host::IpAddr(a) if a == ip);
                 (total + n, same_ip + if mine { n } else { 0 })
             })
         });
+        let (pending, pending_same_ip) = {
+            let pending = self.pending_streams.lock();
+            (pending.values().sum::<usize>(), pending.get(&ip).copied().unwrap_or(0))
+        };
+        let (total, same_ip) = (open + pending, open_same_ip + pending_same_ip);
         if total_limit != 0 && total >= total_limit {
             Some(total_limit)
         } else if per_ip_limit != 0 && same_ip >= per_ip_limit {
@@ -460,8 +487,16 @@ impl TransportLayerInner {
         }
     }
 
+    /// Counts a stream connection from `ip` whose handshake is in progress against the
+    /// limits until the returned guard is dropped (when the handshake ended, either way).
+    #[cfg_attr(not(all(feature = "platform-tokio", feature = "rustls")), allow(dead_code))]
+    pub(crate) fn begin_handshake(self: &Arc<Self>, ip: IpAddr) -> PendingStream {
+        *self.pending_streams.lock().entry(ip).or_insert(0) += 1;
+        PendingStream { inner: self.clone(), ip }
+    }
+
     /// Current stream idle timeout.
-    fn stream_idle_timeout(&self) -> Duration {
+    pub(crate) fn stream_idle_timeout(&self) -> Duration {
         Duration::from_millis(self.stream_idle_timeout_ms.load(Ordering::Relaxed) as u64)
     }
 
