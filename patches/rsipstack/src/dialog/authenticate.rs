@@ -282,7 +282,10 @@ pub async fn handle_client_authenticate(
     if let Some(realm) = cred.realm.as_deref().filter(|r| !r.is_empty()) {
         if challenge.realm != realm {
             return Err(crate::Error::DialogError(
-                format!("challenge for realm {:?}, credentials are for {:?}", challenge.realm, realm),
+                format!(
+                    "challenge for realm {:?}, credentials are for {:?}",
+                    challenge.realm, realm
+                ),
                 DialogId::try_from(tx)?,
                 resp.status_code.clone(),
             ));

@@ -610,7 +610,9 @@ impl Registration {
                             // public address (rport/received from 401 Via header).
                             // handle_client_authenticate clones tx.original which has
                             // the stale Contact from the initial REGISTER.
-                            if let Some(pa) = self.public_address.as_ref().filter(|_| !self.fixed_contact) {
+                            if let Some(pa) =
+                                self.public_address.as_ref().filter(|_| !self.fixed_contact)
+                            {
                                 let new_contact_uri = crate::sip::Uri {
                                     auth: contact_for_retry.uri.auth.clone(),
                                     // `sips:` stays `sips:`.

@@ -110,7 +110,10 @@ pub(crate) struct AcceptLogLimits {
     errors: LogLimiter,
     refused: LogLimiter,
     /// Failed or timed-out TLS handshakes.
-    #[cfg_attr(not(all(feature = "platform-tokio", feature = "rustls")), allow(dead_code))]
+    #[cfg_attr(
+        not(all(feature = "platform-tokio", feature = "rustls")),
+        allow(dead_code)
+    )]
     pub(crate) handshakes: LogLimiter,
 }
 

@@ -6,7 +6,9 @@ use super::{
 };
 use crate::platform::CancellationToken;
 use crate::sip::SipMessage;
-use crate::transport::tcp_listener::{accept_or_cancelled, admit_stream, after_accept_error, AcceptLogLimits};
+use crate::transport::tcp_listener::{
+    accept_or_cancelled, admit_stream, after_accept_error, AcceptLogLimits,
+};
 use crate::{error::Error, transport::transport_layer::TransportLayerInnerRef, Result};
 use core::future::Future;
 use core::pin::Pin;

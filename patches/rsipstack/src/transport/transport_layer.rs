@@ -475,7 +475,10 @@ impl TransportLayerInner {
         });
         let (pending, pending_same_ip) = {
             let pending = self.pending_streams.lock();
-            (pending.values().sum::<usize>(), pending.get(&ip).copied().unwrap_or(0))
+            (
+                pending.values().sum::<usize>(),
+                pending.get(&ip).copied().unwrap_or(0),
+            )
         };
         let (total, same_ip) = (open + pending, open_same_ip + pending_same_ip);
         if total_limit != 0 && total >= total_limit {
@@ -489,10 +492,16 @@ impl TransportLayerInner {
 
     /// Counts a stream connection from `ip` whose handshake is in progress against the
     /// limits until the returned guard is dropped (when the handshake ended, either way).
-    #[cfg_attr(not(all(feature = "platform-tokio", feature = "rustls")), allow(dead_code))]
+    #[cfg_attr(
+        not(all(feature = "platform-tokio", feature = "rustls")),
+        allow(dead_code)
+    )]
     pub(crate) fn begin_handshake(self: &Arc<Self>, ip: IpAddr) -> PendingStream {
         *self.pending_streams.lock().entry(ip).or_insert(0) += 1;
-        PendingStream { inner: self.clone(), ip }
+        PendingStream {
+            inner: self.clone(),
+            ip,
+        }
     }
 
     /// Current stream idle timeout.
