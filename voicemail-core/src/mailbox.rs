@@ -655,6 +655,11 @@ impl Mailbox {
     /// storing failed earlier (in this process), and the calls whose recording process died
     /// (their WAV repaired, end reason `interrupted`, duration from the WAV). Calls that a
     /// live process is recording are never touched. Returns the messages it stored.
+    ///
+    /// With a store shared by several nodes (`[store] url`), only this node's calls (`[store]
+    /// node`) are looked at: another node's live call is never touched from here, and a dead
+    /// node's calls are recovered by that node when it restarts, or from its spool by
+    /// [`Mailbox::recover_spool`].
     pub fn recover(&self, now: Timestamp) -> Result<Vec<MessageMeta>, MailboxError> {
         let mut out = Vec::new();
         let pending = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()));

@@ -226,14 +226,14 @@ fn claims_leases_attempts_and_retries(backend: Backend) {
 
     // Claimed with a lease: nobody else gets them until it expires or they are released.
     let claims = store.claim("maildir", at(10), "node-a/1", lease, 1).unwrap();
-    assert_eq!(claims.iter().map(|c| c.meta.id.clone()).collect::<Vec<_>>(), [a.clone()]);
+    assert_eq!(claims.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&a]);
     let claims = store.claim("maildir", at(10), "node-a/1", lease, 10).unwrap();
-    assert_eq!(claims.iter().map(|c| c.meta.id.clone()).collect::<Vec<_>>(), [b.clone()]);
+    assert_eq!(claims.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&b]);
     assert!(store.claim("maildir", at(11), "node-b/1", lease, 10).unwrap().is_empty(), "leased");
     assert_eq!(store.next_due("maildir").unwrap(), Some(lease));
     store.release(&b, "maildir", None).unwrap();
     let again = store.claim("maildir", at(12), "node-b/1", lease, 10).unwrap();
-    assert_eq!(again.iter().map(|c| c.meta.id.clone()).collect::<Vec<_>>(), [b.clone()]);
+    assert_eq!(again.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&b]);
     // A lease that expired (its owner died) is claimed by the next one.
     let expired = store.claim("maildir", at(100), "node-b/2", at(200), 10).unwrap();
     assert_eq!(expired.len(), 2, "both leases ended at 100");

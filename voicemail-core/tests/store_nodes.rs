@@ -141,7 +141,7 @@ fn recovery_leaves_another_nodes_live_call_alone_and_an_operator_recovers_a_dead
     assert!(c.b.recover(t0()).unwrap().is_empty());
     let b_store = PostgresStore::open(&c.url, "b").unwrap();
     assert!(b_store.recording().unwrap().is_empty());
-    assert_eq!(b_store.recording_on("a").unwrap(), [id.clone()]);
+    assert_eq!(b_store.recording_on("a").unwrap(), std::slice::from_ref(&id));
     // Pointed at a's spool while a records, the operator's recovery leaves the call alone.
     let a_spool = c.tmp.path().join("a/spool");
     assert!(c.b.recover_spool(&a_spool, "a", t0()).unwrap().is_empty(), "a's call is live");

@@ -9,6 +9,14 @@
 //! deliver the same message to the same target at once, and a process that dies
 //! mid-delivery leaves it to another when its lease expires.
 //!
+//! With `[store] url = "postgres://..."` (cargo feature `postgres`) the store is
+//! [`PostgresStore`]: one PostgreSQL database shared by several nodes, with the same
+//! semantics (row locks instead of the database lock, the same leases), and two differences
+//! that come from sharing: a call in progress belongs to the node recording it
+//! ([`Store::recording`] lists only this node's; [`Store::recording_on`] another's, for an
+//! operator's recovery), and the store keeps each stored message's recording
+//! ([`Store::keeps_audio`], [`Store::audio`]) so that any node can deliver and show it.
+//!
 //! The outbox holds reminders too (`[followup]`, [`crate::remind`]): a reminder is a delivery
 //! of its message to the `smtp` target with a [`ReminderStep`]; the step is also recorded on
 //! its own (the message's reminder steps) in the transaction that queues it, so a reminder is
@@ -337,7 +345,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// history entry. `audio` is the recording's bytes when the store keeps recordings
     /// ([`Store::keeps_audio`]), stored in the same transaction; a store that does not keep
     /// them ignores it. Returns false (changing nothing) when the message was stored before.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         meta: &MessageMeta,
