@@ -62,12 +62,11 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
     Ok(config)
 }
 
-async fn run(configs: MailboxesConfig, ops_config: OpsConfig) -> Result<(), String> {
+async fn run(configs: MailboxesConfig, mailboxes: Mailboxes, ops_config: OpsConfig) -> Result<(), String> {
     let sip = SipConfig::from_table(configs.sip.as_ref()).map_err(|e| e.to_string())?;
     let web = WebConfig::from_table(configs.web.as_ref()).map_err(|e| e.to_string())?;
     let web_name = configs.web_mailbox().mailbox.clone();
     let names = configs.names().join(",");
-    let mailboxes = Mailboxes::open(configs).map_err(|e| e.to_string())?;
     let targets_of = |m: &voicemail_core::Mailbox| match m.targets() {
         t if t.is_empty() => "none".to_owned(),
         t => t.join(","),
@@ -210,7 +209,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(configs, ops_config)) {
+    // The mailboxes are opened, and closed last, outside the runtime: a store may block on
+    // its own (the PostgreSQL client runs a runtime of its own, which must not start or stop
+    // on one of ours). `main` keeps a handle until the runtime and its tasks are gone.
+    let mailboxes = match Mailboxes::open(configs.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("answering_machine: {}", one_line(&e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(configs, mailboxes.clone(), ops_config));
+    drop(runtime);
+    drop(mailboxes);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("answering_machine: {}", one_line(&e));
