@@ -1,7 +1,8 @@
 //! Kamailio in front of two voicemail nodes (`examples/cluster/`), and one of them killed.
 //!
-//! The test starts two `answering_machine` nodes on 127.0.0.1 (each its own SIP port, RTP
-//! ports and spool, both delivering into one Maildir folder) and Kamailio with
+//! The test starts a throwaway PostgreSQL, two `answering_machine` nodes on 127.0.0.1 sharing
+//! it (`[store] url`, `node = "a"` and `"b"`; each its own SIP port, RTP ports and spool, both
+//! delivering into one Maildir folder) and Kamailio with
 //! `examples/cluster/kamailio.cfg` dispatching to them (round-robin, OPTIONS probes,
 //! failover). SIPp places 200 calls through Kamailio (`examples/cluster/call.xml`, each with
 //! its own caller number from an injection file, PCMU audio after the greeting), at a few
@@ -15,8 +16,8 @@
 //! - A's calls in progress at the kill are there, as `interrupted` (A's recovery stored them
 //!   when it started again);
 //! - every call placed while A was down was answered by B;
-//! - `inbox list` on the nodes shows every message, and a callback marked through node A is
-//!   seen through node B.
+//! - `inbox list` through either node's configuration shows every message, and a callback
+//!   marked through node A is seen through node B.
 //!
 //! A call SIPp saw fail never got a 200 OK: it is not an answered call. It may still leave a
 //! message (a node that took it with 100 Trying and died before answering stores it as
@@ -26,9 +27,10 @@
 //! to Kamailio marking A inactive, to the first call after the kill answered by B, and the
 //! slowest answer of a call placed during the failover). Nothing asserts on time.
 //!
-//! Needs Kamailio (with its `dispatcher` module) and SIPp (Debian `kamailio`, `sip-tester`);
-//! without them the test prints `SKIPPED` and passes, unless `VOICEMAIL_REQUIRE_INTEROP` is
-//! set. Every process is stopped by its PID (Kamailio by its process group).
+//! Needs PostgreSQL, Kamailio (with its `dispatcher` module) and SIPp (Debian `postgresql`,
+//! `kamailio`, `sip-tester`); without them the test prints `SKIPPED` and passes, unless `VOICEMAIL_REQUIRE_INTEROP` is
+//! set. Every process is stopped by its PID (Kamailio by its process group, PostgreSQL by the
+//! postmaster's).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -153,7 +155,7 @@ struct Node {
 }
 
 impl Node {
-    fn new(name: &'static str, dir: &Path, maildir: &Path, rtp: &str, store: &str) -> Node {
+    fn new(name: &'static str, dir: &Path, maildir: &Path, rtp: &str, store_url: &str) -> Node {
         let port = free_port();
         let home = dir.join(name);
         std::fs::create_dir_all(&home).unwrap();
@@ -163,7 +165,7 @@ impl Node {
             format!(
                 "mailbox = \"Sales\"\ntimezone = \"UTC\"\nspool = \"spool\"\n\n\
                  [sip]\nlisten = \"127.0.0.1:{port}\"\nrtp_ports = \"{rtp}\"\ninvite_rate = 0\n\n\
-                 {store}\n\
+                 [store]\nurl = \"{store_url}\"\nnode = \"{name}\"\n\n\
                  [delivery.maildir]\nroot = \"{}\"\nfolder = \"Voicemail\"\n",
                 maildir.display()
             ),
@@ -189,12 +191,13 @@ impl Node {
     }
 
     /// Sends `signal` and waits for the exit, taking every message it printed.
-    fn stop(&mut self, signal: &str) {
+    fn stop(&mut self, signal: &str) -> std::process::ExitStatus {
         let mut am = self.process.take().unwrap();
-        am.stop(signal);
+        let status = am.stop(signal);
         for meta in am.remaining_messages(Duration::from_secs(30)) {
             self.messages.push((Instant::now(), meta));
         }
+        status
     }
 
     /// `inbox list --json` through this node's configuration.
@@ -275,12 +278,13 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
         missing("the kamailio dispatcher module (dispatcher.so) not found (Debian package kamailio)");
         return;
     };
+    let Some(postgres) = Postgres::start() else { return };
+    let store_url = postgres.create_database("voicemail");
     let dir = temp_dir("cluster");
     let maildir = dir.path().join("Maildir");
     let folder = maildir.join(".Voicemail");
-    let store = "";
-    let mut a = Node::new("a", dir.path(), &maildir, "42000-42399", store);
-    let mut b = Node::new("b", dir.path(), &maildir, "42400-42799", store);
+    let mut a = Node::new("a", dir.path(), &maildir, "42000-42399", &store_url);
+    let mut b = Node::new("b", dir.path(), &maildir, "42400-42799", &store_url);
     a.start();
     b.start();
     let kam = Kamailio::start(&kamailio, &kamcmd, &modules, dir.path(), &[a.port, b.port]);
@@ -380,8 +384,11 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
         let delivered: BTreeSet<String> = mails(&folder).into_iter().map(|(_, c)| c).collect();
         answered_callers.iter().all(|c| delivered.contains(*c))
     });
-    a.stop("TERM");
-    b.stop("TERM");
+    // SIGTERM: each node finishes, closes its store connections and exits with 0.
+    for node in [&mut a, &mut b] {
+        let status = node.stop("TERM");
+        assert!(status.success(), "node {} exited with {status:?} after SIGTERM", node.name);
+    }
     let mails = mails(&folder);
     let delivered: BTreeMap<&str, usize> = mails.iter().fold(BTreeMap::new(), |mut m, (_, c)| {
         *m.entry(c.as_str()).or_default() += 1;
@@ -391,18 +398,25 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     let lost: Vec<&str> = answered_callers.iter().copied().filter(|c| !delivered.contains_key(c)).collect();
     let duplicates = (mails.len() - ids.len()) + delivered.values().filter(|n| **n > 1).map(|n| n - 1).sum::<usize>();
 
-    // The stores: every message, with its metadata.
+    // The shared store, through either node: every message, with its metadata; and which
+    // node stored each (what each node printed; A's recovered calls by A's second process).
     let list_a = a.list();
     let list_b = b.list();
-    let metas: BTreeMap<String, (&str, MessageMeta)> = list_a
+    let ids_of = |list: &[serde_json::Value]| -> BTreeSet<String> {
+        list.iter().map(|m| m["meta"]["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let metas: BTreeMap<String, MessageMeta> = list_a
         .iter()
-        .map(|m| ("a", m))
-        .chain(list_b.iter().map(|m| ("b", m)))
-        .map(|(node, m)| {
-            let meta: MessageMeta = serde_json::from_value(m["meta"].clone()).unwrap();
-            (meta.caller.clone(), (node, meta))
-        })
+        .map(|m| serde_json::from_value::<MessageMeta>(m["meta"].clone()).unwrap())
+        .map(|meta| (meta.caller.clone(), meta))
         .collect();
+    let stored_by: BTreeMap<&str, &str> = a
+        .messages
+        .iter()
+        .map(|(_, m)| (m.caller.as_str(), "a"))
+        .chain(b.messages.iter().map(|(_, m)| (m.caller.as_str(), "b")))
+        .collect();
+    let node_and_reason = |caller: &str| (stored_by.get(caller).copied(), metas.get(caller).map(|m| m.end_reason));
 
     // The figures.
     let first_after_kill_on_b = answered
@@ -455,28 +469,31 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     // A's calls in progress at the kill: stored as interrupted when A started again.
     assert!(!in_progress_on_a.is_empty(), "node A had no call in progress when it was killed");
     for c in &in_progress_on_a {
-        let (node, meta) = &metas[&c.caller];
-        assert_eq!((*node, meta.end_reason), ("a", EndReason::Interrupted), "{c:?}");
+        assert_eq!(node_and_reason(&c.caller), (Some("a"), Some(EndReason::Interrupted)), "{c:?}");
     }
     // A message of a call SIPp never saw answered: one that A had taken when it died.
     for c in &unanswered_with_message {
-        let (node, meta) = &metas[*c];
-        assert_eq!((*node, meta.end_reason), ("a", EndReason::Interrupted), "{c}: no answer, yet a message");
+        assert_eq!(node_and_reason(c), (Some("a"), Some(EndReason::Interrupted)), "{c}: no answer, yet a message");
     }
     // Calls placed while A was down went to B.
     assert!(!placed_while_down.is_empty());
     for c in &placed_while_down {
         assert_eq!(c.node_port, b.port, "{c:?} was placed while A was down");
     }
-    // `inbox list` shows every message.
-    assert_eq!(list_a.len() + list_b.len(), mails.len(), "inbox list on A and B");
-    assert_eq!(metas.len(), mails.len());
+    // `inbox list` through either node shows every message.
+    let delivered_ids: BTreeSet<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    assert_eq!(ids_of(&list_a), delivered_ids, "inbox list through node A");
+    assert_eq!(ids_of(&list_b), delivered_ids, "inbox list through node B");
 
-    // A callback marked through node A.
-    let (_, meta) = metas.values().find(|(node, _)| *node == "a").unwrap();
-    let id = meta.id.to_string();
+    // A callback marked through node A (on a message B stored) shows through node B.
+    let caller = stored_by.iter().find(|(_, node)| **node == "b").map(|(c, _)| *c).unwrap();
+    let id = metas[caller].id.to_string();
     let out = inbox(&a.config, &["called-back", &id, "--by", "Anna", "--note", "cluster test"]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert_eq!(show(&a.config, &id)["followup"]["state"], "called-back");
+    let shown = show(&b.config, &id);
+    assert_eq!(shown["followup"]["state"], "called-back", "{shown}");
+    let listed = b.list().into_iter().find(|m| m["meta"]["id"] == id.as_str()).unwrap();
+    assert_eq!(listed["followup"]["state"], "called-back", "{listed}");
     drop(kam);
+    drop(postgres);
 }
