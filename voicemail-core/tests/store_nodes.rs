@@ -5,7 +5,8 @@
 //! - a delivery claimed by a node that died (leased, never attempted) is taken over by the
 //!   other once the lease expired, and not before;
 //! - a follow-up change made on one node is seen on the other, and moves its change mark;
-//! - a node's recovery never touches the other node's call in progress; an operator recovers
+//! - a node's recovery never touches the other node's call in progress (nor does a node
+//!   misconfigured with the same name, whose spool lacks the recording); an operator recovers
 //!   a dead node's calls from its spool on another node (`recover_spool`), as `interrupted`;
 //! - a message recorded on one node is delivered by the other after the first node's spool
 //!   is gone: its recording is in the database;
@@ -145,6 +146,12 @@ fn recovery_leaves_another_nodes_live_call_alone_and_an_operator_recovers_a_dead
     // Pointed at a's spool while a records, the operator's recovery leaves the call alone.
     let a_spool = c.tmp.path().join("a/spool");
     assert!(c.b.recover_spool(&a_spool, "a", t0()).unwrap().is_empty(), "a's call is live");
+    assert_eq!(c.b.show(&id).unwrap().lifecycle, Lifecycle::Recording);
+
+    // A node misconfigured with a's name (another spool) does not take the call either.
+    let mut twin = config(c.tmp.path(), &c.url, "twin");
+    twin.store.node = "a".to_owned();
+    assert!(Mailbox::open(twin).unwrap().recover(t0()).unwrap().is_empty());
     assert_eq!(c.b.show(&id).unwrap().lifecycle, Lifecycle::Recording);
 
     // Node a dies (its lock on the recording goes with it) and does not come back.
