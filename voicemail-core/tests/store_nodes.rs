@@ -221,3 +221,32 @@ fn nodes_migrating_at_once_apply_each_step_once() {
         }
     }
 }
+
+/// Connections the server closed (a restart, an administrator, a proxy) are replaced: the
+/// store keeps working after every connection of its pool was terminated.
+#[test]
+fn connections_closed_by_the_server_are_replaced() {
+    let Some(c) = cluster("nodes-reconnect") else { return };
+    let meta = support::record(&c.a, CallSetup::new("+74951112233", t0()), 0.2, t0());
+    // Several connections in the pool: parallel readers.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| c.a.list(true).unwrap());
+        }
+    });
+    let mut admin = postgres::Client::connect(&c.url, postgres::NoTls).unwrap();
+    for round in 0..2 {
+        let killed: i64 = admin
+            .query_one(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'voicemail' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(killed >= 1, "round {round}: {killed} connections terminated");
+        assert_eq!(c.a.show(&meta.id).unwrap().meta.id, meta.id);
+        c.a.assign(&meta.id, &format!("anna{round}"), "boss", t0()).unwrap();
+        assert_eq!(c.b.list(false).unwrap().len(), 1);
+    }
+}
