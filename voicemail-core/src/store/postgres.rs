@@ -32,6 +32,9 @@
 //! message, stream it to the web queue or hand it to Python, with no shared file system, and
 //! one database backup holds everything. Deleting the message deletes it.
 //!
+//! The connection has no TLS (`sslmode=require` is refused when the configuration is read):
+//! keep the database on a local socket, a private network or behind a TLS tunnel.
+//!
 //! # Schema
 //!
 //! Versioned in `schema_migrations` (one row per step applied). Migrations run at open,
@@ -224,6 +227,13 @@ pub(crate) fn parse_url(url: &str) -> Result<postgres::Config, String> {
     let mut config = postgres::Config::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
     if config.get_hosts().is_empty() {
         return Err("the PostgreSQL URL names no host".to_owned());
+    }
+    // The client is built without TLS (no TLS crate for it): a URL that requires TLS is
+    // refused here rather than failing at every connection.
+    if matches!(config.get_ssl_mode(), postgres::config::SslMode::Require) {
+        return Err("sslmode=require: this program connects to PostgreSQL without TLS; use a local socket, \
+                    a private network or a TLS tunnel, and sslmode=disable or prefer"
+            .to_owned());
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -1196,5 +1206,7 @@ mod tests {
         assert!(parse_url("mysql://vm@db/vm").unwrap_err().contains("expected a URL like"));
         assert!(parse_url("postgres://vm@127.0.0.1:notaport/vm").unwrap_err().contains("invalid PostgreSQL URL"));
         assert!(!parse_url("mysql://vm:pw@db/vm").unwrap_err().contains("pw"));
+        assert!(parse_url("postgres://vm@db/vm?sslmode=require").unwrap_err().contains("without TLS"));
+        assert!(parse_url("postgres://vm@db/vm?sslmode=disable").is_ok());
     }
 }
