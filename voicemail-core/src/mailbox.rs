@@ -408,6 +408,11 @@ impl Mailbox {
         self.inner.targets.iter().map(|t| t.key()).collect()
     }
 
+    /// Whether the store is shared by several nodes (`[store] url`): it keeps the recordings.
+    pub fn shares_store(&self) -> bool {
+        self.store().keeps_audio()
+    }
+
     pub(crate) fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }
@@ -791,10 +796,11 @@ impl Mailbox {
         }
     }
 
-    /// Removes recordings of deleted messages (a crash between the deletion and the removal)
-    /// and empty recordings that no record names and no process owns (a crash while a call
+    /// Removes recordings of deleted messages (a crash between the deletion and the removal;
+    /// with a shared store, a message this node recorded and another deleted) and empty recordings that no record names and no process owns (a crash while a call
     /// was being set up). A non-empty recording without a record is kept and logged. The
-    /// [`Runner`](crate::runner::Runner) runs it when it starts.
+    /// [`Runner`](crate::runner::Runner) runs it when it starts (with a shared store, every
+    /// [`CLEAN_SHARED`](crate::runner::CLEAN_SHARED) too).
     pub fn clean_spool(&self) {
         let spool = &self.inner.spool;
         let Ok(ids) = spool.wav_ids() else { return };

@@ -4,7 +4,9 @@
 //! - a delivery is made exactly once when both nodes run delivery passes at the same time;
 //! - a delivery claimed by a node that died (leased, never attempted) is taken over by the
 //!   other once the lease expired, and not before;
-//! - a follow-up change made on one node is seen on the other, and moves its change mark;
+//! - a follow-up change made on one node is seen on the other, and moves its change mark; a
+//!   deletion on one node removes the recording from the database and, at its next spool
+//!   cleaning, from the spool of the node that recorded it;
 //! - a node's recovery never touches the other node's call in progress (nor does a node
 //!   misconfigured with the same name, whose spool lacks the recording); an operator recovers
 //!   a dead node's calls from its spool on another node (`recover_spool`), as `interrupted`;
@@ -126,6 +128,12 @@ fn a_change_on_one_node_is_seen_on_the_other() {
     c.b.delete(&meta.id, None, "boris", t0() + SignedDuration::from_mins(6)).unwrap();
     assert_eq!(c.a.show(&meta.id).unwrap().lifecycle, Lifecycle::Deleted);
     assert!(c.a.audio(&meta.id).unwrap().is_none(), "the recording went with the message");
+    // a's own file goes at its next spool cleaning (the runner's recovery thread, every minute).
+    assert!(c.a.shares_store());
+    let file = meta.wav_path.clone().unwrap();
+    assert!(file.is_file());
+    c.a.clean_spool();
+    assert!(!file.exists(), "a's copy of the deleted recording is removed");
 }
 
 #[test]
