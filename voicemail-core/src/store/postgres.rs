@@ -67,6 +67,10 @@ const RETRIES: u32 = 8;
 /// How long connecting may take, when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long unacknowledged data may wait, and an idle connection go unprobed, before the
+/// connection counts as dead (`tcp_user_timeout`, `keepalives_idle`, when the URL does not say).
+const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The schema, one step per version (`schema_migrations` has a row per step applied).
 const MIGRATIONS: &[&str] = &[
     // 1: messages (with the node recording a call in progress), their history (with the
@@ -237,6 +241,14 @@ pub(crate) fn parse_url(url: &str) -> Result<postgres::Config, String> {
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    // A database that went silent (a dead host, a partition) is noticed within about a
+    // minute instead of blocking the node: unacknowledged data and idle connections time out.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(DEAD_PEER_TIMEOUT);
+    }
+    if config.get_keepalives_idle() > DEAD_PEER_TIMEOUT {
+        config.keepalives_idle(DEAD_PEER_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("voicemail");
