@@ -408,6 +408,11 @@ impl Mailbox {
         self.inner.targets.iter().map(|t| t.key()).collect()
     }
 
+    /// Whether the store is shared by several nodes (`[store] url`): it keeps the recordings.
+    pub fn shares_store(&self) -> bool {
+        self.store().keeps_audio()
+    }
+
     pub(crate) fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }
@@ -676,7 +681,11 @@ impl Mailbox {
         }
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(still);
         for id in self.store().recording()? {
-            match self.recover_one(&self.inner.spool, &id, now) {
+            // A shared store's call of this node without a recording here is left alone (and
+            // logged): two nodes sharing one name would otherwise take each other's live calls.
+            // `recover_spool` (an operator) stores it.
+            let missing_is_final = !self.store().keeps_audio();
+            match self.recover_one(&self.inner.spool, &id, missing_is_final, now) {
                 Ok(Some(meta)) => out.push(meta),
                 Ok(None) => {}
                 Err(e) => {
@@ -715,7 +724,7 @@ impl Mailbox {
         let mut out = Vec::new();
         let mut first_error = None;
         for id in self.store().recording_on(node)? {
-            match self.recover_one(&spool, &id, now) {
+            match self.recover_one(&spool, &id, true, now) {
                 Ok(Some(meta)) => out.push(meta),
                 Ok(None) => {}
                 Err(e) => {
@@ -730,11 +739,29 @@ impl Mailbox {
         }
     }
 
-    fn recover_one(&self, spool: &Spool, id: &MessageId, now: Timestamp) -> Result<Option<MessageMeta>, MailboxError> {
+    /// Recovers call `id` whose recording is in `spool`; a call without a recording there is
+    /// stored (with no audio) when `missing_is_final`, else left alone.
+    fn recover_one(
+        &self,
+        spool: &Spool,
+        id: &MessageId,
+        missing_is_final: bool,
+        now: Timestamp,
+    ) -> Result<Option<MessageMeta>, MailboxError> {
         let wav = match spool.claim_wav(id).map_err(spool_error(&spool.wav_path(id)))? {
             WavClaim::Live => return Ok(None),
             WavClaim::Dead(wav) => Some(wav),
-            WavClaim::Missing => None,
+            WavClaim::Missing if missing_is_final => None,
+            WavClaim::Missing => {
+                tracing::warn!(
+                    %id,
+                    node = %self.inner.config.store.node,
+                    spool = %spool.dir().display(),
+                    "a call of this node has no recording in its spool: is [store] node unique? \
+                     `inbox recover --spool DIR --node NAME` stores it if the recording is lost"
+                );
+                return Ok(None);
+            }
         };
         // Under the lock, the record is final: a writer that stored its message did so before
         // it let go of the file.
@@ -769,10 +796,11 @@ impl Mailbox {
         }
     }
 
-    /// Removes recordings of deleted messages (a crash between the deletion and the removal)
-    /// and empty recordings that no record names and no process owns (a crash while a call
+    /// Removes recordings of deleted messages (a crash between the deletion and the removal;
+    /// with a shared store, a message this node recorded and another deleted) and empty recordings that no record names and no process owns (a crash while a call
     /// was being set up). A non-empty recording without a record is kept and logged. The
-    /// [`Runner`](crate::runner::Runner) runs it when it starts.
+    /// [`Runner`](crate::runner::Runner) runs it when it starts (with a shared store, every
+    /// [`CLEAN_SHARED`](crate::runner::CLEAN_SHARED) too).
     pub fn clean_spool(&self) {
         let spool = &self.inner.spool;
         let Ok(ids) = spool.wav_ids() else { return };

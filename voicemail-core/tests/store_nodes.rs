@@ -4,8 +4,11 @@
 //! - a delivery is made exactly once when both nodes run delivery passes at the same time;
 //! - a delivery claimed by a node that died (leased, never attempted) is taken over by the
 //!   other once the lease expired, and not before;
-//! - a follow-up change made on one node is seen on the other, and moves its change mark;
-//! - a node's recovery never touches the other node's call in progress; an operator recovers
+//! - a follow-up change made on one node is seen on the other, and moves its change mark; a
+//!   deletion on one node removes the recording from the database and, at its next spool
+//!   cleaning, from the spool of the node that recorded it;
+//! - a node's recovery never touches the other node's call in progress (nor does a node
+//!   misconfigured with the same name, whose spool lacks the recording); an operator recovers
 //!   a dead node's calls from its spool on another node (`recover_spool`), as `interrupted`;
 //! - a message recorded on one node is delivered by the other after the first node's spool
 //!   is gone: its recording is in the database;
@@ -125,6 +128,12 @@ fn a_change_on_one_node_is_seen_on_the_other() {
     c.b.delete(&meta.id, None, "boris", t0() + SignedDuration::from_mins(6)).unwrap();
     assert_eq!(c.a.show(&meta.id).unwrap().lifecycle, Lifecycle::Deleted);
     assert!(c.a.audio(&meta.id).unwrap().is_none(), "the recording went with the message");
+    // a's own file goes at its next spool cleaning (the runner's recovery thread, every minute).
+    assert!(c.a.shares_store());
+    let file = meta.wav_path.clone().unwrap();
+    assert!(file.is_file());
+    c.a.clean_spool();
+    assert!(!file.exists(), "a's copy of the deleted recording is removed");
 }
 
 #[test]
@@ -145,6 +154,12 @@ fn recovery_leaves_another_nodes_live_call_alone_and_an_operator_recovers_a_dead
     // Pointed at a's spool while a records, the operator's recovery leaves the call alone.
     let a_spool = c.tmp.path().join("a/spool");
     assert!(c.b.recover_spool(&a_spool, "a", t0()).unwrap().is_empty(), "a's call is live");
+    assert_eq!(c.b.show(&id).unwrap().lifecycle, Lifecycle::Recording);
+
+    // A node misconfigured with a's name (another spool) does not take the call either.
+    let mut twin = config(c.tmp.path(), &c.url, "twin");
+    twin.store.node = "a".to_owned();
+    assert!(Mailbox::open(twin).unwrap().recover(t0()).unwrap().is_empty());
     assert_eq!(c.b.show(&id).unwrap().lifecycle, Lifecycle::Recording);
 
     // Node a dies (its lock on the recording goes with it) and does not come back.
@@ -212,5 +227,34 @@ fn nodes_migrating_at_once_apply_each_step_once() {
             let e = PostgresStore::open(&url, "n").unwrap_err().to_string();
             assert!(e.contains("schema version 99 is newer than this program's (1)"), "{e}");
         }
+    }
+}
+
+/// Connections the server closed (a restart, an administrator, a proxy) are replaced: the
+/// store keeps working after every connection of its pool was terminated.
+#[test]
+fn connections_closed_by_the_server_are_replaced() {
+    let Some(c) = cluster("nodes-reconnect") else { return };
+    let meta = support::record(&c.a, CallSetup::new("+74951112233", t0()), 0.2, t0());
+    // Several connections in the pool: parallel readers.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| c.a.list(true).unwrap());
+        }
+    });
+    let mut admin = postgres::Client::connect(&c.url, postgres::NoTls).unwrap();
+    for round in 0..2 {
+        let killed: i64 = admin
+            .query_one(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'voicemail' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(killed >= 1, "round {round}: {killed} connections terminated");
+        assert_eq!(c.a.show(&meta.id).unwrap().meta.id, meta.id);
+        c.a.assign(&meta.id, &format!("anna{round}"), "boss", t0()).unwrap();
+        assert_eq!(c.b.list(false).unwrap().len(), 1);
     }
 }

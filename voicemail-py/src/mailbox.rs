@@ -253,7 +253,9 @@ impl PyMessageStatus {
         self.status.lifecycle.as_str()
     }
 
-    /// The recording (``pathlib.Path``); ``None`` once deleted.
+    /// The recording (``pathlib.Path``); ``None`` once deleted. With a store shared by several
+    /// nodes (``[store] url``) the file is on the node that recorded it: ``Mailbox.audio(id)``
+    /// reads the recording on any node.
     #[getter]
     fn wav(&self) -> Option<PathBuf> {
         if self.status.lifecycle == Lifecycle::Deleted {

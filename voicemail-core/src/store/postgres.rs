@@ -32,6 +32,9 @@
 //! message, stream it to the web queue or hand it to Python, with no shared file system, and
 //! one database backup holds everything. Deleting the message deletes it.
 //!
+//! The connection has no TLS (`sslmode=require` is refused when the configuration is read):
+//! keep the database on a local socket, a private network or behind a TLS tunnel.
+//!
 //! # Schema
 //!
 //! Versioned in `schema_migrations` (one row per step applied). Migrations run at open,
@@ -63,6 +66,10 @@ const POOL_SIZE: usize = 8;
 const RETRIES: u32 = 8;
 /// How long connecting may take, when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long unacknowledged data may wait, and an idle connection go unprobed, before the
+/// connection counts as dead (`tcp_user_timeout`, `keepalives_idle`, when the URL does not say).
+const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The schema, one step per version (`schema_migrations` has a row per step applied).
 const MIGRATIONS: &[&str] = &[
@@ -225,8 +232,23 @@ pub(crate) fn parse_url(url: &str) -> Result<postgres::Config, String> {
     if config.get_hosts().is_empty() {
         return Err("the PostgreSQL URL names no host".to_owned());
     }
+    // The client is built without TLS (no TLS crate for it): a URL that requires TLS is
+    // refused here rather than failing at every connection.
+    if matches!(config.get_ssl_mode(), postgres::config::SslMode::Require) {
+        return Err("sslmode=require: this program connects to PostgreSQL without TLS; use a local socket, \
+                    a private network or a TLS tunnel, and sslmode=disable or prefer"
+            .to_owned());
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    // A database that went silent (a dead host, a partition) is noticed within about a
+    // minute instead of blocking the node: unacknowledged data and idle connections time out.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(DEAD_PEER_TIMEOUT);
+    }
+    if config.get_keepalives_idle() > DEAD_PEER_TIMEOUT {
+        config.keepalives_idle(DEAD_PEER_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("voicemail");
@@ -1196,5 +1218,7 @@ mod tests {
         assert!(parse_url("mysql://vm@db/vm").unwrap_err().contains("expected a URL like"));
         assert!(parse_url("postgres://vm@127.0.0.1:notaport/vm").unwrap_err().contains("invalid PostgreSQL URL"));
         assert!(!parse_url("mysql://vm:pw@db/vm").unwrap_err().contains("pw"));
+        assert!(parse_url("postgres://vm@db/vm?sslmode=require").unwrap_err().contains("without TLS"));
+        assert!(parse_url("postgres://vm@db/vm?sslmode=disable").is_ok());
     }
 }
