@@ -438,12 +438,15 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
         .collect();
     let unanswered_with_message: Vec<&str> =
         delivered.keys().copied().filter(|c| !answered_callers.contains(c)).collect();
+    let by_a = answered.iter().filter(|c| c.node_port == a.port).count();
     eprintln!(
-        "cluster: {CALLS} calls placed, {} answered, {} failed at SIP level; {} BYEs unanswered (node A dead)",
+        "cluster: {CALLS} calls placed, {} answered ({by_a} by A, {} by B), {} failed at SIP level; \
+         {bye_lost} BYEs unanswered (node A dead)",
         answered.len(),
+        answered.len() - by_a,
         CALLS - answered.len(),
-        bye_lost
     );
+    eprintln!("cluster: inbox list shows {} messages through node A, {} through node B", list_a.len(), list_b.len());
     eprintln!(
         "cluster: {} messages in the Maildir ({} of calls never answered), lost {}, duplicates {}",
         mails.len(),
