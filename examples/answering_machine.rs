@@ -62,9 +62,15 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
     Ok(config)
 }
 
-async fn run(configs: MailboxesConfig, mailboxes: Mailboxes, ops_config: OpsConfig) -> Result<(), String> {
-    let sip = SipConfig::from_table(configs.sip.as_ref()).map_err(|e| e.to_string())?;
-    let web = WebConfig::from_table(configs.web.as_ref()).map_err(|e| e.to_string())?;
+/// The tables of the configuration file beyond the mailboxes'.
+struct Tables {
+    sip: SipConfig,
+    web: Option<WebConfig>,
+    ops: OpsConfig,
+}
+
+async fn run(configs: MailboxesConfig, mailboxes: Mailboxes, tables: Tables) -> Result<(), String> {
+    let Tables { sip, web, ops: ops_config } = tables;
     let web_name = configs.web_mailbox().mailbox.clone();
     let names = configs.names().join(",");
     let targets_of = |m: &voicemail_core::Mailbox| match m.targets() {
@@ -191,17 +197,19 @@ fn main() -> ExitCode {
     // The configuration first: it says how to log.
     let loaded = parse_args().and_then(|path| {
         let configs = load_all(path.as_deref(), Load::Everything)?;
-        let ops_config = OpsConfig::from_tables(&configs.ops)?;
-        Ok((configs, ops_config))
+        let ops = OpsConfig::from_tables(&configs.ops)?;
+        let sip = SipConfig::from_table(configs.sip.as_ref()).map_err(|e| e.to_string())?;
+        let web = WebConfig::from_table(configs.web.as_ref()).map_err(|e| e.to_string())?;
+        Ok((configs, Tables { sip, web, ops }))
     });
-    let (configs, ops_config) = match loaded {
+    let (configs, tables) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("answering_machine: {}", one_line(&e));
             return ExitCode::FAILURE;
         }
     };
-    ops::init_logging(ops_config.log_format, "info,rsipstack=warn");
+    ops::init_logging(tables.ops.log_format, "info,rsipstack=warn");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -219,7 +227,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(configs, mailboxes.clone(), ops_config));
+    let result = runtime.block_on(run(configs, mailboxes.clone(), tables));
     drop(runtime);
     drop(mailboxes);
     match result {
