@@ -62,12 +62,17 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
     Ok(config)
 }
 
-async fn run(configs: MailboxesConfig, ops_config: OpsConfig) -> Result<(), String> {
-    let sip = SipConfig::from_table(configs.sip.as_ref()).map_err(|e| e.to_string())?;
-    let web = WebConfig::from_table(configs.web.as_ref()).map_err(|e| e.to_string())?;
+/// The tables of the configuration file beyond the mailboxes'.
+struct Tables {
+    sip: SipConfig,
+    web: Option<WebConfig>,
+    ops: OpsConfig,
+}
+
+async fn run(configs: MailboxesConfig, mailboxes: Mailboxes, tables: Tables) -> Result<(), String> {
+    let Tables { sip, web, ops: ops_config } = tables;
     let web_name = configs.web_mailbox().mailbox.clone();
     let names = configs.names().join(",");
-    let mailboxes = Mailboxes::open(configs).map_err(|e| e.to_string())?;
     let targets_of = |m: &voicemail_core::Mailbox| match m.targets() {
         t if t.is_empty() => "none".to_owned(),
         t => t.join(","),
@@ -192,17 +197,19 @@ fn main() -> ExitCode {
     // The configuration first: it says how to log.
     let loaded = parse_args().and_then(|path| {
         let configs = load_all(path.as_deref(), Load::Everything)?;
-        let ops_config = OpsConfig::from_tables(&configs.ops)?;
-        Ok((configs, ops_config))
+        let ops = OpsConfig::from_tables(&configs.ops)?;
+        let sip = SipConfig::from_table(configs.sip.as_ref()).map_err(|e| e.to_string())?;
+        let web = WebConfig::from_table(configs.web.as_ref()).map_err(|e| e.to_string())?;
+        Ok((configs, Tables { sip, web, ops }))
     });
-    let (configs, ops_config) = match loaded {
+    let (configs, tables) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("answering_machine: {}", one_line(&e));
             return ExitCode::FAILURE;
         }
     };
-    ops::init_logging(ops_config.log_format, "info,rsipstack=warn");
+    ops::init_logging(tables.ops.log_format, "info,rsipstack=warn");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -210,7 +217,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(configs, ops_config)) {
+    // The mailboxes are opened, and closed last, outside the runtime: a store may block on
+    // its own (the PostgreSQL client runs a runtime of its own, which must not start or stop
+    // on one of ours). `main` keeps a handle until the runtime and its tasks are gone.
+    let mailboxes = match Mailboxes::open(configs.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("answering_machine: {}", one_line(&e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(configs, mailboxes.clone(), tables));
+    drop(runtime);
+    drop(mailboxes);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("answering_machine: {}", one_line(&e));

@@ -12,6 +12,8 @@
 //! cargo run --example inbox -- [--config FILE] deliver               # recover, then attempt what is due now
 //! cargo run --example inbox -- [--config FILE] deliver --retry ID [--target T]   # queue a rejected delivery again
 //! cargo run --example inbox -- [--config FILE] recover               # store calls whose process died
+//! cargo run --example inbox -- [--config FILE] recover --spool DIR --node NAME   # a dead node's calls, from its spool
+//! cargo run --example inbox -- [--config FILE] export ID --out FILE   # the message's recording into FILE
 //! cargo run --example inbox -- [--config FILE] remind [--at TIME]     # one reminder pass, then send what is due by SMTP
 //! ```
 //!
@@ -19,6 +21,16 @@
 //! reminders due at `TIME` (default now; RFC 3339 like `2026-11-27T18:00:00+03:00`, or
 //! `2026-11-27T18:00` in the mailbox's time zone) and attempts the SMTP deliveries due then.
 //! A reminder is queued once: a second run at the same time queues nothing.
+//!
+//! With a store shared by several nodes (`[store] url`), `recover --spool DIR --node NAME`
+//! is the operator's command for a node that died and does not come back: run on any other
+//! node with the dead node's spool directory (its disk mounted here) and its `[store] node`
+//! name, it stores that node's interrupted calls as `interrupted` messages, their audio in
+//! the database, exactly as the dead node would have after a restart. Make sure the node is
+//! really down first: its live calls are protected by a file lock only on its own machine.
+//! With the embedded store (no `url`) the spool is recovered in place and `--node` is not
+//! needed. `export` writes a message's recording (from this node's spool or the shared
+//! store) to a file.
 //!
 //! `--mailbox NAME` picks one mailbox of a file with several (`[[mailboxes]]`); without it,
 //! the file's only mailbox or its `default_mailbox` (a file with several mailboxes and no
@@ -43,7 +55,7 @@ use voicemail_examples::config::{Load, load_all, load_one, one_line};
 
 const USAGE: &str = "usage: inbox [--config FILE] [--mailbox NAME] (list [--json] | show ID [--json] | assign ID --to NAME [--by WHO] | \
 called-back ID [--by NAME] [--note TEXT] | delete ID [--force --reason TEXT] [--by WHO] | status | \
-deliver [--retry ID [--target T]] | recover | remind [--at TIME])";
+deliver [--retry ID [--target T]] | recover [--spool DIR --node NAME] | remind [--at TIME] | export ID --out FILE)";
 
 /// `writeln!` into the output buffer (`inbox` writes its output once, at the end).
 macro_rules! outln {
@@ -54,8 +66,20 @@ macro_rules! outln {
 }
 
 /// Options that take a value, and switches.
-const VALUE_OPTIONS: &[&str] =
-    &["--config", "--mailbox", "--to", "--by", "--note", "--reason", "--retry", "--target", "--at"];
+const VALUE_OPTIONS: &[&str] = &[
+    "--config",
+    "--mailbox",
+    "--to",
+    "--by",
+    "--note",
+    "--reason",
+    "--retry",
+    "--target",
+    "--at",
+    "--spool",
+    "--node",
+    "--out",
+];
 const SWITCHES: &[&str] = &["--force", "--json"];
 
 /// Why a command did not complete.
@@ -295,7 +319,9 @@ fn run() -> Result<String, Failure> {
     // Check the command line before opening anything.
     match command.as_str() {
         "list" => cmd.check(&command, 0, &["--json"])?,
-        "status" | "recover" => cmd.check(&command, 0, &[])?,
+        "status" => cmd.check(&command, 0, &[])?,
+        "recover" => cmd.check(&command, 0, &["--spool", "--node"])?,
+        "export" => cmd.check(&command, 1, &["--out"])?,
         "show" => cmd.check(&command, 1, &["--json"])?,
         "assign" => cmd.check(&command, 1, &["--to", "--by"])?,
         "called-back" => cmd.check(&command, 1, &["--by", "--note"])?,
@@ -303,6 +329,12 @@ fn run() -> Result<String, Failure> {
         "deliver" => cmd.check(&command, 0, &["--retry", "--target"])?,
         "remind" => cmd.check(&command, 0, &["--at"])?,
         _ => return Err(refused(format!("unknown command {command:?}; {USAGE}"))),
+    }
+    if command == "recover" && cmd.option("--node").is_some() && cmd.option("--spool").is_none() {
+        return Err(refused("--node goes with --spool DIR"));
+    }
+    if command == "export" && cmd.option("--out").is_none() {
+        return Err(refused("export needs --out FILE"));
     }
     if command == "deliver" && cmd.option("--target").is_some() && cmd.option("--retry").is_none() {
         return Err(refused("--target goes with --retry ID"));
@@ -336,6 +368,13 @@ fn run() -> Result<String, Failure> {
     };
     if command == "remind" && config.followup.is_none() {
         return Err(refused("remind needs [followup] in the configuration"));
+    }
+    if command == "recover"
+        && cmd.option("--spool").is_some()
+        && cmd.option("--node").is_none()
+        && config.store.url.is_some()
+    {
+        return Err(refused("recover --spool DIR needs --node NAME: the dead node's [store] node"));
     }
     let mailbox = Mailbox::open(config)?;
     let now = at.unwrap_or_else(Timestamp::now);
@@ -447,8 +486,23 @@ fn run() -> Result<String, Failure> {
                 outln!(out, "next reminder due at {next}");
             }
         }
+        "export" => {
+            let id = id()?;
+            let Some(audio) = mailbox.audio(&id)? else {
+                return Err(refused(format!("message {id} has no recording")));
+            };
+            let out_path = PathBuf::from(cmd.option("--out").unwrap_or_default());
+            std::fs::write(&out_path, &audio)
+                .map_err(|e| Failure::Failed(format!("writing {}: {e}", out_path.display())))?;
+            outln!(out, "wrote {} bytes to {}", audio.len(), out_path.display());
+        }
         "recover" => {
-            let recovered = mailbox.recover(now)?;
+            let recovered = match cmd.option("--spool") {
+                Some(dir) => {
+                    mailbox.recover_spool(std::path::Path::new(dir), cmd.option("--node").unwrap_or(""), now)?
+                }
+                None => mailbox.recover(now)?,
+            };
             outln!(out, "recovered {}", recovered.len());
             for m in &recovered {
                 outln!(out, "recovered: {} {} {} {}", m.id, m.caller, seconds(m.duration_ms), m.end_reason);

@@ -12,6 +12,8 @@
 //! - Mail: [`SmtpServer`] (Debian's `python3 -m aiosmtpd`, messages written to a Maildir),
 //!   [`maildir_messages`]; [`Dovecot`] (an IMAP server of its own in a directory) and
 //!   [`ImapClient`] (a test-side IMAP session).
+//! - Databases: [`Postgres`] (a throwaway PostgreSQL cluster on 127.0.0.1, for the shared
+//!   store).
 //! - Audio: [`write_wav`], [`read_wav`], [`wav_duration_ms`].
 //! - TLS: [`TestCa`], a CA made at test time, and the server certificates it issues.
 //!
@@ -28,6 +30,8 @@ pub use tempfile::TempDir;
 
 mod dovecot;
 pub use dovecot::{DOVECOT_PASSWORD, DOVECOT_USER, Dovecot, ImapClient};
+mod postgres;
+pub use postgres::Postgres;
 
 /// A new directory `<tmp>/voicemail-<tag>-XXXXXX`, removed when the [`TempDir`] is dropped
 /// (kept, and its path printed, when `VOICEMAIL_KEEP_TEMP` is set).

@@ -10,6 +10,8 @@
 //!
 //! [store]
 //! min_free = "10MB"        # refuse new calls when less is free on the spool's file system
+//! # url = "postgres://voicemail@db.example.com:5432/voicemail"   # a store shared by nodes
+//! # node = "vm1"           # this node's name in a shared store (default: the host name)
 //!
 //! [recording]
 //! max_length = "3m"
@@ -302,13 +304,33 @@ pub struct DirectoryConfig {
     pub default_region: String,
 }
 
-/// The spool's storage limits (`[store]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where messages are kept and the spool's storage limits (`[store]`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// The free space the spool's file system must keep, in bytes (`min_free`, default
     /// `"10MB"`, that is 10 000 000 bytes). When less is free, new calls are refused (the SIP
     /// endpoint answers 503 Service Unavailable). 0 (`"0"`) disables the check.
     pub min_free_bytes: u64,
+    /// A PostgreSQL database shared by several nodes (`url`, like
+    /// `"postgres://voicemail@db.example.com:5432/voicemail"`; cargo feature `postgres`):
+    /// messages, follow-up, history, the outbox and the recordings of stored messages live
+    /// there ([`crate::store::PostgresStore`]). `None` (the default): the embedded SQLite
+    /// store in the spool, no server needed.
+    pub url: Option<String>,
+    /// This node's name in a shared store (`node`, default: the host name): the calls it
+    /// records in progress are its own, recovered by it when it restarts (or by an operator,
+    /// [`crate::Mailbox::recover_spool`]). Every node of one database needs its own name.
+    pub node: String,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("min_free_bytes", &self.min_free_bytes)
+            .field("url", &self.url.as_deref().map(crate::store::redact_url))
+            .field("node", &self.node)
+            .finish()
+    }
 }
 
 /// The default of `[store] min_free`: 10 MB.
@@ -316,8 +338,15 @@ const DEFAULT_MIN_FREE_BYTES: u64 = 10_000_000;
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { min_free_bytes: DEFAULT_MIN_FREE_BYTES }
+        StoreConfig { min_free_bytes: DEFAULT_MIN_FREE_BYTES, url: None, node: default_node() }
     }
+}
+
+/// The default `[store] node`: the host name (`localhost` when it has none).
+fn default_node() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().trim().to_owned();
+    if name.is_empty() || name == "(none)" { "localhost".to_owned() } else { name }
 }
 
 /// The configuration of one mailbox. See the [module docs](self).
@@ -834,6 +863,17 @@ impl RawFile {
                     ),
                 ));
             }
+            if let Some(url) = &config.store.url
+                && let Some(j) = mailboxes.iter().position(|c| c.store.url.as_ref() == Some(url))
+            {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.store.url"),
+                    format!(
+                        "mailboxes[{j}] uses this database already ({}): every mailbox keeps its messages in a database of its own",
+                        crate::store::redact_url(url)
+                    ),
+                ));
+            }
             config.sip = self.sip.clone();
             config.web = self.web.clone();
             config.ops = OpsTables { metrics: self.metrics.clone(), log: self.log.clone() };
@@ -1090,6 +1130,8 @@ impl RawGreeting {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     min_free: Option<RawSize>,
+    url: Option<String>,
+    node: Option<String>,
 }
 
 /// A size written as a string with a unit (`"10MB"`) or as a TOML integer of bytes.
@@ -1511,7 +1553,42 @@ impl RawStore {
                 u64::try_from(*n).map_err(|_| ConfigError::invalid("store.min_free", size_expected(&n.to_string())))?
             }
         };
-        Ok(StoreConfig { min_free_bytes })
+        let url = match &self.url {
+            None => None,
+            Some(url) => Some(check_store_url(url)?),
+        };
+        let node = match &self.node {
+            None => default_node(),
+            Some(node) => {
+                let node = node.trim();
+                if node.is_empty() || node.len() > 64 || node.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err(ConfigError::invalid(
+                        "store.node",
+                        format!("expected a node name of 1 to 64 characters without spaces, found {node:?}"),
+                    ));
+                }
+                node.to_owned()
+            }
+        };
+        Ok(StoreConfig { min_free_bytes, url, node })
+    }
+}
+
+/// Checks `[store] url`: a PostgreSQL URL, and a program built to use one.
+fn check_store_url(url: &str) -> Result<String, ConfigError> {
+    #[cfg(feature = "postgres")]
+    {
+        crate::store::postgres::parse_url(url).map_err(|m| ConfigError::invalid("store.url", m))?;
+        Ok(url.to_owned())
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = url;
+        Err(ConfigError::invalid(
+            "store.url",
+            "this program was built without PostgreSQL support (cargo feature `postgres` of voicemail-core): \
+             rebuild it with the feature, or remove the key to use the embedded SQLite store",
+        ))
     }
 }
 

@@ -206,6 +206,26 @@ impl CallLease {
     }
 }
 
+/// A recording as a file ([`Mailbox::audio_file`]); a temporary copy is removed on drop.
+struct AudioFile {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl AudioFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for AudioFile {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// What one [`Mailbox::deliver_due`] pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunReport {
@@ -300,6 +320,25 @@ impl RetryPolicy {
     }
 }
 
+/// The store of `config`: PostgreSQL when `[store] url` names one, else SQLite in the spool.
+fn open_store(config: &Config, spool: &Spool) -> Result<Box<dyn Store>, MailboxError> {
+    match &config.store.url {
+        None => Ok(Box::new(SqliteStore::open(&spool.db_path())?)),
+        #[cfg(feature = "postgres")]
+        Some(url) => Ok(Box::new(crate::store::PostgresStore::open(url, &config.store.node)?)),
+        #[cfg(not(feature = "postgres"))]
+        Some(url) => Err(StoreError::Database {
+            action: "opening the database",
+            message: format!(
+                "{}: this program was built without PostgreSQL support (cargo feature `postgres`)",
+                crate::store::redact_url(url)
+            ),
+            full: false,
+        }
+        .into()),
+    }
+}
+
 fn spool_error(path: &Path) -> impl Fn(io::Error) -> MailboxError + '_ {
     move |source| MailboxError::Spool { path: path.to_path_buf(), source }
 }
@@ -310,9 +349,13 @@ impl Mailbox {
     ///
     /// Greetings are used as the configuration has them loaded ([`Config::load`] loads them);
     /// a greeting that is not loaded plays the bundled default instead.
+    ///
+    /// The store is the spool's embedded SQLite database, or the PostgreSQL database of
+    /// `[store] url` shared by several nodes (this one named by `[store] node`); a program
+    /// built without the cargo feature `postgres` refuses such a configuration.
     pub fn open(config: Config) -> Result<Self, MailboxError> {
         let spool = Spool::open(&config.spool).map_err(spool_error(&config.spool))?;
-        let store = SqliteStore::open(&spool.db_path())?;
+        let store = open_store(&config, &spool)?;
         let mut targets: Vec<Arc<dyn Target + Send + Sync>> = Vec::new();
         if let Some(m) = &config.delivery.maildir {
             targets.push(Arc::new(m.clone()));
@@ -327,12 +370,12 @@ impl Mailbox {
         let keys = std::collections::hash_map::RandomState::new();
         let mut h = keys.build_hasher();
         h.write_u128(Timestamp::now().as_nanosecond() as u128);
-        let owner = format!("pid{}-{:08x}", std::process::id(), h.finish() as u32);
+        let owner = format!("{}/pid{}-{:08x}", config.store.node, std::process::id(), h.finish() as u32);
         let mailbox = Mailbox {
             inner: Arc::new(Inner {
                 config,
                 spool,
-                store: Box::new(store),
+                store,
                 targets,
                 reminders,
                 retry: RetryPolicy::default(),
@@ -363,6 +406,11 @@ impl Mailbox {
     /// The keys of the configured delivery targets (`maildir`, `smtp`, `imap`).
     pub fn targets(&self) -> Vec<String> {
         self.inner.targets.iter().map(|t| t.key()).collect()
+    }
+
+    /// Whether the store is shared by several nodes (`[store] url`): it keeps the recordings.
+    pub fn shares_store(&self) -> bool {
+        self.store().keeps_audio()
     }
 
     pub(crate) fn store(&self) -> &dyn Store {
@@ -575,6 +623,14 @@ impl Mailbox {
         if let Some(wav) = wav {
             wav.wav.sync().map_err(spool_error(wav.wav.path()))?;
         }
+        // A shared store keeps the recording itself, stored with the message in one
+        // transaction: any node delivers, streams and exports it without this node's spool.
+        let audio = match wav {
+            Some(wav) if self.store().keeps_audio() => {
+                Some(std::fs::read(wav.wav.path()).map_err(spool_error(wav.wav.path()))?)
+            }
+            _ => None,
+        };
         let routing = route::route(&self.inner.config, &meta.caller);
         let entry = HistoryEntry {
             at: now,
@@ -587,7 +643,7 @@ impl Mailbox {
             .as_ref()
             .and_then(|to| FollowUp::New.apply(&Change::Assign { to: to.clone() }, route::DIRECTORY, now).ok());
         let assigned_ref = assigned.as_ref().map(|(state, entry)| (state, entry));
-        let new = self.store().finish(meta, &routing.deliveries, &entry, assigned_ref, now)?;
+        let new = self.store().finish(meta, &routing.deliveries, &entry, assigned_ref, audio.as_deref(), now)?;
         if new {
             if routing.deliveries.is_empty() {
                 tracing::info!(id = %meta.id, "no delivery target configured: the message stays in the spool");
@@ -604,6 +660,11 @@ impl Mailbox {
     /// storing failed earlier (in this process), and the calls whose recording process died
     /// (their WAV repaired, end reason `interrupted`, duration from the WAV). Calls that a
     /// live process is recording are never touched. Returns the messages it stored.
+    ///
+    /// With a store shared by several nodes (`[store] url`), only this node's calls (`[store]
+    /// node`) are looked at: another node's live call is never touched from here, and a dead
+    /// node's calls are recovered by that node when it restarts, or from its spool by
+    /// [`Mailbox::recover_spool`].
     pub fn recover(&self, now: Timestamp) -> Result<Vec<MessageMeta>, MailboxError> {
         let mut out = Vec::new();
         let pending = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()));
@@ -620,7 +681,11 @@ impl Mailbox {
         }
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(still);
         for id in self.store().recording()? {
-            match self.recover_one(&id, now) {
+            // A shared store's call of this node without a recording here is left alone (and
+            // logged): two nodes sharing one name would otherwise take each other's live calls.
+            // `recover_spool` (an operator) stores it.
+            let missing_is_final = !self.store().keeps_audio();
+            match self.recover_one(&self.inner.spool, &id, missing_is_final, now) {
                 Ok(Some(meta)) => out.push(meta),
                 Ok(None) => {}
                 Err(e) => {
@@ -635,12 +700,68 @@ impl Mailbox {
         }
     }
 
-    fn recover_one(&self, id: &MessageId, now: Timestamp) -> Result<Option<MessageMeta>, MailboxError> {
-        let spool = &self.inner.spool;
+    /// Recovers the calls in progress of node `node` from its spool `dir`, as seen from this
+    /// node: for an operator whose node died and does not come back (its spool's disk moved
+    /// or mounted here). Each call found in the store as recording on `node` is stored as
+    /// `interrupted` with what its recording in `dir` holds (repaired), exactly like
+    /// [`Mailbox::recover`] does for this node's own calls after a restart; a recording another
+    /// process on this machine still holds is left alone. With the shared store the audio goes
+    /// into the database, so `dir` may be removed afterwards.
+    ///
+    /// With the embedded SQLite store each spool has its own database: the dead spool is
+    /// opened as a mailbox of this configuration and recovered in place (`node` is not used).
+    pub fn recover_spool(&self, dir: &Path, node: &str, now: Timestamp) -> Result<Vec<MessageMeta>, MailboxError> {
+        if !dir.is_dir() {
+            let source = io::Error::new(io::ErrorKind::NotFound, "no such spool directory");
+            return Err(MailboxError::Spool { path: dir.to_path_buf(), source });
+        }
+        if !self.store().keeps_audio() {
+            let mut config = self.inner.config.clone();
+            config.spool = dir.to_path_buf();
+            return Mailbox::open(config)?.recover(now);
+        }
+        let spool = Spool::open(dir).map_err(spool_error(dir))?;
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for id in self.store().recording_on(node)? {
+            match self.recover_one(&spool, &id, true, now) {
+                Ok(Some(meta)) => out.push(meta),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%id, node, error = %e, "recovering a call of another node failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (first_error, out.is_empty()) {
+            (Some(e), true) => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    /// Recovers call `id` whose recording is in `spool`; a call without a recording there is
+    /// stored (with no audio) when `missing_is_final`, else left alone.
+    fn recover_one(
+        &self,
+        spool: &Spool,
+        id: &MessageId,
+        missing_is_final: bool,
+        now: Timestamp,
+    ) -> Result<Option<MessageMeta>, MailboxError> {
         let wav = match spool.claim_wav(id).map_err(spool_error(&spool.wav_path(id)))? {
             WavClaim::Live => return Ok(None),
             WavClaim::Dead(wav) => Some(wav),
-            WavClaim::Missing => None,
+            WavClaim::Missing if missing_is_final => None,
+            WavClaim::Missing => {
+                tracing::warn!(
+                    %id,
+                    node = %self.inner.config.store.node,
+                    spool = %spool.dir().display(),
+                    "a call of this node has no recording in its spool: is [store] node unique? \
+                     `inbox recover --spool DIR --node NAME` stores it if the recording is lost"
+                );
+                return Ok(None);
+            }
         };
         // Under the lock, the record is final: a writer that stored its message did so before
         // it let go of the file.
@@ -675,10 +796,11 @@ impl Mailbox {
         }
     }
 
-    /// Removes recordings of deleted messages (a crash between the deletion and the removal)
-    /// and empty recordings that no record names and no process owns (a crash while a call
+    /// Removes recordings of deleted messages (a crash between the deletion and the removal;
+    /// with a shared store, a message this node recorded and another deleted) and empty recordings that no record names and no process owns (a crash while a call
     /// was being set up). A non-empty recording without a record is kept and logged. The
-    /// [`Runner`](crate::runner::Runner) runs it when it starts.
+    /// [`Runner`](crate::runner::Runner) runs it when it starts (with a shared store, every
+    /// [`CLEAN_SHARED`](crate::runner::CLEAN_SHARED) too).
     pub fn clean_spool(&self) {
         let spool = &self.inner.spool;
         let Ok(ids) = spool.wav_ids() else { return };
@@ -846,7 +968,8 @@ impl Mailbox {
         if c.reminder.is_some() || meta.transcript.is_some() || meta.duration_ms == 0 {
             return Some(meta.clone());
         }
-        let Some(audio) = meta.wav_path.as_deref().filter(|p| p.is_file()) else { return Some(meta.clone()) };
+        let Some(audio) = self.audio_file(meta) else { return Some(meta.clone()) };
+        let audio = audio.path();
         let id = &meta.id;
         let transcripts = &self.inner.transcripts;
         let transcript = match transcripts.turn(id, config.timeout + Duration::from_secs(1), keep_going) {
@@ -881,20 +1004,74 @@ impl Mailbox {
         Some(MessageMeta { transcript, ..meta.clone() })
     }
 
-    /// The recording of `meta` (a valid empty WAV when it has none).
-    fn recording_of(meta: &MessageMeta) -> Result<Vec<u8>, DeliveryError> {
-        match meta.wav_path.as_deref().map(std::fs::read) {
-            Some(Ok(bytes)) => Ok(bytes),
-            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(deliver::empty_wav()),
-            Some(Err(e)) => Err(DeliveryError::Maildir { path: meta.wav_path.clone().unwrap_or_default(), source: e }),
-            None => Ok(deliver::empty_wav()),
+    /// The recording of `meta` as a file, for the transcription program: the spool's file, or
+    /// (recorded on another node) a copy of the shared store's in the temporary directory,
+    /// removed when the returned value is dropped.
+    fn audio_file(&self, meta: &MessageMeta) -> Option<AudioFile> {
+        if let Some(path) = meta.wav_path.as_deref().filter(|p| p.is_file()) {
+            return Some(AudioFile { path: path.to_path_buf(), temporary: false });
         }
+        let bytes = match self.store().audio(&meta.id) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(id = %meta.id, error = %e, "cannot read the recording from the store");
+                return None;
+            }
+        };
+        let ext = meta.wav_path.as_deref().and_then(|p| p.extension()).and_then(|e| e.to_str()).unwrap_or("wav");
+        let path = std::env::temp_dir().join(format!("voicemail-{}-{:016x}.{ext}", meta.id, self.random()));
+        match std::fs::write(&path, bytes) {
+            Ok(()) => Some(AudioFile { path, temporary: true }),
+            Err(e) => {
+                tracing::warn!(id = %meta.id, path = %path.display(), error = %e, "cannot write the recording for transcription");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// The recording of `meta` (a valid empty WAV when it has none).
+    fn recording_of(&self, meta: &MessageMeta) -> Result<Vec<u8>, DeliveryError> {
+        match self.audio_of(meta) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Ok(deliver::empty_wav()),
+            Err(MailboxError::Spool { path, source }) => Err(DeliveryError::Maildir { path, source }),
+            Err(e) => Err(DeliveryError::Config(format!("reading the recording: {e}"))),
+        }
+    }
+
+    /// The recording of a stored message (WAV, or Ogg/Opus with `[recording] format =
+    /// "opus"`): what delivery attaches, the web queue streams, Python and `inbox` export.
+    /// `None` when the message has none (deleted, still being recorded, or recorded empty).
+    ///
+    /// It is read from this node's spool when the file is here, else from the shared store
+    /// (`[store] url`), which keeps every stored message's recording: any node reads any
+    /// message's audio, whichever node recorded it.
+    pub fn audio(&self, id: &MessageId) -> Result<Option<Vec<u8>>, MailboxError> {
+        let m = self.show(id)?;
+        if m.lifecycle != crate::store::Lifecycle::Stored {
+            return Ok(None);
+        }
+        self.audio_of(&m.meta)
+    }
+
+    /// [`Mailbox::audio`] of a message whose metadata is at hand.
+    fn audio_of(&self, meta: &MessageMeta) -> Result<Option<Vec<u8>>, MailboxError> {
+        if let Some(path) = meta.wav_path.as_deref() {
+            match std::fs::read(path) {
+                Ok(bytes) => return Ok(Some(bytes)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(MailboxError::Spool { path: path.to_path_buf(), source: e }),
+            }
+        }
+        Ok(self.store().audio(&meta.id)?)
     }
 
     /// The message's own e-mail in follow-up state `followup`, with the IMAP keywords of that
     /// state: what delivery APPENDs, and what the IMAP watcher puts back.
     pub(crate) fn email_for(&self, meta: &MessageMeta, followup: &FollowUp) -> Result<OutgoingEmail, DeliveryError> {
-        let wav = Self::recording_of(meta)?;
+        let wav = self.recording_of(meta)?;
         let ctx = route::email_context(&self.inner.config, meta, followup);
         let email = deliver::build_email(meta, &wav, &ctx).map_err(|e| DeliveryError::Config(e.to_string()))?;
         let keywords = deliver::imap_keywords(followup).iter().map(|k| (*k).to_owned()).collect();
@@ -937,7 +1114,7 @@ impl Mailbox {
         let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {
             return Err(DeliveryError::Config("reminders go by smtp, and [delivery.smtp] is not configured".into()));
         };
-        let wav = Self::recording_of(meta)?;
+        let wav = self.recording_of(meta)?;
         let ctx = route::email_context(&self.inner.config, meta, &c.followup);
         let reminder = self.reminder_for(meta, step, &c.extra_to, now);
         let email =

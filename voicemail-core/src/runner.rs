@@ -28,6 +28,9 @@ use crate::telemetry;
 pub const POLL: Duration = Duration::from_secs(5);
 /// The longest the reminder worker sleeps between passes.
 pub const REMIND_POLL: Duration = Duration::from_secs(60);
+/// How often the spool is cleaned with a shared store (`[store] url`): recordings of messages
+/// deleted on other nodes are removed.
+pub const CLEAN_SHARED: Duration = Duration::from_secs(60);
 /// How long workers keep delivering due messages after [`Runner::stop`].
 const FINAL_PASS: Duration = Duration::from_secs(10);
 
@@ -105,10 +108,17 @@ impl Drop for Runner {
 
 fn recovery(mailbox: &Mailbox, stop: &AtomicBool) {
     mailbox.clean_spool();
+    let mut cleaned = Instant::now();
     let mut seen = 0;
     loop {
         if let Err(e) = mailbox.recover(Timestamp::now()) {
             tracing::warn!(error = %e, "recovery pass failed; retrying");
+        }
+        // With a shared store, another node may delete a message this node recorded: its
+        // recording here goes within a [`CLEAN_SHARED`] (the database's copy went at once).
+        if mailbox.shares_store() && cleaned.elapsed() >= CLEAN_SHARED {
+            mailbox.clean_spool();
+            cleaned = Instant::now();
         }
         if stop.load(Ordering::SeqCst) {
             return;

@@ -125,6 +125,35 @@ fn store_min_free_rejects_bad_sizes_naming_the_key() {
     assert_err(&format!("{MINIMAL}store = \"10MB\"\n"), "store", &["invalid type: string \"10MB\""]);
 }
 
+/// `[store] url` picks the shared PostgreSQL store and `node` names this node; a URL that is
+/// not PostgreSQL's or does not parse is an error naming the key, and the password stays out
+/// of the configuration's debug output (logs).
+#[test]
+fn store_url_and_node() {
+    let text = |store: &str| format!("{MINIMAL}[store]\n{store}\n");
+    let c = match Config::from_toml_str(&text("url = \"postgres://vm:secret@127.0.0.1:5432/vm\"\nnode = \"vm1\"")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.store.url.as_deref(), Some("postgres://vm:secret@127.0.0.1:5432/vm"));
+    assert_eq!(c.store.node, "vm1");
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("secret") && shown.contains("postgres://vm:***@127.0.0.1:5432/vm"), "{shown}");
+    assert_err(&text("url = \"mysql://vm@db/vm\""), "store.url", &["expected a URL like \"postgres://"]);
+    assert_err(&text("url = \"mysql://vm:pw@db/vm\""), "store.url", &["mysql://vm:***@db/vm"]);
+    assert_err(&text("url = \"postgres://vm@db:port/vm\""), "store.url", &["invalid PostgreSQL URL"]);
+    assert_err(&text("url = 5"), "store.url", &["invalid type"]);
+    for bad in ["\"\"", "\"two words\"", "\"a\\tb\""] {
+        assert_err(&text(&format!("node = {bad}")), "store.node", &["expected a node name"]);
+    }
+    // Without them: SQLite in the spool, and the host name.
+    let c = match Config::from_toml_str(MINIMAL) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(c.store.url.is_none() && !c.store.node.is_empty());
+}
+
 /// Key paths come from serde (`serde_path_to_error`), however deep the error is; toml gives the
 /// line and column.
 #[test]

@@ -355,3 +355,23 @@ fn an_older_json_spool_is_imported_once() {
     assert!(!spool.join("old-1.json").exists() && !spool.join("outbox").exists());
     assert!(spool.join("notes.json").is_file());
 }
+
+/// `Mailbox::audio` is what every reader of a recording uses (delivery, the web queue, Python,
+/// `inbox export`): with the embedded store it is the spool's file, byte for byte; a message
+/// deleted, unknown or still being recorded has none.
+#[test]
+fn audio_is_the_spooled_recording() {
+    let tmp = support::TempDir::new("mailbox-audio");
+    let mailbox = Mailbox::open(config(tmp.path(), false)).unwrap();
+    let meta = record(&mailbox, "+74951234567", "2026-11-27T11:33:00Z", 1);
+    let file = std::fs::read(meta.wav_path.as_ref().unwrap()).unwrap();
+    assert_eq!(mailbox.audio(&meta.id).unwrap().as_deref(), Some(&file[..]));
+    let StartedCall { call, lease } =
+        mailbox.start_call(CallSetup::new("+74950000000", at("2026-11-27T11:34:00Z")), Instant::now()).unwrap();
+    assert_eq!(mailbox.audio(lease.id()).unwrap(), None, "still being recorded");
+    drop((call, lease));
+    mailbox.delete(&meta.id, Some("test"), "anna", at("2026-11-27T11:35:00Z")).unwrap();
+    assert_eq!(mailbox.audio(&meta.id).unwrap(), None, "deleted");
+    let unknown = MessageId::parse("20990101T000000Z-0000000000000000").unwrap();
+    assert!(mailbox.audio(&unknown).unwrap_err().is_not_found());
+}

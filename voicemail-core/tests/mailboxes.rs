@@ -175,6 +175,11 @@ fn errors_name_the_mailbox_and_the_key() {
         "name",
     );
     assert_err(&two_with("spool = \"support/spool\"", "spool = \"./sales/spool/\""), "mailboxes[1].spool", "spool");
+    // And so are their shared databases: two mailboxes on one would see each other's messages.
+    let store = |spool: &str| format!("spool = \"{spool}\"\n[mailboxes.store]\nurl = \"postgres://vm@db/vm\"");
+    let both = two_with("spool = \"sales/spool\"", &store("sales/spool"));
+    let both = both.replacen("spool = \"support/spool\"", &store("support/spool"), 1);
+    assert_err(&both, "mailboxes[1].store.url", "database of its own");
     assert_err(
         &two_with("number = \"+74951234600\"", "number = \"8 (495) 123-45-00\""),
         "mailboxes[1].number",

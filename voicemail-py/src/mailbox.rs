@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDateTime, PyDict};
+use pyo3::types::{PyBytes, PyDateTime, PyDict};
 use voicemail_core::followup::{FollowUp, HistoryEntry};
 use voicemail_core::mailbox::RunReport;
 use voicemail_core::store::{Delivery, Lifecycle, StoredMessage};
@@ -253,7 +253,9 @@ impl PyMessageStatus {
         self.status.lifecycle.as_str()
     }
 
-    /// The recording (``pathlib.Path``); ``None`` once deleted.
+    /// The recording (``pathlib.Path``); ``None`` once deleted. With a store shared by several
+    /// nodes (``[store] url``) the file is on the node that recorded it: ``Mailbox.audio(id)``
+    /// reads the recording on any node.
     #[getter]
     fn wav(&self) -> Option<PathBuf> {
         if self.status.lifecycle == Lifecycle::Deleted {
@@ -625,6 +627,33 @@ impl PyMailbox {
     fn recover(&self, py: Python<'_>, now: Option<&Bound<'_, PyDateTime>>) -> PyResult<Vec<PyMessage>> {
         let now = timestamp_or_now(now)?;
         let list = py.detach(|| self.mailbox.recover(now)).map_err(BindingError::from)?;
+        Ok(list.into_iter().map(PyMessage::new).collect())
+    }
+
+    /// The recording of a stored message (WAV bytes, or Ogg/Opus with ``[recording] format
+    /// = "opus"``), or ``None`` when it has none (deleted, still being recorded). Read from
+    /// this node's spool, or from the shared store (``[store] url``) when another node
+    /// recorded it.
+    #[pyo3(signature = (id, /))]
+    fn audio<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let id = parse_id(id)?;
+        let audio = py.detach(|| self.mailbox.audio(&id)).map_err(BindingError::from)?;
+        Ok(audio.map(|bytes| PyBytes::new(py, &bytes)))
+    }
+
+    /// Recovers the calls in progress of the dead node ``node`` (``[store] node``) from its
+    /// spool directory ``spool`` on this node: each is stored as ``interrupted`` with what
+    /// its recording holds, as that node would after a restart. Returns the messages stored.
+    #[pyo3(signature = (spool, node, now = None))]
+    fn recover_spool(
+        &self,
+        py: Python<'_>,
+        spool: PathBuf,
+        node: &str,
+        now: Option<&Bound<'_, PyDateTime>>,
+    ) -> PyResult<Vec<PyMessage>> {
+        let now = timestamp_or_now(now)?;
+        let list = py.detach(|| self.mailbox.recover_spool(&spool, node, now)).map_err(BindingError::from)?;
         Ok(list.into_iter().map(PyMessage::new).collect())
     }
 

@@ -3,6 +3,7 @@ history), the error mapping, and delivery into a Maildir folder with its status.
 
 from __future__ import annotations
 
+import gc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -176,3 +177,28 @@ def test_failing_delivery_stays_queued_and_can_be_retried(tmp_path: Path) -> Non
     assert mailbox.deliver().attempted == 0  # not due yet
     assert mailbox.retry(message.id) == 1  # due now again
     assert mailbox.deliver().attempted == 1
+
+
+def test_audio_and_recover_spool(mailbox: voicemail.Mailbox, spool: Path, tmp_path: Path) -> None:
+    """``audio()`` is the recording as every reader gets it (the spool's file here, the shared
+    store's copy on another node); ``recover_spool()`` recovers a dead recorder's calls from
+    its spool (with the embedded store: in place)."""
+    m = record(mailbox, "+1", T0)
+    assert mailbox.audio(m.id) == (spool / f"{m.id}.wav").read_bytes()
+    mailbox.delete(m.id, force_reason="test")
+    assert mailbox.audio(m.id) is None
+    with pytest.raises(voicemail.MessageNotFoundError):
+        mailbox.audio("20990101T000000Z-0000000000000000")
+    with pytest.raises(ValueError, match="invalid message id"):
+        mailbox.audio("../x")
+
+    other = voicemail.Mailbox(make_config(tmp_path, spool="other"))
+    call = other.start_call(caller="+2", started_at=T0)
+    call.answered(0.0)
+    del call  # the recorder goes away without storing its message
+    gc.collect()
+    recovered = mailbox.recover_spool(tmp_path / "other", "dead-node")
+    assert [(r.caller, r.end_reason) for r in recovered] == [("+2", "interrupted")]
+    assert mailbox.recover_spool(tmp_path / "other", "dead-node") == []
+    with pytest.raises(FileNotFoundError):
+        mailbox.recover_spool(tmp_path / "nowhere", "dead-node")

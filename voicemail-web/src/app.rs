@@ -15,10 +15,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 use voicemail_core::followup::FollowUpError;
-use voicemail_core::store::{Lifecycle, StoreError, StoredMessage};
+use voicemail_core::store::{StoreError, StoredMessage};
 use voicemail_core::{Mailbox, MailboxError, MessageId};
 
 use crate::auth::{LoginLimiter, SessionInfo, Sessions, same_secret};
@@ -313,20 +312,16 @@ impl AppState {
         self.mailbox(move |m| m.show(&id)).await
     }
 
-    /// The recording of message `id`, with range requests.
+    /// The recording of message `id`, with range requests. It comes through the mailbox:
+    /// from this node's spool, or from the shared store when another node recorded it.
     pub(crate) async fn audio(&self, id: &str, headers: &HeaderMap) -> Result<Response, AppError> {
-        let m = self.message(id).await?;
+        let id = parse_id(id)?;
         let gone = || AppError::new(StatusCode::NOT_FOUND, "no-recording", "this message has no recording (any more)");
-        let path = match (m.lifecycle, m.meta.wav_path) {
-            (Lifecycle::Stored, Some(p)) => p,
-            _ => return Err(gone()),
+        let audio = match self.mailbox(move |m| m.audio(&id)).await? {
+            Some(bytes) => bytes,
+            None => return Err(gone()),
         };
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
-            Err(e) => return Err(AppError::internal(format!("cannot open the recording: {e}"))),
-        };
-        let len = file.metadata().await.map_err(|e| AppError::internal(format!("the recording: {e}")))?.len();
+        let len = audio.len() as u64;
         let range = match headers.get(axum::http::header::IF_RANGE) {
             // No validator is ever sent, so none can match: the whole file (RFC 9110 §13.1.5).
             Some(_) => RangeRequest::Full,
@@ -343,12 +338,11 @@ impl AppState {
                     .into_response());
             }
         };
-        if first > 0 {
-            file.seek(std::io::SeekFrom::Start(first))
-                .await
-                .map_err(|e| AppError::internal(format!("the recording: {e}")))?;
-        }
-        let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
+        let mut audio = audio;
+        let end = usize::try_from(first.saturating_add(count)).unwrap_or(usize::MAX).min(audio.len());
+        audio.truncate(end);
+        audio.drain(..usize::try_from(first).unwrap_or(usize::MAX).min(end));
+        let body = Body::from(audio);
         let mut response = Response::new(body);
         *response.status_mut() = status;
         let h = response.headers_mut();

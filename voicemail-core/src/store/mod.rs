@@ -9,6 +9,14 @@
 //! deliver the same message to the same target at once, and a process that dies
 //! mid-delivery leaves it to another when its lease expires.
 //!
+//! With `[store] url = "postgres://..."` (cargo feature `postgres`) the store is
+//! [`PostgresStore`]: one PostgreSQL database shared by several nodes, with the same
+//! semantics (row locks instead of the database lock, the same leases), and two differences
+//! that come from sharing: a call in progress belongs to the node recording it
+//! ([`Store::recording`] lists only this node's; [`Store::recording_on`] another's, for an
+//! operator's recovery), and the store keeps each stored message's recording
+//! ([`Store::keeps_audio`], [`Store::audio`]) so that any node can deliver and show it.
+//!
 //! The outbox holds reminders too (`[followup]`, [`crate::remind`]): a reminder is a delivery
 //! of its message to the `smtp` target with a [`ReminderStep`]; the step is also recorded on
 //! its own (the message's reminder steps) in the transaction that queues it, so a reminder is
@@ -23,6 +31,8 @@
 //! the mailbox.
 
 pub(crate) mod legacy;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod spool;
 mod sqlite;
 
@@ -32,7 +42,29 @@ use serde::{Deserialize, Serialize};
 use crate::followup::{Change, FollowUp, FollowUpError, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
 
+#[cfg(feature = "postgres")]
+pub use postgres::{MIGRATION_LOCK, PostgresStore};
 pub use sqlite::SqliteStore;
+
+/// `url` without its password (`postgres://vm:***@host/db`; a query string that sets one is
+/// hidden whole), for messages and logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let tail = match tail.split_once('?') {
+        Some((path, query)) if query.to_ascii_lowercase().contains("password") => format!("{path}?***"),
+        _ => tail.to_owned(),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -310,18 +342,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores a finished message and queues its deliveries, in one transaction; `assigned`,
     /// when given, is the message's follow-up state from the start (auto-assignment) with its
-    /// history entry. Returns false (changing nothing) when the message was stored before.
+    /// history entry. `audio` is the recording's bytes when the store keeps recordings
+    /// ([`Store::keeps_audio`]), stored in the same transaction; a store that does not keep
+    /// them ignores it. Returns false (changing nothing) when the message was stored before.
     fn finish(
         &self,
         meta: &MessageMeta,
         deliveries: &[NewDelivery],
         recorded: &HistoryEntry,
         assigned: Option<(&FollowUp, &HistoryEntry)>,
+        audio: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Ids of messages in state `recording`.
+    /// Ids of this node's messages in state `recording`: the calls it records (or recorded
+    /// before it died). A store of one spool (SQLite) has every call on its one node.
     fn recording(&self) -> Result<Vec<MessageId>, StoreError>;
+
+    /// Ids of messages in state `recording` on node `node` (the node name a shared store was
+    /// opened with), for an operator recovering a dead node's spool from another node. A
+    /// store of one spool has one node: every call in progress is its.
+    fn recording_on(&self, node: &str) -> Result<Vec<MessageId>, StoreError> {
+        let _ = node;
+        self.recording()
+    }
 
     /// One message with its history and deliveries.
     fn get(&self, id: &MessageId) -> Result<Option<StoredMessage>, StoreError>;
@@ -407,4 +451,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A number that grows with every history entry, whichever process adds it (every
     /// follow-up change, delivery and reminder adds one): a cheap way to notice changes.
     fn change_mark(&self) -> Result<i64, StoreError>;
+
+    /// Whether the store keeps each stored message's recording itself (the shared PostgreSQL
+    /// store: every node reads it there), rather than only the spool's file (SQLite).
+    fn keeps_audio(&self) -> bool {
+        false
+    }
+
+    /// The recording of message `id` as the store keeps it; `None` when it keeps none (a
+    /// store that does not keep recordings, a message deleted or still being recorded).
+    fn audio(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
 }

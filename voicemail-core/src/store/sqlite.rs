@@ -482,6 +482,7 @@ impl Store for SqliteStore {
         deliveries: &[NewDelivery],
         recorded: &HistoryEntry,
         assigned: Option<(&FollowUp, &HistoryEntry)>,
+        _audio: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.write("storing a message", |tx| {
@@ -1127,8 +1128,8 @@ mod tests {
             HistoryEntry { at: at(0), by: "x".into(), event: Event::Recorded { end_reason: "hang-up".into() } };
         let (state, entry) =
             FollowUp::New.apply(&Change::Assign { to: "anna@example.com".into() }, "directory", at(0)).unwrap();
-        assert!(store.finish(&m, &[], &recorded, Some((&state, &entry)), at(0)).unwrap());
-        assert!(!store.finish(&m, &[], &recorded, Some((&state, &entry)), at(1)).unwrap(), "stored once");
+        assert!(store.finish(&m, &[], &recorded, Some((&state, &entry)), None, at(0)).unwrap());
+        assert!(!store.finish(&m, &[], &recorded, Some((&state, &entry)), None, at(1)).unwrap(), "stored once");
         let got = store.get(&m.id).unwrap().unwrap();
         assert_eq!(got.followup, FollowUp::Assigned { to: "anna@example.com".into(), at: at(0) });
         assert_eq!(got.history.len(), 2);
