@@ -1,46 +1,4 @@
-//! The shared store: PostgreSQL (`[store] url = "postgres://..."`, cargo feature `postgres`),
-//! for several nodes (answering machines, `inbox`, the web queue, Python) on one database.
-//!
-//! # Consistency
-//!
-//! Every [`Store`] method is one transaction. Reads run at `REPEATABLE READ` (one consistent
-//! snapshot); writes run at `READ COMMITTED` and lock what they read and check before they
-//! write it (`SELECT ... FOR UPDATE` on the message's row), so two nodes changing one message
-//! queue on its row and no update is lost. A transaction that fails with a serialization
-//! failure or a deadlock (SQLSTATE `40001`, `40P01`: nothing of it was committed) is run
-//! again, a few times.
-//!
-//! Deliveries (and reminders, which are deliveries) are claimed with
-//! `SELECT ... FOR UPDATE SKIP LOCKED` and leased in the row (`lease_owner`, `lease_until_ms`):
-//! two nodes claiming at once get different rows, a claimed row is not claimed again while its
-//! lease lasts, and a node that dies mid-delivery leaves its claims to whoever claims after the
-//! lease expired. Lease times are the callers' clocks: the nodes' clocks must agree to well
-//! within a lease (15 minutes).
-//!
-//! [`Store::change_mark`] is a counter row bumped in every transaction that adds a history
-//! entry (the entry's `seq` is the new value). The row lock makes those transactions commit
-//! in counter order, so a node that polls the mark never misses a change; a plain sequence
-//! would not do that, as its values can commit out of order.
-//!
-//! # Calls in progress and recordings
-//!
-//! A call in progress belongs to the node recording it ([`PostgresStore::node`], recorded by
-//! [`Store::begin`]): [`Store::recording`] lists only this node's, so a node never "recovers" a
-//! live call of another; [`Store::recording_on`] lists another (dead) node's for an operator's
-//! recovery of its spool. A finished recording is stored in the database (table `audio`) in the
-//! transaction that stores its message: every node reads it there, so any node can deliver a
-//! message, stream it to the web queue or hand it to Python, with no shared file system, and
-//! one database backup holds everything. Deleting the message deletes it.
-//!
-//! The connection has no TLS (`sslmode=require` is refused when the configuration is read):
-//! keep the database on a local socket, a private network or behind a TLS tunnel.
-//!
-//! # Schema
-//!
-//! Versioned in `schema_migrations` (one row per step applied). Migrations run at open,
-//! inside a transaction holding `pg_advisory_xact_lock(`[`MIGRATION_LOCK`]`)`, so nodes
-//! starting at once apply each step exactly once; a database whose schema is newer than this
-//! program knows is refused with a clear error.
+//! The shared store on PostgreSQL: [`PostgresStore`].
 
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -57,7 +15,7 @@ use super::{
 use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
 
-/// The key of the advisory lock migrations hold (`pg_advisory_xact_lock`): "voicemail" in
+/// The key of the advisory lock migrations hold (`pg_advisory_xact_lock`): "voicemai" in
 /// ASCII, so it is unlikely to meet another application's lock in the same database.
 pub const MIGRATION_LOCK: i64 = 0x766f_6963_656d_6169;
 /// Connections kept open for reuse.
@@ -137,8 +95,49 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// The PostgreSQL store shared by several nodes (see [`crate::store`] and this module's docs):
-/// a small pool of connections, reconnecting when one broke.
+/// The PostgreSQL store shared by several nodes (`[store] url`, see [`crate::store`]): a small
+/// pool of connections, reconnecting when one broke.
+///
+/// # Consistency
+///
+/// Every [`Store`] method is one transaction. Reads run at `REPEATABLE READ` (one consistent
+/// snapshot); writes run at `READ COMMITTED` and lock what they read and check before they
+/// write it (`SELECT ... FOR UPDATE` on the message's row), so two nodes changing one message
+/// queue on its row and no update is lost. A transaction that fails with a serialization
+/// failure or a deadlock (SQLSTATE `40001`, `40P01`: nothing of it was committed) is run
+/// again, a few times.
+///
+/// Deliveries (and reminders, which are deliveries) are claimed with
+/// `SELECT ... FOR UPDATE SKIP LOCKED` and leased in the row (`lease_owner`, `lease_until_ms`):
+/// two nodes claiming at once get different rows, a claimed row is not claimed again while its
+/// lease lasts, and a node that dies mid-delivery leaves its claims to whoever claims after the
+/// lease expired. Lease times are the callers' clocks: the nodes' clocks must agree to well
+/// within a lease (15 minutes).
+///
+/// [`Store::change_mark`] is a counter row bumped in every transaction that adds a history
+/// entry (the entry's `seq` is the new value). The row lock makes those transactions commit
+/// in counter order, so a node that polls the mark never misses a change; a plain sequence
+/// would not do that, as its values can commit out of order.
+///
+/// # Calls in progress and recordings
+///
+/// A call in progress belongs to the node recording it ([`PostgresStore::node`], recorded by
+/// [`Store::begin`]): [`Store::recording`] lists only this node's, so a node never "recovers" a
+/// live call of another; [`Store::recording_on`] lists another (dead) node's for an operator's
+/// recovery of its spool. A finished recording is stored in the database (table `audio`) in the
+/// transaction that stores its message: every node reads it there, so any node can deliver a
+/// message, stream it to the web queue or hand it to Python, with no shared file system, and
+/// one database backup holds everything. Deleting the message deletes it.
+///
+/// The connection has no TLS (`sslmode=require` is refused when the configuration is read):
+/// keep the database on a local socket, a private network or behind a TLS tunnel.
+///
+/// # Schema
+///
+/// Versioned in `schema_migrations` (one row per step applied). Migrations run at open,
+/// inside a transaction holding `pg_advisory_xact_lock(`[`MIGRATION_LOCK`]`)`, so nodes
+/// starting at once apply each step exactly once; a database whose schema is newer than this
+/// program knows is refused with a clear error.
 pub struct PostgresStore {
     config: postgres::Config,
     /// The URL without its password, for errors and logs.
