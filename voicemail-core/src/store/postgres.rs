@@ -105,7 +105,9 @@ const MIGRATIONS: &[&str] = &[
 /// write it (`SELECT ... FOR UPDATE` on the message's row), so two nodes changing one message
 /// queue on its row and no update is lost. A transaction that fails with a serialization
 /// failure or a deadlock (SQLSTATE `40001`, `40P01`: nothing of it was committed) is run
-/// again, a few times.
+/// again, a few times; so is one whose connection was lost before its commit (a server
+/// restart, an administrator's termination), on a new connection. A commit that fails is
+/// reported, not repeated: it may have taken effect.
 ///
 /// Deliveries (and reminders, which are deliveries) are claimed with
 /// `SELECT ... FOR UPDATE SKIP LOCKED` and leased in the row (`lease_owner`, `lease_until_ms`):
@@ -152,9 +154,11 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// A failure inside a transaction: the database's (maybe worth running again) or the store's.
+/// A failure inside a transaction: the database's (maybe worth running again), the commit's
+/// (never run again: it may have taken effect) or the store's.
 enum TxError {
     Db(&'static str, postgres::Error),
+    Commit(postgres::Error),
     Store(StoreError),
 }
 
@@ -183,6 +187,12 @@ fn words(e: &postgres::Error) -> String {
 
 fn store_error(action: &'static str, e: &postgres::Error) -> StoreError {
     StoreError::Database { action, message: words(e), full: e.code() == Some(&SqlState::DISK_FULL) }
+}
+
+/// The connection is gone: closed, or the server is ending it (SQLSTATE class 57, operator
+/// intervention: an administrator's or a shutdown's termination).
+fn lost_connection(e: &postgres::Error) -> bool {
+    e.is_closed() || e.code().is_some_and(|c| c.code().starts_with("57P"))
 }
 
 fn retryable(e: &postgres::Error) -> bool {
@@ -325,23 +335,25 @@ impl PostgresStore {
             attempt += 1;
             let mut client = self.client()?;
             let out = match client.build_transaction().isolation_level(level).read_only(read_only).start() {
-                Ok(mut tx) => Ok(f(&mut tx).and_then(|out| tx.commit().map(|()| out).map_err(db(action)))),
-                Err(e) => Err(e),
+                Ok(mut tx) => match f(&mut tx) {
+                    Ok(out) => tx.commit().map(|()| out).map_err(TxError::Commit),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(TxError::Db(action, e)),
             };
-            let out = match out {
-                Ok(out) => out,
-                // A connection that broke while it sat in the pool (the server restarted, a
-                // proxy closed it): nothing was done; try a new one.
-                Err(e) if (e.is_closed() || client.is_closed()) && attempt <= RETRIES => {
-                    tracing::debug!(error = %e, "a pooled store connection was broken; reconnecting");
-                    continue;
-                }
-                Err(e) => return Err(store_error(action, &e)),
-            };
+            let lost = |e: &postgres::Error| lost_connection(e) || client.is_closed();
             match out {
                 Ok(out) => {
                     self.put_back(client);
                     return Ok(out);
+                }
+                // The connection broke before the commit (the server restarted or terminated
+                // it, a proxy closed it, often while it sat in the pool): the server rolled
+                // the transaction back; run it again on a new connection.
+                Err(TxError::Db(_, e)) if lost(&e) && attempt <= RETRIES => {
+                    tracing::debug!(action, error = %e, "a store connection was lost; reconnecting");
+                    // Its siblings in the pool are probably gone too (a server restart).
+                    self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 }
                 Err(TxError::Db(_, e)) if retryable(&e) && attempt <= RETRIES => {
                     self.put_back(client);
@@ -351,6 +363,12 @@ impl PostgresStore {
                 Err(TxError::Db(what, e)) => {
                     self.put_back(client);
                     return Err(store_error(what, &e));
+                }
+                // A failed commit is not run again: whether it took effect is unknown when the
+                // connection broke during it; the caller's next pass sees the outcome.
+                Err(TxError::Commit(e)) => {
+                    self.put_back(client);
+                    return Err(store_error(action, &e));
                 }
                 Err(TxError::Store(e)) => {
                     self.put_back(client);
