@@ -314,7 +314,7 @@ pub struct StoreConfig {
     /// A PostgreSQL database shared by several nodes (`url`, like
     /// `"postgres://voicemail@db.example.com:5432/voicemail"`; cargo feature `postgres`):
     /// messages, follow-up, history, the outbox and the recordings of stored messages live
-    /// there ([`crate::store::PostgresStore`]). `None` (the default): the embedded SQLite
+    /// there (`store::PostgresStore`, feature `postgres`). `None` (the default): the embedded SQLite
     /// store in the spool, no server needed.
     pub url: Option<String>,
     /// This node's name in a shared store (`node`, default: the host name): the calls it

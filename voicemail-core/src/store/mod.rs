@@ -10,7 +10,7 @@
 //! mid-delivery leaves it to another when its lease expires.
 //!
 //! With `[store] url = "postgres://..."` (cargo feature `postgres`) the store is
-//! [`PostgresStore`]: one PostgreSQL database shared by several nodes, with the same
+//! `PostgresStore`: one PostgreSQL database shared by several nodes, with the same
 //! semantics (row locks instead of the database lock, the same leases), and two differences
 //! that come from sharing: a call in progress belongs to the node recording it
 //! ([`Store::recording`] lists only this node's; [`Store::recording_on`] another's, for an

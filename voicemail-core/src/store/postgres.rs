@@ -1,46 +1,4 @@
-//! The shared store: PostgreSQL (`[store] url = "postgres://..."`, cargo feature `postgres`),
-//! for several nodes (answering machines, `inbox`, the web queue, Python) on one database.
-//!
-//! # Consistency
-//!
-//! Every [`Store`] method is one transaction. Reads run at `REPEATABLE READ` (one consistent
-//! snapshot); writes run at `READ COMMITTED` and lock what they read and check before they
-//! write it (`SELECT ... FOR UPDATE` on the message's row), so two nodes changing one message
-//! queue on its row and no update is lost. A transaction that fails with a serialization
-//! failure or a deadlock (SQLSTATE `40001`, `40P01`: nothing of it was committed) is run
-//! again, a few times.
-//!
-//! Deliveries (and reminders, which are deliveries) are claimed with
-//! `SELECT ... FOR UPDATE SKIP LOCKED` and leased in the row (`lease_owner`, `lease_until_ms`):
-//! two nodes claiming at once get different rows, a claimed row is not claimed again while its
-//! lease lasts, and a node that dies mid-delivery leaves its claims to whoever claims after the
-//! lease expired. Lease times are the callers' clocks: the nodes' clocks must agree to well
-//! within a lease (15 minutes).
-//!
-//! [`Store::change_mark`] is a counter row bumped in every transaction that adds a history
-//! entry (the entry's `seq` is the new value). The row lock makes those transactions commit
-//! in counter order, so a node that polls the mark never misses a change; a plain sequence
-//! would not do that, as its values can commit out of order.
-//!
-//! # Calls in progress and recordings
-//!
-//! A call in progress belongs to the node recording it ([`PostgresStore::node`], recorded by
-//! [`Store::begin`]): [`Store::recording`] lists only this node's, so a node never "recovers" a
-//! live call of another; [`Store::recording_on`] lists another (dead) node's for an operator's
-//! recovery of its spool. A finished recording is stored in the database (table `audio`) in the
-//! transaction that stores its message: every node reads it there, so any node can deliver a
-//! message, stream it to the web queue or hand it to Python, with no shared file system, and
-//! one database backup holds everything. Deleting the message deletes it.
-//!
-//! The connection has no TLS (`sslmode=require` is refused when the configuration is read):
-//! keep the database on a local socket, a private network or behind a TLS tunnel.
-//!
-//! # Schema
-//!
-//! Versioned in `schema_migrations` (one row per step applied). Migrations run at open,
-//! inside a transaction holding `pg_advisory_xact_lock(`[`MIGRATION_LOCK`]`)`, so nodes
-//! starting at once apply each step exactly once; a database whose schema is newer than this
-//! program knows is refused with a clear error.
+//! The shared store on PostgreSQL: [`PostgresStore`].
 
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -57,7 +15,7 @@ use super::{
 use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
 
-/// The key of the advisory lock migrations hold (`pg_advisory_xact_lock`): "voicemail" in
+/// The key of the advisory lock migrations hold (`pg_advisory_xact_lock`): "voicemai" in
 /// ASCII, so it is unlikely to meet another application's lock in the same database.
 pub const MIGRATION_LOCK: i64 = 0x766f_6963_656d_6169;
 /// Connections kept open for reuse.
@@ -137,8 +95,51 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// The PostgreSQL store shared by several nodes (see [`crate::store`] and this module's docs):
-/// a small pool of connections, reconnecting when one broke.
+/// The PostgreSQL store shared by several nodes (`[store] url`, see [`crate::store`]): a small
+/// pool of connections, reconnecting when one broke.
+///
+/// # Consistency
+///
+/// Every [`Store`] method is one transaction. Reads run at `REPEATABLE READ` (one consistent
+/// snapshot); writes run at `READ COMMITTED` and lock what they read and check before they
+/// write it (`SELECT ... FOR UPDATE` on the message's row), so two nodes changing one message
+/// queue on its row and no update is lost. A transaction that fails with a serialization
+/// failure or a deadlock (SQLSTATE `40001`, `40P01`: nothing of it was committed) is run
+/// again, a few times; so is one whose connection was lost before its commit (a server
+/// restart, an administrator's termination), on a new connection. A commit that fails is
+/// reported, not repeated: it may have taken effect.
+///
+/// Deliveries (and reminders, which are deliveries) are claimed with
+/// `SELECT ... FOR UPDATE SKIP LOCKED` and leased in the row (`lease_owner`, `lease_until_ms`):
+/// two nodes claiming at once get different rows, a claimed row is not claimed again while its
+/// lease lasts, and a node that dies mid-delivery leaves its claims to whoever claims after the
+/// lease expired. Lease times are the callers' clocks: the nodes' clocks must agree to well
+/// within a lease (15 minutes).
+///
+/// [`Store::change_mark`] is a counter row bumped in every transaction that adds a history
+/// entry (the entry's `seq` is the new value). The row lock makes those transactions commit
+/// in counter order, so a node that polls the mark never misses a change; a plain sequence
+/// would not do that, as its values can commit out of order.
+///
+/// # Calls in progress and recordings
+///
+/// A call in progress belongs to the node recording it ([`PostgresStore::node`], recorded by
+/// [`Store::begin`]): [`Store::recording`] lists only this node's, so a node never "recovers" a
+/// live call of another; [`Store::recording_on`] lists another (dead) node's for an operator's
+/// recovery of its spool. A finished recording is stored in the database (table `audio`) in the
+/// transaction that stores its message: every node reads it there, so any node can deliver a
+/// message, stream it to the web queue or hand it to Python, with no shared file system, and
+/// one database backup holds everything. Deleting the message deletes it.
+///
+/// The connection has no TLS (`sslmode=require` is refused when the configuration is read):
+/// keep the database on a local socket, a private network or behind a TLS tunnel.
+///
+/// # Schema
+///
+/// Versioned in `schema_migrations` (one row per step applied). Migrations run at open,
+/// inside a transaction holding `pg_advisory_xact_lock(`[`MIGRATION_LOCK`]`)`, so nodes
+/// starting at once apply each step exactly once; a database whose schema is newer than this
+/// program knows is refused with a clear error.
 pub struct PostgresStore {
     config: postgres::Config,
     /// The URL without its password, for errors and logs.
@@ -153,9 +154,11 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// A failure inside a transaction: the database's (maybe worth running again) or the store's.
+/// A failure inside a transaction: the database's (maybe worth running again), the commit's
+/// (never run again: it may have taken effect) or the store's.
 enum TxError {
     Db(&'static str, postgres::Error),
+    Commit(postgres::Error),
     Store(StoreError),
 }
 
@@ -184,6 +187,12 @@ fn words(e: &postgres::Error) -> String {
 
 fn store_error(action: &'static str, e: &postgres::Error) -> StoreError {
     StoreError::Database { action, message: words(e), full: e.code() == Some(&SqlState::DISK_FULL) }
+}
+
+/// The connection is gone: closed, or the server is ending it (SQLSTATE class 57, operator
+/// intervention: an administrator's or a shutdown's termination).
+fn lost_connection(e: &postgres::Error) -> bool {
+    e.is_closed() || e.code().is_some_and(|c| c.code().starts_with("57P"))
 }
 
 fn retryable(e: &postgres::Error) -> bool {
@@ -326,23 +335,25 @@ impl PostgresStore {
             attempt += 1;
             let mut client = self.client()?;
             let out = match client.build_transaction().isolation_level(level).read_only(read_only).start() {
-                Ok(mut tx) => Ok(f(&mut tx).and_then(|out| tx.commit().map(|()| out).map_err(db(action)))),
-                Err(e) => Err(e),
+                Ok(mut tx) => match f(&mut tx) {
+                    Ok(out) => tx.commit().map(|()| out).map_err(TxError::Commit),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(TxError::Db(action, e)),
             };
-            let out = match out {
-                Ok(out) => out,
-                // A connection that broke while it sat in the pool (the server restarted, a
-                // proxy closed it): nothing was done; try a new one.
-                Err(e) if (e.is_closed() || client.is_closed()) && attempt <= RETRIES => {
-                    tracing::debug!(error = %e, "a pooled store connection was broken; reconnecting");
-                    continue;
-                }
-                Err(e) => return Err(store_error(action, &e)),
-            };
+            let lost = |e: &postgres::Error| lost_connection(e) || client.is_closed();
             match out {
                 Ok(out) => {
                     self.put_back(client);
                     return Ok(out);
+                }
+                // The connection broke before the commit (the server restarted or terminated
+                // it, a proxy closed it, often while it sat in the pool): the server rolled
+                // the transaction back; run it again on a new connection.
+                Err(TxError::Db(_, e)) if lost(&e) && attempt <= RETRIES => {
+                    tracing::debug!(action, error = %e, "a store connection was lost; reconnecting");
+                    // Its siblings in the pool are probably gone too (a server restart).
+                    self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 }
                 Err(TxError::Db(_, e)) if retryable(&e) && attempt <= RETRIES => {
                     self.put_back(client);
@@ -352,6 +363,12 @@ impl PostgresStore {
                 Err(TxError::Db(what, e)) => {
                     self.put_back(client);
                     return Err(store_error(what, &e));
+                }
+                // A failed commit is not run again: whether it took effect is unknown when the
+                // connection broke during it; the caller's next pass sees the outcome.
+                Err(TxError::Commit(e)) => {
+                    self.put_back(client);
+                    return Err(store_error(action, &e));
                 }
                 Err(TxError::Store(e)) => {
                     self.put_back(client);
