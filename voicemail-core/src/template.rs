@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
@@ -195,19 +195,34 @@ fn environment() -> Environment<'static> {
 }
 
 impl Templates {
-    /// The built-in templates of `language`.
+    /// The built-in templates of `language`: compiled once per process and shared (every
+    /// e-mail context starts from them, so they must not be compiled per message).
     pub fn builtin(language: Language) -> Self {
-        match Templates::new(language, &TemplateOverrides::default()) {
+        static EN: OnceLock<Templates> = OnceLock::new();
+        static RU: OnceLock<Templates> = OnceLock::new();
+        let cell = match language {
+            Language::En => &EN,
+            Language::Ru => &RU,
+        };
+        cell.get_or_init(|| match Templates::compile(language, &TemplateOverrides::default()) {
             Ok(t) => t,
             // The built-in templates compile (unit-tested); never taken.
             Err(e) => unreachable!("built-in template {}: {e}", e.kind.key()),
-        }
+        })
+        .clone()
     }
 
     /// The templates of `language`, with `overrides` in place of the built-in ones. Each
     /// override is compiled and rendered once with sample values (strictly: an unknown
     /// variable is an error), so mistakes show when the configuration is read.
     pub fn new(language: Language, overrides: &TemplateOverrides) -> Result<Self, TemplateError> {
+        if TemplateKind::ALL.iter().all(|&kind| overrides.get(kind).is_none()) {
+            return Ok(Templates::builtin(language));
+        }
+        Templates::compile(language, overrides)
+    }
+
+    fn compile(language: Language, overrides: &TemplateOverrides) -> Result<Self, TemplateError> {
         let mut env = environment();
         let mut sources: [String; 4] = Default::default();
         let mut builtin = [true; 4];

@@ -200,7 +200,13 @@ pub async fn run_secure(
         if call.state() == CallState::Ended {
             break;
         }
-        sleep.as_mut().reset(tokio::time::Instant::from_std(deadline));
+        // Re-arm the timer only when the call needs an earlier wake-up (or it fired): most
+        // packets push the deadline later (the media timeout), and a wake-up that comes too
+        // early is only a tick the call ignores, so the timer wheel is not touched per packet.
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if sleep.is_elapsed() || deadline < sleep.deadline() {
+            sleep.as_mut().reset(deadline);
+        }
         let input_result = tokio::select! {
             r = socket.recv_from(&mut recv_buf) => match r {
                 Ok((n, from)) => {

@@ -1,17 +1,28 @@
 //! The embedded store: SQLite (bundled) in the spool directory.
 //!
 //! One connection per process, behind a mutex. The database is in WAL mode, so readers never
-//! wait for writers; every write is one `BEGIN IMMEDIATE` transaction (writers queue on the
-//! database lock, up to [`BUSY_TIMEOUT`]), and every commit is synced (`synchronous = FULL`).
+//! wait for writers; writes happen in `BEGIN IMMEDIATE` transactions (writers of other
+//! processes queue on the database lock, up to [`BUSY_TIMEOUT`]), and every commit is synced
+//! (`synchronous = FULL`).
+//!
+//! Group commit: the threads of one process that write at the same moment (a burst of calls
+//! starting or ending) share one transaction and so one synced commit. Each change runs in a
+//! savepoint of its own, so a change that fails is undone alone; a change returns only once
+//! the commit that holds it is synced (or with the commit's error). A thread that finishes
+//! its change while others wait for the connection leaves the transaction open for them; the
+//! last one, or the [`MAX_BATCH`]th, commits for all.
+//!
 //! The schema is versioned with `PRAGMA user_version`; migrations run at open, inside a write
 //! transaction, so processes opening one spool at once apply them exactly once.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     Attempt, Claim, Delivery, DeliveryState, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery, NewReminder,
@@ -108,7 +119,40 @@ const MIGRATIONS: &[&str] = &[
 /// The SQLite store of one spool: WAL, one write transaction per change, a versioned schema
 /// (see [`crate::store`]).
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    state: Mutex<State>,
+    /// Signalled when a batch of writes is committed (or its commit failed).
+    committed: Condvar,
+    /// Threads about to take the connection: a writer that sees one leaves its batch open.
+    queued: AtomicUsize,
+}
+
+/// The most changes one commit holds.
+const MAX_BATCH: usize = 64;
+
+/// The connection and the batch of writes open on it.
+struct State {
+    conn: Connection,
+    /// A write transaction is open, holding batch `batch`'s changes, not committed yet.
+    open: bool,
+    /// Changes in the open batch.
+    changes: usize,
+    /// The number of the open batch, or of the last one.
+    batch: u64,
+    /// Every batch up to this one is finished (committed, or its commit failed).
+    done: u64,
+    /// The batches whose commit failed, with the error (the last few).
+    failed: VecDeque<(u64, StoreError)>,
+}
+
+impl State {
+    fn commit_error(&self, batch: u64) -> Option<StoreError> {
+        self.failed.iter().find(|(b, _)| *b == batch).map(|(_, e)| match e {
+            StoreError::Database { action, message, full } => {
+                StoreError::Database { action, message: message.clone(), full: *full }
+            }
+            other => StoreError::Database { action: "committing", message: other.to_string(), full: false },
+        })
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -168,13 +212,14 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db_error("opening the database"))?;
         // Checkpoint at about 1 MB of WAL, so a small disk is not filled by the log.
         conn.pragma_update(None, "wal_autocheckpoint", 256).map_err(db_error("opening the database"))?;
-        let mut store = Self { conn: Mutex::new(conn) };
+        let state = State { conn, open: false, changes: 0, batch: 0, done: 0, failed: VecDeque::new() };
+        let mut store = Self { state: Mutex::new(state), committed: Condvar::new(), queued: AtomicUsize::new(0) };
         store.migrate()?;
         Ok(store)
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let conn = self.conn.get_mut().unwrap_or_else(|e| e.into_inner());
+        let conn = &mut self.state.get_mut().unwrap_or_else(|e| e.into_inner()).conn;
         // Up to date (the usual case): no write lock needed.
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_error("migrating"))?;
         if version == MIGRATIONS.len() as i64 {
@@ -198,31 +243,86 @@ impl SqliteStore {
         tx.commit().map_err(db_error("migrating"))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes the connection, with no write transaction open on it (a batch left open is
+    /// committed first).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        let mut state = self.take();
+        if state.open {
+            let _ = self.commit(&mut state);
+        }
+        state
     }
 
-    /// Runs `f` in a write transaction and commits.
-    fn write<T>(
-        &self,
-        action: &'static str,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error(action))?;
-        let out = f(&tx)?;
-        tx.commit().map_err(db_error(action))?;
-        Ok(out)
+    /// Takes the connection as it is.
+    fn take(&self) -> MutexGuard<'_, State> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        state
+    }
+
+    /// Commits the open batch and wakes the writers waiting for it.
+    fn commit(&self, state: &mut State) -> Result<(), StoreError> {
+        let result = state.conn.execute_batch("COMMIT").map_err(db_error("committing"));
+        if result.is_err() && !state.conn.is_autocommit() {
+            let _ = state.conn.execute_batch("ROLLBACK");
+        }
+        state.open = false;
+        state.changes = 0;
+        state.done = state.batch;
+        if let Err(e) = &result {
+            let copy = StoreError::Database { action: "committing", message: e.to_string(), full: e.is_full() };
+            state.failed.push_back((state.batch, copy));
+            if state.failed.len() > 16 {
+                state.failed.pop_front();
+            }
+        }
+        self.committed.notify_all();
+        result
+    }
+
+    /// Runs `f` as one change (in a savepoint: undone alone when it fails) of the open write
+    /// batch, and returns once the batch is committed.
+    fn write<T>(&self, action: &'static str, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut state = self.take();
+        if state.open && state.conn.is_autocommit() {
+            // A failed change made SQLite roll the whole batch back (a full disk, an I/O
+            // error): the commit fails, and so do its writers.
+            let _ = self.commit(&mut state);
+        }
+        if !state.open {
+            state.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error(action))?;
+            state.open = true;
+            state.batch += 1;
+        }
+        let batch = state.batch;
+        let out = match state.conn.execute_batch("SAVEPOINT change") {
+            Err(e) => Err(db_error(action)(e)),
+            Ok(()) => match f(&state.conn) {
+                Ok(v) => state.conn.execute_batch("RELEASE change").map(|()| v).map_err(db_error(action)),
+                Err(e) => {
+                    let _ = state.conn.execute_batch("ROLLBACK TO change; RELEASE change");
+                    Err(e)
+                }
+            },
+        };
+        state.changes += 1;
+        if self.queued.load(Ordering::SeqCst) == 0 || state.changes >= MAX_BATCH {
+            let committed = self.commit(&mut state);
+            return out.and_then(|v| committed.map(|()| v));
+        }
+        // A thread waiting for the connection goes on with the batch; one of them commits it.
+        let state = self.committed.wait_while(state, |s| s.done < batch).unwrap_or_else(|e| e.into_inner());
+        match state.commit_error(batch) {
+            Some(e) => Err(e),
+            None => out,
+        }
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot).
-    fn read<T>(
-        &self,
-        action: &'static str,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(db_error(action))?;
+    fn read<T>(&self, action: &'static str, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut state = self.lock();
+        let tx = state.conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(db_error(action))?;
         f(&tx)
     }
 }
@@ -298,7 +398,7 @@ fn step_key(reminder: Option<ReminderStep>) -> String {
 
 /// Drops the reminders of `id` not sent yet and not being attempted (the message was called
 /// back or deleted); their steps stay recorded.
-fn drop_unsent_reminders(tx: &Transaction<'_>, id: &str, now: Timestamp) -> Result<(), StoreError> {
+fn drop_unsent_reminders(tx: &Connection, id: &str, now: Timestamp) -> Result<(), StoreError> {
     tx.execute(
         "DELETE FROM deliveries WHERE message_id = ?1 AND step != '' AND state != 'delivered'
          AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)",
@@ -308,7 +408,7 @@ fn drop_unsent_reminders(tx: &Transaction<'_>, id: &str, now: Timestamp) -> Resu
     Ok(())
 }
 
-fn deliveries_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<Delivery>, StoreError> {
+fn deliveries_of(tx: &Connection, id: &str) -> Result<Vec<Delivery>, StoreError> {
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE message_id = ?1 ORDER BY target, step != '', next_ms, step"
@@ -326,7 +426,7 @@ fn deliveries_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<Delivery>, StoreE
 
 /// Records one attempt's outcome in `tx` and releases its lease.
 fn record_attempt(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &MessageId,
     target: &str,
     reminder: Option<ReminderStep>,
@@ -368,7 +468,7 @@ fn record_attempt(
     }
 }
 
-fn history_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+fn history_of(tx: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     let mut stmt = tx
         .prepare_cached("SELECT entry FROM history WHERE message_id = ?1 ORDER BY seq")
         .map_err(db_error("reading history"))?;
@@ -380,7 +480,7 @@ fn history_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<HistoryEntry>, Store
     Ok(out)
 }
 
-fn add_history(tx: &Transaction<'_>, id: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
+fn add_history(tx: &Connection, id: &str, entry: &HistoryEntry) -> Result<(), StoreError> {
     let entry = to_json(entry)?;
     tx.prepare_cached("INSERT INTO history (message_id, entry) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![id, entry]))
@@ -388,13 +488,13 @@ fn add_history(tx: &Transaction<'_>, id: &str, entry: &HistoryEntry) -> Result<(
     Ok(())
 }
 
-fn row_of(tx: &Transaction<'_>, id: &str) -> Result<Option<Row>, StoreError> {
+fn row_of(tx: &Connection, id: &str) -> Result<Option<Row>, StoreError> {
     tx.query_row(&format!("SELECT {} FROM messages WHERE id = ?1", Row::COLUMNS), [id], Row::from_sql)
         .optional()
         .map_err(db_error("reading a message"))
 }
 
-fn get_in(tx: &Transaction<'_>, id: &MessageId) -> Result<Option<StoredMessage>, StoreError> {
+fn get_in(tx: &Connection, id: &MessageId) -> Result<Option<StoredMessage>, StoreError> {
     let Some(row) = row_of(tx, id.as_str())? else { return Ok(None) };
     let mut m = row.into_message()?;
     m.history = history_of(tx, id.as_str())?;
@@ -403,7 +503,7 @@ fn get_in(tx: &Transaction<'_>, id: &MessageId) -> Result<Option<StoredMessage>,
 }
 
 fn insert_deliveries(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &str,
     deliveries: &[NewDelivery],
     now: Timestamp,
@@ -422,7 +522,7 @@ fn insert_deliveries(
 
 /// Inserts or replaces the row of `id`'s IMAP copy; `restored` counts one more restore.
 fn upsert_imap_copy(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &MessageId,
     state: &ImapCopyState,
     restored: bool,
@@ -937,14 +1037,14 @@ impl Store for SqliteStore {
     }
 
     fn change_mark(&self) -> Result<i64, StoreError> {
-        let conn = self.lock();
-        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| r.get(0))
+        let state = self.lock();
+        state.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| r.get(0))
             .map_err(db_error("reading the history"))
     }
 }
 
 impl SqliteStore {
-    fn imap_copy_rows(tx: &Transaction<'_>) -> Result<Vec<ImapCopy>, StoreError> {
+    fn imap_copy_rows(tx: &Connection) -> Result<Vec<ImapCopy>, StoreError> {
         let fail = db_error("reading imap copies");
         let mut stmt = tx
             .prepare_cached(
@@ -1060,7 +1160,7 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let version: i64 = store.lock().conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, 3);
         let id = MessageId::parse("msg-1").unwrap();
         let before = store.deliveries().unwrap();
@@ -1119,6 +1219,39 @@ mod tests {
     }
 
     /// Auto-assignment is part of storing the message: its state and history come with it.
+    /// Group commit: threads writing at once share commits, each change stands or fails on
+    /// its own (a duplicate `begin` fails while the others of its batch are kept), and every
+    /// change is there once its call returned, also for another connection.
+    #[test]
+    fn concurrent_writes_share_commits_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut exists = 0;
+                    for i in 0..50 {
+                        // Threads 0 and 1 begin the same ids: one of each pair fails.
+                        let m = meta(&format!("msg-{}-{i}", if t < 2 { 0 } else { t }));
+                        match store.begin(&m, at(0)) {
+                            Ok(()) => {}
+                            Err(StoreError::Exists(_)) => exists += 1,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    exists
+                })
+            })
+            .collect();
+        let exists: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(exists, 50, "each duplicated id fails once");
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.recording().unwrap().len(), 7 * 50);
+        assert!(!store.state.lock().unwrap().open, "no batch is left open");
+    }
+
     #[test]
     fn finish_with_an_assignment() {
         let dir = tempfile::tempdir().unwrap();
@@ -1166,7 +1299,7 @@ mod tests {
             }
         }
         let store = SqliteStore::open(&path).unwrap();
-        let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let version: i64 = store.lock().conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, 3);
         let id = MessageId::parse("msg-1").unwrap();
         let copies = store.imap_copies().unwrap();
