@@ -797,8 +797,9 @@ impl Mailbox {
     }
 
     /// Removes recordings of deleted messages (a crash between the deletion and the removal;
-    /// with a shared store, a message this node recorded and another deleted) and empty recordings that no record names and no process owns (a crash while a call
-    /// was being set up). A non-empty recording without a record is kept and logged. The
+    /// with a shared store, a message this node recorded and another deleted) and empty
+    /// recordings that no record names and no process owns (a crash while a call was being
+    /// set up). A non-empty recording without a record is kept and logged. The
     /// [`Runner`](crate::runner::Runner) runs it when it starts (with a shared store, every
     /// [`CLEAN_SHARED`](crate::runner::CLEAN_SHARED) too).
     pub fn clean_spool(&self) {

@@ -283,7 +283,11 @@ impl SqliteStore {
 
     /// Runs `f` as one change (in a savepoint: undone alone when it fails) of the open write
     /// batch, and returns once the batch is committed.
-    fn write<T>(&self, action: &'static str, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn write<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut state = self.take();
         if state.open && state.conn.is_autocommit() {
             // A failed change made SQLite roll the whole batch back (a full disk, an I/O
@@ -320,7 +324,11 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot).
-    fn read<T>(&self, action: &'static str, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut state = self.lock();
         let tx = state.conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(db_error(action))?;
         f(&tx)
@@ -502,12 +510,7 @@ fn get_in(tx: &Connection, id: &MessageId) -> Result<Option<StoredMessage>, Stor
     Ok(Some(m))
 }
 
-fn insert_deliveries(
-    tx: &Connection,
-    id: &str,
-    deliveries: &[NewDelivery],
-    now: Timestamp,
-) -> Result<(), StoreError> {
+fn insert_deliveries(tx: &Connection, id: &str, deliveries: &[NewDelivery], now: Timestamp) -> Result<(), StoreError> {
     let mut stmt = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO deliveries (message_id, target, extra_to, state, attempts, next_ms)
@@ -1038,7 +1041,9 @@ impl Store for SqliteStore {
 
     fn change_mark(&self) -> Result<i64, StoreError> {
         let state = self.lock();
-        state.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| r.get(0))
+        state
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| r.get(0))
             .map_err(db_error("reading the history"))
     }
 }
