@@ -22,9 +22,9 @@
 //!           our offer (400/488 end here), Mailbox::start_call (full spool: 503), then
 //!           `answer`: 180, ring delay, 200, the ACK (late offer: its answer) within
 //!           `ack_timeout`; then dialog events (re-INVITEs: hold, address, codec)
-//!           ─► MediaCommand ─► media task (one per call, owns and drives the core Call;
-//!                 │             the greeting starts at the ACK or the caller's first RTP)
-//!                 │ media task ended (the supervisor held the CallLease meanwhile)
+//!           ─► MediaCommand ─► media thread (one per core, each owns and drives many core
+//!                 │             Calls; the greeting starts at the ACK or the caller's first RTP)
+//!                 │ the call's media ended (the supervisor held the CallLease meanwhile)
 //!                 ▼
 //!           Mailbox::finish_call on a blocking thread, BYE if the call ended on our side;
 //!           a 200 never ACKed: Mailbox::discard_call (no message), BYE
@@ -196,6 +196,8 @@ struct Shared {
     mailboxes: Mailboxes,
     dialogs: DialogLayer,
     ports: PortPool,
+    /// The threads that drive every call's RTP.
+    media: media::MediaEngine,
     active: AtomicUsize,
     idle: Notify,
     accepting: AtomicBool,
@@ -335,6 +337,7 @@ impl Endpoint {
         let seed = seed();
         // RTP binds where SIP listens; the SDP names the advertised address.
         let ports = PortPool::new(sip.listen.ip(), sip.rtp_ports.0, sip.rtp_ports.1);
+        let media = media::MediaEngine::per_core().map_err(Error::Media)?;
         let invites = Mutex::new(InviteLimiter::new(sip.invite_rate, sip.invite_burst));
         let mwi = sip.mwi.clone().map(|config| Arc::new(mwi::MwiService::new(config)));
         if let Some(service) = &mwi {
@@ -353,6 +356,7 @@ impl Endpoint {
             mailboxes,
             dialogs,
             ports,
+            media,
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             accepting: AtomicBool::new(true),
@@ -914,7 +918,6 @@ async fn run_call(
     }
     tracing::debug!(%id, caller = %parties.caller, called = %parties.called, %source, codec = ?negotiated.codec, "incoming call");
     // 4. Media.
-    let (commands, command_rx) = mpsc::channel(32);
     let srtp_session = match srtp_keys.as_ref().map(SrtpSession::new).transpose() {
         Ok(session) => session,
         Err(e) => {
@@ -923,15 +926,14 @@ async fn run_call(
             None
         }
     };
-    let mut media = tokio::spawn(media::run_secure(
+    let (commands, mut media) = shared.media.start(media::MediaStart {
         call,
         socket,
-        negotiated.remote_rtp,
-        may_send(&negotiated),
-        command_rx,
+        remote: negotiated.remote_rtp,
+        send: may_send(&negotiated),
         notifier,
-        srtp_session,
-    ));
+        srtp: srtp_session,
+    });
     let mut call_state = CallSignal { remote_ended: false, shutdown_hangup: false, bye: false };
     // 5. 180 Ringing, the ring delay, 200 OK, the ACK.
     let answering = answer::Answering {
@@ -953,7 +955,7 @@ async fn run_call(
         offer_state.srtp.1 = *keys;
     }
     let discard = matches!(acked, answer::AckOutcome::NotAcked);
-    // 6. The call, until its media task ends.
+    // 6. The call, until its media ends.
     let outcome = loop {
         tokio::select! {
             r = &mut media => break r,
@@ -964,15 +966,15 @@ async fn run_call(
                 None => {
                     if !call_state.remote_ended {
                         call_state.remote_ended = true;
-                        let _ = commands.send(MediaCommand::Hangup).await;
+                        commands.send(MediaCommand::Hangup);
                     }
-                    // Keep waiting for the media task only.
+                    // Keep waiting for the media only.
                     break (&mut media).await;
                 }
             },
             () = shared.shutdown.cancelled(), if !call_state.shutdown_hangup && !call_state.remote_ended => {
                 call_state.shutdown_hangup = true;
-                let _ = commands.send(MediaCommand::Hangup).await;
+                commands.send(MediaCommand::Hangup);
             }
         }
     };
@@ -981,7 +983,7 @@ async fn run_call(
     let (meta, ended_by_call) = match outcome {
         Ok(o) => (o.meta, o.ended_by_call),
         Err(e) => {
-            tracing::error!(%id, error = %e, "the media task failed");
+            tracing::error!(%id, error = %e, "the call's media failed");
             (None, true)
         }
     };
@@ -1171,14 +1173,14 @@ async fn on_dialog_state(
     state: DialogState,
     local: &mut LocalMedia,
     offers: &mut OfferState,
-    commands: &mpsc::Sender<MediaCommand>,
+    commands: &media::Commands,
     call: &mut CallSignal,
 ) {
     match state {
         DialogState::Terminated(_, reason) => {
             if !matches!(reason, TerminatedReason::UasBye) && !call.remote_ended {
                 call.remote_ended = true;
-                let _ = commands.send(MediaCommand::Hangup).await;
+                commands.send(MediaCommand::Hangup);
             }
         }
         DialogState::Updated(_, req, handle) => on_offer(req, handle, local, offers, commands).await,
@@ -1186,7 +1188,7 @@ async fn on_dialog_state(
             let ct = classify::content_type(&req);
             let status = match classify::info_dtmf(ct.as_deref(), &req.body) {
                 InfoDtmf::Digit(d) => {
-                    let _ = commands.send(MediaCommand::Dtmf(d)).await;
+                    commands.send(MediaCommand::Dtmf(d));
                     StatusCode::OK
                 }
                 InfoDtmf::Empty => StatusCode::OK,
@@ -1228,7 +1230,7 @@ async fn on_offer(
     handle: TransactionHandle,
     local: &mut LocalMedia,
     offers: &mut OfferState,
-    commands: &mpsc::Sender<MediaCommand>,
+    commands: &media::Commands,
 ) {
     let sdp_header = || vec![Header::ContentType(rsipstack::sip::ContentType::new("application/sdp"))];
     let body = if req.body.is_empty() { offers.offer.clone() } else { req.body.clone() };
@@ -1250,19 +1252,19 @@ async fn on_offer(
                     dtmf_payload_type: n.dtmf_payload_type,
                 };
                 tracing::debug!(from = ?was.codec, to = ?n.codec, payload_type = n.payload_type, "codec changed");
-                let _ = commands.send(MediaCommand::Codec(change)).await;
+                commands.send(MediaCommand::Codec(change));
             }
             let key_of = |k: &SrtpKeys| (k.suite, k.remote);
             if keys.as_ref().map(key_of) != keys_in_use.as_ref().map(key_of)
                 && let Some(keys) = keys
             {
-                let _ = commands.send(MediaCommand::Srtp(keys)).await;
+                commands.send(MediaCommand::Srtp(keys));
             }
             offers.srtp.1 = keys;
             *local = next;
             // Any direction that is not two-way is a hold (RFC 3264 §8.4; `c=0.0.0.0` is RFC 2543's).
             let hold = !may_send(&n) || !n.direction.remote_sends();
-            let _ = commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold }).await;
+            commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold });
             tracing::debug!(direction = ?n.direction, remote = ?n.remote_rtp, "session modified");
             let answer = n.answer.clone().into_bytes();
             if !req.body.is_empty() {

@@ -36,6 +36,9 @@ pub enum Error {
     /// The mailbox's background work (delivery and recovery threads) could not be started.
     #[error("cannot start the mailbox's background work: {0}")]
     Background(#[source] std::io::Error),
+    /// The media threads could not be started.
+    #[error("cannot start the media threads: {0}")]
+    Media(#[source] std::io::Error),
     /// An account of `[[sip.accounts]]` cannot be registered.
     #[error(transparent)]
     Register(#[from] crate::register::RegisterError),

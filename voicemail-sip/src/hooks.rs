@@ -223,7 +223,7 @@ impl Hooks {
     }
 }
 
-/// One call's source of notices, for its media task.
+/// One call's source of notices, for its media thread.
 #[derive(Clone)]
 pub struct CallNotifier {
     call_id: String,

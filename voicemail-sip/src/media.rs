@@ -1,17 +1,23 @@
-//! RTP for one call: the port pool and the task that drives the core [`Call`].
+//! RTP for every call: the port pool and the media threads that drive the core [`Call`]s.
 //!
-//! The task is a thin driver in the quinn style: it drains [`Call::poll_output`] (sending
-//! each RTP packet to the caller, reporting events, keeping the deadline), then waits for
-//! whichever comes first: a datagram on the call's socket ([`Input::Rtp`]), the deadline
-//! ([`Input::Tick`]) or a command from the call's signalling ([`MediaCommand`]). It ends when
-//! the call is [`CallState::Ended`] and returns the message's metadata.
+//! A few media threads ([`MediaEngine`], one per core by default) each own many calls. A
+//! thread waits on one `epoll` set for all its calls' RTP sockets, its command queue and the
+//! earliest deadline of its calls (one timer heap per thread, no timer per call). For each
+//! call it is a thin driver in the quinn style: it drains [`Call::poll_output`] (sending each
+//! RTP packet to the caller, reporting events, keeping the deadline), then feeds whatever
+//! comes first: a datagram on the call's socket ([`Input::Rtp`]), the deadline
+//! ([`Input::Tick`]) or a command from the call's signalling ([`MediaCommand`], through
+//! [`Commands`]). When the call is [`CallState::Ended`] its [`MediaOutcome`] (the message's
+//! metadata) goes to the signalling side.
 //!
-//! Nothing is allocated per packet: one receive buffer and one send buffer are reused, the
-//! greeting's payloads are shared `Bytes` slices, and the timer is reset in place.
+//! Nothing is allocated per packet: each thread reuses one receive buffer and one send
+//! buffer for all its calls, and the greeting's payloads are shared `Bytes` slices. Sockets
+//! are edge-triggered and read until empty. A panic while one call is handled ends that call
+//! only (its recording is left to recovery); the thread goes on with the others.
 //!
-//! SRTP ([`run_secure`]): every packet is protected before it is sent and unprotected when it
-//! arrives, in place in the same two buffers ([`SrtpSession`]); a packet that does not
-//! authenticate is dropped before anything else looks at it, so it cannot move the latch below.
+//! SRTP: every packet is protected before it is sent and unprotected when it arrives, in
+//! place in the thread's buffers ([`SrtpSession`]); a packet that does not authenticate is
+//! dropped before anything else looks at it, so it cannot move the latch below.
 //!
 //! Symmetric RTP: packets go to the address the SDP names until the first RTP packet
 //! arrives; from then on they go to (and are only accepted from) the address the caller
@@ -23,13 +29,18 @@
 //! first RTP packet from the caller, whichever comes first. An INVITE whose SDP names someone
 //! else's address and which is never ACKed thus sends no RTP anywhere.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use mio::{Events, Poll, Token, Waker};
+use tokio::sync::oneshot;
 use voicemail_core::{Call, CallState, CodecChange, DtmfDigit, Event, Input, MessageMeta, Output};
 
 use crate::hooks::CallNotifier;
@@ -38,7 +49,7 @@ use crate::srtp::{SRTP_TRAILER_ROOM, SrtpKeys, SrtpSession};
 /// The largest datagram the task accepts (larger ones are truncated, and then malformed).
 const RECV_BUF: usize = 2048;
 
-/// A command from the call's signalling to its media task.
+/// A command from the call's signalling to its media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaCommand {
     /// The 200 OK was sent: start the greeting at the first RTP packet from the caller if it
@@ -82,7 +93,7 @@ impl PortPool {
         Self { ip, low, high, next: Mutex::new(low) }
     }
 
-    /// Binds a socket on the next free even port.
+    /// Binds a non-blocking socket on the next free even port.
     pub fn bind(&self) -> io::Result<UdpSocket> {
         let slots = usize::from((self.high.saturating_sub(self.low)) / 2 + 1);
         for _ in 0..slots {
@@ -96,10 +107,10 @@ impl PortPool {
                 port
             };
             let addr = SocketAddr::new(self.ip, port);
-            match std::net::UdpSocket::bind(addr) {
+            match UdpSocket::bind(addr) {
                 Ok(s) => {
                     s.set_nonblocking(true)?;
-                    return UdpSocket::from_std(s);
+                    return Ok(s);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),
@@ -112,7 +123,7 @@ impl PortPool {
     }
 }
 
-/// How the media task ended.
+/// How a call's media ended.
 #[derive(Debug)]
 pub struct MediaOutcome {
     /// The message, when the call reported one (always, unless the core refused an input).
@@ -124,194 +135,511 @@ pub struct MediaOutcome {
     pub packets_sent: u64,
 }
 
-/// Drives `call` until it ends. `remote` is the SDP's RTP address, `send` whether the
-/// offer lets us send; `notifier` hears the call's state changes and DTMF keys.
-pub async fn run(
-    call: Call,
-    socket: UdpSocket,
-    remote: Option<SocketAddr>,
-    send: bool,
-    commands: mpsc::Receiver<MediaCommand>,
-    notifier: Option<CallNotifier>,
-) -> MediaOutcome {
-    run_secure(call, socket, remote, send, commands, notifier, None).await
+/// What a call's media needs to start: see [`MediaEngine::start`].
+pub struct MediaStart {
+    /// The call, from the mailbox.
+    pub call: Call,
+    /// Its RTP socket (non-blocking, from [`PortPool::bind`]).
+    pub socket: UdpSocket,
+    /// The SDP's RTP address.
+    pub remote: Option<SocketAddr>,
+    /// Whether the offer lets us send.
+    pub send: bool,
+    /// Hears the call's state changes and DTMF keys.
+    pub notifier: Option<CallNotifier>,
+    /// SRTP, when negotiated: what is sent is protected, what arrives must authenticate.
+    pub srtp: Option<SrtpSession>,
 }
 
-/// [`run`], with SRTP when `srtp` is given: what is sent is protected, what arrives must
-/// authenticate (anything else is dropped and counted).
-pub async fn run_secure(
-    mut call: Call,
-    socket: UdpSocket,
-    mut remote: Option<SocketAddr>,
-    mut send: bool,
-    mut commands: mpsc::Receiver<MediaCommand>,
+/// The threads that drive every call's media; see the [module docs](self).
+///
+/// Dropping the engine stops its threads; calls still on them are dropped (their recordings
+/// are complete up to the last checkpoint and left to recovery).
+pub struct MediaEngine {
+    workers: Vec<WorkerHandle>,
+}
+
+impl std::fmt::Debug for MediaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaEngine").field("threads", &self.workers.len()).finish_non_exhaustive()
+    }
+}
+
+struct WorkerHandle {
+    shared: Arc<WorkerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What a media thread shares with the signalling side.
+struct WorkerShared {
+    queue: Mutex<Vec<(u64, Message)>>,
+    waker: Waker,
+    stop: AtomicBool,
+    /// Calls on this thread (started, not yet ended): new calls go to the least loaded thread.
+    calls: AtomicUsize,
+}
+
+enum Message {
+    Start(Box<(MediaStart, oneshot::Sender<MediaOutcome>)>),
+    Command(MediaCommand),
+    /// The call's [`Commands`] were dropped: the call is over.
+    Closed,
+}
+
+/// Keys of calls, unique within a process.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+const WAKER: Token = Token(0);
+
+impl MediaEngine {
+    /// Starts `threads` media threads (at least one).
+    pub fn new(threads: usize) -> io::Result<Self> {
+        let mut workers = Vec::new();
+        for n in 0..threads.max(1) {
+            let poll = Poll::new()?;
+            let waker = Waker::new(poll.registry(), WAKER)?;
+            let shared = Arc::new(WorkerShared {
+                queue: Mutex::new(Vec::new()),
+                waker,
+                stop: AtomicBool::new(false),
+                calls: AtomicUsize::new(0),
+            });
+            let worker = Worker::new(poll, shared.clone());
+            let thread = std::thread::Builder::new().name(format!("voicemail-media-{n}")).spawn(move || worker.run())?;
+            workers.push(WorkerHandle { shared, thread: Some(thread) });
+        }
+        Ok(Self { workers })
+    }
+
+    /// One media thread per core (at most 8).
+    pub fn per_core() -> io::Result<Self> {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+    }
+
+    /// Hands a call to the least loaded media thread. Its commands go through the returned
+    /// [`Commands`] (dropping them hangs the call up); the receiver gets the outcome when
+    /// the call ends (an error only if the call's thread failed while handling it).
+    pub fn start(&self, start: MediaStart) -> (Commands, oneshot::Receiver<MediaOutcome>) {
+        let (done, outcome) = oneshot::channel();
+        let worker = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.shared.calls.load(Ordering::Relaxed))
+            .map(|w| w.shared.clone())
+            .expect("the engine has at least one thread");
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        worker.calls.fetch_add(1, Ordering::Relaxed);
+        let commands = Commands { key, worker };
+        commands.push(Message::Start(Box::new((start, done))));
+        (commands, outcome)
+    }
+}
+
+impl Drop for MediaEngine {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            w.shared.stop.store(true, Ordering::Release);
+            let _ = w.shared.waker.wake();
+        }
+        for w in &mut self.workers {
+            if let Some(thread) = w.thread.take()
+                && thread.join().is_err()
+            {
+                tracing::error!("a media thread panicked");
+            }
+        }
+    }
+}
+
+/// The signalling side of one call's media: its commands. Dropping it hangs the call up.
+pub struct Commands {
+    key: u64,
+    worker: Arc<WorkerShared>,
+}
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commands").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl Commands {
+    /// Passes a command to the call (ignored once the call has ended).
+    pub fn send(&self, command: MediaCommand) {
+        self.push(Message::Command(command));
+    }
+
+    fn push(&self, message: Message) {
+        let was_empty = {
+            let mut queue = self.worker.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.push((self.key, message));
+            queue.len() == 1
+        };
+        // One wake-up per batch: the thread takes the whole queue when it wakes.
+        if was_empty && let Err(e) = self.worker.waker.wake() {
+            tracing::error!(error = %e, "cannot wake a media thread");
+        }
+    }
+}
+
+impl Drop for Commands {
+    fn drop(&mut self) {
+        self.push(Message::Closed);
+    }
+}
+
+/// The buffers a media thread reuses for all its calls.
+struct Buffers {
+    recv: Vec<u8>,
+    send: Vec<u8>,
+    srtp: Vec<u8>,
+}
+
+/// One media thread: its calls, their sockets and their deadlines.
+struct Worker {
+    poll: Poll,
+    shared: Arc<WorkerShared>,
+    /// Calls by slot; a slot's token is its index + 1 (0 is the waker).
+    slots: Vec<Option<Box<CallMedia>>>,
+    free: Vec<usize>,
+    by_key: HashMap<u64, usize>,
+    /// (deadline, slot, key): an entry is live while that slot holds that key with that
+    /// deadline; others are dropped when they come up.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    bufs: Buffers,
+}
+
+impl Worker {
+    fn new(poll: Poll, shared: Arc<WorkerShared>) -> Self {
+        Self {
+            poll,
+            shared,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_key: HashMap::new(),
+            timers: BinaryHeap::new(),
+            bufs: Buffers {
+                recv: vec![0u8; RECV_BUF],
+                send: vec![0u8; RECV_BUF],
+                srtp: Vec::with_capacity(RECV_BUF + SRTP_TRAILER_ROOM),
+            },
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut queue = Vec::new();
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let timeout = self.timers.peek().map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "media thread: poll failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for event in &events {
+                if event.token() != WAKER {
+                    self.guarded(event.token().0 - 1, |slot, bufs| slot.readable(bufs));
+                }
+            }
+            // Commands (and new calls) after the packets that woke us, in the order sent.
+            std::mem::swap(&mut queue, &mut *self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
+            for (key, message) in queue.drain(..) {
+                self.message(key, message);
+            }
+            let now = Instant::now();
+            while let Some(&Reverse((at, index, key))) = self.timers.peek() {
+                if at > now {
+                    break;
+                }
+                self.timers.pop();
+                let live = matches!(self.slots.get(index), Some(Some(slot)) if slot.key == key && slot.deadline == Some(at));
+                if live {
+                    self.guarded(index, |slot, _| {
+                        slot.deadline = None;
+                        let result = slot.call.handle_input(Input::Tick(now));
+                        slot.after_input(result);
+                    });
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, key: u64, message: Message) {
+        match message {
+            Message::Start(start) => {
+                let (start, done) = *start;
+                let index = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(None);
+                    self.slots.len() - 1
+                });
+                let mut socket = mio::net::UdpSocket::from_std(start.socket);
+                if let Err(e) = self.poll.registry().register(&mut socket, Token(index + 1), mio::Interest::READABLE) {
+                    // The call goes on without incoming audio; the media timeout ends it.
+                    tracing::error!(error = %e, "cannot watch an RTP socket");
+                }
+                self.slots[index] = Some(Box::new(CallMedia {
+                    key,
+                    call: start.call,
+                    socket,
+                    remote: start.remote,
+                    send: start.send,
+                    latched: false,
+                    accepted: false,
+                    answered: false,
+                    hung_up: false,
+                    abandoned: false,
+                    meta: None,
+                    packets_sent: 0,
+                    srtp: start.srtp,
+                    srtp_dropped: 0,
+                    notifier: start.notifier,
+                    deadline: None,
+                    done: Some(done),
+                }));
+                self.by_key.insert(key, index);
+                // The first drain: the call's first deadline.
+                self.guarded(index, |_, _| {});
+            }
+            Message::Command(command) => {
+                if let Some(&index) = self.by_key.get(&key) {
+                    self.guarded(index, |slot, _| slot.command(Some(command)));
+                }
+            }
+            Message::Closed => {
+                if let Some(&index) = self.by_key.get(&key) {
+                    self.guarded(index, |slot, _| slot.command(None));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the call in `index`, then drains its output; ends the call when it is over
+    /// or when `f` or the drain panicked (its outcome then never comes; recovery stores it).
+    fn guarded(&mut self, index: usize, f: impl FnOnce(&mut CallMedia, &mut Buffers)) {
+        let Some(Some(slot)) = self.slots.get_mut(index) else { return };
+        let bufs = &mut self.bufs;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            f(slot, bufs);
+            slot.drain(bufs)
+        }));
+        let ended = match result {
+            Ok(Some(at)) => {
+                if slot.deadline.is_none_or(|d| at < d) {
+                    slot.deadline = Some(at);
+                    self.timers.push(Reverse((at, index, slot.key)));
+                }
+                false
+            }
+            Ok(None) => {
+                if let Some(done) = slot.done.take() {
+                    let _ = done.send(MediaOutcome {
+                        meta: slot.meta.take(),
+                        ended_by_call: !slot.hung_up,
+                        packets_sent: slot.packets_sent,
+                    });
+                }
+                true
+            }
+            Err(_) => {
+                tracing::error!("a call's media panicked; the call is dropped and its recording left to recovery");
+                true
+            }
+        };
+        if ended && let Some(mut slot) = self.slots[index].take() {
+            let _ = self.poll.registry().deregister(&mut slot.socket);
+            self.by_key.remove(&slot.key);
+            self.free.push(index);
+            self.shared.calls.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One call on a media thread.
+struct CallMedia {
+    key: u64,
+    call: Call,
+    socket: mio::net::UdpSocket,
+    remote: Option<SocketAddr>,
+    send: bool,
+    latched: bool,
+    /// The 200 OK is out / the greeting has started.
+    accepted: bool,
+    answered: bool,
+    hung_up: bool,
+    /// The call refused even its hang-up: it is dropped as it is.
+    abandoned: bool,
+    meta: Option<MessageMeta>,
+    packets_sent: u64,
+    srtp: Option<SrtpSession>,
+    srtp_dropped: u64,
     notifier: Option<CallNotifier>,
-    mut srtp: Option<SrtpSession>,
-) -> MediaOutcome {
-    // With SRTP the packets are (un)protected in place: room for the tag, reused buffers.
-    let mut recv_buf = vec![0u8; RECV_BUF];
-    let mut send_buf = vec![0u8; RECV_BUF];
-    let mut srtp_buf: Vec<u8> = Vec::with_capacity(RECV_BUF + SRTP_TRAILER_ROOM);
-    let mut srtp_dropped = 0u64;
-    let mut latched = false;
-    // The 200 OK is out / the greeting has started.
-    let mut accepted = false;
-    let mut answered = false;
-    let mut meta = None;
-    let mut hung_up = false;
-    let mut commands_open = true;
-    let mut packets_sent = 0u64;
-    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
-    tokio::pin!(sleep);
-    loop {
+    /// The deadline in the thread's timer heap.
+    deadline: Option<Instant>,
+    done: Option<oneshot::Sender<MediaOutcome>>,
+}
+
+impl CallMedia {
+    /// Drains the call's output; its next deadline, or `None` when the call has ended.
+    fn drain(&mut self, bufs: &mut Buffers) -> Option<Instant> {
         let deadline = loop {
-            match call.poll_output() {
+            match self.call.poll_output() {
                 Output::SendRtp(pkt) => {
-                    if let (true, Some(to)) = (send, remote)
-                        && let Some(n) = pkt.write_to(&mut send_buf)
+                    if let (true, Some(to)) = (self.send, self.remote)
+                        && let Some(n) = pkt.write_to(&mut bufs.send)
                     {
-                        let datagram = match srtp.as_mut() {
-                            None => &send_buf[..n],
+                        let datagram = match self.srtp.as_mut() {
+                            None => &bufs.send[..n],
                             Some(session) => {
-                                srtp_buf.clear();
-                                srtp_buf.extend_from_slice(&send_buf[..n]);
-                                if let Err(e) = session.protect(&mut srtp_buf) {
+                                bufs.srtp.clear();
+                                bufs.srtp.extend_from_slice(&bufs.send[..n]);
+                                if let Err(e) = session.protect(&mut bufs.srtp) {
                                     tracing::debug!(error = %e, "srtp protect");
                                     continue;
                                 }
-                                &srtp_buf[..]
+                                &bufs.srtp[..]
                             }
                         };
-                        // A lost datagram is like a lost packet on the wire; never fatal.
-                        if socket.send_to(datagram, to).await.is_ok() {
-                            packets_sent += 1;
+                        // A lost datagram (or a full socket buffer) is like a lost packet on
+                        // the wire; never fatal.
+                        if self.socket.send_to(datagram, to).is_ok() {
+                            self.packets_sent += 1;
                         }
                     }
                 }
-                Output::Event(Event::MessageRecorded(m)) => meta = Some(*m),
+                Output::Event(Event::MessageRecorded(m)) => self.meta = Some(*m),
                 Output::Event(event) => {
-                    if let Some(n) = &notifier {
+                    if let Some(n) = &self.notifier {
                         n.event(&event);
                     }
                 }
                 Output::Timeout(at) => break at,
             }
         };
-        if call.state() == CallState::Ended {
-            break;
-        }
-        // Re-arm the timer only when the call needs an earlier wake-up (or it fired): most
-        // packets push the deadline later (the media timeout), and a wake-up that comes too
-        // early is only a tick the call ignores, so the timer wheel is not touched per packet.
-        let deadline = tokio::time::Instant::from_std(deadline);
-        if sleep.is_elapsed() || deadline < sleep.deadline() {
-            sleep.as_mut().reset(deadline);
-        }
-        let input_result = tokio::select! {
-            r = socket.recv_from(&mut recv_buf) => match r {
-                Ok((n, from)) => {
-                    let now = Instant::now();
-                    let datagram = match srtp.as_mut() {
-                        None => &recv_buf[..n],
-                        Some(session) => {
-                            // SRTCP is not used (we send no RTCP; the core drops RTCP anyway).
-                            if !looks_like_rtp(&recv_buf[..n]) {
-                                continue;
-                            }
-                            srtp_buf.clear();
-                            srtp_buf.extend_from_slice(&recv_buf[..n]);
-                            if session.unprotect(&mut srtp_buf).is_err() {
-                                srtp_dropped += 1;
-                                if srtp_dropped.is_power_of_two() {
-                                    tracing::debug!(dropped = srtp_dropped, %from, "srtp packets that do not authenticate");
-                                }
-                                continue;
-                            }
-                            &srtp_buf[..]
-                        }
-                    };
-                    if latched && Some(from) != remote {
-                        continue; // not the caller's stream
-                    }
-                    if !latched && looks_like_rtp(datagram) {
-                        remote = Some(from);
-                        latched = true;
-                    }
-                    if accepted && !answered && latched {
-                        // The caller is there (symmetric RTP): no need to wait for the ACK.
-                        answered = true;
-                        if let Err(e) = call.handle_input(Input::Answered(now)) {
-                            tracing::debug!(error = %e, "answer at the first RTP packet");
-                        }
-                    }
-                    call.handle_input(Input::Rtp(now, datagram))
-                }
+        (self.call.state() != CallState::Ended && !self.abandoned).then_some(deadline)
+    }
+
+    /// Reads the socket until it is empty (it is edge-triggered), feeding every datagram.
+    fn readable(&mut self, bufs: &mut Buffers) {
+        loop {
+            let (n, from) = match self.socket.recv_from(&mut bufs.recv) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // An ICMP error of an earlier send, reported once: the socket goes on.
                     tracing::debug!(error = %e, "rtp receive error");
                     continue;
                 }
-            },
-            () = &mut sleep => call.handle_input(Input::Tick(Instant::now())),
-            cmd = commands.recv(), if commands_open => {
-                let now = Instant::now();
-                match cmd {
-                    Some(MediaCommand::Accepted) => {
-                        accepted = true;
-                        Ok(())
-                    }
-                    Some(MediaCommand::Answered) => {
-                        answered = true;
-                        call.handle_input(Input::Answered(now))
-                    }
-                    Some(MediaCommand::Codec(change)) => {
-                        if let Err(e) = call.handle_input(Input::Codec(now, change)) {
-                            // Refused (the endpoint checks the SDP first): the call goes on unchanged.
-                            tracing::warn!(error = %e, ?change, "codec change refused");
-                        }
-                        Ok(())
-                    }
-                    Some(MediaCommand::Dtmf(d)) => call.handle_input(Input::Dtmf(now, d)),
-                    Some(MediaCommand::Remote { addr, send: s, hold }) => {
-                        remote = addr;
-                        send = s;
-                        latched = false;
-                        call.handle_input(Input::Hold(now, hold))
-                    }
-                    Some(MediaCommand::Srtp(keys)) => match SrtpSession::new(&keys) {
-                        Ok(session) => {
-                            srtp = Some(session);
-                            Ok(())
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "new srtp keys refused; ending the call");
-                            hung_up = true;
-                            call.handle_input(Input::Hangup(now))
-                        }
-                    },
-                    Some(MediaCommand::Hangup) => {
-                        hung_up = true;
-                        call.handle_input(Input::Hangup(now))
-                    }
-                    None => {
-                        commands_open = false;
-                        hung_up = true;
-                        call.handle_input(Input::Hangup(now))
-                    }
+            };
+            self.datagram(bufs, n, from);
+            if self.drain(bufs).is_none() {
+                return;
+            }
+        }
+    }
+
+    fn datagram(&mut self, bufs: &mut Buffers, n: usize, from: SocketAddr) {
+        let now = Instant::now();
+        let datagram = match self.srtp.as_mut() {
+            None => &bufs.recv[..n],
+            Some(session) => {
+                // SRTCP is not used (we send no RTCP; the core drops RTCP anyway).
+                if !looks_like_rtp(&bufs.recv[..n]) {
+                    return;
                 }
+                bufs.srtp.clear();
+                bufs.srtp.extend_from_slice(&bufs.recv[..n]);
+                if session.unprotect(&mut bufs.srtp).is_err() {
+                    self.srtp_dropped += 1;
+                    if self.srtp_dropped.is_power_of_two() {
+                        tracing::debug!(dropped = self.srtp_dropped, %from, "srtp packets that do not authenticate");
+                    }
+                    return;
+                }
+                &bufs.srtp[..]
             }
         };
-        if let Err(e) = input_result {
-            // Only caller misuse can fail; end the call rather than spin.
+        if self.latched && Some(from) != self.remote {
+            return; // not the caller's stream
+        }
+        if !self.latched && looks_like_rtp(datagram) {
+            self.remote = Some(from);
+            self.latched = true;
+        }
+        if self.accepted && !self.answered && self.latched {
+            // The caller is there (symmetric RTP): no need to wait for the ACK.
+            self.answered = true;
+            if let Err(e) = self.call.handle_input(Input::Answered(now)) {
+                tracing::debug!(error = %e, "answer at the first RTP packet");
+            }
+        }
+        let result = self.call.handle_input(Input::Rtp(now, datagram));
+        self.after_input(result);
+    }
+
+    /// A command from the signalling; `None` when its [`Commands`] were dropped.
+    fn command(&mut self, command: Option<MediaCommand>) {
+        let now = Instant::now();
+        let result = match command {
+            Some(MediaCommand::Accepted) => {
+                self.accepted = true;
+                Ok(())
+            }
+            Some(MediaCommand::Answered) => {
+                self.answered = true;
+                self.call.handle_input(Input::Answered(now))
+            }
+            Some(MediaCommand::Codec(change)) => {
+                if let Err(e) = self.call.handle_input(Input::Codec(now, change)) {
+                    // Refused (the endpoint checks the SDP first): the call goes on unchanged.
+                    tracing::warn!(error = %e, ?change, "codec change refused");
+                }
+                Ok(())
+            }
+            Some(MediaCommand::Dtmf(d)) => self.call.handle_input(Input::Dtmf(now, d)),
+            Some(MediaCommand::Remote { addr, send, hold }) => {
+                self.remote = addr;
+                self.send = send;
+                self.latched = false;
+                self.call.handle_input(Input::Hold(now, hold))
+            }
+            Some(MediaCommand::Srtp(keys)) => match SrtpSession::new(&keys) {
+                Ok(session) => {
+                    self.srtp = Some(session);
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "new srtp keys refused; ending the call");
+                    self.hung_up = true;
+                    self.call.handle_input(Input::Hangup(now))
+                }
+            },
+            Some(MediaCommand::Hangup) | None => {
+                if self.call.state() == CallState::Ended {
+                    return;
+                }
+                self.hung_up = true;
+                self.call.handle_input(Input::Hangup(now))
+            }
+        };
+        self.after_input(result);
+    }
+
+    /// An input the call refused (only caller misuse can fail): end the call rather than spin.
+    fn after_input(&mut self, result: voicemail_core::Result<()>) {
+        if let Err(e) = result {
             tracing::warn!(error = %e, "the call refused an input; ending it");
-            if call.state() != CallState::Ended {
-                hung_up = true;
-                if call.handle_input(Input::Hangup(Instant::now())).is_err() {
-                    break;
+            if self.call.state() != CallState::Ended {
+                self.hung_up = true;
+                if let Err(e) = self.call.handle_input(Input::Hangup(Instant::now())) {
+                    tracing::error!(error = %e, "the call refused its hang-up; dropping it");
+                    self.abandoned = true;
                 }
             }
         }
     }
-    MediaOutcome { meta, ended_by_call: !hung_up, packets_sent }
 }
 
 /// RTP version 2 and a payload type outside the RTCP range (RFC 5761 §4).

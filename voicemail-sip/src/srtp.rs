@@ -7,8 +7,8 @@
 //!   and salt (14 bytes), no MKI, no session parameters that change what is protected.
 //! - [`SrtpKeys`]: what a negotiation settled (suite, our key, the caller's key);
 //!   [`SrtpSession`] protects what we send and unprotects what we receive, in the media
-//!   task's own buffers; a packet that does not authenticate (or is a replay) is an error the
-//!   media task counts and drops.
+//!   thread's own buffers; a packet that does not authenticate (or is a replay) is an error the
+//!   media thread counts and drops.
 //!
 //! The cryptography is webrtc-rs's `webrtc-srtp` (pure Rust, maintained with the webrtc
 //! crates; AES-CM-128 with HMAC-SHA1, 80- and 32-bit tags, replay protection). The older

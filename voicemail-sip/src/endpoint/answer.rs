@@ -18,7 +18,6 @@ use std::time::Instant;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, StatusCode};
-use tokio::sync::mpsc;
 use voicemail_core::{CodecChange, MessageId};
 
 use super::{CallSignal, Shared, may_send};
@@ -43,7 +42,7 @@ pub(super) struct Answering<'a> {
     pub(super) shared: &'a Shared,
     pub(super) dialog: &'a InviteDialog,
     pub(super) states: &'a mut DialogStateReceiver,
-    pub(super) commands: &'a mpsc::Sender<MediaCommand>,
+    pub(super) commands: &'a crate::media::Commands,
     /// The SDP of the 200 OK: our answer, or our offer.
     pub(super) sdp: Vec<u8>,
     /// Our offer, when the INVITE had none.
@@ -54,7 +53,7 @@ pub(super) struct Answering<'a> {
 
 impl Answering<'_> {
     async fn command(&self, command: MediaCommand) {
-        let _ = self.commands.send(command).await;
+        self.commands.send(command);
     }
 
     /// The caller (or the stack) ended the call.
