@@ -667,19 +667,7 @@ impl Mailbox {
     /// [`Mailbox::recover_spool`].
     pub fn recover(&self, now: Timestamp) -> Result<Vec<MessageMeta>, MailboxError> {
         let mut out = Vec::new();
-        let pending = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut still = Vec::new();
-        let mut first_error = None;
-        for p in pending {
-            match self.store_finished(Some(&p.lease), &p.meta, &p.lease.recorded_by, now) {
-                Ok(_) => out.push(p.meta),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    still.push(p);
-                }
-            }
-        }
-        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(still);
+        let mut first_error = self.retry_pending(now, &mut out);
         for id in self.store().recording()? {
             // A shared store's call of this node without a recording here is left alone (and
             // logged): two nodes sharing one name would otherwise take each other's live calls.
@@ -698,6 +686,38 @@ impl Mailbox {
             (Some(e), true) => Err(e),
             _ => Ok(out),
         }
+    }
+
+    /// Stores the finished calls whose storing failed earlier in this process (the first part
+    /// of [`Mailbox::recover`], without its look at every call in progress): cheap enough for
+    /// the [`Runner`](crate::runner::Runner) to run whenever a message is stored.
+    pub(crate) fn recover_pending(&self, now: Timestamp) -> Result<Vec<MessageMeta>, MailboxError> {
+        let mut out = Vec::new();
+        match self.retry_pending(now, &mut out) {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    /// Retries storing the pending calls into `out`; the first error, if any.
+    fn retry_pending(&self, now: Timestamp, out: &mut Vec<MessageMeta>) -> Option<MailboxError> {
+        let pending = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return None;
+        }
+        let mut still = Vec::new();
+        let mut first_error = None;
+        for p in pending {
+            match self.store_finished(Some(&p.lease), &p.meta, &p.lease.recorded_by, now) {
+                Ok(_) => out.push(p.meta),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    still.push(p);
+                }
+            }
+        }
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(still);
+        first_error
     }
 
     /// Recovers the calls in progress of node `node` from its spool `dir`, as seen from this

@@ -136,8 +136,9 @@ impl Default for RecordingSpec {
     }
 }
 
-/// Samples handed to hound at once; its sample buffer is this size (8 KB), allocated once.
-const CHUNK_SAMPLES: usize = 4000;
+/// Samples handed to hound at once (20 ms at 48 kHz, 60 ms at 16 kHz); its sample buffer is
+/// this size (1,920 bytes per recording), allocated once.
+const CHUNK_SAMPLES: usize = 960;
 
 /// Length of the header hound writes for 16-bit mono PCM: RIFF, fmt (16 bytes), data.
 pub(crate) const HEADER_LEN: u64 = 44;
@@ -169,7 +170,7 @@ enum Writer {
 
 /// A recording in progress. See the [module docs](self).
 ///
-/// Memory per recording is fixed after creation: hound's 8 KB sample buffer, or one frame and
+/// Memory per recording is fixed after creation: hound's sample buffer (1,920 bytes), or one frame and
 /// one page of Opus (wrap a file sink in a `BufWriter`). After an error the recording should be
 /// abandoned; dropping it without [`Recording::finalize`] still completes the file, best effort.
 pub struct Recording {

@@ -106,12 +106,24 @@ impl Drop for Runner {
     }
 }
 
+/// Recovery passes: a whole one ([`Mailbox::recover`]) at once and every [`POLL`]; when this
+/// process stores a message in between, only its failed stores are retried. A whole pass looks
+/// at every call in progress (a file lock each), so running it per stored message would cost
+/// calls × messages during a burst of hang-ups.
 fn recovery(mailbox: &Mailbox, stop: &AtomicBool) {
     mailbox.clean_spool();
     let mut cleaned = Instant::now();
+    let mut scanned: Option<Instant> = None;
     let mut seen = 0;
     loop {
-        if let Err(e) = mailbox.recover(Timestamp::now()) {
+        let whole = scanned.is_none_or(|at| at.elapsed() >= POLL);
+        let pass = if whole {
+            scanned = Some(Instant::now());
+            mailbox.recover(Timestamp::now())
+        } else {
+            mailbox.recover_pending(Timestamp::now())
+        };
+        if let Err(e) = pass {
             tracing::warn!(error = %e, "recovery pass failed; retrying");
         }
         // With a shared store, another node may delete a message this node recorded: its
@@ -123,7 +135,8 @@ fn recovery(mailbox: &Mailbox, stop: &AtomicBool) {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        seen = mailbox.wait_for_work(seen, POLL);
+        let next_scan = scanned.map_or(Duration::ZERO, |at| POLL.saturating_sub(at.elapsed()));
+        seen = mailbox.wait_for_work(seen, next_scan);
         if stop.load(Ordering::SeqCst) {
             // One last pass: a message stored while stopping is not left waiting.
             let _ = mailbox.recover(Timestamp::now());
