@@ -18,6 +18,7 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -177,8 +178,9 @@ impl LockedWav {
     }
 
     /// A buffered sink for the engine's [`Recording`](crate::Recording) on this file.
+    /// It starts at offset 0, where the recording starts.
     pub(crate) fn sink(&self) -> BufWriter<SharedFile> {
-        BufWriter::with_capacity(WAV_BUFFER_BYTES, SharedFile(self.file.clone()))
+        BufWriter::with_capacity(WAV_BUFFER_BYTES, SharedFile { file: self.file.clone(), pos: 0 })
     }
 
     /// Flushes the file's data to stable storage.
@@ -195,21 +197,40 @@ impl LockedWav {
 }
 
 /// A file handle shared by the recording's sink and the call's lease.
+///
+/// It keeps its own position and writes with `pwrite`: hound seeks to the header and back at
+/// every checkpoint, and that costs no system call here.
 #[derive(Debug)]
-pub(crate) struct SharedFile(Arc<File>);
+pub(crate) struct SharedFile {
+    file: Arc<File>,
+    pos: u64,
+}
 
 impl Write for SharedFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
+        let n = self.file.write_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        (&*self.0).flush()
+        Ok(())
     }
 }
 
 impl Seek for SharedFile {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        (&*self.0).seek(pos)
+        let (base, offset) = match pos {
+            SeekFrom::Start(n) => {
+                self.pos = n;
+                return Ok(n);
+            }
+            SeekFrom::Current(d) => (self.pos, d),
+            SeekFrom::End(d) => (self.file.metadata()?.len(), d),
+        };
+        self.pos = base
+            .checked_add_signed(offset)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the file"))?;
+        Ok(self.pos)
     }
 }
 
