@@ -646,3 +646,93 @@ impl CallMedia {
 fn looks_like_rtp(d: &[u8]) -> bool {
     d.len() >= 12 && d[0] >> 6 == 2 && !(72..=95).contains(&(d[1] & 0x7f))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use voicemail_core::recording::Recording;
+    use voicemail_core::{CallConfig, MessageId, Prompt};
+
+    use super::*;
+
+    /// A call with a 100 ms greeting (5 packets) and no beep, recording into memory.
+    fn call(n: usize) -> Call {
+        let id = MessageId::parse(&format!("media-{n}")).expect("id");
+        let mut config = CallConfig::new(id, format!("+7495123456{n}"), jiff::Timestamp::UNIX_EPOCH);
+        config.beep = None;
+        let greeting = Prompt::from_pcm("short", vec![1000; 800]).expect("greeting");
+        let recording = Recording::new(io::Cursor::new(Vec::new())).expect("recording");
+        Call::new(config, greeting, recording, Instant::now()).expect("call")
+    }
+
+    /// `count` PCMU packets of 20 ms from `ssrc`.
+    fn talk(caller: &UdpSocket, to: SocketAddr, ssrc: u32, count: u16) {
+        for seq in 0..count {
+            let mut p = vec![0x80, 0];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            p.extend_from_slice(&ssrc.to_be_bytes());
+            p.extend_from_slice(&[0x55; 160]);
+            caller.send_to(&p, to).expect("send");
+        }
+    }
+
+    #[test]
+    fn one_thread_drives_several_calls_each_on_its_own_socket() {
+        let engine = MediaEngine::new(1).expect("engine");
+        let ports = PortPool::new(IpAddr::from([127, 0, 0, 1]), 0, 0);
+        let mut calls = Vec::new();
+        for n in 0..3 {
+            // Port 0: the system picks a free one.
+            let socket = ports.bind().expect("bind");
+            let ours = socket.local_addr().expect("addr");
+            let caller = UdpSocket::bind("127.0.0.1:0").expect("caller");
+            caller.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            let start = MediaStart {
+                call: call(n),
+                socket,
+                remote: Some(caller.local_addr().expect("addr")),
+                send: true,
+                notifier: None,
+                srtp: None,
+            };
+            let (commands, outcome) = engine.start(start);
+            commands.send(MediaCommand::Answered);
+            calls.push((caller, ours, commands, outcome));
+        }
+        // Each caller hears the whole greeting from its own call's socket, then talks for a
+        // different time: 10, 20 and 30 packets (the call reads its clock when a packet is
+        // handled, so a packet sent after the greeting's end is recorded).
+        for (n, (caller, ours, ..)) in calls.iter().enumerate() {
+            let mut buf = [0u8; 2048];
+            for _ in 0..5 {
+                let (len, from) = caller.recv_from(&mut buf).expect("greeting packet");
+                assert!(len > 12 && from == *ours, "an RTP packet from the call's socket");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            talk(caller, *ours, 0x1000 + n as u32, 10 * (n as u16 + 1));
+        }
+        let mut outcomes = Vec::new();
+        for (n, (_, _, commands, outcome)) in calls.into_iter().enumerate() {
+            if n == 1 {
+                drop(commands); // dropping the commands hangs up too
+            } else {
+                commands.send(MediaCommand::Hangup);
+            }
+            outcomes.push(outcome.blocking_recv().expect("outcome"));
+        }
+        for (n, outcome) in outcomes.iter().enumerate() {
+            let meta = outcome.meta.as_ref().expect("a message");
+            assert_eq!(meta.id.as_str(), format!("media-{n}"));
+            assert!(!outcome.ended_by_call, "hung up by the signalling");
+            assert!(outcome.packets_sent > 0);
+            // Each call got exactly its own caller's packets, in order (the recording's length
+            // also counts the silence up to the hang-up).
+            assert_eq!(meta.media.packets_received, 10 * (n as u64 + 1), "call {n}");
+            assert_eq!((meta.media.lost, meta.media.ssrc_changes), (0, 0), "call {n}");
+            assert!(meta.duration_ms >= 200 * (n as u64 + 1), "call {n}: {} ms", meta.duration_ms);
+        }
+        drop(engine); // the thread ends
+    }
+}
