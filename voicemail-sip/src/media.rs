@@ -31,7 +31,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -40,14 +40,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
+use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::sync::oneshot;
 use voicemail_core::{Call, CallState, CodecChange, DtmfDigit, Event, Input, MessageMeta, Output};
 
 use crate::hooks::CallNotifier;
 use crate::srtp::{SRTP_TRAILER_ROOM, SrtpKeys, SrtpSession};
 
-/// The largest datagram the task accepts (larger ones are truncated, and then malformed).
+/// The largest datagram the thread accepts (larger ones are truncated, and then malformed).
 const RECV_BUF: usize = 2048;
+
+/// Datagrams read from one socket at once (`recvmmsg`). A call's socket rarely holds more
+/// than one; a batch that comes back short means the socket is empty.
+const RECV_BATCH: usize = 4;
 
 /// A command from the call's signalling to its media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,7 +295,8 @@ impl Drop for Commands {
 
 /// The buffers a media thread reuses for all its calls.
 struct Buffers {
-    recv: Vec<u8>,
+    recv: [Vec<u8>; RECV_BATCH],
+    meta: [RecvMeta; RECV_BATCH],
     send: Vec<u8>,
     srtp: Vec<u8>,
 }
@@ -319,7 +325,8 @@ impl Worker {
             by_key: HashMap::new(),
             timers: BinaryHeap::new(),
             bufs: Buffers {
-                recv: vec![0u8; RECV_BUF],
+                recv: std::array::from_fn(|_| vec![0u8; RECV_BUF]),
+                meta: [RecvMeta::default(); RECV_BATCH],
                 send: vec![0u8; RECV_BUF],
                 srtp: Vec::with_capacity(RECV_BUF + SRTP_TRAILER_ROOM),
             },
@@ -375,14 +382,25 @@ impl Worker {
                     self.slots.len() - 1
                 });
                 let mut socket = mio::net::UdpSocket::from_std(start.socket);
-                if let Err(e) = self.poll.registry().register(&mut socket, Token(index + 1), mio::Interest::READABLE) {
-                    // The call goes on without incoming audio; the media timeout ends it.
-                    tracing::error!(error = %e, "cannot watch an RTP socket");
-                }
+                let udp = UdpSocketState::new((&socket).into());
+                let watched = udp.as_ref().map_err(|e| e.to_string()).and_then(|_| {
+                    let registry = self.poll.registry();
+                    registry.register(&mut socket, Token(index + 1), mio::Interest::READABLE).map_err(|e| e.to_string())
+                });
+                let (Ok(udp), Ok(())) = (udp, watched.clone()) else {
+                    // Not expected of a socket we bound: the call ends at once (no message from
+                    // here; recovery stores its empty recording) and the caller gets a BYE.
+                    tracing::error!(error = ?watched.err(), "cannot read an RTP socket; ending the call");
+                    self.free.push(index);
+                    self.shared.calls.fetch_sub(1, Ordering::Relaxed);
+                    let _ = done.send(MediaOutcome { meta: None, ended_by_call: true, packets_sent: 0 });
+                    return;
+                };
                 self.slots[index] = Some(Box::new(CallMedia {
                     key,
                     call: start.call,
                     socket,
+                    udp,
                     remote: start.remote,
                     send: start.send,
                     latched: false,
@@ -422,7 +440,7 @@ impl Worker {
         let bufs = &mut self.bufs;
         let result = catch_unwind(AssertUnwindSafe(|| {
             f(slot, bufs);
-            slot.drain(bufs)
+            slot.drain(&mut bufs.send, &mut bufs.srtp)
         }));
         let ended = match result {
             Ok(Some(at)) => {
@@ -461,6 +479,8 @@ struct CallMedia {
     key: u64,
     call: Call,
     socket: mio::net::UdpSocket,
+    /// Reads the socket in batches.
+    udp: UdpSocketState,
     remote: Option<SocketAddr>,
     send: bool,
     latched: bool,
@@ -482,23 +502,23 @@ struct CallMedia {
 
 impl CallMedia {
     /// Drains the call's output; its next deadline, or `None` when the call has ended.
-    fn drain(&mut self, bufs: &mut Buffers) -> Option<Instant> {
+    fn drain(&mut self, send: &mut [u8], srtp: &mut Vec<u8>) -> Option<Instant> {
         let deadline = loop {
             match self.call.poll_output() {
                 Output::SendRtp(pkt) => {
                     if let (true, Some(to)) = (self.send, self.remote)
-                        && let Some(n) = pkt.write_to(&mut bufs.send)
+                        && let Some(n) = pkt.write_to(send)
                     {
                         let datagram = match self.srtp.as_mut() {
-                            None => &bufs.send[..n],
+                            None => &send[..n],
                             Some(session) => {
-                                bufs.srtp.clear();
-                                bufs.srtp.extend_from_slice(&bufs.send[..n]);
-                                if let Err(e) = session.protect(&mut bufs.srtp) {
+                                srtp.clear();
+                                srtp.extend_from_slice(&send[..n]);
+                                if let Err(e) = session.protect(srtp) {
                                     tracing::debug!(error = %e, "srtp protect");
                                     continue;
                                 }
-                                &bufs.srtp[..]
+                                &srtp[..]
                             }
                         };
                         // A lost datagram (or a full socket buffer) is like a lost packet on
@@ -523,42 +543,51 @@ impl CallMedia {
     /// Reads the socket until it is empty (it is edge-triggered), feeding every datagram.
     fn readable(&mut self, bufs: &mut Buffers) {
         loop {
-            let (n, from) = match self.socket.recv_from(&mut bufs.recv) {
-                Ok(r) => r,
+            let Buffers { recv, meta, srtp, send } = bufs;
+            let mut slices = recv.each_mut().map(|b| IoSliceMut::new(b));
+            let count = match self.udp.recv((&self.socket).into(), &mut slices, meta) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // An ICMP error of an earlier send, reported once: the socket goes on.
                     tracing::debug!(error = %e, "rtp receive error");
                     continue;
                 }
             };
-            self.datagram(bufs, n, from);
-            if self.drain(bufs).is_none() {
+            for (slice, m) in slices.iter().zip(meta.iter()).take(count) {
+                // With receive offload, one buffer holds several datagrams of `stride` bytes.
+                for datagram in slice[..m.len.min(slice.len())].chunks(m.stride.max(1)) {
+                    self.datagram(datagram, m.addr, srtp);
+                    if self.drain(send, srtp).is_none() {
+                        return;
+                    }
+                }
+            }
+            if count < RECV_BATCH {
                 return;
             }
         }
     }
 
-    fn datagram(&mut self, bufs: &mut Buffers, n: usize, from: SocketAddr) {
+    fn datagram(&mut self, received: &[u8], from: SocketAddr, srtp: &mut Vec<u8>) {
         let now = Instant::now();
         let datagram = match self.srtp.as_mut() {
-            None => &bufs.recv[..n],
+            None => received,
             Some(session) => {
                 // SRTCP is not used (we send no RTCP; the core drops RTCP anyway).
-                if !looks_like_rtp(&bufs.recv[..n]) {
+                if !looks_like_rtp(received) {
                     return;
                 }
-                bufs.srtp.clear();
-                bufs.srtp.extend_from_slice(&bufs.recv[..n]);
-                if session.unprotect(&mut bufs.srtp).is_err() {
+                srtp.clear();
+                srtp.extend_from_slice(received);
+                if session.unprotect(srtp).is_err() {
                     self.srtp_dropped += 1;
                     if self.srtp_dropped.is_power_of_two() {
                         tracing::debug!(dropped = self.srtp_dropped, %from, "srtp packets that do not authenticate");
                     }
                     return;
                 }
-                &bufs.srtp[..]
+                &srtp[..]
             }
         };
         if self.latched && Some(from) != self.remote {
