@@ -28,7 +28,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,8 @@ const DELIVERY_LEASE: SignedDuration = SignedDuration::from_mins(15);
 const CLAIM_BATCH: usize = 16;
 /// A batch that has run this long releases its untried claims: the lease stays far off.
 const BATCH_TIME: Duration = Duration::from_secs(120);
+/// The most deliveries of one batch attempted at once ([`Target::concurrency`]).
+const MAX_CONCURRENCY: usize = 64;
 
 /// Why a mailbox operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -863,20 +865,26 @@ impl Mailbox {
     /// One delivery pass. With `stop_at_failure`, the pass ends at the first transient failure
     /// (the target is probably down: the other claimed deliveries are released untried);
     /// `keep_going` is asked before each attempt.
+    ///
+    /// A target that takes several deliveries at once ([`Target::concurrency`], a local
+    /// Maildir) has a batch's attempts made side by side, each on a thread of its own, so that
+    /// their file syncs overlap (the file system shares its journal commits between them)
+    /// instead of queueing one behind the other.
     pub(crate) fn deliver_pass(
         &self,
         target: &str,
         now: Timestamp,
         stop_at_failure: bool,
-        keep_going: &dyn Fn() -> bool,
+        keep_going: &(dyn Fn() -> bool + Sync),
     ) -> Result<RunReport, MailboxError> {
         let mut report = RunReport::default();
         let Some(t) = self.inner.targets.iter().find(|t| t.key() == target).cloned() else {
             return Ok(report);
         };
+        let concurrency = t.concurrency().clamp(1, MAX_CONCURRENCY);
         let until = now.checked_add(DELIVERY_LEASE).unwrap_or(now);
         loop {
-            let claims = self.store().claim(target, now, &self.inner.owner, until, CLAIM_BATCH)?;
+            let claims = self.store().claim(target, now, &self.inner.owner, until, CLAIM_BATCH.max(concurrency))?;
             if claims.is_empty() {
                 return Ok(report);
             }
@@ -884,27 +892,18 @@ impl Mailbox {
             // durable (`sync`): one synced commit per batch. A crash before that commit
             // delivers the batch again, which every target acknowledges without a second copy
             // where it can (Maildir and IMAP find the message's own name or Message-ID).
+            let tried = self.attempt_batch(t.as_ref(), &claims, concurrency, now, stop_at_failure, keep_going);
             let mut outcomes = Vec::with_capacity(claims.len());
-            let claimed_at = Instant::now();
-            let mut stopped = false;
-            let mut claims = claims.into_iter();
-            while let Some(c) = claims.next() {
-                let stop = !keep_going()
-                    || (stop_at_failure && !report.failed.is_empty())
-                    || claimed_at.elapsed() > BATCH_TIME;
-                let meta = if stop { None } else { self.with_transcript(&c, keep_going) };
-                let Some(meta) = meta else {
-                    // Stopped (or stopped while the transcription ran, or the batch ran long):
-                    // this and the rest go back untried.
-                    for rest in std::iter::once(c).chain(claims.by_ref()) {
-                        self.store().release(&rest.meta.id, target, rest.reminder)?;
-                    }
-                    stopped = true;
-                    break;
+            let mut untried = Vec::new();
+            for (c, tried) in claims.iter().zip(tried) {
+                // Stopped (or stopped while the transcription ran, or the batch ran long):
+                // this one goes back untried.
+                let Some(outcome) = tried else {
+                    untried.push(c);
+                    continue;
                 };
                 report.attempted += 1;
                 let id = c.meta.id.clone();
-                let outcome = self.attempt(t.as_ref(), &c, &meta, now);
                 let attempt = match outcome {
                     Ok(ack) => {
                         tracing::info!(%id, target, ack = %ack, "delivered");
@@ -926,10 +925,69 @@ impl Mailbox {
                 outcomes.push((Outcome { id, reminder: c.reminder, attempt }, c.attempts));
             }
             self.record_outcomes(t.as_ref(), target, outcomes, now, &mut report)?;
-            if stopped {
+            for c in &untried {
+                self.store().release(&c.meta.id, target, c.reminder)?;
+            }
+            if !untried.is_empty() {
                 return Ok(report);
             }
         }
+    }
+
+    /// Attempts a claimed batch, on up to `concurrency` threads (this one included), and
+    /// returns each claim's outcome in the batch's order: `None` for a claim left untried.
+    /// Once `keep_going` says stop, a transient failure happens with `stop_at_failure`, or the
+    /// batch has run longer than [`BATCH_TIME`], no further claim is tried (the attempts in
+    /// progress on other threads finish and count).
+    fn attempt_batch(
+        &self,
+        t: &(dyn Target + Send + Sync),
+        claims: &[crate::store::Claim],
+        concurrency: usize,
+        now: Timestamp,
+        stop_at_failure: bool,
+        keep_going: &(dyn Fn() -> bool + Sync),
+    ) -> Vec<Option<Result<String, DeliveryError>>> {
+        let claimed_at = Instant::now();
+        let next = AtomicUsize::new(0);
+        let stopped = AtomicBool::new(false);
+        // Each worker takes the next claim until none is left; a stop is seen by all.
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(c) = claims.get(index) else { return done };
+                let stop = stopped.load(Ordering::SeqCst) || !keep_going() || claimed_at.elapsed() > BATCH_TIME;
+                let meta = if stop { None } else { self.with_transcript(c, keep_going) };
+                let outcome = meta.map(|meta| self.attempt(t, c, &meta, now));
+                match &outcome {
+                    None => stopped.store(true, Ordering::SeqCst),
+                    Some(Err(e)) if stop_at_failure && !e.is_permanent() => stopped.store(true, Ordering::SeqCst),
+                    Some(_) => {}
+                }
+                done.push((index, outcome));
+            }
+        };
+        let helpers = concurrency.min(claims.len()).saturating_sub(1);
+        let mut done = if helpers == 0 {
+            work()
+        } else {
+            std::thread::scope(|scope| {
+                // A helper that cannot be started leaves its share to the others.
+                let handles: Vec<_> = (0..helpers)
+                    .filter_map(|_| {
+                        std::thread::Builder::new().name("vm-deliver-batch".into()).spawn_scoped(scope, work).ok()
+                    })
+                    .collect();
+                let mut done = work();
+                for h in handles {
+                    done.extend(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+                }
+                done
+            })
+        };
+        done.sort_unstable_by_key(|(index, _)| *index);
+        done.into_iter().map(|(_, outcome)| outcome).collect()
     }
 
     /// The outcome of a failed attempt after `attempts` earlier ones: retried after the retry

@@ -489,6 +489,13 @@ pub trait Target {
     fn sync(&self) -> Result<(), DeliveryError> {
         Ok(())
     }
+
+    /// How many deliveries the mailbox may attempt at once, each on a thread of its own (then
+    /// [`Target::deliver_unsynced`] is called from several threads at a time). The default is
+    /// one at a time: a server is not sent several connections at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
 /// Whether an I/O error is a socket timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO` expired, which Linux
