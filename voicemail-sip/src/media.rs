@@ -199,7 +199,8 @@ const WAKER: Token = Token(0);
 impl MediaEngine {
     /// Starts `threads` media threads (at least one).
     pub fn new(threads: usize) -> io::Result<Self> {
-        let mut workers = Vec::new();
+        // Threads started before a failure are stopped when `engine` drops.
+        let mut engine = Self { workers: Vec::new() };
         for n in 0..threads.max(1) {
             let poll = Poll::new()?;
             let waker = Waker::new(poll.registry(), WAKER)?;
@@ -211,9 +212,9 @@ impl MediaEngine {
             });
             let worker = Worker::new(poll, shared.clone());
             let thread = std::thread::Builder::new().name(format!("voicemail-media-{n}")).spawn(move || worker.run())?;
-            workers.push(WorkerHandle { shared, thread: Some(thread) });
+            engine.workers.push(WorkerHandle { shared, thread: Some(thread) });
         }
-        Ok(Self { workers })
+        Ok(engine)
     }
 
     /// One media thread per core (at most 8).
