@@ -449,8 +449,11 @@ impl Mailbox {
     }
 
     /// Asks the background [`Runner`](crate::runner::Runner) to look for work now: deliveries
-    /// that are due and calls to recover (for example after a call's task failed without
-    /// storing its message). The mailbox wakes it itself whenever it stores a message.
+    /// that are due and finished calls whose storing failed. The mailbox wakes it itself
+    /// whenever it stores a message. Calls whose recording process died (for example a call's
+    /// task that failed without storing its message) are looked for at least every
+    /// [`POLL`](crate::runner::POLL), not at each wake-up: that pass takes a file lock per call
+    /// in progress.
     pub fn wake(&self) {
         let (lock, cv) = &self.inner.stored;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) += 1;
