@@ -383,19 +383,21 @@ impl Worker {
                     self.slots.len() - 1
                 });
                 let mut socket = mio::net::UdpSocket::from_std(start.socket);
-                let udp = UdpSocketState::new((&socket).into());
-                let watched = udp.as_ref().map_err(|e| e.to_string()).and_then(|_| {
-                    let registry = self.poll.registry();
-                    registry.register(&mut socket, Token(index + 1), mio::Interest::READABLE).map_err(|e| e.to_string())
+                let ready = UdpSocketState::new((&socket).into()).and_then(|udp| {
+                    self.poll.registry().register(&mut socket, Token(index + 1), mio::Interest::READABLE)?;
+                    Ok(udp)
                 });
-                let (Ok(udp), Ok(())) = (udp, watched.clone()) else {
-                    // Not expected of a socket we bound: the call ends at once (no message from
-                    // here; recovery stores its empty recording) and the caller gets a BYE.
-                    tracing::error!(error = ?watched.err(), "cannot read an RTP socket; ending the call");
-                    self.free.push(index);
-                    self.shared.calls.fetch_sub(1, Ordering::Relaxed);
-                    let _ = done.send(MediaOutcome { meta: None, ended_by_call: true, packets_sent: 0 });
-                    return;
+                let udp = match ready {
+                    Ok(udp) => udp,
+                    Err(e) => {
+                        // Not expected of a socket we bound: the call ends at once (no message
+                        // from here; recovery stores its empty recording) and the caller gets a BYE.
+                        tracing::error!(error = %e, "cannot read an RTP socket; ending the call");
+                        self.free.push(index);
+                        self.shared.calls.fetch_sub(1, Ordering::Relaxed);
+                        let _ = done.send(MediaOutcome { meta: None, ended_by_call: true, packets_sent: 0 });
+                        return;
+                    }
                 };
                 self.slots[index] = Some(Box::new(CallMedia {
                     key,
