@@ -31,11 +31,12 @@
 use core::future::Future;
 use core::time::Duration;
 
+pub mod atomic64;
 #[cfg(all(feature = "platform-embassy", not(feature = "platform-tokio")))]
 pub mod mpsc;
 #[cfg(feature = "platform-tokio")]
-pub use tokio::sync::mpsc;
-pub mod atomic64;
+#[path = "mpsc_tokio.rs"]
+pub mod mpsc;
 pub mod net;
 #[cfg(not(feature = "std"))]
 pub mod rng;
