@@ -11,8 +11,9 @@
 //!   a new stream: what was held is released first, then the new stream starts;
 //! - starts a stream at the first packet that arrives: an earlier packet overtaken by it is
 //!   dropped as late (20 ms at the very start of a stream);
-//! - bounds its memory: [`CAPACITY`] slots whose payload buffers are reused, so a steady stream
-//!   allocates nothing after the first few packets.
+//! - bounds its memory: [`CAPACITY`] slots, and only as many payload buffers as packets were
+//!   ever held at once (a buffer goes back to a spare list when its frame is released), so a
+//!   steady stream allocates nothing after the first few packets and holds two or three.
 //!
 //! Gaps are not filled here: every released [`Frame`] carries its RTP timestamp and how many
 //! packets were lost just before it, and the reader fills the difference (silence, or the
@@ -110,6 +111,7 @@ struct Slot {
     timestamp: u32,
     payload_type: u8,
     arrival: Instant,
+    /// The held packet's payload; empty (no buffer) while the slot is free.
     payload: Vec<u8>,
 }
 
@@ -129,6 +131,8 @@ struct Stream {
 pub struct JitterBuffer {
     config: JitterConfig,
     slots: Vec<Slot>,
+    /// Payload buffers of released frames, for the next packets.
+    spare: Vec<Vec<u8>>,
     stream: Option<Stream>,
     held: usize,
     stats: JitterStats,
@@ -147,7 +151,14 @@ impl JitterBuffer {
             arrival: now,
             payload: Vec::new(),
         };
-        Self { config, slots: vec![slot; CAPACITY], stream: None, held: 0, stats: JitterStats::default() }
+        Self {
+            config,
+            slots: vec![slot; CAPACITY],
+            spare: Vec::new(),
+            stream: None,
+            held: 0,
+            stats: JitterStats::default(),
+        }
     }
 
     /// The counters so far.
@@ -225,6 +236,9 @@ impl JitterBuffer {
         slot.timestamp = timestamp;
         slot.payload_type = payload_type;
         slot.arrival = now;
+        if slot.payload.capacity() == 0 {
+            slot.payload = self.spare.pop().unwrap_or_default();
+        }
         slot.payload.clear();
         slot.payload.extend_from_slice(payload);
         self.held += 1;
@@ -277,6 +291,9 @@ impl JitterBuffer {
         for slot in &mut self.slots {
             slot.ext = u64::MAX;
             slot.full = false;
+            if slot.payload.capacity() > 0 {
+                self.spare.push(std::mem::take(&mut slot.payload));
+            }
         }
         self.held = 0;
         ext
@@ -320,6 +337,7 @@ impl JitterBuffer {
             lost_before: if new_stream { 0 } else { lost_before },
             arrival: slot.arrival,
         });
+        self.spare.push(std::mem::take(&mut slot.payload));
         stream.next += 1;
     }
 }
@@ -344,6 +362,38 @@ mod tests {
         assert_eq!(out.len(), 5);
         assert!(out[0].1 && !out[1].1, "only the first frame starts a stream");
         assert_eq!(jb.held(), 0);
+    }
+
+    /// Payload buffers allocated: in slots and on the spare list.
+    fn buffers(jb: &JitterBuffer) -> usize {
+        jb.slots.iter().filter(|s| s.payload.capacity() > 0).count() + jb.spare.len()
+    }
+
+    #[test]
+    fn payload_buffers_are_only_as_many_as_packets_held_at_once() {
+        let t = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default(), t);
+        let mut payloads = Vec::new();
+        let mut push = |jb: &mut JitterBuffer, seq: u16| {
+            let payload = [seq as u8; 160];
+            jb.push(t, 1, seq, u32::from(seq) * 160, 0, &payload, true, &mut |f| payloads.push(f.payload.to_vec()))
+        };
+        // A steady stream, well past the slots' wrap-around: one buffer, reused.
+        for seq in 0..200u16 {
+            push(&mut jb, seq);
+        }
+        assert_eq!(buffers(&jb), 1);
+        // Three packets held behind a gap, then the gap filled: four buffers from then on.
+        for seq in [201u16, 202, 203, 200, 204] {
+            push(&mut jb, seq);
+        }
+        assert_eq!(jb.held(), 0);
+        assert_eq!(buffers(&jb), 4);
+        drop(push);
+        assert_eq!(payloads.len(), 205);
+        for (seq, p) in payloads.iter().enumerate() {
+            assert_eq!(p, &vec![seq as u8; 160], "frame {seq} carries its own payload");
+        }
     }
 
     #[test]
