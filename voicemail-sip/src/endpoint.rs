@@ -701,8 +701,13 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
             telemetry::calls_in_progress(shared.active.fetch_add(1, Ordering::SeqCst) + 1);
             let slot = Slot(shared.clone());
             let shared = shared.clone();
+            // The set-up's state is boxed apart, so it is freed once the call is answered: the
+            // future that lives as long as the call holds only a `LiveCall`.
+            let set_up = Box::pin(set_up_call(shared, tx, new_call, mailbox, diverted_from, slot));
             tokio::spawn(async move {
-                run_call(shared, tx, new_call, mailbox, diverted_from, slot).await;
+                if let Some(call) = set_up.await {
+                    call.run().await;
+                }
             });
         }
         Decision::InDialog => {
@@ -798,15 +803,15 @@ fn may_send(n: &Negotiated) -> bool {
     n.remote_rtp.is_some() && matches!(n.direction, Direction::SendRecv | Direction::RecvOnly)
 }
 
-async fn run_call(
+async fn set_up_call(
     shared: Arc<Shared>,
     mut tx: Transaction,
     new_call: Box<NewCall>,
     mailbox: Mailbox,
     diverted_from: Option<String>,
-    _slot: Slot,
-) {
-    let mut counted = telemetry::CallOutcome::new();
+    slot: Slot,
+) -> Option<LiveCall> {
+    let counted = telemetry::CallOutcome::new();
     let source = tx.connection.as_ref().and_then(|c| c.get_remote_addr()).map(|a| a.to_string()).unwrap_or_default();
     let transport = tx.connection.as_ref().map_or(Transport::Udp, |c| c.transport());
     if let Err(e) = tx.send_trying().await {
@@ -817,7 +822,7 @@ async fn run_call(
         Ok(chosen) => chosen,
         Err(reply) => {
             send_reply(tx, reply).await;
-            return;
+            return None;
         }
     };
     // 1. The RTP socket, and the answer with its port.
@@ -829,17 +834,17 @@ async fn run_call(
             }
             telemetry::rejected("no_rtp_port");
             send_reply(tx, Reply { status: 503, extra: ReplyExtra::RetryAfter(5), why: e.to_string() }).await;
-            return;
+            return None;
         }
     };
     let port = socket.local_addr().map_or(0, |a| a.port());
-    let mut local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
+    let local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
     let offer = tx.original.body.clone();
     let media_config = mailbox.config().media.clone();
     let Some(srtp_offer) = srtp_offer(&shared) else {
         telemetry::rejected("internal");
         send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: "no random key for SRTP".into() }).await;
-        return;
+        return None;
     };
     // A late offer (no SDP): our offer goes in the 200 OK, the call starts with our first
     // codec and takes the answer's from the ACK.
@@ -852,7 +857,7 @@ async fn run_call(
                 let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
                 telemetry::invite_refused(status);
                 send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
-                return;
+                return None;
             }
         },
     };
@@ -865,7 +870,7 @@ async fn run_call(
             tracing::warn!(error = %e, "cannot create the dialog");
             telemetry::rejected("internal");
             send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
-            return;
+            return None;
         }
     };
     let dialog_id = dialog.id();
@@ -897,14 +902,14 @@ async fn run_call(
             };
             shared.dialogs.remove_dialog(&dialog_id);
             send_reply(tx, reply).await;
-            return;
+            return None;
         }
         Err(e) => {
             tracing::error!(caller = %parties.caller, %source, error = %e, "starting the call failed");
             telemetry::rejected("internal");
             shared.dialogs.remove_dialog(&dialog_id);
             send_reply(tx, Reply { status: 500, extra: ReplyExtra::None, why: e.to_string() }).await;
-            return;
+            return None;
         }
     };
     let id = lease.id().clone();
@@ -926,7 +931,7 @@ async fn run_call(
             None
         }
     };
-    let (commands, mut media) = shared.media.start(media::MediaStart {
+    let (commands, media) = shared.media.start(media::MediaStart {
         call,
         socket,
         remote: negotiated.remote_rtp,
@@ -955,76 +960,144 @@ async fn run_call(
         offer_state.srtp.1 = *keys;
     }
     let discard = matches!(acked, answer::AckOutcome::NotAcked);
-    // 6. The call, until its media ends.
-    let outcome = loop {
-        tokio::select! {
-            r = &mut media => break r,
-            st = states.recv() => match st {
-                Some(state) => {
-                    on_dialog_state(state, &mut local, &mut offer_state, &commands, &mut call_state).await;
-                }
-                None => {
-                    if !call_state.remote_ended {
-                        call_state.remote_ended = true;
-                        commands.send(MediaCommand::Hangup);
+    Some(LiveCall {
+        shared,
+        mailbox,
+        new_call,
+        counted,
+        source,
+        dialog,
+        dialog_id,
+        states,
+        commands,
+        media,
+        local,
+        offer_state,
+        call_state,
+        discard,
+        lease,
+        id,
+        _slot: slot,
+    })
+}
+
+/// A call after its answer (or after giving up on the ACK): what the rest of its life needs.
+/// It lives as long as the call, so it is kept small: the set-up's state lives in
+/// [`set_up_call`]'s own future, freed before the call goes on.
+struct LiveCall {
+    shared: Arc<Shared>,
+    mailbox: Mailbox,
+    new_call: Box<NewCall>,
+    counted: telemetry::CallOutcome,
+    source: String,
+    dialog: rsipstack::dialog::invite_dialog::InviteDialog,
+    dialog_id: rsipstack::dialog::DialogId,
+    states: rsipstack::dialog::dialog::DialogStateReceiver,
+    commands: media::Commands,
+    media: tokio::sync::oneshot::Receiver<media::MediaOutcome>,
+    local: LocalMedia,
+    offer_state: OfferState,
+    call_state: CallSignal,
+    /// The 200 OK was never ACKed: no message.
+    discard: bool,
+    lease: CallLease,
+    id: voicemail_core::MessageId,
+    _slot: Slot,
+}
+
+impl LiveCall {
+    /// The call until its media ends, then its message and the BYE.
+    async fn run(self) {
+        let LiveCall {
+            shared,
+            mailbox,
+            new_call,
+            mut counted,
+            source,
+            dialog,
+            dialog_id,
+            mut states,
+            commands,
+            mut media,
+            mut local,
+            mut offer_state,
+            mut call_state,
+            discard,
+            lease,
+            id,
+            _slot,
+        } = self;
+        // 6. The call, until its media ends.
+        let outcome = loop {
+            tokio::select! {
+                r = &mut media => break r,
+                st = states.recv() => match st {
+                    Some(state) => {
+                        Box::pin(on_dialog_state(state, &mut local, &mut offer_state, &commands, &mut call_state)).await;
                     }
-                    // Keep waiting for the media only.
-                    break (&mut media).await;
+                    None => {
+                        if !call_state.remote_ended {
+                            call_state.remote_ended = true;
+                            commands.send(MediaCommand::Hangup);
+                        }
+                        // Keep waiting for the media only.
+                        break (&mut media).await;
+                    }
+                },
+                () = shared.shutdown.cancelled(), if !call_state.shutdown_hangup && !call_state.remote_ended => {
+                    call_state.shutdown_hangup = true;
+                    commands.send(MediaCommand::Hangup);
                 }
-            },
-            () = shared.shutdown.cancelled(), if !call_state.shutdown_hangup && !call_state.remote_ended => {
-                call_state.shutdown_hangup = true;
-                commands.send(MediaCommand::Hangup);
+            }
+        };
+        drop(commands);
+        // 7. The message, stored by the mailbox (which tells the application); then the BYE.
+        let (meta, ended_by_call) = match outcome {
+            Ok(o) => (o.meta, o.ended_by_call),
+            Err(e) => {
+                tracing::error!(%id, error = %e, "the call's media failed");
+                (None, true)
+            }
+        };
+        let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup || call_state.bye);
+        if discard {
+            // A 200 OK never ACKed is not a call (RFC 3261 §13.3.1.4): no message, and the slot
+            // is free at once; the BYE goes on without it.
+            if let Some(suppressed) = shared.log_limit.allow("no-ack", Instant::now()) {
+                tracing::warn!(%id, caller = %new_call.parties.caller, %source, suppressed, "the 200 OK was never ACKed: call dropped without a message");
+            }
+            counted.set("not_acked");
+            Box::pin(discard_call(&mailbox, lease)).await;
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if we_end {
+                    Box::pin(end_dialog(&dialog, &id)).await;
+                }
+                shared.dialogs.remove_dialog(&dialog_id);
+            });
+            return;
+        }
+        if let Some(meta) = &meta {
+            telemetry::rtp(&meta.media);
+        }
+        match meta {
+            Some(meta) => {
+                // Stored now, or kept by the mailbox and stored by recovery.
+                counted.set("recorded");
+                Box::pin(finish_call(&mailbox, lease, meta, &source)).await;
+            }
+            None => {
+                counted.set("failed");
+                // Letting go of the recording lets recovery store it (end reason `interrupted`).
+                drop(lease);
+                tracing::error!(%id, "the call ended without a message; recovery will store its recording");
             }
         }
-    };
-    drop(commands);
-    // 7. The message, stored by the mailbox (which tells the application); then the BYE.
-    let (meta, ended_by_call) = match outcome {
-        Ok(o) => (o.meta, o.ended_by_call),
-        Err(e) => {
-            tracing::error!(%id, error = %e, "the call's media failed");
-            (None, true)
+        if we_end {
+            Box::pin(end_dialog(&dialog, &id)).await;
         }
-    };
-    let we_end = !call_state.remote_ended && (ended_by_call || call_state.shutdown_hangup || call_state.bye);
-    if discard {
-        // A 200 OK never ACKed is not a call (RFC 3261 §13.3.1.4): no message, and the slot
-        // is free at once; the BYE goes on without it.
-        if let Some(suppressed) = shared.log_limit.allow("no-ack", Instant::now()) {
-            tracing::warn!(%id, caller = %new_call.parties.caller, %source, suppressed, "the 200 OK was never ACKed: call dropped without a message");
-        }
-        counted.set("not_acked");
-        discard_call(&mailbox, lease).await;
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            if we_end {
-                end_dialog(&dialog, &id).await;
-            }
-            shared.dialogs.remove_dialog(&dialog_id);
-        });
-        return;
+        shared.dialogs.remove_dialog(&dialog_id);
     }
-    if let Some(meta) = &meta {
-        telemetry::rtp(&meta.media);
-    }
-    match meta {
-        Some(meta) => {
-            // Stored now, or kept by the mailbox and stored by recovery.
-            counted.set("recorded");
-            finish_call(&mailbox, lease, meta, &source).await;
-        }
-        None => {
-            counted.set("failed");
-            // Letting go of the recording lets recovery store it (end reason `interrupted`).
-            drop(lease);
-            tracing::error!(%id, "the call ended without a message; recovery will store its recording");
-        }
-    }
-    if we_end {
-        end_dialog(&dialog, &id).await;
-    }
-    shared.dialogs.remove_dialog(&dialog_id);
 }
 
 /// The application's decision on a new call, when hooks are installed: `Err` with the reply
