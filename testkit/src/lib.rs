@@ -60,7 +60,12 @@ pub fn free_port() -> u16 {
 /// Waits, at most `timeout`, until something accepts TCP connections on 127.0.0.1:`port`.
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    wait_until(timeout, || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+    // A connection to itself does not count: with nothing listening yet, the kernel can pick
+    // `port` itself as the probe's source port (TCP simultaneous open) and connect.
+    wait_until(timeout, || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+            .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+    })
 }
 
 /// Polls `ready` every 20 ms until it returns true (then true) or `timeout` passes (false).

@@ -135,7 +135,11 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        // A connection to itself does not count: with nothing listening yet, the kernel can
+        // pick `port` itself as the probe's source port (TCP simultaneous open) and connect.
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+            .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
