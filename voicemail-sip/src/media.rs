@@ -425,12 +425,22 @@ impl Worker {
             }
             Message::Command(command) => {
                 if let Some(&index) = self.by_key.get(&key) {
-                    self.guarded(index, |slot, _| slot.command(Some(command)));
+                    let hangup = matches!(command, MediaCommand::Hangup);
+                    self.guarded(index, |slot, bufs| {
+                        if hangup {
+                            // What the socket holds came before the hang-up: recorded first.
+                            slot.readable(bufs);
+                        }
+                        slot.command(Some(command));
+                    });
                 }
             }
             Message::Closed => {
                 if let Some(&index) = self.by_key.get(&key) {
-                    self.guarded(index, |slot, _| slot.command(None));
+                    self.guarded(index, |slot, bufs| {
+                        slot.readable(bufs);
+                        slot.command(None);
+                    });
                 }
             }
         }
@@ -766,5 +776,42 @@ mod tests {
             assert!(meta.duration_ms >= 200 * (n as u64 + 1), "call {n}: {} ms", meta.duration_ms);
         }
         drop(engine); // the thread ends
+    }
+
+    #[test]
+    fn a_hang_up_first_records_what_the_socket_already_holds() {
+        let engine = MediaEngine::new(1).expect("engine");
+        let ports = PortPool::new(IpAddr::from([127, 0, 0, 1]), 0, 0);
+        let socket = ports.bind().expect("bind");
+        let ours = socket.local_addr().expect("addr");
+        let caller = UdpSocket::bind("127.0.0.1:0").expect("caller");
+        // The caller's packets wait in the socket before the media thread has seen the call.
+        talk(&caller, ours, 0x2000, 15);
+        let start = MediaStart {
+            call: call(0),
+            socket,
+            remote: Some(caller.local_addr().expect("addr")),
+            send: false,
+            notifier: None,
+            srtp: None,
+        };
+        let (done, outcome) = oneshot::channel();
+        let worker = engine.workers[0].shared.clone();
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        worker.calls.fetch_add(1, Ordering::Relaxed);
+        {
+            // The call, its answer and its hang-up reach the thread in one batch: the hang-up
+            // is handled before the thread has polled the new socket.
+            let mut queue = worker.queue.lock().expect("queue");
+            queue.push((key, Message::Start(Box::new((start, done)))));
+            queue.push((key, Message::Command(MediaCommand::Answered)));
+            queue.push((key, Message::Command(MediaCommand::Hangup)));
+        }
+        worker.waker.wake().expect("wake");
+        let outcome = outcome.blocking_recv().expect("outcome");
+        let meta = outcome.meta.expect("a message");
+        assert_eq!(meta.media.packets_received, 15, "the packets that came before the hang-up are read");
+        assert!(!outcome.ended_by_call);
+        drop(engine);
     }
 }
