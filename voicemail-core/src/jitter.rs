@@ -389,7 +389,6 @@ mod tests {
         }
         assert_eq!(jb.held(), 0);
         assert_eq!(buffers(&jb), 4);
-        drop(push);
         assert_eq!(payloads.len(), 205);
         for (seq, p) in payloads.iter().enumerate() {
             assert_eq!(p, &vec![seq as u8; 160], "frame {seq} carries its own payload");
