@@ -803,6 +803,10 @@ fn may_send(n: &Negotiated) -> bool {
     n.remote_rtp.is_some() && matches!(n.direction, Direction::SendRecv | Direction::RecvOnly)
 }
 
+/// A new call from its INVITE to its answer: the hooks, the RTP socket, the SDP answer, the
+/// dialog, the call made by the mailbox, its media, then 180/200 and the ACK (a call whose
+/// 200 OK is never ACKed goes on as a `LiveCall` to be discarded). `None` when the call was
+/// refused; its reply has been sent.
 async fn set_up_call(
     shared: Arc<Shared>,
     mut tx: Transaction,
