@@ -423,27 +423,23 @@ impl Worker {
                 // The first drain: the call's first deadline.
                 self.guarded(index, |_, _| {});
             }
-            Message::Command(command) => {
-                if let Some(&index) = self.by_key.get(&key) {
-                    let hangup = matches!(command, MediaCommand::Hangup);
-                    self.guarded(index, |slot, bufs| {
-                        if hangup {
-                            // What the socket holds came before the hang-up: recorded first.
-                            slot.readable(bufs);
-                        }
-                        slot.command(Some(command));
-                    });
-                }
-            }
-            Message::Closed => {
-                if let Some(&index) = self.by_key.get(&key) {
-                    self.guarded(index, |slot, bufs| {
-                        slot.readable(bufs);
-                        slot.command(None);
-                    });
-                }
-            }
+            Message::Command(command) => self.command(key, Some(command)),
+            Message::Closed => self.command(key, None),
         }
+    }
+
+    /// Hands call `key` a command from its signalling (`None`: its [`Commands`] were dropped).
+    /// Before a hang-up (either), the call reads what its socket already holds: those packets
+    /// came before the hang-up.
+    fn command(&mut self, key: u64, command: Option<MediaCommand>) {
+        let Some(&index) = self.by_key.get(&key) else { return };
+        let hangup = matches!(command, Some(MediaCommand::Hangup) | None);
+        self.guarded(index, |slot, bufs| {
+            if hangup {
+                slot.readable(bufs);
+            }
+            slot.command(command);
+        });
     }
 
     /// Runs `f` on the call in `index`, then drains its output; ends the call when it is over
