@@ -1190,7 +1190,7 @@ impl Mailbox {
     ) -> Result<String, DeliveryError> {
         let Some(step) = c.reminder else {
             let email = self.email_for(meta, &c.followup)?;
-            let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), ..email };
+            let email = OutgoingEmail { extra_recipients: c.extra_to.clone(), may_be_stored: c.resumed, ..email };
             return t.deliver_unsynced(&email).map(|ack| ack.detail);
         };
         let Some(smtp) = self.inner.reminders.as_ref().filter(|_| c.target == "smtp") else {

@@ -27,6 +27,7 @@ fn email() -> OutgoingEmail {
         bytes: b"Subject: stall\r\n\r\nbody\r\n".to_vec(),
         extra_recipients: Vec::new(),
         keywords: Vec::new(),
+        may_be_stored: true,
     }
 }
 

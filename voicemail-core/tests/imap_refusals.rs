@@ -19,6 +19,7 @@ fn email() -> OutgoingEmail {
         bytes: b"Subject: append\r\nMessage-ID: <append-1@example.org>\r\n\r\nbody\r\n".to_vec(),
         extra_recipients: Vec::new(),
         keywords: Vec::new(),
+        may_be_stored: true,
     }
 }
 

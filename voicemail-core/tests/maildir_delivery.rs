@@ -13,7 +13,7 @@ use std::path::Path;
 use jiff::{SignedDuration, Timestamp};
 use voicemail_core::config::Config;
 use voicemail_core::deliver::{self, ImapTarget, MaildirTarget, OutgoingEmail, Target};
-use voicemail_core::store::DeliveryState;
+use voicemail_core::store::{DeliveryState, SqliteStore, Store};
 use voicemail_core::{CallSetup, Mailbox, route};
 
 fn config(dir: &Path) -> Config {
@@ -79,7 +79,11 @@ fn retry_after_crash_leaves_one_copy() {
         let mailbox = Mailbox::open(cfg.clone()).unwrap();
         let meta = support::record(&mailbox, CallSetup::new("+74951234567", t0()), 0.5, t0());
         let wav = std::fs::read(meta.wav_path.as_ref().unwrap()).unwrap();
-        // The "crashed" run: the target stored the message, the store never recorded it.
+        // The "crashed" run: it claimed the delivery (a lease that runs out at once), the
+        // target stored the message, the store never recorded it.
+        let store = SqliteStore::open(&cfg.spool.join("voicemail.sqlite3")).unwrap();
+        assert_eq!(store.claim("maildir", t0(), "crashed/1", t0(), 10).unwrap().len(), 1);
+        drop(store);
         let ctx = route::email_context(&cfg, &meta, &voicemail_core::followup::FollowUp::New);
         let email: OutgoingEmail = deliver::build_email(&meta, &wav, &ctx).unwrap();
         assert!(!target.deliver(&email).unwrap().already_present);
@@ -146,6 +150,7 @@ fn hostile_caller_stays_inside() {
         bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
         extra_recipients: Vec::new(),
         keywords: Vec::new(),
+        may_be_stored: true,
     };
     assert!(bad_folder.deliver(&email).is_err());
 }

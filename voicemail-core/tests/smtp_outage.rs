@@ -273,6 +273,7 @@ fn required_starttls_never_falls_back_to_plaintext() {
         bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
         extra_recipients: Vec::new(),
         keywords: Vec::new(),
+        may_be_stored: true,
     };
     use voicemail_core::deliver::Target;
     let err = target.deliver(&email).unwrap_err();

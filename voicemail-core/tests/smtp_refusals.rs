@@ -59,6 +59,7 @@ fn email() -> OutgoingEmail {
         bytes: b"From: voicemail@example.org\r\nSubject: refused\r\n\r\nbody\r\n".to_vec(),
         extra_recipients: Vec::new(),
         keywords: Vec::new(),
+        may_be_stored: true,
     }
 }
 

@@ -227,6 +227,7 @@ fn claims_leases_attempts_and_retries(backend: Backend) {
     // Claimed with a lease: nobody else gets them until it expires or they are released.
     let claims = store.claim("maildir", at(10), "node-a/1", lease, 1).unwrap();
     assert_eq!(claims.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&a]);
+    assert!(!claims[0].resumed, "a first attempt: nothing can be stored yet");
     let claims = store.claim("maildir", at(10), "node-a/1", lease, 10).unwrap();
     assert_eq!(claims.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&b]);
     assert!(store.claim("maildir", at(11), "node-b/1", lease, 10).unwrap().is_empty(), "leased");
@@ -234,9 +235,12 @@ fn claims_leases_attempts_and_retries(backend: Backend) {
     store.release(&b, "maildir", None).unwrap();
     let again = store.claim("maildir", at(12), "node-b/1", lease, 10).unwrap();
     assert_eq!(again.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&b]);
-    // A lease that expired (its owner died) is claimed by the next one.
+    assert!(again[0].resumed, "given back: the giver cannot be told from a crashed attempt");
+    // A lease that expired (its owner died) is claimed by the next one, which may find what
+    // the dead one stored.
     let expired = store.claim("maildir", at(100), "node-b/2", at(200), 10).unwrap();
     assert_eq!(expired.len(), 2, "both leases ended at 100");
+    assert!(expired.iter().all(|c| c.resumed));
 
     // Outcomes: delivered, failed (retried later), rejected (retried on request).
     store
@@ -257,7 +261,7 @@ fn claims_leases_attempts_and_retries(backend: Backend) {
     assert_eq!((ds[0].state, ds[0].attempts, ds[0].next_attempt), (DeliveryState::Failing, 1, Some(at(150))));
     assert!(store.claim("maildir", at(149), "n", at(300), 10).unwrap().is_empty(), "not due yet");
     let c = store.claim("maildir", at(150), "n", at(300), 10).unwrap();
-    assert_eq!(c[0].attempts, 1);
+    assert_eq!((c[0].attempts, c[0].resumed), (1, true));
     store.attempted(&b, "maildir", None, &Attempt::Rejected("550 no".into()), at(151)).unwrap();
     let m = store.get(&b).unwrap().unwrap();
     assert_eq!(m.deliveries[0].state, DeliveryState::Rejected);
@@ -273,6 +277,7 @@ fn claims_leases_attempts_and_retries(backend: Backend) {
     assert_eq!(store.claim("maildir", at(160), "n", at(600), 10).unwrap().len(), 1);
     // smtp of `a` is untouched by all this.
     assert_eq!(store.queue_depth("smtp").unwrap(), 1);
+    assert!(!store.claim("smtp", at(160), "n", at(600), 10).unwrap()[0].resumed);
     let all = store.deliveries().unwrap();
     assert_eq!(all.len(), 3);
 }

@@ -175,6 +175,7 @@ pub fn build_email(meta: &MessageMeta, wav: &[u8], ctx: &EmailContext) -> Result
         bytes,
         extra_recipients: ctx.manager.iter().map(|m| m.email.clone()).collect(),
         keywords: Vec::new(),
+        may_be_stored: true,
     })
 }
 
@@ -222,6 +223,7 @@ pub fn build_reminder(
         bytes,
         extra_recipients: reminder.to.clone(),
         keywords: Vec::new(),
+        may_be_stored: true,
     })
 }
 

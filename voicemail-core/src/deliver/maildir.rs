@@ -2,10 +2,13 @@
 //!
 //! A message is stored under a file name derived from its `Message-ID`
 //! (`voicemail.<id>.<hash>`), not the usual time/pid/host name the `maildir` crate's
-//! `store_new` picks. That makes delivery idempotent: before storing, `new/` and `cur/` are
-//! scanned for that name (also with a `:2,flags` or `,S=size` suffix, which mail readers and
-//! Dovecot add when they move or index a message), and a retry after a crash acknowledges the
-//! copy it finds instead of storing a second one. The write itself follows the Maildir
+//! `store_new` picks. That makes delivery idempotent: before storing a message that an
+//! earlier attempt may have stored ([`OutgoingEmail::may_be_stored`]: a retry, or an attempt
+//! whose process crashed), `new/` and `cur/` are scanned for that name (also with a
+//! `:2,flags` or `,S=size` suffix, which mail readers and Dovecot add when they move or index
+//! a message), and the retry acknowledges the copy it finds instead of storing a second one.
+//! A first attempt skips the scan, whose cost grows with the folder (a shared folder keeps
+//! every message until it is called back). The write itself follows the Maildir
 //! protocol like `store_new`: write into `tmp/`, `fsync` the file, `rename` into `new/`, and
 //! then also `fsync` the `new/` directory so the rename survives a power loss (once for a
 //! batch of messages when the mailbox delivers several: [`Target::sync`]). The `maildir`
@@ -112,10 +115,17 @@ impl Target for MaildirTarget {
         }
 
         let name = Self::file_name_for(email);
-        for sub in ["new", "cur"] {
-            if let Some(found) = find_in(&dir.join(sub), &name)? {
-                return Ok(Ack { detail: format!("already stored as {}", found.display()), already_present: true });
+        // Reading the folder costs as much as the folder holds: only a retry does it.
+        let earlier = if email.may_be_stored {
+            match find_in(&dir.join("new"), &name)? {
+                Some(found) => Some(found),
+                None => find_in(&dir.join("cur"), &name)?,
             }
+        } else {
+            None
+        };
+        if let Some(found) = earlier {
+            return Ok(Ack { detail: format!("already stored as {}", found.display()), already_present: true });
         }
 
         let tmp = dir.join("tmp").join(&name);

@@ -360,6 +360,11 @@ pub struct OutgoingEmail {
     /// by IMAP only. Each must be an IMAP atom (no spaces, parentheses, quotes, `\`, `%`,
     /// `*`, `]` or `{`), else the delivery fails as a configuration error.
     pub keywords: Vec<String>,
+    /// An earlier attempt may have stored this message at the target
+    /// ([`Claim::resumed`](crate::store::Claim::resumed)): a target that can find its earlier
+    /// copy looks for it first. `true` unless the caller knows better (a Maildir folder's
+    /// lookup reads the whole folder).
+    pub may_be_stored: bool,
 }
 
 /// A target's acknowledgement of a delivered message.

@@ -258,6 +258,10 @@ pub struct Claim {
     pub extra_to: Vec<String>,
     /// Failed attempts before this one.
     pub attempts: u32,
+    /// An earlier attempt may have stored the message at the target: one failed, or the
+    /// delivery was leased before (a process crashed mid-attempt, or gave a claim back).
+    /// `false` for a first attempt, which need not look for an earlier copy.
+    pub resumed: bool,
 }
 
 /// How a delivery attempt ended.

@@ -860,7 +860,8 @@ impl Store for PostgresStore {
             // leased by a claim committed since this statement began is re-checked (and left).
             let rows = tx
                 .query(
-                    "SELECT d.message_id, d.extra_to, d.attempts, m.meta, d.step, m.followup FROM deliveries d
+                    "SELECT d.message_id, d.extra_to, d.attempts, m.meta, d.step, m.followup,
+                            d.lease_until_ms IS NOT NULL FROM deliveries d
                      JOIN messages m ON m.id = d.message_id
                      WHERE d.target = $1 AND d.state = 'pending' AND d.next_ms <= $2
                        AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= $2)
@@ -874,6 +875,7 @@ impl Store for PostgresStore {
             for r in &rows {
                 let (id, extra, attempts, meta, step, followup): (&str, &str, i64, &str, &str, &str) =
                     (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+                let leased: bool = r.get(6);
                 tx.execute(
                     "UPDATE deliveries SET lease_owner = $4, lease_until_ms = $5
                      WHERE message_id = $1 AND target = $2 AND step = $3",
@@ -887,6 +889,7 @@ impl Store for PostgresStore {
                     followup: from_json(id, followup)?,
                     extra_to: from_json(id, extra)?,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    resumed: attempts > 0 || leased,
                 });
             }
             Ok(out)
@@ -897,7 +900,8 @@ impl Store for PostgresStore {
         let step = step_key(reminder);
         self.write("releasing a delivery", |tx| {
             tx.execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL
+                // An expired lease, not none: `Claim::resumed` of the next claim stays true.
+                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = 0
                  WHERE message_id = $1 AND target = $2 AND step = $3",
                 &[&id.as_str(), &target, &step],
             )
@@ -945,7 +949,7 @@ impl Store for PostgresStore {
                 .collect();
             for (t, step) in &targets {
                 tx.execute(
-                    "UPDATE deliveries SET state = 'pending', next_ms = $4, lease_owner = NULL, lease_until_ms = NULL
+                    "UPDATE deliveries SET state = 'pending', next_ms = $4, lease_owner = NULL
                      WHERE message_id = $1 AND target = $2 AND step = $3",
                     &[&id.as_str(), t, step, &ms(now)],
                 )

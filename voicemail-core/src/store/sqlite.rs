@@ -733,7 +733,8 @@ impl Store for SqliteStore {
         self.write("claiming deliveries", |tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT d.message_id, d.extra_to, d.attempts, m.meta, d.step, m.followup FROM deliveries d
+                    "SELECT d.message_id, d.extra_to, d.attempts, m.meta, d.step, m.followup,
+                            d.lease_until_ms IS NOT NULL FROM deliveries d
                      JOIN messages m ON m.id = d.message_id
                      WHERE d.target = ?1 AND d.state = 'pending' AND d.next_ms <= ?2
                        AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?2)
@@ -741,10 +742,10 @@ impl Store for SqliteStore {
                      ORDER BY d.next_ms, d.message_id, d.step LIMIT ?3",
                 )
                 .map_err(db_error("claiming deliveries"))?;
-            type ClaimRow = (String, String, i64, String, String, String);
+            type ClaimRow = (String, String, i64, String, String, String, bool);
             let rows: Vec<ClaimRow> = stmt
                 .query_map(params![target, ms(now), limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
                 })
                 .map_err(db_error("claiming deliveries"))?
                 .collect::<Result<_, _>>()
@@ -756,7 +757,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error("claiming deliveries"))?;
             let mut out = Vec::with_capacity(rows.len());
-            for (id, extra, attempts, meta, step, followup) in rows {
+            for (id, extra, attempts, meta, step, followup, leased) in rows {
                 lease
                     .execute(params![id, target, step, owner, ms(lease_until)])
                     .map_err(db_error("claiming deliveries"))?;
@@ -767,6 +768,7 @@ impl Store for SqliteStore {
                     followup: from_json(&id, &followup)?,
                     extra_to: from_json(&id, &extra)?,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    resumed: attempts > 0 || leased,
                 });
             }
             Ok(out)
@@ -776,7 +778,9 @@ impl Store for SqliteStore {
     fn release(&self, id: &MessageId, target: &str, reminder: Option<ReminderStep>) -> Result<(), StoreError> {
         self.write("releasing a delivery", |tx| {
             tx.execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL
+                // An expired lease, not none: the next claim cannot tell whether this one's
+                // was an earlier attempt's retry (`Claim::resumed` stays true).
+                "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = 0
                  WHERE message_id = ?1 AND target = ?2 AND step = ?3",
                 params![id.as_str(), target, step_key(reminder)],
             )
@@ -823,7 +827,7 @@ impl Store for SqliteStore {
                 .map_err(db_error("queueing a delivery again"))?;
             for (t, step) in &targets {
                 tx.execute(
-                    "UPDATE deliveries SET state = 'pending', next_ms = ?4, lease_owner = NULL, lease_until_ms = NULL
+                    "UPDATE deliveries SET state = 'pending', next_ms = ?4, lease_owner = NULL
                      WHERE message_id = ?1 AND target = ?2 AND step = ?3",
                     params![id.as_str(), t, step, ms(now)],
                 )
