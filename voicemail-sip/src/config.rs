@@ -14,6 +14,7 @@
 //! transports = ["udp", "tcp"]
 //! advertise_ip = "192.0.2.10"      # Contact and SDP address, when listen is a wildcard
 //! rtp_ports = "20000-20999"        # even ports are used
+//! shared_rtp_ports = 0             # per media thread; 0: an RTP port per call
 //! max_calls = 100                  # more get 486 Busy Here
 //! ring_delay = "0s"                # between 180 Ringing and 200 OK
 //! allow_from = ["127.0.0.1", "192.0.2.0/24"]   # empty: INVITEs from anywhere, PAI from nobody
@@ -145,6 +146,13 @@ pub struct SipConfig {
     pub advertise_ip: Option<IpAddr>,
     /// The RTP port range, inclusive (`rtp_ports`, default `"20000-20999"`); even ports only.
     pub rtp_ports: (u16, u16),
+    /// RTP ports per media thread that all its calls share (`shared_rtp_ports`, default 0:
+    /// every call has a port of its own). Sharing a few ports reads many calls' packets with
+    /// one system call, for thousands of calls at once; datagrams are told apart by the
+    /// caller's address and SSRC, and a caller behind NAT (RTP from another address than its
+    /// SDP names) is latched only while it is the one new call from its SIP address.
+    /// The ports come from `rtp_ports`, bound at start.
+    pub shared_rtp_ports: usize,
     /// The most calls at once (`max_calls`, default 100); more INVITEs get 486 Busy Here.
     pub max_calls: usize,
     /// Time between 180 Ringing and 200 OK (`ring_delay`, default `"0s"`).
@@ -211,6 +219,7 @@ impl Default for SipConfig {
             tcp: true,
             advertise_ip: None,
             rtp_ports: (20000, 20999),
+            shared_rtp_ports: 0,
             max_calls: 100,
             ring_delay: Duration::ZERO,
             allow_from: Vec::new(),
@@ -240,6 +249,7 @@ struct RawSip {
     transports: Option<Vec<String>>,
     advertise_ip: Option<String>,
     rtp_ports: Option<String>,
+    shared_rtp_ports: Option<i64>,
     max_calls: Option<i64>,
     ring_delay: Option<String>,
     allow_from: Option<Vec<String>>,
@@ -357,6 +367,12 @@ impl RawSip {
         }
         if let Some(s) = &self.rtp_ports {
             config.rtp_ports = parse_port_range(s).map_err(|m| SipConfigError::new("sip.rtp_ports", m))?;
+        }
+        if let Some(n) = self.shared_rtp_ports {
+            config.shared_rtp_ports = match usize::try_from(n) {
+                Ok(n) if n <= 64 => n,
+                _ => return Err(SipConfigError::new("sip.shared_rtp_ports", format!("expected 0 to 64, found {n}"))),
+            };
         }
         if let Some(n) = self.max_calls {
             config.max_calls = match usize::try_from(n) {
@@ -603,6 +619,7 @@ mod tests {
             advertise_ip = "192.0.2.10"
             transports = ["udp"]
             rtp_ports = "30000-30100"
+            shared_rtp_ports = 2
             max_calls = 7
             ring_delay = "2s"
             allow_from = ["127.0.0.1", "10.0.0.0/8"]
@@ -621,6 +638,7 @@ mod tests {
         .unwrap();
         assert!(c.udp && !c.tcp);
         assert_eq!(c.rtp_ports, (30000, 30100));
+        assert_eq!(c.shared_rtp_ports, 2);
         assert_eq!(c.max_calls, 7);
         assert_eq!(c.ring_delay, Duration::from_secs(2));
         assert!(c.allow_from[1].contains("10.1.2.3".parse().unwrap()));
@@ -677,6 +695,8 @@ mod tests {
             ("[sip]\nbogus = 1", "sip.bogus"),
             ("[sip]\nrtp_ports = \"5-4\"", "sip.rtp_ports"),
             ("[sip]\nmax_calls = 0", "sip.max_calls"),
+            ("[sip]\nshared_rtp_ports = -1", "sip.shared_rtp_ports"),
+            ("[sip]\nshared_rtp_ports = 65", "sip.shared_rtp_ports"),
             ("[sip]\nallow_from = [\"1.2.3.4/40\"]", "sip.allow_from[0]"),
             ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.advertise_ip"),
             ("[sip]\ntransports = [\"sctp\"]", "sip.transports[0]"),

@@ -337,7 +337,7 @@ impl Endpoint {
         let seed = seed();
         // RTP binds where SIP listens; the SDP names the advertised address.
         let ports = PortPool::new(sip.listen.ip(), sip.rtp_ports.0, sip.rtp_ports.1);
-        let media = media::MediaEngine::per_core().map_err(Error::Media)?;
+        let media = media::MediaEngine::per_core(sip.shared_rtp_ports, &ports).map_err(Error::Media)?;
         let invites = Mutex::new(InviteLimiter::new(sip.invite_rate, sip.invite_burst));
         let mwi = sip.mwi.clone().map(|config| Arc::new(mwi::MwiService::new(config)));
         if let Some(service) = &mwi {
@@ -829,8 +829,8 @@ async fn set_up_call(
             return None;
         }
     };
-    // 1. The RTP socket, and the answer with its port.
-    let socket = match shared.ports.bind() {
+    // 1. The RTP port, and the answer with it.
+    let rtp_port = match shared.media.rtp_port(&shared.ports) {
         Ok(s) => s,
         Err(e) => {
             if let Some(suppressed) = shared.log_limit.allow("no-rtp-port", Instant::now()) {
@@ -841,7 +841,8 @@ async fn set_up_call(
             return None;
         }
     };
-    let port = socket.local_addr().map_or(0, |a| a.port());
+    let port = rtp_port.local_addr().map_or(0, |a| a.port());
+    let signal_ip = Some(source_of(&tx)).filter(|ip| !ip.is_unspecified());
     let local = LocalMedia { ip: shared.sip.advertised_ip(), port, session_id: shared.random() >> 1, version: 1 };
     let offer = tx.original.body.clone();
     let media_config = mailbox.config().media.clone();
@@ -937,7 +938,8 @@ async fn set_up_call(
     };
     let (commands, media) = shared.media.start(media::MediaStart {
         call,
-        socket,
+        port: rtp_port,
+        signal_ip,
         remote: negotiated.remote_rtp,
         send: may_send(&negotiated),
         notifier,

@@ -15,6 +15,17 @@
 //! are edge-triggered and read until empty. A panic while one call is handled ends that call
 //! only (its recording is left to recovery); the thread goes on with the others.
 //!
+//! **Shared RTP ports** ([`MediaEngine::with_shared_ports`], the `[sip]` key
+//! `shared_rtp_ports`): instead of a socket per call, each thread has a few RTP ports that all
+//! its calls share, so one `recvmmsg` reads up to [`quinn_udp::BATCH_SIZE`] packets of many calls
+//! and the kernel keeps a handful of sockets instead of one per call. A datagram goes to the call
+//! whose remote address (the SDP's, then the latched one) it comes from; when several calls
+//! have that address, to the one whose SSRC it carries (or to one that has none yet). A datagram
+//! from an address no call has latches a call only if exactly one call not yet latched came by
+//! SIP from the datagram's IP address (a caller behind NAT); otherwise it is dropped and
+//! counted. Latching is thus stricter than with a port per call (where the first RTP packet
+//! from anywhere latches), never looser.
+//!
 //! SRTP: every packet is protected before it is sent and unprotected when it arrives, in
 //! place in the thread's buffers ([`SrtpSession`]); a packet that does not authenticate is
 //! dropped before anything else looks at it, so it cannot move the latch below.
@@ -33,12 +44,14 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
 use mio::{Events, Poll, Token, Waker};
 use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::sync::oneshot;
@@ -50,9 +63,21 @@ use crate::srtp::{SRTP_TRAILER_ROOM, SrtpKeys, SrtpSession};
 /// The largest datagram the thread accepts (larger ones are truncated, and then malformed).
 const RECV_BUF: usize = 2048;
 
-/// Datagrams read from one socket at once (`recvmmsg`). A call's socket rarely holds more
-/// than one; a batch that comes back short means the socket is empty.
+/// Datagrams read from one call's socket at once (`recvmmsg`). A call's socket rarely holds
+/// more than one; a batch that comes back short means the socket is empty.
 const RECV_BATCH: usize = 4;
+
+/// Datagrams read from a shared port at once: as many as one `recvmmsg` of quinn-udp takes.
+const SHARED_BATCH: usize = quinn_udp::BATCH_SIZE;
+
+/// Batches one shared port may read in one turn of its thread; a port with more waiting is
+/// read again after the thread's timers and commands (so a flood on one port delays them by
+/// at most this many batches).
+const SHARED_TURN: usize = 8;
+
+/// The receive buffer asked for each shared port. Linux grants at most `net.core.rmem_max`
+/// (without the privilege to exceed it); a smaller grant is logged at start.
+const SHARED_RCVBUF: usize = 8 << 20;
 
 /// A command from the call's signalling to its media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,8 +169,11 @@ pub struct MediaOutcome {
 pub struct MediaStart {
     /// The call, from the mailbox.
     pub call: Call,
-    /// Its RTP socket (non-blocking, from [`PortPool::bind`]).
-    pub socket: UdpSocket,
+    /// Its RTP port, from [`MediaEngine::rtp_port`].
+    pub port: RtpPort,
+    /// The IP address the call's SIP came from: a caller behind NAT on a shared port is
+    /// latched by it (see the [module docs](self)).
+    pub signal_ip: Option<IpAddr>,
     /// The SDP's RTP address.
     pub remote: Option<SocketAddr>,
     /// Whether the offer lets us send.
@@ -156,17 +184,72 @@ pub struct MediaStart {
     pub srtp: Option<SrtpSession>,
 }
 
+/// A new call's RTP port: its own socket, or a share of one of a media thread's ports.
+#[derive(Debug)]
+pub struct RtpPort(PortKind);
+
+#[derive(Debug)]
+enum PortKind {
+    Own(UdpSocket),
+    Shared(SharedLease),
+}
+
+impl RtpPort {
+    /// The address the SDP answer names.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.0 {
+            PortKind::Own(socket) => socket.local_addr(),
+            PortKind::Shared(lease) => Ok(lease.local),
+        }
+    }
+}
+
+impl From<UdpSocket> for RtpPort {
+    /// A socket of the call's own (non-blocking, from [`PortPool::bind`]).
+    fn from(socket: UdpSocket) -> Self {
+        Self(PortKind::Own(socket))
+    }
+}
+
+/// A call's place on a shared port; the port's count of calls drops with it.
+#[derive(Debug)]
+struct SharedLease {
+    worker: usize,
+    /// The port's index on its thread.
+    port: usize,
+    local: SocketAddr,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Drop for SharedLease {
+    fn drop(&mut self) {
+        self.calls.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A shared port, as the signalling side picks one for a new call.
+struct SharedPortInfo {
+    worker: usize,
+    port: usize,
+    local: SocketAddr,
+    calls: Arc<AtomicUsize>,
+}
+
 /// The threads that drive every call's media; see the [module docs](self).
 ///
 /// Dropping the engine stops its threads; calls still on them are dropped (their recordings
 /// are complete up to the last checkpoint and left to recovery).
 pub struct MediaEngine {
     workers: Vec<WorkerHandle>,
+    shared: Vec<SharedPortInfo>,
 }
 
 impl std::fmt::Debug for MediaEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaEngine").field("threads", &self.workers.len()).finish_non_exhaustive()
+        f.debug_struct("MediaEngine")
+            .field("threads", &self.workers.len())
+            .field("shared_ports", &self.shared.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -197,42 +280,84 @@ static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 const WAKER: Token = Token(0);
 
 impl MediaEngine {
-    /// Starts `threads` media threads (at least one).
+    /// Starts `threads` media threads (at least one); every call has an RTP socket of its own.
     pub fn new(threads: usize) -> io::Result<Self> {
+        Self::start_threads(threads, 0, None)
+    }
+
+    /// Starts `threads` media threads (at least one), each with `ports_per_thread` RTP ports
+    /// from `pool` that its calls share (see the [module docs](self)); 0 ports: a socket per
+    /// call, as [`MediaEngine::new`].
+    pub fn with_shared_ports(threads: usize, ports_per_thread: usize, pool: &PortPool) -> io::Result<Self> {
+        Self::start_threads(threads, ports_per_thread, Some(pool))
+    }
+
+    fn start_threads(threads: usize, ports_per_thread: usize, pool: Option<&PortPool>) -> io::Result<Self> {
         // Threads started before a failure are stopped when `engine` drops.
-        let mut engine = Self { workers: Vec::new() };
+        let mut engine = Self { workers: Vec::new(), shared: Vec::new() };
         for n in 0..threads.max(1) {
             let poll = Poll::new()?;
             let waker = Waker::new(poll.registry(), WAKER)?;
+            let mut ports = Vec::new();
+            for k in 0..pool.map_or(0, |_| ports_per_thread) {
+                let socket = pool.expect("a pool with shared ports").bind()?;
+                let port = SharedPort::new(socket, &poll, k)?;
+                engine.shared.push(SharedPortInfo {
+                    worker: n,
+                    port: k,
+                    local: port.socket.local_addr()?,
+                    calls: Arc::new(AtomicUsize::new(0)),
+                });
+                ports.push(port);
+            }
             let shared = Arc::new(WorkerShared {
                 queue: Mutex::new(Vec::new()),
                 waker,
                 stop: AtomicBool::new(false),
                 calls: AtomicUsize::new(0),
             });
-            let worker = Worker::new(poll, shared.clone());
+            let worker = Worker::new(poll, shared.clone(), ports);
             let thread = std::thread::Builder::new().name(format!("voicemail-media-{n}")).spawn(move || worker.run())?;
             engine.workers.push(WorkerHandle { shared, thread: Some(thread) });
         }
         Ok(engine)
     }
 
-    /// One media thread per core (at most 8).
-    pub fn per_core() -> io::Result<Self> {
-        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+    /// One media thread per core (at most 8), each with `ports_per_thread` shared RTP ports
+    /// from `pool` (0: a socket per call).
+    pub fn per_core(ports_per_thread: usize, pool: &PortPool) -> io::Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        Self::with_shared_ports(threads, ports_per_thread, pool)
     }
 
-    /// Hands a call to the least loaded media thread. Its commands go through the returned
-    /// [`Commands`] (dropping them hangs the call up); the receiver gets the outcome when
-    /// the call ends (an error only if the call's thread failed while handling it).
+    /// The RTP port for a new call: a socket of its own from `pool`, or the shared port with
+    /// the fewest calls. Its address goes into the SDP answer; then it goes to
+    /// [`MediaEngine::start`] (or is dropped, if the call is refused).
+    pub fn rtp_port(&self, pool: &PortPool) -> io::Result<RtpPort> {
+        let Some(info) = self.shared.iter().min_by_key(|p| p.calls.load(Ordering::Relaxed)) else {
+            return pool.bind().map(RtpPort::from);
+        };
+        info.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(RtpPort(PortKind::Shared(SharedLease {
+            worker: info.worker,
+            port: info.port,
+            local: info.local,
+            calls: info.calls.clone(),
+        })))
+    }
+
+    /// Hands a call to a media thread: the one of its shared port, or else the least loaded.
+    /// Its commands go through the returned [`Commands`] (dropping them hangs the call up);
+    /// the receiver gets the outcome when the call ends (an error only if the call's thread
+    /// failed while handling it).
     pub fn start(&self, start: MediaStart) -> (Commands, oneshot::Receiver<MediaOutcome>) {
         let (done, outcome) = oneshot::channel();
-        let worker = self
-            .workers
-            .iter()
-            .min_by_key(|w| w.shared.calls.load(Ordering::Relaxed))
-            .map(|w| w.shared.clone())
-            .expect("the engine has at least one thread");
+        let worker = match &start.port.0 {
+            PortKind::Shared(lease) => self.workers.get(lease.worker),
+            PortKind::Own(_) => self.workers.iter().min_by_key(|w| w.shared.calls.load(Ordering::Relaxed)),
+        }
+        .map(|w| w.shared.clone())
+        .expect("the engine has at least one thread");
         let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
         worker.calls.fetch_add(1, Ordering::Relaxed);
         let commands = Commands { key, worker };
@@ -296,17 +421,123 @@ impl Drop for Commands {
 
 /// The buffers a media thread reuses for all its calls.
 struct Buffers {
-    recv: [Vec<u8>; RECV_BATCH],
-    meta: [RecvMeta; RECV_BATCH],
     send: Vec<u8>,
     srtp: Vec<u8>,
+}
+
+/// The receive buffers of a media thread (taken out of the thread while a shared port's batch
+/// is handed to its calls).
+#[derive(Default)]
+struct RecvBuffers {
+    bufs: Vec<Vec<u8>>,
+    meta: Vec<RecvMeta>,
+}
+
+impl RecvBuffers {
+    fn new() -> Self {
+        Self { bufs: vec![vec![0u8; RECV_BUF]; SHARED_BATCH], meta: vec![RecvMeta::default(); SHARED_BATCH] }
+    }
+
+    /// Reads one batch of at most `max` datagrams from `socket`.
+    fn recv(&mut self, udp: &UdpSocketState, socket: &UdpSocket, max: usize) -> io::Result<usize> {
+        let max = max.min(self.bufs.len());
+        let mut slices: [IoSliceMut<'_>; SHARED_BATCH] = std::array::from_fn(|_| IoSliceMut::new(&mut []));
+        for (slice, buf) in slices.iter_mut().zip(self.bufs.iter_mut()) {
+            *slice = IoSliceMut::new(buf);
+        }
+        udp.recv(socket.into(), &mut slices[..max], &mut self.meta[..max])
+    }
+
+    /// The datagrams of the last batch of `count`, with their sources. With receive offload,
+    /// one buffer holds several datagrams of `stride` bytes.
+    fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+        self.bufs.iter().zip(&self.meta).take(count).flat_map(|(buf, m)| {
+            buf[..m.len.min(buf.len())].chunks(m.stride.max(1)).map(move |d| (d, m.addr))
+        })
+    }
+}
+
+/// A media thread's RTP port shared by many calls, and where its datagrams go.
+struct SharedPort {
+    socket: Arc<UdpSocket>,
+    udp: UdpSocketState,
+    /// Calls by remote address (the SDP's until latched, then the caller's); several calls
+    /// with one address are told apart by SSRC.
+    routes: HashMap<SocketAddr, Vec<usize>>,
+    /// Calls not yet latched, by the IP address their SIP came from.
+    pending: HashMap<IpAddr, Vec<usize>>,
+    /// Not read to the end in the last turn: to be read again before the next poll waits.
+    backlog: bool,
+    /// Datagrams that went to no call.
+    unrouted: u64,
+}
+
+impl SharedPort {
+    fn new(socket: UdpSocket, poll: &Poll, k: usize) -> io::Result<Self> {
+        let udp = UdpSocketState::new((&socket).into())?;
+        // A few milliseconds of a thousand calls' packets must fit while the thread is busy.
+        let _ = udp.set_recv_buffer_size((&socket).into(), SHARED_RCVBUF);
+        let granted = udp.recv_buffer_size((&socket).into()).unwrap_or(0);
+        if granted < SHARED_RCVBUF {
+            tracing::warn!(
+                granted,
+                wanted = SHARED_RCVBUF,
+                "a shared RTP port's receive buffer is small: raise net.core.rmem_max, or bursts of packets may be dropped"
+            );
+        }
+        poll.registry().register(&mut SourceFd(&socket.as_raw_fd()), Token(k + 1), mio::Interest::READABLE)?;
+        Ok(Self {
+            socket: Arc::new(socket),
+            udp,
+            routes: HashMap::new(),
+            pending: HashMap::new(),
+            backlog: false,
+            unrouted: 0,
+        })
+    }
+
+    /// The call a datagram from `from` goes to, if any.
+    fn route(&self, slots: &[Option<Box<CallMedia>>], from: SocketAddr, datagram: &[u8]) -> Option<usize> {
+        let ssrc = looks_like_rtp(datagram).then(|| u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]));
+        let ssrc_of = |index: &usize| slots.get(*index).and_then(|s| s.as_ref()).and_then(|s| s.ssrc);
+        match self.routes.get(&from).map(Vec::as_slice) {
+            Some([one]) => Some(*one),
+            Some(several) => several
+                .iter()
+                .find(|i| ssrc.is_some() && ssrc_of(i) == ssrc)
+                .or_else(|| several.iter().find(|i| ssrc_of(i).is_none()))
+                .copied(),
+            None => match self.pending.get(&from.ip()).map(Vec::as_slice) {
+                Some([one]) => Some(*one),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Adds `index` to `map[key]`.
+fn enlist<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<usize>>, key: K, index: usize) {
+    map.entry(key).or_default().push(index);
+}
+
+/// Removes `index` from `map[key]` (and the key, when no call is left on it).
+fn delist<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<usize>>, key: &K, index: usize) {
+    if let Some(list) = map.get_mut(key) {
+        list.retain(|&i| i != index);
+        if list.is_empty() {
+            map.remove(key);
+        }
+    }
 }
 
 /// One media thread: its calls, their sockets and their deadlines.
 struct Worker {
     poll: Poll,
     shared: Arc<WorkerShared>,
-    /// Calls by slot; a slot's token is its index + 1 (0 is the waker).
+    /// Its shared ports; port `k`'s token is `k + 1`.
+    ports: Vec<SharedPort>,
+    /// Calls by slot; a slot's token is its index + 1 + the number of shared ports (0 is the
+    /// waker).
     slots: Vec<Option<Box<CallMedia>>>,
     free: Vec<usize>,
     by_key: HashMap<u64, usize>,
@@ -314,31 +545,37 @@ struct Worker {
     /// deadline; others are dropped when they come up.
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     bufs: Buffers,
+    recv: RecvBuffers,
 }
 
 impl Worker {
-    fn new(poll: Poll, shared: Arc<WorkerShared>) -> Self {
+    fn new(poll: Poll, shared: Arc<WorkerShared>, ports: Vec<SharedPort>) -> Self {
         Self {
             poll,
             shared,
+            ports,
             slots: Vec::new(),
             free: Vec::new(),
             by_key: HashMap::new(),
             timers: BinaryHeap::new(),
-            bufs: Buffers {
-                recv: std::array::from_fn(|_| vec![0u8; RECV_BUF]),
-                meta: [RecvMeta::default(); RECV_BATCH],
-                send: vec![0u8; RECV_BUF],
-                srtp: Vec::with_capacity(RECV_BUF + SRTP_TRAILER_ROOM),
-            },
+            bufs: Buffers { send: vec![0u8; RECV_BUF], srtp: Vec::with_capacity(RECV_BUF + SRTP_TRAILER_ROOM) },
+            recv: RecvBuffers::new(),
         }
+    }
+
+    fn slot_token(&self, index: usize) -> Token {
+        Token(index + 1 + self.ports.len())
     }
 
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut queue = Vec::new();
         while !self.shared.stop.load(Ordering::Acquire) {
-            let timeout = self.timers.peek().map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+            let timeout = if self.ports.iter().any(|p| p.backlog) {
+                Some(Duration::ZERO)
+            } else {
+                self.timers.peek().map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "media thread: poll failed");
@@ -347,14 +584,29 @@ impl Worker {
                 continue;
             }
             for event in &events {
-                if event.token() != WAKER {
-                    self.guarded(event.token().0 - 1, |slot, bufs| slot.readable(bufs));
+                let token = event.token().0;
+                if token == WAKER.0 {
+                    continue;
+                }
+                if let Some(port) = self.ports.get_mut(token - 1) {
+                    port.backlog = true;
+                } else {
+                    let index = token - 1 - self.ports.len();
+                    self.guarded(index, |slot, bufs, recv| slot.readable(bufs, recv));
                 }
             }
-            // Commands (and new calls) after the packets that woke us, in the order sent.
+            // Commands (and new calls) after the packets that woke us, in the order sent (a
+            // hang-up first reads what its call's socket holds).
             std::mem::swap(&mut queue, &mut *self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()));
             for (key, message) in queue.drain(..) {
                 self.message(key, message);
+            }
+            // Shared ports after the new calls: a caller answers the 200 OK, sent after its
+            // call was queued here, so a call's first packets must find it.
+            for k in 0..self.ports.len() {
+                if self.ports[k].backlog {
+                    self.port_readable(k, SHARED_TURN);
+                }
             }
             let now = Instant::now();
             while let Some(&Reverse((at, index, key))) = self.timers.peek() {
@@ -364,7 +616,7 @@ impl Worker {
                 self.timers.pop();
                 let live = matches!(self.slots.get(index), Some(Some(slot)) if slot.key == key && slot.deadline == Some(at));
                 if live {
-                    self.guarded(index, |slot, _| {
+                    self.guarded(index, |slot, _, _| {
                         slot.deadline = None;
                         let result = slot.call.handle_input(Input::Tick(now));
                         slot.after_input(result);
@@ -372,6 +624,45 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Reads shared port `k` for at most `turns` batches, handing each datagram to its call.
+    fn port_readable(&mut self, k: usize, turns: usize) {
+        let mut recv = std::mem::take(&mut self.recv);
+        let mut empty = false;
+        for _ in 0..turns {
+            let port = &self.ports[k];
+            let count = match recv.recv(&port.udp, &port.socket, SHARED_BATCH) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    empty = true;
+                    break;
+                }
+                Err(e) => {
+                    // An ICMP error of an earlier send, reported once: the socket goes on.
+                    tracing::debug!(error = %e, "rtp receive error");
+                    continue;
+                }
+            };
+            for (datagram, from) in recv.datagrams(count) {
+                let Some(index) = self.ports[k].route(&self.slots, from, datagram) else {
+                    let port = &mut self.ports[k];
+                    port.unrouted += 1;
+                    if port.unrouted.is_power_of_two() {
+                        tracing::debug!(unrouted = port.unrouted, %from, "rtp datagrams on a shared port that belong to no call");
+                    }
+                    continue;
+                };
+                self.guarded(index, |slot, bufs, _| {
+                    slot.datagram(datagram, from, &mut bufs.srtp);
+                });
+            }
+            // A short batch does not mean the port is empty: a pending error (ICMP for an
+            // earlier send) ends a batch early. Only `WouldBlock` says so; until then the port
+            // stays in the backlog (its readiness edge came and went).
+        }
+        self.recv = recv;
+        self.ports[k].backlog = !empty;
     }
 
     fn message(&mut self, key: u64, message: Message) {
@@ -382,29 +673,45 @@ impl Worker {
                     self.slots.push(None);
                     self.slots.len() - 1
                 });
-                let mut socket = mio::net::UdpSocket::from_std(start.socket);
-                let ready = UdpSocketState::new((&socket).into()).and_then(|udp| {
-                    self.poll.registry().register(&mut socket, Token(index + 1), mio::Interest::READABLE)?;
-                    Ok(udp)
-                });
-                let udp = match ready {
-                    Ok(udp) => udp,
-                    Err(e) => {
-                        // Not expected of a socket we bound: the call ends at once (no message
-                        // from here; recovery stores its empty recording) and the caller gets a BYE.
-                        tracing::error!(error = %e, "cannot read an RTP socket; ending the call");
-                        self.free.push(index);
-                        self.shared.calls.fetch_sub(1, Ordering::Relaxed);
-                        let _ = done.send(MediaOutcome { meta: None, ended_by_call: true, packets_sent: 0 });
-                        return;
+                let rtp = match start.port.0 {
+                    PortKind::Own(socket) => {
+                        let token = self.slot_token(index);
+                        let ready = UdpSocketState::new((&socket).into()).and_then(|udp| {
+                            self.poll.registry().register(&mut SourceFd(&socket.as_raw_fd()), token, mio::Interest::READABLE)?;
+                            Ok(udp)
+                        });
+                        match ready {
+                            Ok(udp) => Rtp::Own { socket: Arc::new(socket), udp },
+                            Err(e) => {
+                                // Not expected of a socket we bound: the call ends at once (no
+                                // message from here; recovery stores its empty recording) and
+                                // the caller gets a BYE.
+                                tracing::error!(error = %e, "cannot read an RTP socket; ending the call");
+                                self.free.push(index);
+                                self.shared.calls.fetch_sub(1, Ordering::Relaxed);
+                                let _ = done.send(MediaOutcome { meta: None, ended_by_call: true, packets_sent: 0 });
+                                return;
+                            }
+                        }
                     }
+                    PortKind::Shared(lease) => match self.ports.get(lease.port) {
+                        Some(port) => Rtp::Shared { socket: port.socket.clone(), route: None, pending: None, lease },
+                        None => {
+                            tracing::error!("a call for a shared port this thread does not have; ending it");
+                            self.free.push(index);
+                            self.shared.calls.fetch_sub(1, Ordering::Relaxed);
+                            let _ = done.send(MediaOutcome { meta: None, ended_by_call: true, packets_sent: 0 });
+                            return;
+                        }
+                    },
                 };
                 self.slots[index] = Some(Box::new(CallMedia {
                     key,
                     call: start.call,
-                    socket,
-                    udp,
+                    rtp,
                     remote: start.remote,
+                    signal_ip: start.signal_ip,
+                    ssrc: None,
                     send: start.send,
                     latched: false,
                     accepted: false,
@@ -420,8 +727,8 @@ impl Worker {
                     done: Some(done),
                 }));
                 self.by_key.insert(key, index);
-                // The first drain: the call's first deadline.
-                self.guarded(index, |_, _| {});
+                // The first drain: the call's first deadline (and its routes on a shared port).
+                self.guarded(index, |_, _, _| {});
             }
             Message::Command(command) => self.command(key, Some(command)),
             Message::Closed => self.command(key, None),
@@ -429,14 +736,19 @@ impl Worker {
     }
 
     /// Hands call `key` a command from its signalling (`None`: its [`Commands`] were dropped).
-    /// Before a hang-up (either), the call reads what its socket already holds: those packets
+    /// Before a hang-up (either), what the call's socket already holds is read: those packets
     /// came before the hang-up.
     fn command(&mut self, key: u64, command: Option<MediaCommand>) {
         let Some(&index) = self.by_key.get(&key) else { return };
         let hangup = matches!(command, Some(MediaCommand::Hangup) | None);
-        self.guarded(index, |slot, bufs| {
+        if hangup && let Some(Some(slot)) = self.slots.get(index) && let Rtp::Shared { lease, .. } = &slot.rtp {
+            // The whole port: the call's packets may be anywhere in it.
+            let k = lease.port;
+            self.port_readable(k, 8 * SHARED_TURN);
+        }
+        self.guarded(index, |slot, bufs, recv| {
             if hangup {
-                slot.readable(bufs);
+                slot.readable(bufs, recv);
             }
             slot.command(command);
         });
@@ -444,11 +756,11 @@ impl Worker {
 
     /// Runs `f` on the call in `index`, then drains its output; ends the call when it is over
     /// or when `f` or the drain panicked (its outcome then never comes; recovery stores it).
-    fn guarded(&mut self, index: usize, f: impl FnOnce(&mut CallMedia, &mut Buffers)) {
+    fn guarded(&mut self, index: usize, f: impl FnOnce(&mut CallMedia, &mut Buffers, &mut RecvBuffers)) {
         let Some(Some(slot)) = self.slots.get_mut(index) else { return };
-        let bufs = &mut self.bufs;
+        let (bufs, recv) = (&mut self.bufs, &mut self.recv);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            f(slot, bufs);
+            f(slot, bufs, recv);
             slot.drain(&mut bufs.send, &mut bufs.srtp)
         }));
         let ended = match result {
@@ -474,11 +786,65 @@ impl Worker {
                 true
             }
         };
-        if ended && let Some(mut slot) = self.slots[index].take() {
-            let _ = self.poll.registry().deregister(&mut slot.socket);
+        reroute(&mut self.ports, index, slot, ended);
+        if ended && let Some(slot) = self.slots[index].take() {
+            if let Rtp::Own { socket, .. } = &slot.rtp {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
+            }
             self.by_key.remove(&slot.key);
             self.free.push(index);
             self.shared.calls.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Keeps a call's entries in its shared port's routes as its state says: under its remote
+/// address, and (until latched) under the IP address of its SIP; none once it has `ended`.
+fn reroute(ports: &mut [SharedPort], index: usize, slot: &mut CallMedia, ended: bool) {
+    let Rtp::Shared { lease, route, pending, .. } = &mut slot.rtp else { return };
+    let Some(port) = ports.get_mut(lease.port) else { return };
+    let want_route = if ended { None } else { slot.remote };
+    if *route != want_route {
+        if let Some(old) = route.take() {
+            delist(&mut port.routes, &old, index);
+        }
+        if let Some(new) = want_route {
+            enlist(&mut port.routes, new, index);
+        }
+        *route = want_route;
+    }
+    let want_pending = if ended || slot.latched { None } else { slot.signal_ip };
+    if *pending != want_pending {
+        if let Some(old) = pending.take() {
+            delist(&mut port.pending, &old, index);
+        }
+        if let Some(new) = want_pending {
+            enlist(&mut port.pending, new, index);
+        }
+        *pending = want_pending;
+    }
+}
+
+/// A call's RTP socket: its own, or its thread's shared port.
+enum Rtp {
+    Own {
+        socket: Arc<UdpSocket>,
+        /// Reads the socket in batches.
+        udp: UdpSocketState,
+    },
+    Shared {
+        socket: Arc<UdpSocket>,
+        lease: SharedLease,
+        /// Where the call is listed in the port's routes and pending calls.
+        route: Option<SocketAddr>,
+        pending: Option<IpAddr>,
+    },
+}
+
+impl Rtp {
+    fn socket(&self) -> &UdpSocket {
+        match self {
+            Rtp::Own { socket, .. } | Rtp::Shared { socket, .. } => socket,
         }
     }
 }
@@ -487,10 +853,12 @@ impl Worker {
 struct CallMedia {
     key: u64,
     call: Call,
-    socket: mio::net::UdpSocket,
-    /// Reads the socket in batches.
-    udp: UdpSocketState,
+    rtp: Rtp,
     remote: Option<SocketAddr>,
+    /// Where the call's SIP came from (latches a caller behind NAT on a shared port).
+    signal_ip: Option<IpAddr>,
+    /// The SSRC of the caller's last RTP packet.
+    ssrc: Option<u32>,
     send: bool,
     latched: bool,
     /// The 200 OK is out / the greeting has started.
@@ -532,7 +900,7 @@ impl CallMedia {
                         };
                         // A lost datagram (or a full socket buffer) is like a lost packet on
                         // the wire; never fatal.
-                        if self.socket.send_to(datagram, to).is_ok() {
+                        if self.rtp.socket().send_to(datagram, to).is_ok() {
                             self.packets_sent += 1;
                         }
                     }
@@ -549,12 +917,12 @@ impl CallMedia {
         (self.call.state() != CallState::Ended && !self.abandoned).then_some(deadline)
     }
 
-    /// Reads the socket until it is empty (it is edge-triggered), feeding every datagram.
-    fn readable(&mut self, bufs: &mut Buffers) {
+    /// Reads the call's own socket until it is empty (it is edge-triggered), feeding every
+    /// datagram. (A shared port is read by its thread.)
+    fn readable(&mut self, bufs: &mut Buffers, recv: &mut RecvBuffers) {
         loop {
-            let Buffers { recv, meta, srtp, send } = bufs;
-            let mut slices = recv.each_mut().map(|b| IoSliceMut::new(b));
-            let count = match self.udp.recv((&self.socket).into(), &mut slices, meta) {
+            let Rtp::Own { socket, udp } = &self.rtp else { return };
+            let count = match recv.recv(udp, socket, RECV_BATCH) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -563,13 +931,10 @@ impl CallMedia {
                     continue;
                 }
             };
-            for (slice, m) in slices.iter().zip(meta.iter()).take(count) {
-                // With receive offload, one buffer holds several datagrams of `stride` bytes.
-                for datagram in slice[..m.len.min(slice.len())].chunks(m.stride.max(1)) {
-                    self.datagram(datagram, m.addr, srtp);
-                    if self.drain(send, srtp).is_none() {
-                        return;
-                    }
+            for (datagram, from) in recv.datagrams(count) {
+                self.datagram(datagram, from, &mut bufs.srtp);
+                if self.drain(&mut bufs.send, &mut bufs.srtp).is_none() {
+                    return;
                 }
             }
             if count < RECV_BATCH {
@@ -602,9 +967,12 @@ impl CallMedia {
         if self.latched && Some(from) != self.remote {
             return; // not the caller's stream
         }
-        if !self.latched && looks_like_rtp(datagram) {
-            self.remote = Some(from);
-            self.latched = true;
+        if looks_like_rtp(datagram) {
+            self.ssrc = Some(u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]));
+            if !self.latched {
+                self.remote = Some(from);
+                self.latched = true;
+            }
         }
         if self.accepted && !self.answered && self.latched {
             // The caller is there (symmetric RTP): no need to wait for the ACK.
@@ -641,6 +1009,7 @@ impl CallMedia {
                 self.remote = addr;
                 self.send = send;
                 self.latched = false;
+                self.ssrc = None;
                 self.call.handle_input(Input::Hold(now, hold))
             }
             Some(MediaCommand::Srtp(keys)) => match SrtpSession::new(&keys) {
@@ -729,7 +1098,8 @@ mod tests {
             caller.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
             let start = MediaStart {
                 call: call(n),
-                socket,
+                port: socket.into(),
+                signal_ip: None,
                 remote: Some(caller.local_addr().expect("addr")),
                 send: true,
                 notifier: None,
@@ -785,7 +1155,8 @@ mod tests {
         talk(&caller, ours, 0x2000, 15);
         let start = MediaStart {
             call: call(0),
-            socket,
+            port: socket.into(),
+            signal_ip: None,
             remote: Some(caller.local_addr().expect("addr")),
             send: false,
             notifier: None,
@@ -809,5 +1180,139 @@ mod tests {
         assert_eq!(meta.media.packets_received, 15, "the packets that came before the hang-up are read");
         assert!(!outcome.ended_by_call);
         drop(engine);
+    }
+
+    /// A caller socket on `ip` that gives up after 10 s.
+    fn caller_on(ip: [u8; 4]) -> UdpSocket {
+        let caller = UdpSocket::bind((IpAddr::from(ip), 0)).expect("caller");
+        caller.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        caller
+    }
+
+    /// A call on `engine`'s shared port whose SDP names `remote` and whose SIP came from `ip`.
+    fn shared_call(
+        engine: &MediaEngine,
+        pool: &PortPool,
+        n: usize,
+        remote: SocketAddr,
+        signal_ip: [u8; 4],
+        send: bool,
+    ) -> (SocketAddr, Commands, oneshot::Receiver<MediaOutcome>) {
+        let port = engine.rtp_port(pool).expect("shared port");
+        let ours = port.local_addr().expect("addr");
+        let start = MediaStart {
+            call: call(n),
+            port,
+            signal_ip: Some(IpAddr::from(signal_ip)),
+            remote: Some(remote),
+            send,
+            notifier: None,
+            srtp: None,
+        };
+        let (commands, outcome) = engine.start(start);
+        (ours, commands, outcome)
+    }
+
+    fn hang_up(commands: Commands, outcome: oneshot::Receiver<MediaOutcome>) -> MessageMeta {
+        commands.send(MediaCommand::Hangup);
+        outcome.blocking_recv().expect("outcome").meta.expect("a message")
+    }
+
+    #[test]
+    fn calls_on_one_shared_port_each_hear_and_record_their_own_caller() {
+        let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 0, 0);
+        let engine = MediaEngine::with_shared_ports(1, 1, &pool).expect("engine");
+        let mut calls = Vec::new();
+        for n in 0..3 {
+            let caller = caller_on([127, 0, 0, 1]);
+            let (ours, commands, outcome) =
+                shared_call(&engine, &pool, n, caller.local_addr().expect("addr"), [127, 0, 0, 1], true);
+            commands.send(MediaCommand::Answered);
+            calls.push((caller, ours, commands, outcome));
+        }
+        assert!(calls.iter().all(|c| c.1 == calls[0].1), "one port for all three calls");
+        for (n, (caller, ours, ..)) in calls.iter().enumerate() {
+            let mut buf = [0u8; 2048];
+            for _ in 0..5 {
+                let (len, from) = caller.recv_from(&mut buf).expect("greeting packet");
+                assert!(len > 12 && from == *ours, "an RTP packet from the shared port");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            talk(caller, *ours, 0x1000 + n as u32, 10 * (n as u16 + 1));
+        }
+        for (n, (_, _, commands, outcome)) in calls.into_iter().enumerate() {
+            let meta = hang_up(commands, outcome);
+            assert_eq!(meta.id.as_str(), format!("media-{n}"));
+            assert_eq!(meta.media.packets_received, 10 * (n as u64 + 1), "call {n}");
+            assert_eq!((meta.media.lost, meta.media.ssrc_changes), (0, 0), "call {n}");
+        }
+        // Ended calls leave no route behind: a late packet goes nowhere.
+        drop(engine);
+    }
+
+    #[test]
+    fn calls_from_one_address_on_a_shared_port_are_told_apart_by_ssrc() {
+        let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 0, 0);
+        let engine = MediaEngine::with_shared_ports(1, 1, &pool).expect("engine");
+        let caller = caller_on([127, 0, 0, 1]);
+        let remote = caller.local_addr().expect("addr");
+        let (ours, first, first_outcome) = shared_call(&engine, &pool, 0, remote, [127, 0, 0, 1], false);
+        let (_, second, second_outcome) = shared_call(&engine, &pool, 1, remote, [127, 0, 0, 1], false);
+        first.send(MediaCommand::Answered);
+        second.send(MediaCommand::Answered);
+        std::thread::sleep(Duration::from_millis(50));
+        // The first stream claims the first call, the second stream the other; then both go on.
+        talk(&caller, ours, 0xA, 4);
+        std::thread::sleep(Duration::from_millis(50));
+        talk(&caller, ours, 0xB, 7);
+        std::thread::sleep(Duration::from_millis(50));
+        let later = |ssrc: u32, from: u16, count: u16| {
+            for seq in from..from + count {
+                let mut p = vec![0x80, 0];
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+                p.extend_from_slice(&ssrc.to_be_bytes());
+                p.extend_from_slice(&[0x55; 160]);
+                caller.send_to(&p, ours).expect("send");
+            }
+        };
+        later(0xA, 4, 3);
+        later(0xB, 7, 2);
+        std::thread::sleep(Duration::from_millis(50));
+        let (a, b) = (hang_up(first, first_outcome), hang_up(second, second_outcome));
+        assert_eq!((a.media.packets_received, a.media.ssrc_changes, a.media.lost), (7, 0, 0));
+        assert_eq!((b.media.packets_received, b.media.ssrc_changes, b.media.lost), (9, 0, 0));
+    }
+
+    #[test]
+    fn a_caller_behind_nat_is_latched_on_a_shared_port_only_when_its_sip_address_is_unambiguous() {
+        let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 0, 0);
+        let engine = MediaEngine::with_shared_ports(1, 1, &pool).expect("engine");
+        // The SDP names a port nobody sends from; the caller's RTP comes from another one of the
+        // IP address its SIP came from.
+        let elsewhere = SocketAddr::from(([127, 0, 0, 1], 9));
+        let (ours, commands, outcome) = shared_call(&engine, &pool, 0, elsewhere, [127, 0, 0, 1], true);
+        commands.send(MediaCommand::Accepted);
+        let caller = caller_on([127, 0, 0, 1]);
+        talk(&caller, ours, 0x77, 10);
+        // The first packet latches the call and starts the greeting, sent to where RTP came from.
+        let mut buf = [0u8; 2048];
+        let (_, from) = caller.recv_from(&mut buf).expect("the greeting, at the caller's real address");
+        assert_eq!(from, ours);
+        let meta = hang_up(commands, outcome);
+        assert_eq!(meta.media.packets_received, 10);
+
+        // Two new calls from one SIP address: a stranger's packets from it latch neither.
+        let ip = [127, 0, 0, 3];
+        let nowhere = SocketAddr::from((ip, 9));
+        let (_, first, first_outcome) = shared_call(&engine, &pool, 1, nowhere, ip, false);
+        let (_, second, second_outcome) = shared_call(&engine, &pool, 2, nowhere, ip, false);
+        first.send(MediaCommand::Answered);
+        second.send(MediaCommand::Answered);
+        std::thread::sleep(Duration::from_millis(50));
+        talk(&caller_on(ip), ours, 0x99, 10);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(hang_up(first, first_outcome).media.packets_received, 0);
+        assert_eq!(hang_up(second, second_outcome).media.packets_received, 0);
     }
 }

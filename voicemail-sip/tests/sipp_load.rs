@@ -3,6 +3,12 @@
 //! recorded completely: 50 delivered messages with distinct ids, each WAV 3 s long (±100 ms)
 //! and holding the tone, each stored by the mailbox as it was handed to the application.
 //!
+//! The same again with the calls sharing one RTP port per media thread (`shared_rtp_ports`):
+//! every call's packets must reach its own recording. SIPp's `rtp_stream` sends every call's
+//! RTP from one port, whatever the SDP says (so on a shared port only SSRCs would tell the
+//! calls apart, and nothing says which SSRC is whose); these calls play a pcap file instead,
+//! which SIPp sends from each call's own SDP port.
+//!
 //! The calls must really overlap: the peak of calls in progress (sampled every 20 ms) must
 //! reach the number of calls.
 //!
@@ -17,8 +23,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{TestEndpoint, greeting_and_beep, run_sipp_calls, scenario, write_g711_wav};
-use voicemail_core::{CodecKind, EndReason};
+use common::{TestEndpoint, greeting_and_beep, run_sipp_calls, scenario, write_g711_wav, write_pcap};
+use voicemail_core::{Codec, CodecKind, EndReason};
 
 /// CPU seconds (user + system) this process has used.
 fn cpu_seconds() -> f64 {
@@ -42,28 +48,60 @@ fn udp_rcvbuf_errors() -> u64 {
         .unwrap_or(0)
 }
 
+/// `seconds` of a μ-law tone at `freq` Hz as RTP packets of 20 ms.
+fn tone_packets(seconds: f64, freq: f64) -> Vec<Vec<u8>> {
+    let mut enc = CodecKind::Pcmu.encoder(8000).unwrap();
+    let pcm: Vec<i16> = (0..(seconds * 8000.0) as usize)
+        .map(|i| ((std::f64::consts::TAU * freq * i as f64 / 8000.0).sin() * 9000.0) as i16)
+        .collect();
+    pcm.chunks_exact(160)
+        .enumerate()
+        .map(|(i, frame)| {
+            let mut p = vec![0x80, 0];
+            p.extend_from_slice(&(i as u16).to_be_bytes());
+            p.extend_from_slice(&(160 * i as u32).to_be_bytes());
+            p.extend_from_slice(&0x5eed_0001u32.to_be_bytes());
+            enc.encode(frame, &mut p);
+            p
+        })
+        .collect()
+}
+
 #[test]
 fn fifty_concurrent_calls_are_all_recorded() {
+    load("load", 0);
+}
+
+#[test]
+fn fifty_concurrent_calls_on_shared_rtp_ports_are_all_recorded() {
+    load("load-shared", 1);
+}
+
+/// SIPp's calls to an endpoint with `shared` RTP ports per media thread (0: a port per call).
+fn load(tag: &str, shared: usize) {
     let Some(sipp) = common::tool("sipp", "sip-tester") else { return };
     let calls: u16 = std::env::var("VOICEMAIL_LOAD_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let stream_s = 3.0;
     // No per-source INVITE rate limit: every call comes from SIPp's one address.
-    let mut ep = TestEndpoint::start("load", &format!("max_calls = {}\ninvite_rate = 0", calls as usize + 10), "");
+    let sip = format!("max_calls = {}\ninvite_rate = 0\nshared_rtp_ports = {shared}", calls as usize + 10);
+    let mut ep = TestEndpoint::start(tag, &sip, "");
     let dir = ep.dir.path().join("sipp");
     std::fs::create_dir_all(&dir).unwrap();
-    write_g711_wav(&dir.join("tone.wav"), CodecKind::Pcmu, stream_s, 440.0);
-    let xml = scenario(
-        &dir,
-        "uac_stream",
-        &[
-            ("CALLER", "+7495000[call_number]".into()),
-            ("PT", "0".into()),
-            ("CODEC", "PCMU".into()),
-            ("GREETING_MS", (greeting_and_beep().as_millis() + 20).to_string()),
-            ("FILE", "tone.wav".into()),
-            ("STREAM_MS", "3000".into()),
-        ],
-    );
+    let mut vars = vec![
+        ("CALLER", "+7495000[call_number]".to_owned()),
+        ("PT", "0".into()),
+        ("GREETING_MS", (greeting_and_beep().as_millis() + 20).to_string()),
+        ("STREAM_MS", "3000".into()),
+    ];
+    let xml = if shared == 0 {
+        write_g711_wav(&dir.join("tone.wav"), CodecKind::Pcmu, stream_s, 440.0);
+        vars.extend([("CODEC", "PCMU".into()), ("FILE", "tone.wav".into())]);
+        scenario(&dir, "uac_stream", &vars)
+    } else {
+        write_pcap(&dir.join("tone.pcap"), &tone_packets(stream_s, 440.0));
+        vars.extend([("RTPMAP", "PCMU/8000".into()), ("FILE", "tone.pcap".into())]);
+        scenario(&dir, "uac_pcap", &vars)
+    };
     let n = calls.to_string();
     let rate: u16 = std::env::var("VOICEMAIL_LOAD_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
     let rate = rate.to_string();
