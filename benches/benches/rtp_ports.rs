@@ -13,7 +13,7 @@
 //!
 //! Run on an otherwise idle machine; compare the two rows of one run.
 use std::io::{Seek, SeekFrom, Write};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use voicemail_core::{Call, CallConfig, MessageId, Prompt, Recording};
