@@ -75,6 +75,10 @@ const SHARED_BATCH: usize = quinn_udp::BATCH_SIZE;
 /// at most this many batches).
 const SHARED_TURN: usize = 8;
 
+/// Batches read from a shared port before a hang-up of one of its calls: enough for a full
+/// receive buffer of small datagrams ([`SHARED_RCVBUF`]), a bound only against a flood.
+const SHARED_HANGUP_TURNS: usize = 512;
+
 /// The receive buffer asked for each shared port. Linux grants at most `net.core.rmem_max`
 /// (without the privilege to exceed it); a smaller grant is logged at start.
 const SHARED_RCVBUF: usize = 8 << 20;
@@ -742,9 +746,10 @@ impl Worker {
         let Some(&index) = self.by_key.get(&key) else { return };
         let hangup = matches!(command, Some(MediaCommand::Hangup) | None);
         if hangup && let Some(Some(slot)) = self.slots.get(index) && let Rtp::Shared { lease, .. } = &slot.rtp {
-            // The whole port: the call's packets may be anywhere in it.
+            // The whole port, to the end: the call's packets may be anywhere in it (the reads
+            // are no waste: every datagram there has to be read anyway).
             let k = lease.port;
-            self.port_readable(k, 8 * SHARED_TURN);
+            self.port_readable(k, SHARED_HANGUP_TURNS);
         }
         self.guarded(index, |slot, bufs, recv| {
             if hangup {
