@@ -1,29 +1,10 @@
 //! Memory per call: resident memory growth while 2,000 calls are in the middle of recording
 //! at once (each with its jitter buffer, decode buffer and WAV writer into a file-like sink),
 //! beyond the shared greeting cache. Linux only (reads /proc/self/statm).
-use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
+use voicemail_benches::Discard;
 use voicemail_core::{Call, CallConfig, CallState, Input, Output, Prompt, Recording};
-
-/// A sink that accepts writes without keeping them (a stand-in for a file descriptor).
-struct Discard(u64);
-
-impl Write for Discard {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for Discard {
-    fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
-        Ok(self.0)
-    }
-}
 
 fn rss_kb() -> u64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

@@ -12,31 +12,12 @@
 //!     CALLS=3000 SECONDS=8 cargo bench -p voicemail-benches --bench rtp_ports
 //!
 //! Run on an otherwise idle machine; compare the two rows of one run.
-use std::io::{Seek, SeekFrom, Write};
 use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use voicemail_benches::Discard;
 use voicemail_core::{Call, CallConfig, MessageId, Prompt, Recording};
 use voicemail_sip::media::{MediaCommand, MediaEngine, MediaStart, PortPool};
-
-/// A sink that accepts writes without keeping them (a stand-in for a file descriptor).
-struct Discard(u64);
-
-impl Write for Discard {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for Discard {
-    fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
-        Ok(self.0)
-    }
-}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -1,6 +1,6 @@
 //! Criterion benchmarks for voicemail (see `benches/`), and the simulated call they share.
 
-use std::io::Cursor;
+use std::io::{Cursor, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use voicemail_core::{
@@ -66,5 +66,25 @@ pub fn offline_call(greeting: &Prompt, packets: &[Vec<u8>]) -> (MessageMeta, Dur
                 call.handle_input(Input::Tick(now)).expect("tick");
             }
         }
+    }
+}
+
+/// A recording sink that accepts writes without keeping them (a stand-in for a file
+/// descriptor), for benches that hold many calls at once.
+pub struct Discard(pub u64);
+
+impl Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for Discard {
+    fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
+        Ok(self.0)
     }
 }

@@ -502,15 +502,17 @@ impl SharedPort {
 
     /// The call a datagram from `from` goes to, if any.
     fn route(&self, slots: &[Option<Box<CallMedia>>], from: SocketAddr, datagram: &[u8]) -> Option<usize> {
-        let ssrc = looks_like_rtp(datagram).then(|| u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]));
         let ssrc_of = |index: &usize| slots.get(*index).and_then(|s| s.as_ref()).and_then(|s| s.ssrc);
         match self.routes.get(&from).map(Vec::as_slice) {
             Some([one]) => Some(*one),
-            Some(several) => several
-                .iter()
-                .find(|i| ssrc.is_some() && ssrc_of(i) == ssrc)
-                .or_else(|| several.iter().find(|i| ssrc_of(i).is_none()))
-                .copied(),
+            Some(several) => {
+                let ssrc = rtp_ssrc(datagram);
+                several
+                    .iter()
+                    .find(|i| ssrc.is_some() && ssrc_of(i) == ssrc)
+                    .or_else(|| several.iter().find(|i| ssrc_of(i).is_none()))
+                    .copied()
+            }
             None => match self.pending.get(&from.ip()).map(Vec::as_slice) {
                 Some([one]) => Some(*one),
                 _ => None,
@@ -972,8 +974,8 @@ impl CallMedia {
         if self.latched && Some(from) != self.remote {
             return; // not the caller's stream
         }
-        if looks_like_rtp(datagram) {
-            self.ssrc = Some(u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]));
+        if let Some(ssrc) = rtp_ssrc(datagram) {
+            self.ssrc = Some(ssrc);
             if !self.latched {
                 self.remote = Some(from);
                 self.latched = true;
@@ -1059,6 +1061,11 @@ fn looks_like_rtp(d: &[u8]) -> bool {
     d.len() >= 12 && d[0] >> 6 == 2 && !(72..=95).contains(&(d[1] & 0x7f))
 }
 
+/// The SSRC of an RTP packet (`None` for anything else).
+fn rtp_ssrc(d: &[u8]) -> Option<u32> {
+    looks_like_rtp(d).then(|| u32::from_be_bytes([d[8], d[9], d[10], d[11]]))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -1080,7 +1087,12 @@ mod tests {
 
     /// `count` PCMU packets of 20 ms from `ssrc`.
     fn talk(caller: &UdpSocket, to: SocketAddr, ssrc: u32, count: u16) {
-        for seq in 0..count {
+        talk_from(caller, to, ssrc, 0, count);
+    }
+
+    /// `count` PCMU packets of 20 ms from `ssrc`, the first numbered `first`.
+    fn talk_from(caller: &UdpSocket, to: SocketAddr, ssrc: u32, first: u16, count: u16) {
+        for seq in first..first + count {
             let mut p = vec![0x80, 0];
             p.extend_from_slice(&seq.to_be_bytes());
             p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
@@ -1088,6 +1100,19 @@ mod tests {
             p.extend_from_slice(&[0x55; 160]);
             caller.send_to(&p, to).expect("send");
         }
+    }
+
+    /// Caller `n` hears the whole greeting (5 packets) from `ours`, then talks for
+    /// `10 * (n + 1)` packets (the call reads its clock when a packet is handled, so a packet
+    /// sent after the greeting's end is recorded).
+    fn hear_greeting_then_talk(n: usize, caller: &UdpSocket, ours: SocketAddr) {
+        let mut buf = [0u8; 2048];
+        for _ in 0..5 {
+            let (len, from) = caller.recv_from(&mut buf).expect("greeting packet");
+            assert!(len > 12 && from == ours, "an RTP packet from the call's port");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        talk(caller, ours, 0x1000 + n as u32, 10 * (n as u16 + 1));
     }
 
     #[test]
@@ -1118,13 +1143,7 @@ mod tests {
         // different time: 10, 20 and 30 packets (the call reads its clock when a packet is
         // handled, so a packet sent after the greeting's end is recorded).
         for (n, (caller, ours, ..)) in calls.iter().enumerate() {
-            let mut buf = [0u8; 2048];
-            for _ in 0..5 {
-                let (len, from) = caller.recv_from(&mut buf).expect("greeting packet");
-                assert!(len > 12 && from == *ours, "an RTP packet from the call's socket");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            talk(caller, *ours, 0x1000 + n as u32, 10 * (n as u16 + 1));
+            hear_greeting_then_talk(n, caller, *ours);
         }
         let mut outcomes = Vec::new();
         for (n, (_, _, commands, outcome)) in calls.into_iter().enumerate() {
@@ -1237,13 +1256,7 @@ mod tests {
         }
         assert!(calls.iter().all(|c| c.1 == calls[0].1), "one port for all three calls");
         for (n, (caller, ours, ..)) in calls.iter().enumerate() {
-            let mut buf = [0u8; 2048];
-            for _ in 0..5 {
-                let (len, from) = caller.recv_from(&mut buf).expect("greeting packet");
-                assert!(len > 12 && from == *ours, "an RTP packet from the shared port");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            talk(caller, *ours, 0x1000 + n as u32, 10 * (n as u16 + 1));
+            hear_greeting_then_talk(n, caller, *ours);
         }
         for (n, (_, _, commands, outcome)) in calls.into_iter().enumerate() {
             let meta = hang_up(commands, outcome);
@@ -1271,18 +1284,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         talk(&caller, ours, 0xB, 7);
         std::thread::sleep(Duration::from_millis(50));
-        let later = |ssrc: u32, from: u16, count: u16| {
-            for seq in from..from + count {
-                let mut p = vec![0x80, 0];
-                p.extend_from_slice(&seq.to_be_bytes());
-                p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-                p.extend_from_slice(&ssrc.to_be_bytes());
-                p.extend_from_slice(&[0x55; 160]);
-                caller.send_to(&p, ours).expect("send");
-            }
-        };
-        later(0xA, 4, 3);
-        later(0xB, 7, 2);
+        talk_from(&caller, ours, 0xA, 4, 3);
+        talk_from(&caller, ours, 0xB, 7, 2);
         std::thread::sleep(Duration::from_millis(50));
         let (a, b) = (hang_up(first, first_outcome), hang_up(second, second_outcome));
         assert_eq!((a.media.packets_received, a.media.ssrc_changes, a.media.lost), (7, 0, 0));
