@@ -1264,7 +1264,6 @@ mod tests {
             assert_eq!(meta.media.packets_received, 10 * (n as u64 + 1), "call {n}");
             assert_eq!((meta.media.lost, meta.media.ssrc_changes), (0, 0), "call {n}");
         }
-        // Ended calls leave no route behind: a late packet goes nowhere.
         drop(engine);
     }
 
