@@ -35,6 +35,13 @@ pub fn offline_call(greeting: &Prompt, packets: &[Vec<u8>]) -> (MessageMeta, Dur
     );
     cfg.silence_timeout = None;
     let mut call = Call::new(cfg, greeting.clone(), rec, base).expect("valid config");
+    drive(&mut call, packets, base)
+}
+
+/// Drives a new call with a simulated clock from `base`: answer, the greeting and beep sent
+/// as RTP, `packets` from the caller once it records, hang-up. Returns the message and the
+/// call's length in simulated time.
+pub fn drive(call: &mut Call, packets: &[Vec<u8>], base: Instant) -> (MessageMeta, Duration) {
     let mut now = base;
     call.handle_input(Input::Answered(now)).expect("answer");
     let mut recording_at = None;

@@ -22,6 +22,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
@@ -129,6 +130,10 @@ pub struct SqliteStore {
 /// The most changes one commit holds.
 const MAX_BATCH: usize = 64;
 
+/// Statements kept prepared per connection: more than the store's distinct statements, so
+/// none is parsed and planned again while the program runs (rusqlite keeps 16 by default).
+const STATEMENT_CACHE: usize = 128;
+
 /// The connection and the batch of writes open on it.
 struct State {
     conn: Connection,
@@ -168,6 +173,21 @@ fn db_error(action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     }
 }
 
+/// Runs `sql` (one statement) with `params`, prepared once per connection.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// The first row of `sql` (one statement) with `params`, prepared once per connection.
+fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
@@ -201,6 +221,11 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(db_error("opening the database"))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error("opening the database"))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // A statement's plan does not depend on the values bound to it: without this, binding
+        // a parameter the planner looked at (such as a LIMIT) makes SQLite parse and plan the
+        // statement again at every use.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(db_error("opening the database"))?;
         // WAL is persistent; switching needs a moment without other writers, which the busy
         // timeout waits for.
         let mode: String =
@@ -263,7 +288,7 @@ impl SqliteStore {
 
     /// Commits the open batch and wakes the writers waiting for it.
     fn commit(&self, state: &mut State) -> Result<(), StoreError> {
-        let result = state.conn.execute_batch("COMMIT").map_err(db_error("committing"));
+        let result = exec(&state.conn, "COMMIT", []).map(drop).map_err(db_error("committing"));
         if result.is_err() && !state.conn.is_autocommit() {
             let _ = state.conn.execute_batch("ROLLBACK");
         }
@@ -295,15 +320,15 @@ impl SqliteStore {
             let _ = self.commit(&mut state);
         }
         if !state.open {
-            state.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error(action))?;
+            exec(&state.conn, "BEGIN IMMEDIATE", []).map_err(db_error(action))?;
             state.open = true;
             state.batch += 1;
         }
         let batch = state.batch;
-        let out = match state.conn.execute_batch("SAVEPOINT change") {
+        let out = match exec(&state.conn, "SAVEPOINT change", []) {
             Err(e) => Err(db_error(action)(e)),
-            Ok(()) => match f(&state.conn) {
-                Ok(v) => state.conn.execute_batch("RELEASE change").map(|()| v).map_err(db_error(action)),
+            Ok(_) => match f(&state.conn) {
+                Ok(v) => exec(&state.conn, "RELEASE change", []).map(|_| v).map_err(db_error(action)),
                 Err(e) => {
                     let _ = state.conn.execute_batch("ROLLBACK TO change; RELEASE change");
                     Err(e)
@@ -329,9 +354,14 @@ impl SqliteStore {
         action: &'static str,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut state = self.lock();
-        let tx = state.conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(db_error(action))?;
-        f(&tx)
+        let state = self.lock();
+        exec(&state.conn, "BEGIN DEFERRED", []).map_err(db_error(action))?;
+        let out = f(&state.conn);
+        // Nothing to keep: ending the transaction only lets go of its snapshot.
+        if let Err(e) = exec(&state.conn, "ROLLBACK", []) {
+            tracing::debug!(error = %e, "ending a read transaction");
+        }
+        out
     }
 }
 
@@ -404,10 +434,20 @@ fn step_key(reminder: Option<ReminderStep>) -> String {
     reminder.map(ReminderStep::key).unwrap_or_default()
 }
 
+/// The deliveries of a target due at `?2` and not leased, at most `?3` of them.
+const CLAIM_SQL: &str = "SELECT d.message_id, d.extra_to, d.attempts, m.meta, d.step, m.followup,
+        d.lease_until_ms IS NOT NULL FROM deliveries d
+    JOIN messages m ON m.id = d.message_id
+    WHERE d.target = ?1 AND d.state = 'pending' AND d.next_ms <= ?2
+      AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?2)
+      AND m.lifecycle = 'stored'
+    ORDER BY d.next_ms, d.message_id, d.step LIMIT ?3";
+
 /// Drops the reminders of `id` not sent yet and not being attempted (the message was called
 /// back or deleted); their steps stay recorded.
 fn drop_unsent_reminders(tx: &Connection, id: &str, now: Timestamp) -> Result<(), StoreError> {
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM deliveries WHERE message_id = ?1 AND step != '' AND state != 'delivered'
          AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)",
         params![id, ms(now)],
@@ -449,7 +489,7 @@ fn record_attempt(
     let event = match attempt {
         Attempt::Delivered(ack) => {
             let sql = format!("UPDATE deliveries SET state = 'delivered', delivered_ms = ?3, ack = ?5, {DONE}");
-            tx.execute(&sql, params![key.0, key.1, key.2, key.3, ack]).map_err(&fail)?;
+            exec(tx, &sql, params![key.0, key.1, key.2, key.3, ack]).map_err(&fail)?;
             Some(match reminder {
                 Some(step) => Event::ReminderSent { step, detail: ack.clone() },
                 None => Event::Delivered { target: target.to_owned(), detail: ack.clone() },
@@ -457,13 +497,13 @@ fn record_attempt(
         }
         Attempt::Failed { error, retry_at } => {
             let sql = format!("UPDATE deliveries SET attempts = attempts + 1, last_error = ?5, next_ms = ?6, {DONE}");
-            tx.execute(&sql, params![key.0, key.1, key.2, key.3, error, ms(*retry_at)]).map_err(&fail)?;
+            exec(tx, &sql, params![key.0, key.1, key.2, key.3, error, ms(*retry_at)]).map_err(&fail)?;
             None
         }
         Attempt::Rejected(error) => {
             let sql =
                 format!("UPDATE deliveries SET state = 'rejected', attempts = attempts + 1, last_error = ?5, {DONE}");
-            tx.execute(&sql, params![key.0, key.1, key.2, key.3, error]).map_err(&fail)?;
+            exec(tx, &sql, params![key.0, key.1, key.2, key.3, error]).map_err(&fail)?;
             Some(match reminder {
                 Some(step) => Event::ReminderRejected { step, error: error.clone() },
                 None => Event::Rejected { target: target.to_owned(), error: error.clone() },
@@ -497,7 +537,7 @@ fn add_history(tx: &Connection, id: &str, entry: &HistoryEntry) -> Result<(), St
 }
 
 fn row_of(tx: &Connection, id: &str) -> Result<Option<Row>, StoreError> {
-    tx.query_row(&format!("SELECT {} FROM messages WHERE id = ?1", Row::COLUMNS), [id], Row::from_sql)
+    query_one(tx, &format!("SELECT {} FROM messages WHERE id = ?1", Row::COLUMNS), [id], Row::from_sql)
         .optional()
         .map_err(db_error("reading a message"))
 }
@@ -557,13 +597,13 @@ fn upsert_imap_copy(
 impl Store for SqliteStore {
     fn begin(&self, meta: &MessageMeta, _now: Timestamp) -> Result<(), StoreError> {
         self.write("recording a new call", |tx| {
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO messages (id, lifecycle, started_ms, meta, followup)
+            let inserted = exec(
+                tx,
+                "INSERT OR IGNORE INTO messages (id, lifecycle, started_ms, meta, followup)
                      VALUES (?1, 'recording', ?2, ?3, ?4)",
-                    params![meta.id.as_str(), ms(meta.started_at), to_json(meta)?, to_json(&FollowUp::New)?],
-                )
-                .map_err(db_error("recording a new call"))?;
+                params![meta.id.as_str(), ms(meta.started_at), to_json(meta)?, to_json(&FollowUp::New)?],
+            )
+            .map_err(db_error("recording a new call"))?;
             if inserted == 0 {
                 return Err(StoreError::Exists(meta.id.clone()));
             }
@@ -573,7 +613,7 @@ impl Store for SqliteStore {
 
     fn abandon(&self, id: &MessageId) -> Result<(), StoreError> {
         self.write("forgetting a call", |tx| {
-            tx.execute("DELETE FROM messages WHERE id = ?1 AND lifecycle = 'recording'", [id.as_str()])
+            exec(tx, "DELETE FROM messages WHERE id = ?1 AND lifecycle = 'recording'", [id.as_str()])
                 .map_err(db_error("forgetting a call"))?;
             Ok(())
         })
@@ -590,13 +630,13 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         self.write("storing a message", |tx| {
             let id = meta.id.as_str();
-            let current: Option<String> = tx
-                .query_row("SELECT lifecycle FROM messages WHERE id = ?1", [id], |r| r.get(0))
+            let current: Option<String> = query_one(tx, "SELECT lifecycle FROM messages WHERE id = ?1", [id], |r| r.get(0))
                 .optional()
                 .map_err(db_error("storing a message"))?;
             match current.as_deref() {
                 Some("recording") => {
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE messages SET lifecycle = 'stored', meta = ?2, started_ms = ?3 WHERE id = ?1",
                         params![id, to_json(meta)?, ms(meta.started_at)],
                     )
@@ -604,7 +644,8 @@ impl Store for SqliteStore {
                 }
                 Some(_) => return Ok(false),
                 None => {
-                    tx.execute(
+                    exec(
+                        tx,
                         "INSERT INTO messages (id, lifecycle, started_ms, meta, followup) VALUES (?1, 'stored', ?2, ?3, ?4)",
                         params![id, ms(meta.started_at), to_json(meta)?, to_json(&FollowUp::New)?],
                     )
@@ -613,7 +654,7 @@ impl Store for SqliteStore {
             }
             add_history(tx, id, recorded)?;
             if let Some((followup, entry)) = assigned {
-                tx.execute("UPDATE messages SET followup = ?2 WHERE id = ?1", params![id, to_json(followup)?])
+                exec(tx, "UPDATE messages SET followup = ?2 WHERE id = ?1", params![id, to_json(followup)?])
                     .map_err(db_error("storing a message"))?;
                 add_history(tx, id, entry)?;
             }
@@ -686,9 +727,9 @@ impl Store for SqliteStore {
     fn change(&self, id: &MessageId, change: &Change, by: &str, at: Timestamp) -> Result<StoredMessage, StoreError> {
         self.write("changing a message", |tx| {
             let Some(row) = row_of(tx, id.as_str())? else { return Err(StoreError::NotFound(id.clone())) };
-            let deleted_ms: Option<i64> = tx
-                .query_row("SELECT deleted_ms FROM messages WHERE id = ?1", [id.as_str()], |r| r.get(0))
-                .map_err(db_error("changing a message"))?;
+            let deleted_ms: Option<i64> =
+                query_one(tx, "SELECT deleted_ms FROM messages WHERE id = ?1", [id.as_str()], |r| r.get(0))
+                    .map_err(db_error("changing a message"))?;
             let current = row.into_message()?;
             match current.lifecycle {
                 Lifecycle::Deleted => {
@@ -705,13 +746,14 @@ impl Store for SqliteStore {
                 .apply(change, by, at)
                 .map_err(|source| StoreError::FollowUp { id: id.clone(), source })?;
             if matches!(change, Change::Delete { .. }) {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE messages SET lifecycle = 'deleted', deleted_ms = ?2 WHERE id = ?1",
                     params![id.as_str(), ms(at)],
                 )
                 .map_err(db_error("deleting a message"))?;
             } else {
-                tx.execute("UPDATE messages SET followup = ?2 WHERE id = ?1", params![id.as_str(), to_json(&next)?])
+                exec(tx, "UPDATE messages SET followup = ?2 WHERE id = ?1", params![id.as_str(), to_json(&next)?])
                     .map_err(db_error("changing a message"))?;
             }
             if matches!(change, Change::Delete { .. } | Change::CalledBack { .. }) {
@@ -731,17 +773,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Claim>, StoreError> {
         self.write("claiming deliveries", |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT d.message_id, d.extra_to, d.attempts, m.meta, d.step, m.followup,
-                            d.lease_until_ms IS NOT NULL FROM deliveries d
-                     JOIN messages m ON m.id = d.message_id
-                     WHERE d.target = ?1 AND d.state = 'pending' AND d.next_ms <= ?2
-                       AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?2)
-                       AND m.lifecycle = 'stored'
-                     ORDER BY d.next_ms, d.message_id, d.step LIMIT ?3",
-                )
-                .map_err(db_error("claiming deliveries"))?;
+            let mut stmt = tx.prepare_cached(CLAIM_SQL).map_err(db_error("claiming deliveries"))?;
             type ClaimRow = (String, String, i64, String, String, String, bool);
             let rows: Vec<ClaimRow> = stmt
                 .query_map(params![target, ms(now), limit as i64], |r| {
@@ -777,7 +809,8 @@ impl Store for SqliteStore {
 
     fn release(&self, id: &MessageId, target: &str, reminder: Option<ReminderStep>) -> Result<(), StoreError> {
         self.write("releasing a delivery", |tx| {
-            tx.execute(
+            exec(
+                tx,
                 // An expired lease, not none: the next claim cannot tell whether this one's
                 // was an earlier attempt's retry (`Claim::resumed` stays true).
                 "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = 0
@@ -826,7 +859,8 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()
                 .map_err(db_error("queueing a delivery again"))?;
             for (t, step) in &targets {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE deliveries SET state = 'pending', next_ms = ?4, lease_owner = NULL
                      WHERE message_id = ?1 AND target = ?2 AND step = ?3",
                     params![id.as_str(), t, step, ms(now)],
@@ -842,29 +876,29 @@ impl Store for SqliteStore {
 
     fn next_due(&self, target: &str) -> Result<Option<Timestamp>, StoreError> {
         self.read("reading the outbox", |tx| {
-            let next: Option<i64> = tx
-                .query_row(
-                    "SELECT MIN(MAX(d.next_ms, COALESCE(d.lease_until_ms, 0))) FROM deliveries d
+            let next: Option<i64> = query_one(
+                tx,
+                "SELECT MIN(MAX(d.next_ms, COALESCE(d.lease_until_ms, 0))) FROM deliveries d
                      JOIN messages m ON m.id = d.message_id
                      WHERE d.target = ?1 AND d.state = 'pending' AND m.lifecycle = 'stored'",
-                    [target],
-                    |r| r.get(0),
-                )
-                .map_err(db_error("reading the outbox"))?;
+                [target],
+                |r| r.get(0),
+            )
+            .map_err(db_error("reading the outbox"))?;
             Ok(next.map(ts))
         })
     }
 
     fn queue_depth(&self, target: &str) -> Result<u64, StoreError> {
         self.read("reading the outbox", |tx| {
-            let n: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM deliveries d JOIN messages m ON m.id = d.message_id
+            let n: i64 = query_one(
+                tx,
+                "SELECT COUNT(*) FROM deliveries d JOIN messages m ON m.id = d.message_id
                      WHERE d.target = ?1 AND d.state = 'pending' AND m.lifecycle = 'stored'",
-                    [target],
-                    |r| r.get(0),
-                )
-                .map_err(db_error("reading the outbox"))?;
+                [target],
+                |r| r.get(0),
+            )
+            .map_err(db_error("reading the outbox"))?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
@@ -891,21 +925,21 @@ impl Store for SqliteStore {
     fn import(&self, m: &Imported) -> Result<bool, StoreError> {
         self.write("importing a message", |tx| {
             let id = m.meta.id.as_str();
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO messages (id, lifecycle, started_ms, meta, followup, deleted_ms)
+            let inserted = exec(
+                tx,
+                "INSERT OR IGNORE INTO messages (id, lifecycle, started_ms, meta, followup, deleted_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        id,
-                        m.lifecycle.as_str(),
-                        ms(m.meta.started_at),
-                        to_json(&m.meta)?,
-                        to_json(&m.followup)?,
-                        (m.lifecycle == Lifecycle::Deleted)
-                            .then(|| m.history.last().map_or(ms(m.meta.started_at), |h| ms(h.at)))
-                    ],
-                )
-                .map_err(db_error("importing a message"))?;
+                params![
+                    id,
+                    m.lifecycle.as_str(),
+                    ms(m.meta.started_at),
+                    to_json(&m.meta)?,
+                    to_json(&m.followup)?,
+                    (m.lifecycle == Lifecycle::Deleted)
+                        .then(|| m.history.last().map_or(ms(m.meta.started_at), |h| ms(h.at)))
+                ],
+            )
+            .map_err(db_error("importing a message"))?;
             if inserted == 0 {
                 return Ok(false);
             }
@@ -918,7 +952,8 @@ impl Store for SqliteStore {
                     DeliveryState::Rejected => "rejected",
                     DeliveryState::Pending | DeliveryState::Failing => "pending",
                 };
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT OR IGNORE INTO deliveries (message_id, target, extra_to, state, attempts, next_ms,
                      last_attempt_ms, last_error, delivered_ms, ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
@@ -993,7 +1028,8 @@ impl Store for SqliteStore {
             for step in std::iter::once(&reminder.step).chain(&reminder.covers) {
                 insert.execute(params![id.as_str(), step.key(), ms(now)]).map_err(&fail)?;
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO deliveries (message_id, target, step, extra_to, state, attempts, next_ms)
                  VALUES (?1, 'smtp', ?2, ?3, 'pending', 0, ?4)",
                 params![id.as_str(), reminder.step.key(), to_json(&reminder.to)?, ms(now)],
@@ -1008,8 +1044,8 @@ impl Store for SqliteStore {
     fn set_transcript(&self, id: &MessageId, transcript: &str) -> Result<bool, StoreError> {
         let fail = db_error("storing a transcript");
         self.write("storing a transcript", |tx| {
-            let meta: Option<String> = tx
-                .query_row("SELECT meta FROM messages WHERE id = ?1 AND lifecycle = 'stored'", [id.as_str()], |r| {
+            let meta: Option<String> =
+                query_one(tx, "SELECT meta FROM messages WHERE id = ?1 AND lifecycle = 'stored'", [id.as_str()], |r| {
                     r.get(0)
                 })
                 .optional()
@@ -1017,7 +1053,7 @@ impl Store for SqliteStore {
             let Some(meta) = meta else { return Ok(false) };
             let mut meta: MessageMeta = from_json(id.as_str(), &meta)?;
             meta.transcript = Some(transcript.to_owned());
-            tx.execute("UPDATE messages SET meta = ?2 WHERE id = ?1", params![id.as_str(), to_json(&meta)?])
+            exec(tx, "UPDATE messages SET meta = ?2 WHERE id = ?1", params![id.as_str(), to_json(&meta)?])
                 .map_err(&fail)?;
             Ok(true)
         })
@@ -1045,9 +1081,7 @@ impl Store for SqliteStore {
 
     fn change_mark(&self) -> Result<i64, StoreError> {
         let state = self.lock();
-        state
-            .conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| r.get(0))
+        query_one(&state.conn, "SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| r.get(0))
             .map_err(db_error("reading the history"))
     }
 }
@@ -1225,6 +1259,21 @@ mod tests {
         let next = NewReminder { step: ReminderStep::Remind(4), ..reminder };
         assert!(!store.queue_reminder(&id, &next, at(50)).unwrap());
         assert!(store.reminder_steps().unwrap().is_empty(), "only messages not called back");
+    }
+
+    /// A statement is parsed and planned once per connection: claiming again and again, with
+    /// another time and limit bound each time, reuses the claim's plan (SQLite would plan it
+    /// anew at every bind of its LIMIT without the query planner stability guarantee).
+    #[test]
+    fn claims_reuse_their_prepared_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        for i in 0..5 {
+            assert!(store.claim("smtp", at(i), "me", at(i + 60), 1 + i as usize).unwrap().is_empty());
+        }
+        let state = store.lock();
+        let claim = state.conn.prepare_cached(CLAIM_SQL).unwrap();
+        assert_eq!(claim.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     /// Auto-assignment is part of storing the message: its state and history come with it.
