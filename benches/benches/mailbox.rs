@@ -12,23 +12,15 @@
 //! Wall time is printed too but is the disk's (every message is synced): compare CPU.
 use std::time::Instant;
 
-use voicemail_benches::{caller_packets, drive, offline_call};
+use voicemail_benches::{caller_packets, drive, env_number, offline_call, stat_cpu_seconds};
 use voicemail_core::config::Config;
 use voicemail_core::deliver::MaildirTarget;
 use voicemail_core::{CallSetup, Mailbox, Prompt, StartedCall};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 /// CPU seconds (user + system) of this process so far.
 fn process_cpu() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 0, utime 11, stime 12 (clock ticks, 100 Hz).
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
-    ticks as f64 / 100.0
+    stat_cpu_seconds(stat.rsplit_once(')').map_or("", |(_, rest)| rest))
 }
 
 /// Runs `f` and returns (CPU seconds, wall seconds).
@@ -44,7 +36,7 @@ fn row(what: &str, (cpu, wall): (f64, f64), n: u64) {
 }
 
 fn main() {
-    let messages = env("MESSAGES", 1000);
+    let messages = env_number("MESSAGES", 1000);
     let dir = std::env::temp_dir().join(format!("voicemail-bench-mailbox-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = Config::default_embedded();

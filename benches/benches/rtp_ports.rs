@@ -15,28 +15,21 @@
 use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use voicemail_benches::Discard;
+use voicemail_benches::{Discard, env_number, stat_cpu_seconds};
 use voicemail_core::{Call, CallConfig, MessageId, Prompt, Recording};
 use voicemail_sip::media::{MediaCommand, MediaEngine, MediaStart, PortPool};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 /// CPU seconds (user + system) of this process's threads whose name starts with `prefix`.
 fn thread_cpu(prefix: &str) -> f64 {
-    let mut ticks = 0u64;
+    let mut seconds = 0.0;
     for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
         let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        if !head.split_once('(').is_some_and(|(_, name)| name.starts_with(prefix)) {
-            continue;
+        if head.split_once('(').is_some_and(|(_, name)| name.starts_with(prefix)) {
+            seconds += stat_cpu_seconds(rest);
         }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // After the name: state is field 0, utime 11, stime 12 (clock ticks, 100 Hz).
-        ticks += [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum::<u64>();
     }
-    ticks as f64 / 100.0
+    seconds
 }
 
 /// One run: `calls` callers against an engine with `shared` ports per thread (0: a port each).
@@ -105,8 +98,8 @@ fn run(calls: usize, seconds: u64, shared: usize, greeting: &Prompt, payload: &[
 }
 
 fn main() {
-    let calls = env("CALLS", 1000) as usize;
-    let seconds = env("SECONDS", 8);
+    let calls = env_number("CALLS", 1000) as usize;
+    let seconds = env_number("SECONDS", 8);
     let greeting = Prompt::from_pcm("greeting", vec![800; 8000]).expect("greeting");
     let payload = [0x55u8; 160];
     println!("rtp_ports: {calls} callers, each a socket of its own, {seconds} s of 20 ms packets; 2 media threads");

@@ -76,6 +76,20 @@ pub fn drive(call: &mut Call, packets: &[Vec<u8>], base: Instant) -> (MessageMet
     }
 }
 
+/// The value of environment variable `name` as a number, or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The CPU seconds (user + system) of a `/proc/.../stat` line, given the part after the
+/// process name's closing parenthesis.
+pub fn stat_cpu_seconds(after_name: &str) -> f64 {
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name: state is field 0, utime 11, stime 12 (clock ticks, 100 Hz).
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
+}
+
 /// A recording sink that accepts writes without keeping them (a stand-in for a file
 /// descriptor), for benches that hold many calls at once.
 pub struct Discard(pub u64);
