@@ -564,6 +564,34 @@ fn io_error(e: rsipstack::Error) -> std::io::Error {
     }
 }
 
+/// The receive buffer the SIP UDP socket asks for. Linux grants at most `net.core.rmem_max`
+/// (doubled, like every size asked); the default would be `rmem_default`, 208 kB on Debian.
+/// A burst of requests (a thousand INVITEs or BYEs in a second) queues while the SIP task
+/// is busy, and with the default buffer a few hundred of them overflowed it and were dropped
+/// (only the sender's retransmission, 500 ms later, got an answer).
+pub(crate) const SIP_RCVBUF: usize = 2 << 20;
+
+/// The SIP UDP socket: bound to `addr`, nonblocking, with a receive buffer of
+/// [`SIP_RCVBUF`] (or what the kernel allows, said once in the log).
+fn sip_udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    if let Err(e) = socket.set_recv_buffer_size(SIP_RCVBUF) {
+        tracing::debug!(error = %e, "SIP socket receive buffer");
+    }
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < SIP_RCVBUF {
+        tracing::info!(
+            granted,
+            wanted = SIP_RCVBUF,
+            "the SIP UDP socket's receive buffer is smaller than asked: raise net.core.rmem_max so bursts of requests are not dropped"
+        );
+    }
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
 /// Binds UDP and TCP on the configured address; port 0 picks one free for both. TCP
 /// connections are capped (`max_connections`, `max_connections_per_source`) and closed after
 /// `idle_timeout` without traffic.
@@ -574,7 +602,8 @@ async fn bind_transports(sip: &SipConfig, layer: &TransportLayer, token: &Cancel
     for _attempt in 0..20 {
         let mut addr = want;
         let udp = if sip.udp {
-            let conn = UdpConnection::create_connection(addr, None, Some(token.child_token()))
+            let socket = sip_udp_socket(addr).map_err(|source| Error::Bind { transport: "udp", addr, source })?;
+            let conn = UdpConnection::from_socket(Arc::new(socket), None, Some(token.child_token()))
                 .await
                 .map_err(|e| Error::Bind { transport: "udp", addr, source: io_error(e) })?;
             let bound = conn.get_addr().get_socketaddr().unwrap_or(addr);
@@ -1358,5 +1387,20 @@ async fn on_offer(
         Err(SdpError::Malformed(_)) => {
             let _ = handle.respond(StatusCode::BadRequest, None, None).await;
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sip_udp_socket_asks_for_a_receive_buffer_for_bursts() {
+        let socket = sip_udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let granted = socket2::SockRef::from(&socket).recv_buffer_size().unwrap();
+        let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        // Linux caps what is asked at rmem_max and doubles it; left alone, the socket would
+        // have rmem_default.
+        assert_eq!(granted, 2 * SIP_RCVBUF.min(max));
     }
 }
