@@ -83,6 +83,33 @@ const SHARED_HANGUP_TURNS: usize = 512;
 /// (without the privilege to exceed it); a smaller grant is logged at start.
 const SHARED_RCVBUF: usize = 8 << 20;
 
+/// quinn-udp's state for reading `socket` with `recvmmsg`, without the control messages it
+/// asks for and we never read. `UdpSocketState::new` turns on a receive timestamp, the
+/// packet's destination address and its TOS byte; each is a `put_cmsg` per packet in the
+/// kernel, and while any socket asks for timestamps the kernel stamps every packet it
+/// receives. Turned off again here; a failure leaves one on, which costs only that.
+fn udp_state(socket: &UdpSocket) -> io::Result<UdpSocketState> {
+    let udp = UdpSocketState::new(socket.into())?;
+    let sock = socket2::SockRef::from(socket);
+    let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+    let quiet = if v6 { sock.set_recv_tclass_v6(false) } else { sock.set_recv_tos_v4(false) };
+    #[cfg(target_os = "linux")]
+    let quiet = {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let fd = socket.as_raw_fd();
+        let pktinfo = if v6 {
+            setsockopt(fd, sockopt::Ipv6RecvPacketInfo, &false)
+        } else {
+            setsockopt(fd, sockopt::Ipv4PacketInfo, &false)
+        };
+        quiet.and(pktinfo.map_err(io::Error::from)).and(setsockopt(fd, sockopt::ReceiveTimestampns, &false).map_err(io::Error::from))
+    };
+    if let Err(e) = quiet {
+        tracing::debug!(error = %e, "an RTP socket keeps a control message on");
+    }
+    Ok(udp)
+}
+
 /// A command from the call's signalling to its media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaCommand {
@@ -478,7 +505,7 @@ struct SharedPort {
 
 impl SharedPort {
     fn new(socket: UdpSocket, poll: &Poll, k: usize) -> io::Result<Self> {
-        let udp = UdpSocketState::new((&socket).into())?;
+        let udp = udp_state(&socket)?;
         // A few milliseconds of a thousand calls' packets must fit while the thread is busy.
         let _ = udp.set_recv_buffer_size((&socket).into(), SHARED_RCVBUF);
         let granted = udp.recv_buffer_size((&socket).into()).unwrap_or(0);
@@ -682,7 +709,7 @@ impl Worker {
                 let rtp = match start.port.0 {
                     PortKind::Own(socket) => {
                         let token = self.slot_token(index);
-                        let ready = UdpSocketState::new((&socket).into()).and_then(|udp| {
+                        let ready = udp_state(&socket).and_then(|udp| {
                             self.poll.registry().register(&mut SourceFd(&socket.as_raw_fd()), token, mio::Interest::READABLE)?;
                             Ok(udp)
                         });
@@ -1204,6 +1231,26 @@ mod tests {
         assert_eq!(meta.media.packets_received, 15, "the packets that came before the hang-up are read");
         assert!(!outcome.ended_by_call);
         drop(engine);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn rtp_sockets_ask_for_no_control_message() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(socket) = UdpSocket::bind(addr) else { continue };
+            let _udp = udp_state(&socket).unwrap();
+            let fd = socket.as_raw_fd();
+            let sock = socket2::SockRef::from(&socket);
+            assert!(!getsockopt(fd, sockopt::ReceiveTimestampns).unwrap(), "{addr}: timestamps");
+            if addr.starts_with('[') {
+                assert!(!getsockopt(fd, sockopt::Ipv6RecvPacketInfo).unwrap(), "{addr}: packet info");
+                assert!(!sock.recv_tclass_v6().unwrap(), "{addr}: traffic class");
+            } else {
+                assert!(!getsockopt(fd, sockopt::Ipv4PacketInfo).unwrap(), "{addr}: packet info");
+                assert!(!sock.recv_tos_v4().unwrap(), "{addr}: TOS");
+            }
+        }
     }
 
     /// A caller socket on `ip` that gives up after 10 s.
