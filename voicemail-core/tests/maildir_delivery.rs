@@ -3,7 +3,9 @@
 //! a simulated crash (the file is stored but the store still says pending), even after a mail
 //! reader moved the file to `cur/`, leaves exactly one copy; a zero-length message is delivered
 //! like any other; a hostile caller number writes nothing outside the spool and the folder; a
-//! target that fails keeps its message pending with back-off while another target delivers.
+//! target that fails keeps its message pending with back-off while another target delivers;
+//! a folder half made (its `new/` there, its `tmp/` not yet: another thread or process is
+//! creating it, or crashed doing so) is completed, not failed, also by many threads at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -178,4 +180,48 @@ fn a_failing_target_keeps_its_message_while_another_delivers() {
     let later = t0().checked_add(SignedDuration::from_secs(5)).unwrap();
     assert_eq!(mailbox.deliver_all_due(later).unwrap().failed.len(), 1);
     assert_eq!(mailbox.next_due("imap").unwrap(), Some(later.checked_add(SignedDuration::from_secs(10)).unwrap()));
+}
+
+fn email(id: &str) -> OutgoingEmail {
+    OutgoingEmail {
+        voicemail_id: id.to_owned(),
+        message_id: format!("{id}@test"),
+        bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+        extra_recipients: Vec::new(),
+        keywords: Vec::new(),
+        may_be_stored: false,
+    }
+}
+
+#[test]
+fn a_half_made_folder_is_completed() {
+    let tmp = support::TempDir::new("maildir-half");
+    let target = MaildirTarget { root: tmp.path().join("shared"), folder: "Voicemail".to_owned() };
+    let folder = target.folder_path();
+    // As `maildir::create_subfolder_dirs` leaves it between its `new` and its `tmp`.
+    std::fs::create_dir_all(folder.join("cur")).unwrap();
+    std::fs::create_dir_all(folder.join("new")).unwrap();
+    let ack = target.deliver(&email("m1")).unwrap();
+    assert!(!ack.already_present, "{ack:?}");
+    assert_eq!(support::maildir_files(&folder).len(), 1);
+    assert!(folder.join("maildirfolder").is_file());
+}
+
+#[test]
+fn threads_delivering_into_a_new_folder_at_once_all_succeed() {
+    let tmp = support::TempDir::new("maildir-race");
+    for round in 0..200 {
+        let target = MaildirTarget { root: tmp.path().join(format!("shared{round}")), folder: "Voicemail".to_owned() };
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (target, barrier) = (&target, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    target.deliver(&email(&format!("r{round}m{i}"))).unwrap();
+                });
+            }
+        });
+        assert_eq!(support::maildir_files(&target.folder_path()).len(), 8);
+    }
 }

@@ -131,8 +131,17 @@ impl Target for MaildirTarget {
         let tmp = dir.join("tmp").join(&name);
         let new = dir.join("new").join(&name);
         {
-            let mut f =
-                fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io_err(&tmp))?;
+            let open = || fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp);
+            let mut f = match open() {
+                // `new/` is there but `tmp/` is not (yet): another thread or process is creating
+                // the folder right now (`cur`, `new`, then `tmp`), or one crashed doing it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.create_folder(&dir)?;
+                    open()
+                }
+                other => other,
+            }
+            .map_err(io_err(&tmp))?;
             f.write_all(&email.bytes).map_err(io_err(&tmp))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }
