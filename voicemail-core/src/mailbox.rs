@@ -22,6 +22,13 @@
 //! own. Several processes may open one mailbox at once; see [`crate::store`] for how they
 //! stay consistent, and [`crate::store`]'s spool module docs for who owns a live recording.
 //!
+//! A delivery worker of this process (the [`Runner`](crate::runner::Runner)'s, per target)
+//! gets the deliveries of the messages this process stores handed to it: the commit that
+//! stores a message leases them to the process ([`HandOff`]), so the worker attempts them
+//! without a claim of its own, one synced commit fewer per message. A process that dies
+//! leaves them to any other once the lease ([`HANDOFF_LEASE`], 10 minutes) ends; the next
+//! attempt then looks for the copy the dead one may have stored, as after any lease.
+//!
 //! Time comes in as arguments (`now`), so the mailbox can be driven by a simulated clock; the
 //! background [`Runner`](crate::runner::Runner) reads the real one.
 
@@ -44,7 +51,9 @@ use crate::message::{EndReason, InvalidMessageId, MessageId, MessageMeta};
 use crate::recording::{Recording, RecordingSpec};
 use crate::route;
 use crate::store::spool::{Claim as WavClaim, LockedWav, Spool};
-use crate::store::{Attempt, Delivery, Outcome, SqliteStore, Store, StoreError, StoredMessage};
+use crate::store::{
+    Attempt, Claim, Delivery, HandOff, NewDelivery, Outcome, SqliteStore, Store, StoreError, StoredMessage,
+};
 use crate::transcribe::{self, TranscriptionError, Transcripts, Turn};
 
 /// How long a claimed delivery stays ours: longer than any attempt can take.
@@ -55,6 +64,15 @@ const CLAIM_BATCH: usize = 16;
 const BATCH_TIME: Duration = Duration::from_secs(120);
 /// The most deliveries of one batch attempted at once ([`Target::concurrency`]).
 const MAX_CONCURRENCY: usize = 64;
+/// How long the deliveries handed to this process's own delivery workers stay leased to it
+/// ([`HandOff`]): a process that dies leaves them to the others this long.
+const HANDOFF_LEASE: SignedDuration = SignedDuration::from_mins(10);
+/// A handed delivery is attempted only this soon after it was handed. When its worker is
+/// further behind, it is given back and claimed like any other, with a whole
+/// [`DELIVERY_LEASE`].
+const HANDOFF_FRESH: SignedDuration = SignedDuration::from_mins(1);
+/// The most handed deliveries waiting per target; beyond, messages are queued unleased.
+const HANDOFF_QUEUE: usize = 4096;
 
 /// Why a mailbox operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +280,28 @@ struct Pending {
     meta: MessageMeta,
 }
 
+/// Deliveries leased to this process as their messages were stored, for its own delivery
+/// workers: a worker takes them without a claim of its own (a synced commit per message).
+#[derive(Default)]
+struct HandOffs {
+    /// The targets with a delivery worker in this process, and how many.
+    workers: std::collections::HashMap<String, usize>,
+    /// Per target, the handed deliveries with the end of their lease, oldest first.
+    queued: std::collections::HashMap<String, std::collections::VecDeque<(Claim, Timestamp)>>,
+}
+
+/// A delivery worker's registration ([`Mailbox::delivery_worker`]); dropping it ends it.
+pub(crate) struct DeliveryWorker {
+    mailbox: Mailbox,
+    target: String,
+}
+
+impl Drop for DeliveryWorker {
+    fn drop(&mut self) {
+        self.mailbox.worker_stopped(&self.target);
+    }
+}
+
 struct Inner {
     config: Config,
     spool: Spool,
@@ -274,6 +314,7 @@ struct Inner {
     keys: std::collections::hash_map::RandomState,
     counter: AtomicU64,
     pending: Mutex<Vec<Pending>>,
+    hand_offs: Mutex<HandOffs>,
     /// One transcription per message (`[transcription]`), shared by the delivery workers.
     transcripts: Transcripts,
     listeners: Mutex<Vec<(Subscription, Listener)>>,
@@ -385,6 +426,7 @@ impl Mailbox {
                 keys,
                 counter: AtomicU64::new(0),
                 pending: Mutex::new(Vec::new()),
+                hand_offs: Mutex::new(HandOffs::default()),
                 transcripts: Transcripts::default(),
                 listeners: Mutex::new(Vec::new()),
                 stored: (Mutex::new(0), Condvar::new()),
@@ -458,6 +500,115 @@ impl Mailbox {
         let (lock, cv) = &self.inner.stored;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         cv.notify_all();
+    }
+
+    /// Registers a delivery worker for `target` in this process ([`crate::runner`]) until the
+    /// returned value is dropped. Meanwhile, deliveries to `target` are leased to this process
+    /// in the commit that stores their message, and [`Mailbox::deliver_pass`] takes them
+    /// without a claim. When the last worker of a target ends, the deliveries handed to it
+    /// and not taken are given back.
+    pub(crate) fn delivery_worker(&self, target: &str) -> DeliveryWorker {
+        *self.hand_offs().workers.entry(target.to_owned()).or_default() += 1;
+        DeliveryWorker { mailbox: self.clone(), target: target.to_owned() }
+    }
+
+    fn hand_offs(&self) -> std::sync::MutexGuard<'_, HandOffs> {
+        self.inner.hand_offs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn worker_stopped(&self, target: &str) {
+        let left: Vec<Claim> = {
+            let mut h = self.hand_offs();
+            match h.workers.get_mut(target) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    Vec::new()
+                }
+                Some(_) => {
+                    h.workers.remove(target);
+                    h.queued.remove(target).unwrap_or_default().into_iter().map(|(c, _)| c).collect()
+                }
+                None => Vec::new(),
+            }
+        };
+        self.give_back(&left);
+    }
+
+    /// The targets of `deliveries` to hand to this process's workers: those with a worker
+    /// and room in its queue.
+    fn handing(&self, deliveries: &[NewDelivery]) -> Vec<String> {
+        let h = self.hand_offs();
+        deliveries
+            .iter()
+            .filter(|d| {
+                h.workers.contains_key(&d.target) && h.queued.get(&d.target).is_none_or(|q| q.len() < HANDOFF_QUEUE)
+            })
+            .map(|d| d.target.clone())
+            .collect()
+    }
+
+    /// Queues the deliveries of a message just stored with a [`HandOff`] to `targets` for
+    /// this process's workers (given back if the worker ended meanwhile).
+    fn hand(
+        &self,
+        meta: &MessageMeta,
+        followup: &FollowUp,
+        deliveries: &[NewDelivery],
+        targets: &[String],
+        until: Timestamp,
+    ) {
+        let mut back = Vec::new();
+        {
+            let mut h = self.hand_offs();
+            for d in deliveries.iter().filter(|d| targets.contains(&d.target)) {
+                let claim = Claim {
+                    meta: meta.clone(),
+                    target: d.target.clone(),
+                    reminder: None,
+                    followup: followup.clone(),
+                    extra_to: d.extra_to.clone(),
+                    attempts: 0,
+                    resumed: false,
+                };
+                if h.workers.contains_key(&d.target) {
+                    h.queued.entry(d.target.clone()).or_default().push_back((claim, until));
+                } else {
+                    back.push(claim);
+                }
+            }
+        }
+        self.give_back(&back);
+    }
+
+    /// Up to `limit` deliveries handed to this process for `target` that are still fresh at
+    /// `now` ([`HANDOFF_FRESH`]); the older ones met on the way are given back.
+    fn take_handed(&self, target: &str, now: Timestamp, limit: usize) -> Vec<Claim> {
+        let mut fresh = Vec::new();
+        let mut stale = Vec::new();
+        {
+            let mut h = self.hand_offs();
+            let Some(queue) = h.queued.get_mut(target) else { return fresh };
+            while fresh.len() < limit {
+                let Some((claim, until)) = queue.pop_front() else { break };
+                if until.duration_since(now) >= HANDOFF_LEASE - HANDOFF_FRESH {
+                    fresh.push(claim);
+                } else {
+                    stale.push(claim);
+                }
+            }
+        }
+        self.give_back(&stale);
+        fresh
+    }
+
+    /// Releases handed deliveries not attempted: any process claims them at once (and looks
+    /// for an earlier copy first, as after any lease).
+    fn give_back(&self, claims: &[Claim]) {
+        for c in claims {
+            if let Err(e) = self.store().release(&c.meta.id, &c.target, c.reminder, &self.inner.owner) {
+                tracing::warn!(id = %c.meta.id, target = c.target, error = %e, "cannot give a delivery back; it waits for its lease to end");
+            }
+        }
     }
 
     /// Waits until [`Mailbox::wake`] after `seen` or `timeout`; returns the new generation.
@@ -648,8 +799,18 @@ impl Mailbox {
             .as_ref()
             .and_then(|to| FollowUp::New.apply(&Change::Assign { to: to.clone() }, route::DIRECTORY, now).ok());
         let assigned_ref = assigned.as_ref().map(|(state, entry)| (state, entry));
-        let new = self.store().finish(meta, &routing.deliveries, &entry, assigned_ref, audio.as_deref(), now)?;
+        // This process's delivery workers take the deliveries leased to it in this commit,
+        // without a claim's commit of their own.
+        let handing = self.handing(&routing.deliveries);
+        let until = now.checked_add(HANDOFF_LEASE).unwrap_or(now);
+        let hand_off = (!handing.is_empty()).then(|| HandOff { owner: &self.inner.owner, until, targets: &handing });
+        let new =
+            self.store().finish(meta, &routing.deliveries, &entry, assigned_ref, audio.as_deref(), hand_off, now)?;
         if new {
+            if !handing.is_empty() {
+                let followup = assigned.as_ref().map_or(FollowUp::New, |(state, _)| state.clone());
+                self.hand(meta, &followup, &routing.deliveries, &handing, until);
+            }
             if routing.deliveries.is_empty() {
                 tracing::info!(id = %meta.id, "no delivery target configured: the message stays in the spool");
             }
@@ -886,8 +1047,15 @@ impl Mailbox {
         };
         let concurrency = t.concurrency().clamp(1, MAX_CONCURRENCY);
         let until = now.checked_add(DELIVERY_LEASE).unwrap_or(now);
+        let limit = CLAIM_BATCH.max(concurrency);
         loop {
-            let claims = self.store().claim(target, now, &self.inner.owner, until, CLAIM_BATCH.max(concurrency))?;
+            // First the deliveries handed to this process as their messages were stored.
+            let handed = self.take_handed(target, now, limit);
+            let claims = if handed.is_empty() {
+                self.store().claim(target, now, &self.inner.owner, until, limit)?
+            } else {
+                handed
+            };
             if claims.is_empty() {
                 return Ok(report);
             }
@@ -929,7 +1097,7 @@ impl Mailbox {
             }
             self.record_outcomes(t.as_ref(), target, outcomes, now, &mut report)?;
             for c in &untried {
-                self.store().release(&c.meta.id, target, c.reminder)?;
+                self.store().release(&c.meta.id, target, c.reminder, &self.inner.owner)?;
             }
             if !untried.is_empty() {
                 return Ok(report);
@@ -945,7 +1113,7 @@ impl Mailbox {
     fn attempt_batch(
         &self,
         t: &(dyn Target + Send + Sync),
-        claims: &[crate::store::Claim],
+        claims: &[Claim],
         concurrency: usize,
         now: Timestamp,
         stop_at_failure: bool,
@@ -1319,6 +1487,97 @@ impl Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::MaildirTarget;
+    use crate::{Input, Output};
+
+    fn t0() -> Timestamp {
+        "2026-11-27T11:33:00Z".parse().unwrap()
+    }
+
+    fn open(dir: &Path) -> Mailbox {
+        let mut c = Config::default_embedded();
+        c.spool = dir.join("spool");
+        c.store.min_free_bytes = 0;
+        c.delivery.maildir = Some(MaildirTarget { root: dir.join("shared"), folder: "Voicemail".to_owned() });
+        Mailbox::open(c).unwrap()
+    }
+
+    /// A caller who hangs up during the greeting: a zero-length message, stored at `now`.
+    fn record(mailbox: &Mailbox, now: Timestamp) -> MessageMeta {
+        let StartedCall { mut call, lease } =
+            mailbox.start_call(CallSetup::new("+74951234567", now), Instant::now()).unwrap();
+        let at = Instant::now();
+        call.handle_input(Input::Answered(at)).unwrap();
+        call.handle_input(Input::Hangup(at + Duration::from_millis(500))).unwrap();
+        let meta = loop {
+            match call.poll_output() {
+                Output::Event(crate::Event::MessageRecorded(m)) => break *m,
+                Output::Timeout(_) => panic!("no message"),
+                _ => {}
+            }
+        };
+        drop(call);
+        mailbox.finish_call(lease, meta, now).unwrap()
+    }
+
+    /// Another process's view of the store.
+    fn other(dir: &Path) -> SqliteStore {
+        SqliteStore::open(&dir.join("spool").join(crate::store::spool::DB_FILE)).unwrap()
+    }
+
+    /// With a delivery worker in the process, a message's delivery is leased to the process in
+    /// the commit that stores it and delivered from there without a claim; nobody else can
+    /// claim it meanwhile. Without one, it is queued for any claimer.
+    #[test]
+    fn deliveries_are_handed_to_the_processs_own_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailbox = open(dir.path());
+        let unhanded = record(&mailbox, t0());
+        let worker = mailbox.delivery_worker("maildir");
+        let handed = record(&mailbox, t0());
+        let claims = other(dir.path()).claim("maildir", t0(), "other/1", t0() + DELIVERY_LEASE, 10).unwrap();
+        assert_eq!(claims.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&unhanded.id], "the handed one is leased");
+        let report = mailbox.deliver_due("maildir", t0() + SignedDuration::from_secs(1)).unwrap();
+        assert_eq!(report.delivered, [(handed.id.clone(), "maildir".to_owned())], "{report:?}");
+        assert!(mailbox.inner.hand_offs.lock().unwrap().queued["maildir"].is_empty());
+        drop(worker);
+        assert!(!mailbox.inner.hand_offs.lock().unwrap().workers.contains_key("maildir"));
+    }
+
+    /// Handed deliveries a worker did not take are given back when it ends, and when they
+    /// waited longer than [`HANDOFF_FRESH`]: claimed at once, as resumed ones. A process that
+    /// dies with deliveries handed leaves them to others at the end of their lease.
+    #[test]
+    fn handed_deliveries_not_taken_are_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailbox = open(dir.path());
+        let lease = t0() + DELIVERY_LEASE;
+
+        let worker = mailbox.delivery_worker("maildir");
+        let a = record(&mailbox, t0());
+        drop(worker);
+        let claims = other(dir.path()).claim("maildir", t0(), "other/1", lease, 10).unwrap();
+        assert_eq!(claims.iter().map(|c| (&c.meta.id, c.resumed)).collect::<Vec<_>>(), [(&a.id, true)]);
+
+        let worker = mailbox.delivery_worker("maildir");
+        let b = record(&mailbox, t0());
+        let late = t0() + HANDOFF_FRESH + SignedDuration::from_secs(1);
+        let report = mailbox.deliver_due("maildir", late).unwrap();
+        assert_eq!(report.delivered, [(b.id.clone(), "maildir".to_owned())], "given back, then claimed: {report:?}");
+        assert_eq!(crate::store::Store::get(&other(dir.path()), &b.id).unwrap().unwrap().history.len(), 2);
+
+        let c = record(&mailbox, t0());
+        drop(mailbox);
+        let store = other(dir.path());
+        let before = t0() + HANDOFF_LEASE - SignedDuration::from_secs(1);
+        assert!(store.claim("maildir", before, "other/1", lease, 10).unwrap().is_empty());
+        let after = t0() + HANDOFF_LEASE + SignedDuration::from_secs(1);
+        let claims = store.claim("maildir", after, "other/1", after + DELIVERY_LEASE, 10).unwrap();
+        assert_eq!(claims.iter().map(|c| (&c.meta.id, c.resumed)).collect::<Vec<_>>(), [(&c.id, true)]);
+        // The worker's end gives back only what is still its own.
+        drop(worker);
+        assert!(store.claim("maildir", after, "third/1", after + DELIVERY_LEASE, 10).unwrap().is_empty());
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

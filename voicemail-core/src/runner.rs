@@ -169,6 +169,8 @@ fn remind(mailbox: &Mailbox, stop: &AtomicBool) {
 }
 
 fn deliver(mailbox: &Mailbox, target: &str, stop: &AtomicBool) {
+    // Deliveries to `target` are handed to this worker as this process stores their messages.
+    let _worker = mailbox.delivery_worker(target);
     let mut seen = 0;
     // Consecutive passes that ended in a transient failure: the target is probably down, so
     // it is left alone for the retry policy's delay (new messages wait too).

@@ -1,7 +1,8 @@
 //! The store's behaviours hold on both backends: the embedded SQLite store and the shared
 //! PostgreSQL one. Each test body below runs twice, once per backend (modules `sqlite` and
 //! `postgres`, made by `both!`): a call's record from `begin` to `finish`, listing, follow-up
-//! changes and their refusals, claims with leases, attempts, retries, reminders, the IMAP
+//! changes and their refusals, claims with leases, deliveries leased as their message is stored
+//! (a hand-off to the storing process's own worker), attempts, retries, reminders, the IMAP
 //! watcher's state, the change mark, transcripts and recordings kept by the store.
 //!
 //! The PostgreSQL runs use a throwaway cluster (testkit `Postgres`), shared by the tests
@@ -17,8 +18,8 @@ use voicemail_core::CodecKind;
 use voicemail_core::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use voicemail_core::message::{EndReason, MediaStats, MessageId, MessageMeta};
 use voicemail_core::store::{
-    Attempt, DeliveryState, ImapCopyState, Lifecycle, NewDelivery, NewReminder, Outcome, PostgresStore, SqliteStore,
-    Store, StoreError,
+    Attempt, DeliveryState, HandOff, ImapCopyState, Lifecycle, NewDelivery, NewReminder, Outcome, PostgresStore,
+    SqliteStore, Store, StoreError,
 };
 use voicemail_testkit::{Postgres, TempDir, temp_dir};
 
@@ -89,6 +90,7 @@ both!(
     a_call_from_begin_to_finish,
     follow_up_changes_and_refusals,
     claims_leases_attempts_and_retries,
+    handed_deliveries_are_leased_with_their_message,
     reminders_are_queued_once_and_dropped_when_called_back,
     imap_copy_state,
     change_mark_grows_with_every_history_entry,
@@ -134,7 +136,11 @@ fn targets(keys: &[&str]) -> Vec<NewDelivery> {
 /// Stores message `n` (started at `n` s) with deliveries to `keys`.
 fn stored(store: &dyn Store, n: u64, keys: &[&str]) -> MessageId {
     let id = id(n);
-    assert!(store.finish(&meta(&id, n as i64), &targets(keys), &recorded(n as i64), None, None, at(n as i64)).unwrap());
+    assert!(
+        store
+            .finish(&meta(&id, n as i64), &targets(keys), &recorded(n as i64), None, None, None, at(n as i64))
+            .unwrap()
+    );
     id
 }
 
@@ -154,8 +160,8 @@ fn a_call_from_begin_to_finish(backend: Backend) {
 
     let mut m = meta(&a, 1);
     m.duration_ms = 4200;
-    assert!(store.finish(&m, &targets(&["maildir", "smtp"]), &recorded(5), None, None, at(5)).unwrap());
-    assert!(!store.finish(&m, &targets(&["maildir"]), &recorded(6), None, None, at(6)).unwrap(), "stored once");
+    assert!(store.finish(&m, &targets(&["maildir", "smtp"]), &recorded(5), None, None, None, at(5)).unwrap());
+    assert!(!store.finish(&m, &targets(&["maildir"]), &recorded(6), None, None, None, at(6)).unwrap(), "stored once");
     assert!(store.recording().unwrap().is_empty());
     let got = store.get(&a).unwrap().unwrap();
     assert_eq!((got.lifecycle, got.meta.duration_ms, &got.followup), (Lifecycle::Stored, 4200, &FollowUp::New));
@@ -167,7 +173,7 @@ fn a_call_from_begin_to_finish(backend: Backend) {
     let c = id(3);
     let (state, entry) =
         FollowUp::New.apply(&Change::Assign { to: "anna@example.com".into() }, "directory", at(7)).unwrap();
-    assert!(store.finish(&meta(&c, 0), &[], &recorded(7), Some((&state, &entry)), None, at(7)).unwrap());
+    assert!(store.finish(&meta(&c, 0), &[], &recorded(7), Some((&state, &entry)), None, None, at(7)).unwrap());
     let got = store.get(&c).unwrap().unwrap();
     assert_eq!(got.followup, FollowUp::Assigned { to: "anna@example.com".into(), at: at(7) });
     assert_eq!(got.history.len(), 2);
@@ -232,7 +238,9 @@ fn claims_leases_attempts_and_retries(backend: Backend) {
     assert_eq!(claims.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&b]);
     assert!(store.claim("maildir", at(11), "node-b/1", lease, 10).unwrap().is_empty(), "leased");
     assert_eq!(store.next_due("maildir").unwrap(), Some(lease));
-    store.release(&b, "maildir", None).unwrap();
+    store.release(&b, "maildir", None, "node-b/1").unwrap();
+    assert!(store.claim("maildir", at(12), "node-b/1", lease, 10).unwrap().is_empty(), "not the owner's to give back");
+    store.release(&b, "maildir", None, "node-a/1").unwrap();
     let again = store.claim("maildir", at(12), "node-b/1", lease, 10).unwrap();
     assert_eq!(again.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&b]);
     assert!(again[0].resumed, "given back: the giver cannot be told from a crashed attempt");
@@ -282,6 +290,33 @@ fn claims_leases_attempts_and_retries(backend: Backend) {
     assert_eq!(all.len(), 3);
 }
 
+/// A hand-off leases the deliveries to its targets in the commit that stores the message: no
+/// other claimer gets them until the lease ends, and then as a resumed delivery (the one it
+/// was handed to may have stored it before dying). The other targets' are queued as usual.
+fn handed_deliveries_are_leased_with_their_message(backend: Backend) {
+    let Some(store) = open(backend) else { return };
+    let a = id(1);
+    let handed = ["maildir".to_owned()];
+    let hand_off = HandOff { owner: "node-a/1", until: at(600), targets: &handed };
+    let deliveries = targets(&["maildir", "smtp"]);
+    assert!(store.finish(&meta(&a, 1), &deliveries, &recorded(1), None, None, Some(hand_off), at(1)).unwrap());
+    assert!(store.claim("maildir", at(2), "node-b/1", at(900), 10).unwrap().is_empty(), "handed to node-a/1");
+    assert_eq!(store.next_due("maildir").unwrap(), Some(at(600)));
+    let smtp = store.claim("smtp", at(2), "node-b/1", at(900), 10).unwrap();
+    assert_eq!(smtp.iter().map(|c| (&c.meta.id, c.resumed)).collect::<Vec<_>>(), [(&a, false)]);
+    let after = store.claim("maildir", at(601), "node-b/1", at(900), 10).unwrap();
+    assert_eq!(after.iter().map(|c| (&c.meta.id, c.resumed)).collect::<Vec<_>>(), [(&a, true)]);
+    // The holder records its outcome without a claim: the lease goes with it.
+    let b = id(2);
+    assert!(store.finish(&meta(&b, 2), &deliveries, &recorded(2), None, None, Some(hand_off), at(2)).unwrap());
+    let delivered = Attempt::Delivered("stored".into());
+    let outcome = Outcome { id: b.clone(), reminder: None, attempt: delivered };
+    store.attempted_all("maildir", &[outcome], at(3)).unwrap();
+    let got = store.get(&b).unwrap().unwrap();
+    let ds: Vec<_> = got.deliveries.iter().map(|d| (d.target.as_str(), d.state)).collect();
+    assert_eq!(ds, [("maildir", DeliveryState::Delivered), ("smtp", DeliveryState::Pending)]);
+}
+
 fn reminders_are_queued_once_and_dropped_when_called_back(backend: Backend) {
     let Some(store) = open(backend) else { return };
     let id = stored(&*store, 1, &["smtp"]);
@@ -305,8 +340,8 @@ fn reminders_are_queued_once_and_dropped_when_called_back(backend: Backend) {
     assert_eq!(kinds, [None, Some(ReminderStep::Remind(1)), Some(ReminderStep::Escalate)]);
     assert_eq!(claims[1].extra_to, ["anna@example.com"]);
     store.attempted(&id, "smtp", Some(ReminderStep::Remind(1)), &Attempt::Delivered("250 ok".into()), at(31)).unwrap();
-    store.release(&id, "smtp", None).unwrap();
-    store.release(&id, "smtp", Some(ReminderStep::Escalate)).unwrap();
+    store.release(&id, "smtp", None, "me").unwrap();
+    store.release(&id, "smtp", Some(ReminderStep::Escalate), "me").unwrap();
 
     store.change(&id, &Change::CalledBack { note: None }, "anna", at(40)).unwrap();
     let m = store.get(&id).unwrap().unwrap();
@@ -327,7 +362,7 @@ fn imap_copy_state(backend: Backend) {
     assert!(store.imap_copies().unwrap().is_empty(), "not delivered yet");
     store.claim("imap", at(5), "n", at(50), 10).unwrap();
     store.attempted(&a, "imap", None, &Attempt::Delivered("OK".into()), at(6)).unwrap();
-    store.release(&b, "imap", None).unwrap();
+    store.release(&b, "imap", None, "n").unwrap();
     let copies = store.imap_copies().unwrap();
     assert_eq!(copies.len(), 1);
     assert_eq!((&copies[0].meta.id, &copies[0].state, copies[0].restores), (&a, &None, 0));
@@ -407,7 +442,7 @@ fn transcripts_and_kept_recordings(backend: Backend) {
     store.begin(&meta(&a, 1), at(1)).unwrap();
     assert!(!store.set_transcript(&a, "hello").unwrap(), "still recording");
     let wav = b"RIFF....WAVEfmt recording bytes".to_vec();
-    assert!(store.finish(&meta(&a, 1), &[], &recorded(2), None, Some(&wav), at(2)).unwrap());
+    assert!(store.finish(&meta(&a, 1), &[], &recorded(2), None, Some(&wav), None, at(2)).unwrap());
     assert!(store.set_transcript(&a, "hello").unwrap());
     assert_eq!(store.get(&a).unwrap().unwrap().meta.transcript.as_deref(), Some("hello"));
     let kept = store.audio(&a).unwrap();

@@ -208,6 +208,20 @@ pub struct NewDelivery {
     pub extra_to: Vec<String>,
 }
 
+/// Deliveries leased as they are queued ([`Store::finish`]): the process storing the message
+/// delivers them itself, without a claim of their own ([`Store::claim`], a synced commit).
+/// A process that dies before delivering them leaves them to others once `until` is past, as
+/// with a claim: the next claim looks for an earlier copy ([`Claim::resumed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HandOff<'a> {
+    /// The lease's owner, as [`Store::claim`]'s `owner`.
+    pub owner: &'a str,
+    /// When the lease ends.
+    pub until: Timestamp,
+    /// The targets whose deliveries are leased; the others are queued without a lease.
+    pub targets: &'a [String],
+}
+
 /// A reminder to queue ([`Store::queue_reminder`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReminder {
@@ -348,7 +362,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// when given, is the message's follow-up state from the start (auto-assignment) with its
     /// history entry. `audio` is the recording's bytes when the store keeps recordings
     /// ([`Store::keeps_audio`]), stored in the same transaction; a store that does not keep
-    /// them ignores it. Returns false (changing nothing) when the message was stored before.
+    /// them ignores it. With `hand_off`, the deliveries to its targets are queued leased to
+    /// its owner. Returns false (changing nothing) when the message was stored before.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         meta: &MessageMeta,
@@ -356,6 +372,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         recorded: &HistoryEntry,
         assigned: Option<(&FollowUp, &HistoryEntry)>,
         audio: Option<&[u8]>,
+        hand_off: Option<HandOff<'_>>,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
@@ -392,8 +409,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<Claim>, StoreError>;
 
-    /// Releases the lease on a claimed delivery that was not attempted.
-    fn release(&self, id: &MessageId, target: &str, reminder: Option<ReminderStep>) -> Result<(), StoreError>;
+    /// Releases `owner`'s lease on a claimed delivery that was not attempted; a lease that
+    /// ended and was taken by another claimer stays theirs.
+    fn release(
+        &self,
+        id: &MessageId,
+        target: &str,
+        reminder: Option<ReminderStep>,
+        owner: &str,
+    ) -> Result<(), StoreError>;
 
     /// Records how an attempt on a claimed delivery ended and releases the lease.
     fn attempted(

@@ -9,8 +9,8 @@ use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use super::{
-    Attempt, Claim, Delivery, DeliveryState, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery, NewReminder,
-    Outcome, Store, StoreError, StoredMessage, redact_url,
+    Attempt, Claim, Delivery, DeliveryState, HandOff, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery,
+    NewReminder, Outcome, Store, StoreError, StoredMessage, redact_url,
 };
 use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
@@ -555,12 +555,19 @@ fn get_in(tx: &mut Transaction<'_>, id: &MessageId) -> TxResult<Option<StoredMes
     Ok(Some(m))
 }
 
-fn insert_deliveries(tx: &mut Transaction<'_>, id: &str, deliveries: &[NewDelivery], now: Timestamp) -> TxResult<()> {
+fn insert_deliveries(
+    tx: &mut Transaction<'_>,
+    id: &str,
+    deliveries: &[NewDelivery],
+    hand_off: Option<HandOff<'_>>,
+    now: Timestamp,
+) -> TxResult<()> {
     for d in deliveries {
+        let lease = hand_off.filter(|h| h.targets.contains(&d.target));
         tx.execute(
-            "INSERT INTO deliveries (message_id, target, extra_to, state, attempts, next_ms)
-             VALUES ($1, $2, $3, 'pending', 0, $4) ON CONFLICT DO NOTHING",
-            &[&id, &d.target, &to_json(&d.extra_to)?, &ms(now)],
+            "INSERT INTO deliveries (message_id, target, extra_to, state, attempts, next_ms, lease_owner, lease_until_ms)
+             VALUES ($1, $2, $3, 'pending', 0, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[&id, &d.target, &to_json(&d.extra_to)?, &ms(now), &lease.map(|h| h.owner), &lease.map(|h| ms(h.until))],
         )
         .map_err(db("queueing deliveries"))?;
     }
@@ -686,6 +693,7 @@ impl Store for PostgresStore {
         recorded: &HistoryEntry,
         assigned: Option<(&FollowUp, &HistoryEntry)>,
         audio: Option<&[u8]>,
+        hand_off: Option<HandOff<'_>>,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let meta_json = to_json(meta)?;
@@ -732,7 +740,7 @@ impl Store for PostgresStore {
                     .map_err(&fail)?;
                 add_history(tx, id, entry)?;
             }
-            insert_deliveries(tx, id, deliveries, now)?;
+            insert_deliveries(tx, id, deliveries, hand_off, now)?;
             Ok(true)
         })
     }
@@ -896,14 +904,20 @@ impl Store for PostgresStore {
         })
     }
 
-    fn release(&self, id: &MessageId, target: &str, reminder: Option<ReminderStep>) -> Result<(), StoreError> {
+    fn release(
+        &self,
+        id: &MessageId,
+        target: &str,
+        reminder: Option<ReminderStep>,
+        owner: &str,
+    ) -> Result<(), StoreError> {
         let step = step_key(reminder);
         self.write("releasing a delivery", |tx| {
             tx.execute(
                 // An expired lease, not none: `Claim::resumed` of the next claim stays true.
                 "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = 0
-                 WHERE message_id = $1 AND target = $2 AND step = $3",
-                &[&id.as_str(), &target, &step],
+                 WHERE message_id = $1 AND target = $2 AND step = $3 AND lease_owner = $4",
+                &[&id.as_str(), &target, &step, &owner],
             )
             .map_err(db("releasing a delivery"))?;
             Ok(())

@@ -26,8 +26,8 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Attempt, Claim, Delivery, DeliveryState, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery, NewReminder,
-    Outcome, Store, StoreError, StoredMessage,
+    Attempt, Claim, Delivery, DeliveryState, HandOff, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery,
+    NewReminder, Outcome, Store, StoreError, StoredMessage,
 };
 use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
@@ -550,15 +550,31 @@ fn get_in(tx: &Connection, id: &MessageId) -> Result<Option<StoredMessage>, Stor
     Ok(Some(m))
 }
 
-fn insert_deliveries(tx: &Connection, id: &str, deliveries: &[NewDelivery], now: Timestamp) -> Result<(), StoreError> {
+fn insert_deliveries(
+    tx: &Connection,
+    id: &str,
+    deliveries: &[NewDelivery],
+    hand_off: Option<HandOff<'_>>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let mut stmt = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO deliveries (message_id, target, extra_to, state, attempts, next_ms)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4)",
+            "INSERT OR IGNORE INTO deliveries (message_id, target, extra_to, state, attempts, next_ms,
+                 lease_owner, lease_until_ms)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?6)",
         )
         .map_err(db_error("queueing deliveries"))?;
     for d in deliveries {
-        stmt.execute(params![id, d.target, to_json(&d.extra_to)?, ms(now)]).map_err(db_error("queueing deliveries"))?;
+        let lease = hand_off.filter(|h| h.targets.contains(&d.target));
+        stmt.execute(params![
+            id,
+            d.target,
+            to_json(&d.extra_to)?,
+            ms(now),
+            lease.map(|h| h.owner),
+            lease.map(|h| ms(h.until))
+        ])
+        .map_err(db_error("queueing deliveries"))?;
     }
     Ok(())
 }
@@ -626,6 +642,7 @@ impl Store for SqliteStore {
         recorded: &HistoryEntry,
         assigned: Option<(&FollowUp, &HistoryEntry)>,
         _audio: Option<&[u8]>,
+        hand_off: Option<HandOff<'_>>,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.write("storing a message", |tx| {
@@ -658,7 +675,7 @@ impl Store for SqliteStore {
                     .map_err(db_error("storing a message"))?;
                 add_history(tx, id, entry)?;
             }
-            insert_deliveries(tx, id, deliveries, now)?;
+            insert_deliveries(tx, id, deliveries, hand_off, now)?;
             Ok(true)
         })
     }
@@ -807,15 +824,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release(&self, id: &MessageId, target: &str, reminder: Option<ReminderStep>) -> Result<(), StoreError> {
+    fn release(
+        &self,
+        id: &MessageId,
+        target: &str,
+        reminder: Option<ReminderStep>,
+        owner: &str,
+    ) -> Result<(), StoreError> {
         self.write("releasing a delivery", |tx| {
             exec(
                 tx,
                 // An expired lease, not none: the next claim cannot tell whether this one's
                 // was an earlier attempt's retry (`Claim::resumed` stays true).
                 "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = 0
-                 WHERE message_id = ?1 AND target = ?2 AND step = ?3",
-                params![id.as_str(), target, step_key(reminder)],
+                 WHERE message_id = ?1 AND target = ?2 AND step = ?3 AND lease_owner = ?4",
+                params![id.as_str(), target, step_key(reminder), owner],
             )
             .map_err(db_error("releasing a delivery"))?;
             Ok(())
@@ -1234,8 +1257,8 @@ mod tests {
         store
             .attempted(&id, "smtp", Some(ReminderStep::Remind(1)), &Attempt::Delivered("250 ok".into()), at(31))
             .unwrap();
-        store.release(&id, "smtp", None).unwrap();
-        store.release(&id, "smtp", Some(ReminderStep::Escalate)).unwrap();
+        store.release(&id, "smtp", None, "me").unwrap();
+        store.release(&id, "smtp", Some(ReminderStep::Escalate), "me").unwrap();
         let ds = store.deliveries().unwrap();
         let states: Vec<_> = ds.iter().map(|d| (d.reminder, d.state)).collect();
         assert_eq!(
@@ -1319,8 +1342,8 @@ mod tests {
             HistoryEntry { at: at(0), by: "x".into(), event: Event::Recorded { end_reason: "hang-up".into() } };
         let (state, entry) =
             FollowUp::New.apply(&Change::Assign { to: "anna@example.com".into() }, "directory", at(0)).unwrap();
-        assert!(store.finish(&m, &[], &recorded, Some((&state, &entry)), None, at(0)).unwrap());
-        assert!(!store.finish(&m, &[], &recorded, Some((&state, &entry)), None, at(1)).unwrap(), "stored once");
+        assert!(store.finish(&m, &[], &recorded, Some((&state, &entry)), None, None, at(0)).unwrap());
+        assert!(!store.finish(&m, &[], &recorded, Some((&state, &entry)), None, None, at(1)).unwrap(), "stored once");
         let got = store.get(&m.id).unwrap().unwrap();
         assert_eq!(got.followup, FollowUp::Assigned { to: "anna@example.com".into(), at: at(0) });
         assert_eq!(got.history.len(), 2);
