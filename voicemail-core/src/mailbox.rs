@@ -26,8 +26,8 @@
 //! gets the deliveries of the messages this process stores handed to it: the commit that
 //! stores a message leases them to the process ([`HandOff`]), so the worker attempts them
 //! without a claim of its own, one synced commit fewer per message. A process that dies
-//! leaves them to any other once the lease ([`HANDOFF_LEASE`], 10 minutes) ends; the next
-//! attempt then looks for the copy the dead one may have stored, as after any lease.
+//! leaves them to any other once the lease (10 minutes) ends; the next attempt then looks for
+//! the copy the dead one may have stored, as after any lease.
 //!
 //! Time comes in as arguments (`now`), so the mailbox can be driven by a simulated clock; the
 //! background [`Runner`](crate::runner::Runner) reads the real one.
