@@ -1200,7 +1200,13 @@ impl Mailbox {
                 _ => o,
             })
             .collect();
-        Ok(self.store().attempted_all(target, &outcomes, now)?)
+        // A target that finds its earlier copies needs no sync here: losing this commit in a
+        // power loss leaves the deliveries leased, and the attempt after the lease finds them.
+        if t.finds_earlier_copies() {
+            Ok(self.store().attempted_all_unsynced(target, &outcomes, now)?)
+        } else {
+            Ok(self.store().attempted_all(target, &outcomes, now)?)
+        }
     }
 
     /// The retry policy of failed deliveries.

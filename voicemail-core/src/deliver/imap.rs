@@ -1082,6 +1082,11 @@ impl Target for ImapTarget {
         session.logout();
         Ok(Ack { detail: format!("APPEND to {}: {status}", self.folder), already_present: false })
     }
+
+    /// Every attempt searches the folder for the message's `Message-ID` first.
+    fn finds_earlier_copies(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

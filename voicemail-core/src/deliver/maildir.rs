@@ -159,4 +159,9 @@ impl Target for MaildirTarget {
     fn concurrency(&self) -> usize {
         CONCURRENCY
     }
+
+    /// A retry looks for the message's own file name in `new/` and `cur/`.
+    fn finds_earlier_copies(&self) -> bool {
+        true
+    }
 }

@@ -501,6 +501,15 @@ pub trait Target {
     fn concurrency(&self) -> usize {
         1
     }
+
+    /// Whether an attempt that may follow an earlier one ([`OutgoingEmail::may_be_stored`])
+    /// finds the copy that one stored instead of storing a second. The mailbox then records
+    /// the target's outcomes without syncing their commit
+    /// ([`Store::attempted_all_unsynced`](crate::store::Store::attempted_all_unsynced)). The
+    /// default is `false`: an SMTP server cannot be asked.
+    fn finds_earlier_copies(&self) -> bool {
+        false
+    }
 }
 
 /// Whether an I/O error is a socket timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO` expired, which Linux

@@ -435,6 +435,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         outcomes.iter().try_for_each(|o| self.attempted(&o.id, target, o.reminder, &o.attempt, now))
     }
 
+    /// [`Store::attempted_all`] for a target that recognises the copies it already holds
+    /// ([`Target::finds_earlier_copies`](crate::deliver::Target::finds_earlier_copies)): the
+    /// commit need not be synced (it is made durable by the next synced one). A power loss
+    /// that loses it leaves the deliveries leased as they were; the attempt after the lease
+    /// finds the copies instead of storing them again. The default syncs it.
+    fn attempted_all_unsynced(&self, target: &str, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
+        self.attempted_all(target, outcomes, now)
+    }
+
     /// Queues rejected (and failing) deliveries of `id` again, due at `now`, all targets or one,
     /// except one that is leased (being attempted); `by` is recorded in the history.
     fn retry(&self, id: &MessageId, target: Option<&str>, by: &str, now: Timestamp) -> Result<usize, StoreError>;

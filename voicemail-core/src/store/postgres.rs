@@ -944,6 +944,18 @@ impl Store for PostgresStore {
         })
     }
 
+    /// The server acknowledges the commit before its WAL record is flushed
+    /// (`synchronous_commit = off` for this transaction only).
+    fn attempted_all_unsynced(&self, target: &str, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.write("recording delivery attempts", |tx| {
+            tx.batch_execute("SET LOCAL synchronous_commit TO OFF").map_err(db("recording delivery attempts"))?;
+            outcomes.iter().try_for_each(|o| record_attempt(tx, &o.id, target, o.reminder, &o.attempt, now))
+        })
+    }
+
     fn retry(&self, id: &MessageId, target: Option<&str>, by: &str, now: Timestamp) -> Result<usize, StoreError> {
         self.write("queueing a delivery again", |tx| {
             let fail = db("queueing a delivery again");

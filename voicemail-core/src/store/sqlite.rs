@@ -3,7 +3,7 @@
 //! One connection per process, behind a mutex. The database is in WAL mode, so readers never
 //! wait for writers; writes happen in `BEGIN IMMEDIATE` transactions (writers of other
 //! processes queue on the database lock, up to [`BUSY_TIMEOUT`]), and every commit is synced
-//! (`synchronous = FULL`).
+//! (`synchronous = FULL`) but those of changes that need not be (below).
 //!
 //! Group commit: the threads of one process that write at the same moment (a burst of calls
 //! starting or ending) share one transaction and so one synced commit. Each change runs in a
@@ -11,6 +11,11 @@
 //! the commit that holds it is synced (or with the commit's error). A thread that finishes
 //! its change while others wait for the connection leaves the transaction open for them; the
 //! last one, or the [`MAX_BATCH`]th, commits for all.
+//!
+//! A change that need not be synced ([`Store::attempted_all_unsynced`]) starts or joins a
+//! batch committed with `synchronous = NORMAL`: in WAL mode that commit is not synced, and the
+//! next synced commit (of any connection: the log is one file, synced whole) makes it durable.
+//! A change that must be synced never joins such a batch: it commits it and starts its own.
 //!
 //! The schema is versioned with `PRAGMA user_version`; migrations run at open, inside a write
 //! transaction, so processes opening one spool at once apply them exactly once.
@@ -147,6 +152,10 @@ struct State {
     done: u64,
     /// The batches whose commit failed, with the error (the last few).
     failed: VecDeque<(u64, StoreError)>,
+    /// The open batch is committed without a sync (`synchronous = NORMAL` until its commit).
+    unsynced: bool,
+    /// Batches committed with a sync.
+    synced: u64,
 }
 
 impl State {
@@ -237,7 +246,16 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db_error("opening the database"))?;
         // Checkpoint at about 1 MB of WAL, so a small disk is not filled by the log.
         conn.pragma_update(None, "wal_autocheckpoint", 256).map_err(db_error("opening the database"))?;
-        let state = State { conn, open: false, changes: 0, batch: 0, done: 0, failed: VecDeque::new() };
+        let state = State {
+            conn,
+            open: false,
+            changes: 0,
+            batch: 0,
+            done: 0,
+            failed: VecDeque::new(),
+            unsynced: false,
+            synced: 0,
+        };
         let mut store = Self { state: Mutex::new(state), committed: Condvar::new(), queued: AtomicUsize::new(0) };
         store.migrate()?;
         Ok(store)
@@ -292,6 +310,14 @@ impl SqliteStore {
         if result.is_err() && !state.conn.is_autocommit() {
             let _ = state.conn.execute_batch("ROLLBACK");
         }
+        if state.unsynced {
+            state.unsynced = false;
+            if let Err(e) = exec(&state.conn, "PRAGMA synchronous = FULL", []) {
+                tracing::error!(error = %e, "cannot set the store's commits to be synced again");
+            }
+        } else if result.is_ok() {
+            state.synced += 1;
+        }
         state.open = false;
         state.changes = 0;
         state.done = state.batch;
@@ -307,20 +333,42 @@ impl SqliteStore {
     }
 
     /// Runs `f` as one change (in a savepoint: undone alone when it fails) of the open write
-    /// batch, and returns once the batch is committed.
+    /// batch, and returns once the batch is committed and synced.
     fn write<T>(
         &self,
         action: &'static str,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.write_as(action, true, f)
+    }
+
+    /// [`SqliteStore::write`]; with `synced` false, the change may be committed without a sync
+    /// (see the module docs).
+    fn write_as<T>(
+        &self,
+        action: &'static str,
+        synced: bool,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut state = self.take();
-        if state.open && state.conn.is_autocommit() {
+        if state.open && (state.conn.is_autocommit() || (synced && state.unsynced)) {
             // A failed change made SQLite roll the whole batch back (a full disk, an I/O
-            // error): the commit fails, and so do its writers.
+            // error): the commit fails, and so do its writers. Or this change must be synced
+            // and the open batch will not be: it goes first, unsynced.
             let _ = self.commit(&mut state);
         }
         if !state.open {
-            exec(&state.conn, "BEGIN IMMEDIATE", []).map_err(db_error(action))?;
+            if !synced {
+                exec(&state.conn, "PRAGMA synchronous = NORMAL", []).map_err(db_error(action))?;
+                state.unsynced = true;
+            }
+            if let Err(e) = exec(&state.conn, "BEGIN IMMEDIATE", []) {
+                if state.unsynced {
+                    state.unsynced = false;
+                    let _ = exec(&state.conn, "PRAGMA synchronous = FULL", []);
+                }
+                return Err(db_error(action)(e));
+            }
             state.open = true;
             state.batch += 1;
         }
@@ -346,6 +394,21 @@ impl SqliteStore {
             Some(e) => Err(e),
             None => out,
         }
+    }
+
+    fn record_attempts(
+        &self,
+        target: &str,
+        outcomes: &[Outcome],
+        synced: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.write_as("recording delivery attempts", synced, |tx| {
+            outcomes.iter().try_for_each(|o| record_attempt(tx, &o.id, target, o.reminder, &o.attempt, now))
+        })
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot).
@@ -857,12 +920,11 @@ impl Store for SqliteStore {
     }
 
     fn attempted_all(&self, target: &str, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
-            return Ok(());
-        }
-        self.write("recording delivery attempts", |tx| {
-            outcomes.iter().try_for_each(|o| record_attempt(tx, &o.id, target, o.reminder, &o.attempt, now))
-        })
+        self.record_attempts(target, outcomes, true, now)
+    }
+
+    fn attempted_all_unsynced(&self, target: &str, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
+        self.record_attempts(target, outcomes, false, now)
     }
 
     fn retry(&self, id: &MessageId, target: Option<&str>, by: &str, now: Timestamp) -> Result<usize, StoreError> {
@@ -1297,6 +1359,42 @@ mod tests {
         let state = store.lock();
         let claim = state.conn.prepare_cached(CLAIM_SQL).unwrap();
         assert_eq!(claim.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
+    /// Outcomes of a target that finds its earlier copies are committed without a sync, and
+    /// seen at once by other connections; the connection syncs its other commits as before.
+    #[test]
+    fn unsynced_outcomes_skip_the_sync_of_their_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = SqliteStore::open(&path).unwrap();
+        let synced = |store: &SqliteStore| store.lock().synced;
+        let m = meta("msg-1");
+        let recorded =
+            HistoryEntry { at: at(0), by: "t".into(), event: Event::Recorded { end_reason: "hang-up".into() } };
+        let maildir = [NewDelivery { target: "maildir".into(), extra_to: Vec::new() }];
+        let before = synced(&store);
+        assert!(store.finish(&m, &maildir, &recorded, None, None, None, at(0)).unwrap());
+        assert_eq!(store.claim("maildir", at(1), "me", at(900), 10).unwrap().len(), 1);
+        assert_eq!(synced(&store), before + 2, "storing and claiming are synced");
+
+        let delivered = Outcome { id: m.id.clone(), reminder: None, attempt: Attempt::Delivered("ok".into()) };
+        store.attempted_all_unsynced("maildir", &[delivered], at(2)).unwrap();
+        assert_eq!(synced(&store), before + 2, "no sync for the outcome");
+        let sync_mode: i64 = store.lock().conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync_mode, 2, "FULL again after the unsynced commit");
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.deliveries().unwrap()[0].state, DeliveryState::Delivered);
+
+        let m2 = meta("msg-2");
+        assert!(store.finish(&m2, &maildir, &recorded, None, None, None, at(3)).unwrap());
+        let failed = Outcome {
+            id: m2.id.clone(),
+            reminder: None,
+            attempt: Attempt::Failed { error: "x".into(), retry_at: at(60) },
+        };
+        store.attempted_all("maildir", &[failed], at(4)).unwrap();
+        assert_eq!(synced(&store), before + 4);
     }
 
     /// Auto-assignment is part of storing the message: its state and history come with it.
