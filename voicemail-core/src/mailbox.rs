@@ -1545,6 +1545,10 @@ mod tests {
         assert_eq!(claims.iter().map(|c| &c.meta.id).collect::<Vec<_>>(), [&unhanded.id], "the handed one is leased");
         let report = mailbox.deliver_due("maildir", t0() + SignedDuration::from_secs(1)).unwrap();
         assert_eq!(report.delivered, [(handed.id.clone(), "maildir".to_owned())], "{report:?}");
+        let new = dir.path().join("shared/.Voicemail/new");
+        let files: Vec<_> = std::fs::read_dir(&new).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let name = format!("voicemail.{}.", handed.id);
+        assert!(matches!(&files[..], [f] if f.to_string_lossy().starts_with(&name)), "{files:?}");
         assert!(mailbox.inner.hand_offs.lock().unwrap().queued["maildir"].is_empty());
         drop(worker);
         assert!(!mailbox.inner.hand_offs.lock().unwrap().workers.contains_key("maildir"));
