@@ -28,8 +28,29 @@ use rsipstack::sip::{Header, Method, Request, Scheme, SipMessage, Uri};
 use crate::config::AddrRule;
 use crate::sdp::{self, LocalMedia, Negotiated, SdpError};
 
-/// The methods the endpoint accepts (the `Allow` header).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+/// The methods the endpoint accepts, SUBSCRIBE last: see [`allowed_methods`].
+const METHODS: [Method; 8] = [
+    Method::Invite,
+    Method::Ack,
+    Method::Bye,
+    Method::Cancel,
+    Method::Options,
+    Method::Info,
+    Method::Update,
+    Method::Subscribe,
+];
+
+/// The methods the endpoint accepts: what [`allow`] lists and what the SIP stack's 501 answers
+/// list. SUBSCRIBE is among them only when the endpoint takes message-waiting subscriptions
+/// (`subscriptions`, with `[sip.mwi]`); without them a SUBSCRIBE gets 405.
+pub fn allowed_methods(subscriptions: bool) -> &'static [Method] {
+    if subscriptions { &METHODS } else { &METHODS[..METHODS.len() - 1] }
+}
+
+/// The `Allow` header's value (RFC 3261 §20.5): [`allowed_methods`], comma-separated.
+pub fn allow(subscriptions: bool) -> String {
+    allowed_methods(subscriptions).iter().map(Method::to_string).collect::<Vec<_>>().join(", ")
+}
 
 /// The bodies the endpoint understands (the `Accept` header).
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
@@ -51,6 +72,11 @@ pub struct Policy<'a> {
     pub max_calls: usize,
     /// The `[sip] srtp` policy: which offers are acceptable (plain RTP, SRTP with SDES keys).
     pub srtp: crate::srtp::SrtpMode,
+    /// Whether the endpoint takes SUBSCRIBEs for message-summary (`[sip.mwi]`): the `Allow`
+    /// of its answers then lists SUBSCRIBE, with `Allow-Events` ([`ReplyExtra::AllowAccept`]).
+    /// The endpoint hands such SUBSCRIBEs outside a dialog to MWI before classifying;
+    /// [`classify_request`] still answers them 405.
+    pub subscriptions: bool,
 }
 
 impl Policy<'_> {
@@ -62,7 +88,13 @@ impl Policy<'_> {
             active_calls: 0,
             max_calls: usize::MAX,
             srtp: crate::srtp::SrtpMode::Optional,
+            subscriptions: false,
         }
+    }
+
+    /// The headers that say what the endpoint accepts (OPTIONS, 405, 415, 406).
+    fn allow_accept(&self) -> ReplyExtra {
+        ReplyExtra::AllowAccept { subscriptions: self.subscriptions }
     }
 }
 
@@ -71,8 +103,13 @@ impl Policy<'_> {
 pub enum ReplyExtra {
     /// Nothing else.
     None,
-    /// `Allow` and `Accept` (OPTIONS, 405, 415).
-    AllowAccept,
+    /// `Allow` ([`allow`]) and `Accept` (OPTIONS, 405, 415, 406); with `subscriptions`
+    /// (`[sip.mwi]`), `Allow` lists SUBSCRIBE and `Allow-Events` names `message-summary`
+    /// (RFC 6665 §8.2.2).
+    AllowAccept {
+        /// Whether the endpoint takes message-waiting subscriptions ([`Policy::subscriptions`]).
+        subscriptions: bool,
+    },
     /// `Unsupported` with the extensions the request required (420).
     Unsupported(String),
     /// `Retry-After` in seconds (503).
@@ -185,13 +222,13 @@ pub fn classify_request(req: &Request, source: IpAddr, dialog_known: bool, polic
     }
     match req.method {
         Method::Invite => classify_invite(req, source, policy),
-        Method::Options => Decision::Reply(Reply::new(200, "options").with(ReplyExtra::AllowAccept)),
+        Method::Options => Decision::Reply(Reply::new(200, "options").with(policy.allow_accept())),
         Method::Ack => Decision::Ignore,
         Method::Bye | Method::Cancel | Method::Info | Method::Update | Method::PRack => {
             Decision::Reply(Reply::new(481, "no such dialog or transaction"))
         }
         Method::Register | Method::Subscribe | Method::Notify | Method::Publish | Method::Message | Method::Refer => {
-            Decision::Reply(Reply::new(405, format!("{} not allowed", req.method)).with(ReplyExtra::AllowAccept))
+            Decision::Reply(Reply::new(405, format!("{} not allowed", req.method)).with(policy.allow_accept()))
         }
     }
 }
@@ -228,7 +265,7 @@ fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decisi
         && !req.body.is_empty()
         && ct != "application/sdp"
     {
-        return Decision::Reply(Reply::new(415, format!("body type {ct:?} is not SDP")).with(ReplyExtra::AllowAccept));
+        return Decision::Reply(Reply::new(415, format!("body type {ct:?} is not SDP")).with(policy.allow_accept()));
     }
     if let Some(accept) = header_value(req, "Accept")
         && !accept.split(',').any(|a| {
@@ -236,7 +273,7 @@ fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decisi
             a == "application/sdp" || a == "application/*" || a == "*/*"
         })
     {
-        return Decision::Reply(Reply::new(406, "the caller does not accept SDP").with(ReplyExtra::AllowAccept));
+        return Decision::Reply(Reply::new(406, "the caller does not accept SDP").with(policy.allow_accept()));
     }
     if policy.active_calls >= policy.max_calls {
         return Decision::Reply(Reply::new(486, "call limit reached"));
@@ -583,8 +620,20 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-eve
     #[test]
     fn options_get_200_with_allow() {
         let msg = invite("").replace("INVITE sip", "OPTIONS sip").replace("1 INVITE", "1 OPTIONS");
-        let d = classify_bytes(msg.as_bytes(), localhost(), &Policy::permissive());
-        assert_eq!(d, Decision::Reply(Reply::new(200, "options").with(ReplyExtra::AllowAccept)));
+        for subscriptions in [false, true] {
+            let policy = Policy { subscriptions, ..Policy::permissive() };
+            let d = classify_bytes(msg.as_bytes(), localhost(), &policy);
+            let extra = ReplyExtra::AllowAccept { subscriptions };
+            assert_eq!(d, Decision::Reply(Reply::new(200, "options").with(extra)), "{subscriptions}");
+        }
+    }
+
+    #[test]
+    fn allow_lists_subscribe_only_with_subscriptions() {
+        assert_eq!(allow(false), "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE");
+        assert_eq!(allow(true), "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, SUBSCRIBE");
+        assert!(!allowed_methods(false).contains(&Method::Subscribe));
+        assert!(allowed_methods(true).contains(&Method::Subscribe));
     }
 
     #[test]

@@ -57,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 use voicemail_core::runner::Runner;
 use voicemail_core::{CallLease, CallSetup, CodecChange, Mailbox, Mailboxes, MessageMeta, StartedCall};
 
-use crate::classify::{self, ACCEPT, ALLOW, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
+use crate::classify::{self, ACCEPT, Decision, InfoDtmf, NewCall, Policy, Reply, ReplyExtra};
 use crate::config::SipConfig;
 use crate::error::{Error, Result};
 use crate::hooks::{CallDecision, CallHooks, CallNotifier, HookSettings, Hooks, IncomingCall};
@@ -303,18 +303,8 @@ impl Endpoint {
         let transports = TransportLayer::new(stack_token.clone());
         let local_addr = bind_transports(&sip, &transports, &stack_token).await?;
         let tls_addr = bind_tls(&sip, &transports).await?;
-        let mut allows = vec![
-            Method::Invite,
-            Method::Ack,
-            Method::Bye,
-            Method::Cancel,
-            Method::Options,
-            Method::Info,
-            Method::Update,
-        ];
-        if sip.mwi.is_some() {
-            allows.push(Method::Subscribe);
-        }
+        // The `Allow` of the stack's 501 answers: the same methods as ours.
+        let allows = classify::allowed_methods(sip.mwi.is_some()).to_vec();
         let stack = rsipstack::EndpointBuilder::new()
             .with_user_agent(concat!("voicemail/", env!("CARGO_PKG_VERSION")))
             .with_cancel_token(stack_token.clone())
@@ -703,8 +693,9 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
             Method::Subscribe => mwi::on_resubscribe(shared, tx, &d.id().to_string()),
             Method::Ack => {}
             _ => {
-                // A subscription dialog takes re-SUBSCRIBEs only.
-                let reply = Reply { status: 405, extra: ReplyExtra::AllowAccept, why: "not in a subscription".into() };
+                // A subscription dialog takes re-SUBSCRIBEs only (and exists only with MWI on).
+                let extra = ReplyExtra::AllowAccept { subscriptions: true };
+                let reply = Reply { status: 405, extra, why: "not in a subscription".into() };
                 tokio::spawn(send_reply(tx, reply));
             }
         }
@@ -717,6 +708,7 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
         active_calls: shared.active.load(Ordering::SeqCst),
         max_calls: shared.sip.max_calls,
         srtp: shared.sip.srtp,
+        subscriptions: shared.mwi.is_some(),
     };
     let decision = classify::classify_request(&tx.original, source, dialog.is_some(), &policy);
     match decision {
@@ -787,8 +779,15 @@ fn mailbox_for(shared: &Shared, req: &Request, source: IpAddr) -> Option<(Mailbo
 fn extra_headers(extra: &ReplyExtra) -> Vec<Header> {
     match extra {
         ReplyExtra::None => Vec::new(),
-        ReplyExtra::AllowAccept => {
-            vec![Header::Allow(rsipstack::sip::Allow::new(ALLOW)), Header::Accept(rsipstack::sip::Accept::new(ACCEPT))]
+        ReplyExtra::AllowAccept { subscriptions } => {
+            let mut headers = vec![
+                Header::Allow(rsipstack::sip::Allow::new(classify::allow(*subscriptions))),
+                Header::Accept(rsipstack::sip::Accept::new(ACCEPT)),
+            ];
+            if *subscriptions {
+                headers.push(Header::Other("Allow-Events".into(), crate::mwi::EVENT_PACKAGE.into()));
+            }
+            headers
         }
         ReplyExtra::Unsupported(list) => vec![Header::Unsupported(rsipstack::sip::Unsupported::new(list.clone()))],
         ReplyExtra::RetryAfter(s) => vec![Header::RetryAfter(rsipstack::sip::RetryAfter::new(s.to_string()))],
@@ -1062,13 +1061,16 @@ impl LiveCall {
             id,
             _slot,
         } = self;
+        // What the answers that list our methods carry (in-dialog OPTIONS, 405, 415).
+        let allow_accept = ReplyExtra::AllowAccept { subscriptions: shared.mwi.is_some() };
         // 6. The call, until its media ends.
         let outcome = loop {
             tokio::select! {
                 r = &mut media => break r,
                 st = states.recv() => match st {
                     Some(state) => {
-                        Box::pin(on_dialog_state(state, &mut local, &mut offer_state, &commands, &mut call_state)).await;
+                        Box::pin(on_dialog_state(state, &allow_accept, &mut local, &mut offer_state, &commands, &mut call_state))
+                            .await;
                     }
                     None => {
                         if !call_state.remote_ended {
@@ -1277,8 +1279,11 @@ fn srtp_offer(shared: &Shared) -> Option<SrtpOffer> {
     Some(SrtpOffer { mode, local_key })
 }
 
+/// A state change of a call's dialog; `allow_accept` is what answers that list the endpoint's
+/// methods carry (OPTIONS, 405, 415).
 async fn on_dialog_state(
     state: DialogState,
+    allow_accept: &ReplyExtra,
     local: &mut LocalMedia,
     offers: &mut OfferState,
     commands: &media::Commands,
@@ -1303,22 +1308,18 @@ async fn on_dialog_state(
                 InfoDtmf::UnsupportedType => StatusCode::UnsupportedMediaType,
                 InfoDtmf::Invalid => StatusCode::BadRequest,
             };
-            let headers = if status == StatusCode::UnsupportedMediaType {
-                Some(extra_headers(&ReplyExtra::AllowAccept))
-            } else {
-                None
-            };
+            let headers =
+                if status == StatusCode::UnsupportedMediaType { Some(extra_headers(allow_accept)) } else { None };
             let _ = handle.respond(status, headers, None).await;
         }
         DialogState::Options(_, _, handle) => {
-            let _ = handle.respond(StatusCode::OK, Some(extra_headers(&ReplyExtra::AllowAccept)), None).await;
+            let _ = handle.respond(StatusCode::OK, Some(extra_headers(allow_accept)), None).await;
         }
         DialogState::Refer(_, _, handle)
         | DialogState::Message(_, _, handle)
         | DialogState::Notify(_, _, handle)
         | DialogState::Publish(_, _, handle) => {
-            let _ =
-                handle.respond(StatusCode::MethodNotAllowed, Some(extra_headers(&ReplyExtra::AllowAccept)), None).await;
+            let _ = handle.respond(StatusCode::MethodNotAllowed, Some(extra_headers(allow_accept)), None).await;
         }
         DialogState::Calling(_)
         | DialogState::Trying(_)

@@ -1,5 +1,6 @@
 //! The endpoint's answers to single requests, sent by hand over UDP: OPTIONS gets 200 with
-//! `Allow` and `Accept`; REGISTER gets 405 with `Allow`; an unknown method 501 with `Allow`;
+//! `Allow` and `Accept` (SUBSCRIBE and `Allow-Events: message-summary` only with `[sip.mwi]`);
+//! REGISTER and, without `[sip.mwi]`, SUBSCRIBE get 405 with `Allow`; an unknown method 501 with `Allow`;
 //! BYE and INFO outside a dialog get 481; an INVITE without a common codec gets 488, one with
 //! a non-SDP body 415, one requiring an extension 420; an INVITE from outside
 //! `sip.allow_from` gets 403; beyond `sip.max_calls` 486; after a shutdown request 503 (and
@@ -112,11 +113,17 @@ fn out_of_dialog_requests() {
     for m in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"] {
         assert!(allow.contains(m), "Allow: {allow}");
     }
+    // Without `[sip.mwi]` the endpoint takes no subscriptions, and says so.
+    assert!(!allow.contains("SUBSCRIBE"), "Allow: {allow}");
+    assert_eq!(header(ok, "Allow-Events"), None, "{ok}");
     assert!(header(ok, "Accept").is_some_and(|a| a.contains("application/sdp")), "{ok}");
 
     let r = peer.request("REGISTER", "reg-1", "Expires: 60\r\n", "");
     assert_eq!(final_status(&r), 405, "{r:?}");
     assert!(header(r.last().unwrap(), "Allow").is_some());
+    let r = peer.request("SUBSCRIBE", "sub-1", "Event: message-summary\r\nExpires: 60\r\n", "");
+    assert_eq!(final_status(&r), 405, "{r:?}");
+    assert!(header(r.last().unwrap(), "Allow").is_some_and(|a| !a.contains("SUBSCRIBE")), "{r:?}");
 
     // An unknown method does not parse: the stack answers 501 with what the endpoint allows.
     let r = peer.request("FOO", "foo-1", "", "");
@@ -154,6 +161,33 @@ fn out_of_dialog_requests() {
     assert_eq!(final_status(&peer.request("OPTIONS", "opt-2", "", "")), 200, "the endpoint still answers");
     assert!(junk.responses().is_empty(), "no answer to the rest of the junk");
     assert_eq!(ep.handle.active_calls(), 0);
+}
+
+#[test]
+fn options_with_mwi_lists_subscribe() {
+    // With `[sip.mwi]` the endpoint takes SUBSCRIBEs for message-summary: a phone that asks
+    // OPTIONS before subscribing (RFC 3261 §11) must find SUBSCRIBE in `Allow` and the event
+    // package in `Allow-Events` (RFC 6665 §8.2.2).
+    let sip = "[sip.mwi]\n[[sip.mwi.managers]]\nemail = \"anna@example.com\"\nusers = [\"201\"]\n";
+    let ep = TestEndpoint::start("options-mwi", sip, "");
+    let mut peer = Peer::new(ep.addr);
+
+    let r = peer.request("OPTIONS", "opt-mwi", "Accept: application/sdp\r\n", "");
+    assert_eq!(final_status(&r), 200, "{r:?}");
+    let ok = r.last().unwrap();
+    let allow = header(ok, "Allow").expect("Allow in the 200 to OPTIONS");
+    for m in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "SUBSCRIBE"] {
+        assert!(allow.contains(m), "Allow: {allow}");
+    }
+    assert_eq!(header(ok, "Allow-Events"), Some("message-summary"), "{ok}");
+
+    // Every answer that lists the methods lists the same ones: a 405 and the stack's 501.
+    let r = peer.request("REGISTER", "reg-mwi", "Expires: 60\r\n", "");
+    assert_eq!(final_status(&r), 405, "{r:?}");
+    assert!(header(r.last().unwrap(), "Allow").is_some_and(|a| a.contains("SUBSCRIBE")), "{r:?}");
+    let r = peer.request("FOO", "foo-mwi", "", "");
+    assert_eq!(final_status(&r), 501, "{r:?}");
+    assert!(header(r.last().unwrap(), "Allow").is_some_and(|a| a.contains("SUBSCRIBE")), "{r:?}");
 }
 
 #[test]
