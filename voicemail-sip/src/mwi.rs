@@ -278,6 +278,22 @@ pub struct Subscription {
     pub manager: String,
     /// When it ends unless refreshed.
     pub expires_at: Instant,
+    /// The dialog's remote sequence number (RFC 3261 §12.2.2): the CSeq of the initial
+    /// SUBSCRIBE, then of each in-order re-SUBSCRIBE.
+    pub remote_seq: u32,
+}
+
+/// Where a re-SUBSCRIBE's CSeq stands against its dialog's remote sequence number
+/// (RFC 3261 §12.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequence {
+    /// Above it: in order; it is now the remote sequence number.
+    InOrder,
+    /// Not above it (the remote sequence number is given): out of order, to be answered 500
+    /// and otherwise ignored.
+    OutOfOrder(u32),
+    /// No such subscription.
+    Unknown,
 }
 
 /// The live subscriptions by dialog id, bounded in number per source and in total; time is
@@ -310,19 +326,37 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// Adds subscription `id` for `expires` from `now`, if it fits.
+    /// Adds subscription `id` for `expires` from `now`, if it fits; `remote_seq` is the CSeq
+    /// of its initial SUBSCRIBE.
     pub fn insert(
         &mut self,
         id: String,
         source: IpAddr,
         manager: String,
+        remote_seq: u32,
         expires: u32,
         now: Instant,
     ) -> Result<(), Refusal> {
         self.admit(source)?;
         let expires_at = now + Duration::from_secs(u64::from(expires));
-        self.by_id.insert(id, Subscription { source, manager, expires_at });
+        self.by_id.insert(id, Subscription { source, manager, expires_at, remote_seq });
         Ok(())
+    }
+
+    /// Checks the CSeq of a re-SUBSCRIBE in subscription `id` against the remote sequence
+    /// number and, when it is above, makes it the remote sequence number (RFC 3261 §12.2.2).
+    ///
+    /// An equal CSeq is out of order too: a retransmission of the request that set it (same
+    /// branch) is absorbed by its server transaction and never gets here, so an equal CSeq
+    /// arriving here is a new request that reuses the number, which §12.2.2 does not make in
+    /// order ("greater than"); pjsip answers it 500 as well.
+    pub fn advance_remote_seq(&mut self, id: &str, cseq: u32) -> Sequence {
+        let Some(s) = self.by_id.get_mut(id) else { return Sequence::Unknown };
+        if cseq <= s.remote_seq {
+            return Sequence::OutOfOrder(s.remote_seq);
+        }
+        s.remote_seq = cseq;
+        Sequence::InOrder
     }
 
     /// Refreshes subscription `id` for `expires` from `now`; its new end, `None` if unknown.
@@ -400,10 +434,10 @@ mod tests {
         let t0 = Instant::now();
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
-        subs.insert("1".into(), a, "anna@example.com".into(), 60, t0).unwrap();
-        subs.insert("2".into(), a, "anna@example.com".into(), 120, t0).unwrap();
-        assert_eq!(subs.insert("3".into(), a, "x".into(), 60, t0), Err(Refusal::PerSource));
-        subs.insert("3".into(), b, "x".into(), 60, t0).unwrap();
+        subs.insert("1".into(), a, "anna@example.com".into(), 1, 60, t0).unwrap();
+        subs.insert("2".into(), a, "anna@example.com".into(), 1, 120, t0).unwrap();
+        assert_eq!(subs.insert("3".into(), a, "x".into(), 1, 60, t0), Err(Refusal::PerSource));
+        subs.insert("3".into(), b, "x".into(), 1, 60, t0).unwrap();
         assert_eq!(subs.admit("127.0.0.3".parse().unwrap()), Err(Refusal::Total));
         assert_eq!(subs.remaining("1", t0), Some(60));
         assert!(subs.expired(t0 + Duration::from_secs(59)).is_empty());
@@ -418,8 +452,24 @@ mod tests {
         assert_eq!(subs.refresh("9", 60, t0), None);
         // Removing one frees its place.
         assert!(subs.remove("1").is_some());
-        subs.insert("4".into(), a, "anna@example.com".into(), 60, t0).unwrap();
+        subs.insert("4".into(), a, "anna@example.com".into(), 1, 60, t0).unwrap();
         assert_eq!(subs.len(), 3);
+    }
+
+    #[test]
+    fn remote_seq_only_grows() {
+        let mut subs = Subscriptions::new(&config());
+        let t0 = Instant::now();
+        subs.insert("1".into(), "127.0.0.1".parse().unwrap(), "x".into(), 5, 60, t0).unwrap();
+        // Lower or equal (RFC 3261 §12.2.2): out of order, the number stays.
+        assert_eq!(subs.advance_remote_seq("1", 4), Sequence::OutOfOrder(5));
+        assert_eq!(subs.advance_remote_seq("1", 5), Sequence::OutOfOrder(5));
+        // Higher, by more than one: in order, and the new number.
+        assert_eq!(subs.advance_remote_seq("1", 9), Sequence::InOrder);
+        assert_eq!(subs.advance_remote_seq("1", 6), Sequence::OutOfOrder(9));
+        assert_eq!(subs.advance_remote_seq("1", u32::MAX), Sequence::InOrder);
+        assert_eq!(subs.advance_remote_seq("1", u32::MAX), Sequence::OutOfOrder(u32::MAX));
+        assert_eq!(subs.advance_remote_seq("2", 1), Sequence::Unknown);
     }
 
     fn stored(followup: FollowUp, assigned_to: Option<&str>) -> StoredMessage {

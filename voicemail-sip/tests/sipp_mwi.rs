@@ -5,7 +5,8 @@
 //! manager), `no` after the test marks it called back, a NOTIFY after a refresh in the dialog,
 //! and a final `terminated` NOTIFY after `Expires: 0`. An unsolicited NOTIFY goes to the
 //! phone listed in `notify` (a UDP socket here) on each change. Other requests get 489 (another
-//! event package), 404 (an unknown user) and 423 (too brief).
+//! event package), 404 (an unknown user) and 423 (too brief). A re-SUBSCRIBE whose CSeq is
+//! not above the dialog's last one gets 500 and changes nothing (RFC 3261 §12.2.2).
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 
@@ -241,5 +242,126 @@ fn an_unrefreshed_subscription_expires_and_sources_are_capped() {
     assert!(active.contains("Messages-Waiting: no"), "{active}");
     let last = next_notify(&other);
     assert!(last.contains("Subscription-State: terminated;reason=timeout"), "{last}");
+    ep.stop();
+}
+
+/// A SUBSCRIBE for user 201 in dialog `call` (`to_tag`: in the dialog), `CSeq: cseq`, on a
+/// new transaction (`branch`); the final answer, each NOTIFY meanwhile answered 200 OK and
+/// kept in `notifies`.
+fn subscribe_in(
+    socket: &UdpSocket,
+    ep: &TestEndpoint,
+    (call, to_tag): (u32, Option<&str>),
+    cseq: u32,
+    branch: &str,
+    expires: u32,
+    notifies: &mut Vec<String>,
+) -> String {
+    let local = socket.local_addr().unwrap();
+    let to_tag = to_tag.map_or(String::new(), |t| format!(";tag={t}"));
+    let req = format!(
+        "SUBSCRIBE sip:201@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{branch}\r\nFrom: <sip:201@{local}>;tag=t{call}\r\nTo: <sip:201@{addr}>{to_tag}\r\nCall-ID: mwi-{call}@test\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:201@{local}>\r\nMax-Forwards: 70\r\nEvent: message-summary\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
+        addr = ep.addr
+    );
+    socket.send_to(req.as_bytes(), ep.addr).unwrap();
+    let mut buf = vec![0u8; 65536];
+    // Bounded: at most 20 datagrams.
+    for _ in 0..20 {
+        let (len, from) = socket.recv_from(&mut buf).expect("an answer");
+        let text = String::from_utf8_lossy(&buf[..len]).to_string();
+        if text.starts_with("NOTIFY ") {
+            answer_notify(socket, from, &text);
+            notifies.push(text);
+            continue;
+        }
+        let ours = text.lines().any(|l| l.eq_ignore_ascii_case(&format!("CSeq: {cseq} SUBSCRIBE")));
+        if text.starts_with("SIP/2.0 ") && !text.starts_with("SIP/2.0 1") && ours {
+            return text;
+        }
+    }
+    panic!("no final answer");
+}
+
+/// Answers a NOTIFY with 200 OK.
+fn answer_notify(socket: &UdpSocket, to: std::net::SocketAddr, notify: &str) {
+    let headers: Vec<&str> = notify
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h))
+        })
+        .collect();
+    let ok = format!("SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n", headers.join("\r\n"));
+    socket.send_to(ok.as_bytes(), to).unwrap();
+}
+
+/// The NOTIFYs that arrive within `wait` (each answered 200 OK).
+fn notifies_within(socket: &UdpSocket, wait: Duration) -> Vec<String> {
+    let mut buf = vec![0u8; 65536];
+    let mut out = Vec::new();
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        socket.set_read_timeout(Some(left)).unwrap();
+        let Ok((len, from)) = socket.recv_from(&mut buf) else { break };
+        let text = String::from_utf8_lossy(&buf[..len]).to_string();
+        if text.starts_with("NOTIFY ") {
+            answer_notify(socket, from, &text);
+            out.push(text);
+        }
+    }
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    out
+}
+
+/// RFC 3261 §12.2.2: a re-SUBSCRIBE whose CSeq is not above the dialog's remote sequence
+/// number (a delayed refresh, an unsubscribe reordered behind a refresh) gets 500 and changes
+/// nothing: no NOTIFY follows, the subscription stays; in-order ones still refresh and end it.
+#[test]
+fn an_out_of_order_resubscribe_gets_500_and_changes_nothing() {
+    let phone_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut ep = start("mwi-cseq", phone_port);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut notifies = Vec::new();
+    let ok = subscribe_in(&socket, &ep, (1, None), 5, "c5", 600, &mut notifies);
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let to = ok.lines().find(|l| l.to_ascii_lowercase().starts_with("to:")).unwrap();
+    let tag = to.split(";tag=").nth(1).unwrap().split(';').next().unwrap().trim().to_owned();
+    let dialog = (1, Some(tag.as_str()));
+    notifies.extend(notifies_within(&socket, Duration::from_millis(500)));
+    assert_eq!(notifies.len(), 1, "the first NOTIFY: {notifies:#?}");
+    wait_until("the subscription", Duration::from_secs(30), || ep.handle.mwi_subscriptions() == 1);
+
+    // A refresh above the initial CSeq (not by one): 200 and a NOTIFY.
+    notifies.clear();
+    let ok = subscribe_in(&socket, &ep, dialog, 7, "c7", 600, &mut notifies);
+    assert!(ok.starts_with("SIP/2.0 200 ") && ok.contains("Expires: 600"), "{ok}");
+    notifies.extend(notifies_within(&socket, Duration::from_millis(500)));
+    assert_eq!(notifies.len(), 1, "the refresh's NOTIFY: {notifies:#?}");
+    assert!(notifies[0].contains("Subscription-State: active;expires="), "{}", notifies[0]);
+
+    // Out of order: a lower CSeq (a refresh, an unsubscribe), and the same CSeq on a new
+    // transaction. Each gets 500; none ends or refreshes the subscription.
+    notifies.clear();
+    for (cseq, branch, expires) in [(6, "c6", 30), (6, "c6-0", 0), (7, "c7-0", 0), (1, "c1-0", 0)] {
+        let r = subscribe_in(&socket, &ep, dialog, cseq, branch, expires, &mut notifies);
+        assert!(r.starts_with("SIP/2.0 500 "), "CSeq {cseq}, Expires {expires}: {r}");
+    }
+    notifies.extend(notifies_within(&socket, Duration::from_secs(1)));
+    assert!(notifies.is_empty(), "no NOTIFY after an out-of-order re-SUBSCRIBE: {notifies:#?}");
+    assert_eq!(ep.handle.mwi_subscriptions(), 1, "the subscription is still there");
+
+    // In order again: a refresh, then the end with its final NOTIFY.
+    let ok = subscribe_in(&socket, &ep, dialog, 8, "c8", 600, &mut notifies);
+    assert!(ok.starts_with("SIP/2.0 200 ") && ok.contains("Expires: 600"), "{ok}");
+    let ok = subscribe_in(&socket, &ep, dialog, 9, "c9", 0, &mut notifies);
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    notifies.extend(notifies_within(&socket, Duration::from_millis(500)));
+    let states: Vec<&str> =
+        notifies.iter().filter_map(|n| n.lines().find(|l| l.starts_with("Subscription-State:"))).collect();
+    assert_eq!(states.len(), 2, "{notifies:#?}");
+    assert!(states[0].contains("active;expires="), "{states:?}");
+    assert!(states[1].contains("terminated"), "{states:?}");
+    wait_until("the subscription's end", Duration::from_secs(30), || ep.handle.mwi_subscriptions() == 0);
     ep.stop();
 }

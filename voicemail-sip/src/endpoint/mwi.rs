@@ -8,7 +8,8 @@
 //!                                                   │ changed: watch channel ──► each subscription task: NOTIFY
 //!                                                   └ changed: unsolicited NOTIFY to the manager's `notify` phones
 //!  SUBSCRIBE (no To tag) ──► on_subscribe: checks, 200 OK + Expires, subscription task
-//!  re-SUBSCRIBE in the dialog ──► the dialog ──► subscription task: refresh, or Expires: 0 ends it
+//!  re-SUBSCRIBE in the dialog ──► the dialog ──► subscription task: CSeq in order? refresh,
+//!                                                  or Expires: 0 ends it; out of order: 500
 //! ```
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::{Shared, contact_uri, send_reply};
 use crate::classify::{self, Reply, ReplyExtra};
-use crate::mwi::{self, Counts, Expiry, MwiConfig, Subscriptions};
+use crate::mwi::{self, Counts, Expiry, MwiConfig, Sequence, Subscriptions};
 
 /// The longest wait for the answer to a NOTIFY (64·T1).
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(32);
@@ -245,6 +246,19 @@ fn expires_of(req: &Request) -> Option<u32> {
     v.parse::<u64>().ok().map(|s| u32::try_from(s).unwrap_or(u32::MAX))
 }
 
+/// The request's CSeq number; `None` when absent or unreadable (`classify::check_request`
+/// answers such a request 400 before it gets here).
+fn cseq_of(req: &Request) -> Option<u32> {
+    req.cseq_header().ok()?.seq().ok()
+}
+
+/// The answer to a re-SUBSCRIBE out of order (RFC 3261 §12.2.2): 500 with a reason phrase
+/// that says why (a `StatusCode` of its own: the standard one always writes its standard
+/// phrase).
+fn out_of_order() -> StatusCode {
+    StatusCode::Other(500, "CSeq Out of Order".to_owned())
+}
+
 /// Whether the request's `Event` is `message-summary`.
 fn is_message_summary(req: &Request) -> bool {
     req.headers
@@ -303,6 +317,11 @@ pub(super) async fn on_subscribe(shared: Arc<Shared>, tx: Transaction, source: I
         send_reply(tx, r).await;
         return;
     }
+    // The dialog's first remote sequence number (RFC 3261 §12.2.2).
+    let Some(cseq) = cseq_of(&req) else {
+        send_reply(tx, reply(400, "bad CSeq")).await;
+        return;
+    };
     let allow = &shared.sip.allow_from;
     if !allow.is_empty() && !allow.iter().any(|r| r.contains(source)) {
         send_reply(tx, reply(403, format!("source {source} is not in sip.allow_from"))).await;
@@ -362,7 +381,7 @@ pub(super) async fn on_subscribe(shared: Arc<Shared>, tx: Transaction, source: I
     };
     let dialog_id = dialog.id();
     let id = dialog_id.to_string();
-    let inserted = service.subs().insert(id.clone(), source, manager.clone(), granted, Instant::now());
+    let inserted = service.subs().insert(id.clone(), source, manager.clone(), cseq, granted, Instant::now());
     if let Err(refusal) = inserted {
         shared.dialogs.remove_dialog(&dialog_id);
         tracing::debug!(?refusal, "mwi: subscription limit reached: 503");
@@ -502,6 +521,19 @@ impl Sub {
                 tokio::select! {
                     tx = resubscribes.recv() => {
                         let Some(tx) = tx else { break 'run None };
+                        // RFC 3261 §12.2.2, before anything else: a CSeq not above the last
+                        // one (a delayed refresh, an unsubscribe overtaken by a refresh) gets
+                        // 500 and changes nothing; an equal one too (see `advance_remote_seq`).
+                        let Some(cseq) = cseq_of(&tx.original) else {
+                            answer(tx, StatusCode::BadRequest, Vec::new()).await;
+                            continue;
+                        };
+                        let order = self.service.subs().advance_remote_seq(&self.id, cseq);
+                        if let Sequence::OutOfOrder(remote) = order {
+                            tracing::debug!(account = %self.account, cseq, remote, "mwi: re-SUBSCRIBE out of order: 500");
+                            answer(tx, out_of_order(), Vec::new()).await;
+                            continue;
+                        }
                         if !is_message_summary(&tx.original) {
                             let h = Header::Other("Allow-Events".into(), mwi::EVENT_PACKAGE.into());
                             answer(tx, StatusCode::BadEvent, vec![h]).await;
