@@ -11,7 +11,6 @@
 //! `unreachable_pub` is allowed too.
 #![allow(dead_code, unused_imports, unreachable_pub, clippy::unwrap_used)]
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -124,28 +123,8 @@ pub fn start_misbehaving_server(python: &Path, mode: &str, args: &[&str]) -> (Se
     (server, port)
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Waits (at most `timeout`) until something accepts connections on 127.0.0.1:`port`.
-pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    while Instant::now() < deadline {
-        // A connection to itself does not count: with nothing listening yet, the kernel can
-        // pick `port` itself as the probe's source port (TCP simultaneous open) and connect.
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-            .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
-        {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
+/// Free ports and waiting for a server to listen: the workspace's test kit.
+pub use voicemail_testkit::{free_port, wait_for_port};
 
 /// A server child process, stopped by PID when dropped: SIGTERM, up to 5 s to exit, then
 /// SIGKILL.
