@@ -261,6 +261,8 @@ fn media_timeout_ends_the_call_with_our_bye() {
     let mut caller = Peer::new(ep.addr);
     let r = caller.request("INVITE", "call-mt", "Content-Type: application/sdp\r\n", SDP_PCMU);
     assert_eq!(final_status(&r), 200, "{r:?}");
+    // One 100 Trying per INVITE, however the endpoint and its SIP stack share the answering.
+    let mut trying = r.iter().filter(|t| status(t) == 100).count();
     caller.ack("call-mt", r.last().unwrap());
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 65536];
@@ -268,6 +270,9 @@ fn media_timeout_ends_the_call_with_our_bye() {
     while Instant::now() < deadline && bye.is_none() {
         if let Ok((n, from)) = caller.socket.recv_from(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("SIP/2.0 100 ") {
+                trying += 1;
+            }
             if text.starts_with("BYE ") {
                 // Answer it like a phone would.
                 let mut ok = String::from("SIP/2.0 200 OK\r\n");
@@ -286,6 +291,7 @@ fn media_timeout_ends_the_call_with_our_bye() {
         }
     }
     assert!(bye.is_some(), "no BYE after the media timeout");
+    assert_eq!(trying, 1, "100 Trying answers to the one INVITE");
     let meta = ep.next_message(Duration::from_secs(5)).expect("the call's message");
     assert_eq!(meta.end_reason, voicemail_core::EndReason::MediaTimeout);
     assert_eq!(meta.duration_ms, 0);
