@@ -567,10 +567,7 @@ fn sip_udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_nonblocking(true)?;
-    if let Err(e) = socket.set_recv_buffer_size(SIP_RCVBUF) {
-        tracing::debug!(error = %e, "SIP socket receive buffer");
-    }
-    let granted = socket.recv_buffer_size().unwrap_or(0);
+    let granted = media::ask_recv_buffer(socket2::SockRef::from(&socket), SIP_RCVBUF);
     if granted < SIP_RCVBUF {
         tracing::info!(
             granted,

@@ -83,6 +83,16 @@ const SHARED_HANGUP_TURNS: usize = 512;
 /// (without the privilege to exceed it); a smaller grant is logged at start.
 const SHARED_RCVBUF: usize = 8 << 20;
 
+/// Asks for a receive buffer of `wanted` bytes on `socket` and returns the size granted (0
+/// when it cannot be read). Linux grants at most `net.core.rmem_max` to a process without the
+/// privilege to exceed it (and reports twice what it grants, its bookkeeping included).
+pub(crate) fn ask_recv_buffer(socket: socket2::SockRef<'_>, wanted: usize) -> usize {
+    if let Err(e) = socket.set_recv_buffer_size(wanted) {
+        tracing::debug!(error = %e, wanted, "asking for a UDP receive buffer");
+    }
+    socket.recv_buffer_size().unwrap_or(0)
+}
+
 /// quinn-udp's state for reading `socket` with `recvmmsg`, without the control messages it
 /// asks for and we never read. `UdpSocketState::new` turns on a receive timestamp, the
 /// packet's destination address and its TOS byte; each is a `put_cmsg` per packet in the
@@ -507,9 +517,10 @@ impl SharedPort {
     fn new(socket: UdpSocket, poll: &Poll, k: usize) -> io::Result<Self> {
         let udp = udp_state(&socket)?;
         // A few milliseconds of a thousand calls' packets must fit while the thread is busy.
-        let _ = udp.set_recv_buffer_size((&socket).into(), SHARED_RCVBUF);
-        let granted = udp.recv_buffer_size((&socket).into()).unwrap_or(0);
-        if granted < SHARED_RCVBUF {
+        // Said once per process: every shared port of every thread gets the same grant.
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        let granted = ask_recv_buffer(socket2::SockRef::from(&socket), SHARED_RCVBUF);
+        if granted < SHARED_RCVBUF && !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 granted,
                 wanted = SHARED_RCVBUF,
