@@ -36,9 +36,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
@@ -54,94 +53,28 @@ const KILL_AFTER: usize = 70;
 /// ... and started again once B stored this many more.
 const DOWN_FOR: usize = 40;
 
-const MODULE_DIRS: [&str; 3] = [
-    "/usr/lib/x86_64-linux-gnu/kamailio/modules",
-    "/usr/lib/aarch64-linux-gnu/kamailio/modules",
-    "/usr/lib/kamailio/modules",
-];
-
-/// Kamailio running `examples/cluster/kamailio.cfg` in the foreground, in its own process
-/// group (under `timeout`, so it ends even if the test process is killed); stopped by that
-/// group's id on drop.
-struct Kamailio {
-    child: Child,
-    port: u16,
-    kamcmd: PathBuf,
-    ctl: String,
-    log: PathBuf,
+/// How `examples/cluster/kamailio.cfg` runs here (its dispatcher list is added at start).
+fn kamailio_options() -> KamailioOptions {
+    KamailioOptions::new().module("dispatcher.so", "kamailio").memory_mb(64, 8).lifetime(Duration::from_secs(900))
 }
 
-impl Kamailio {
-    fn start(kamailio: &Path, kamcmd: &Path, modules: &Path, dir: &Path, nodes: &[u16]) -> Kamailio {
-        let port = free_port();
-        let list = dir.join("dispatcher.list");
-        let lines: String = nodes.iter().map(|p| format!("1 sip:127.0.0.1:{p}\n")).collect();
-        std::fs::write(&list, lines).unwrap();
-        let ctl = format!("unix:{}", dir.join("kamailio.ctl").display());
-        let log = dir.join("kamailio.log");
-        let child = Command::new("timeout")
-            .args(["-s", "TERM", "900"])
-            .arg(kamailio)
-            .arg("-DD")
-            .arg("-E")
-            .arg("-f")
-            .arg(examples_dir().join("cluster/kamailio.cfg"))
-            .arg("-L")
-            .arg(modules)
-            .args(["-A", &format!("LISTEN_PORT={port}")])
-            .args(["-A", &format!("DS_LIST=\"{}\"", list.display())])
-            .args(["-A", &format!("CTL_SOCKET=\"{ctl}\"")])
-            .arg("-Y")
-            .arg(dir)
-            .arg("-w")
-            .arg(dir)
-            .arg("-P")
-            .arg(dir.join("kamailio.pid"))
-            .args(["-m", "64", "-M", "8"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut kam = Kamailio { child, port, kamcmd: kamcmd.to_owned(), ctl, log };
-        let up = wait_until(Duration::from_secs(20), || {
-            assert!(kam.child.try_wait().unwrap().is_none(), "kamailio exited:\n{}", kam.log_text());
-            kam.rpc(&["core.version"]).is_some()
-        });
-        assert!(up, "kamailio did not start:\n{}", kam.log_text());
-        kam
-    }
-
-    fn rpc(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new(&self.kamcmd).args(["-s", &self.ctl]).args(args).stderr(Stdio::null()).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// The dispatcher's flags of the node on `port` (`AP`: active, `IP`: inactive, probing).
-    fn flags(&self, port: u16) -> Option<String> {
-        let list = self.rpc(&["dispatcher.list"])?;
-        let uri = format!("URI: sip:127.0.0.1:{port}");
-        let mut lines = list.lines().skip_while(|l| l.trim() != uri);
-        lines.next()?;
-        lines.find_map(|l| l.trim().strip_prefix("FLAGS:")).map(|f| f.trim().to_owned())
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+/// Kamailio running `examples/cluster/kamailio.cfg`, dispatching to the nodes on `nodes`
+/// (SIP ports of 127.0.0.1); its files in `dir`.
+fn start_kamailio(dir: &Path, nodes: &[u16]) -> Option<Kamailio> {
+    let list = dir.join("dispatcher.list");
+    let lines: String = nodes.iter().map(|p| format!("1 sip:127.0.0.1:{p}\n")).collect();
+    std::fs::write(&list, lines).unwrap();
+    let options = kamailio_options().define_str("DS_LIST", list.display());
+    Kamailio::start(&examples_dir().join("cluster/kamailio.cfg"), dir, options)
 }
 
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
-        let exited = wait_until(Duration::from_secs(5), || self.child.try_wait().ok().flatten().is_some());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
-        if !exited {
-            let _ = self.child.wait();
-        }
-    }
+/// The dispatcher's flags of the node on `port` (`AP`: active, `IP`: inactive, probing).
+fn dispatcher_flags(kam: &Kamailio, port: u16) -> Option<String> {
+    let list = kam.rpc(&["dispatcher.list"])?;
+    let uri = format!("URI: sip:127.0.0.1:{port}");
+    let mut lines = list.lines().skip_while(|l| l.trim() != uri);
+    lines.next()?;
+    lines.find_map(|l| l.trim().strip_prefix("FLAGS:")).map(|f| f.trim().to_owned())
 }
 
 /// One voicemail node: its configuration, SIP port and the running process (if any).
@@ -272,12 +205,9 @@ fn since(later: SystemTime, earlier: SystemTime) -> Duration {
 #[test]
 fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     let Some(sipp_bin) = sipp() else { return };
-    let Some(kamailio) = tool("kamailio", "kamailio") else { return };
-    let Some(kamcmd) = tool("kamcmd", "kamailio") else { return };
-    let Some(modules) = MODULE_DIRS.iter().map(PathBuf::from).find(|d| d.join("dispatcher.so").is_file()) else {
-        missing("the kamailio dispatcher module (dispatcher.so) not found (Debian package kamailio)");
+    if !Kamailio::installed(&kamailio_options()) {
         return;
-    };
+    }
     let Some(postgres) = Postgres::start() else { return };
     let store_url = postgres.create_database("voicemail");
     let dir = temp_dir("cluster");
@@ -287,10 +217,10 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     let mut b = Node::new("b", dir.path(), &maildir, "42400-42799", &store_url);
     a.start();
     b.start();
-    let kam = Kamailio::start(&kamailio, &kamcmd, &modules, dir.path(), &[a.port, b.port]);
+    let Some(kam) = start_kamailio(dir.path(), &[a.port, b.port]) else { return };
     // Both nodes answer the probes before the first call.
     let both_active = wait_until(Duration::from_secs(30), || {
-        [a.port, b.port].iter().all(|p| kam.flags(*p).is_some_and(|f| f.starts_with('A')))
+        [a.port, b.port].iter().all(|p| dispatcher_flags(&kam, *p).is_some_and(|f| f.starts_with('A')))
     });
     assert!(both_active, "the nodes are not active in kamailio: {:?}", kam.rpc(&["dispatcher.list"]));
 
@@ -307,7 +237,7 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
         "sipp",
         Command::new(&sipp_bin)
             .current_dir(dir.path())
-            .arg(format!("127.0.0.1:{}", kam.port))
+            .arg(format!("127.0.0.1:{}", kam.port()))
             .arg("-sf")
             .arg(examples_dir().join("cluster/call.xml"))
             .args(["-inf", "callers.csv", "-s", "voicemail", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
@@ -329,7 +259,7 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     let deadline = Instant::now() + Duration::from_secs(300);
     while stored(&a, &b) < KILL_AFTER {
         assert!(Instant::now() < deadline, "only {} messages within 300 s", stored(&a, &b));
-        assert!(sipp.exited().is_none(), "sipp ended before the kill:\n{}", kam.log_text());
+        assert!(sipp.exited().is_none(), "sipp ended before the kill:\n{}", kam.log());
         a.poll(Duration::from_millis(50));
         b.poll(Duration::from_millis(50));
     }
@@ -346,7 +276,7 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     let deadline = Instant::now() + Duration::from_secs(300);
     while b.messages.len() < b_before + DOWN_FOR {
         assert!(Instant::now() < deadline, "B stored only {} messages in 300 s", b.messages.len() - b_before);
-        if marked_inactive.is_none() && kam.flags(a.port).is_some_and(|f| f.starts_with('I')) {
+        if marked_inactive.is_none() && dispatcher_flags(&kam, a.port).is_some_and(|f| f.starts_with('I')) {
             marked_inactive = Some(killed.elapsed());
         }
         if sipp.exited().is_some() {
@@ -357,7 +287,7 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     let marked_inactive = marked_inactive.or_else(|| {
         let mut seen = None;
         wait_until(Duration::from_secs(30), || {
-            seen = kam.flags(a.port).filter(|f| f.starts_with('I')).map(|_| killed.elapsed());
+            seen = dispatcher_flags(&kam, a.port).filter(|f| f.starts_with('I')).map(|_| killed.elapsed());
             seen.is_some()
         });
         seen
@@ -367,8 +297,9 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     // 3. A again, on the same configuration and spool: it stores its interrupted calls.
     let restarted_at = SystemTime::now();
     a.start();
-    let back = wait_until(Duration::from_secs(60), || kam.flags(a.port).is_some_and(|f| f.starts_with('A')));
-    assert!(back, "kamailio did not take node A back: {:?}", kam.flags(a.port));
+    let back =
+        wait_until(Duration::from_secs(60), || dispatcher_flags(&kam, a.port).is_some_and(|f| f.starts_with('A')));
+    assert!(back, "kamailio did not take node A back: {:?}", dispatcher_flags(&kam, a.port));
 
     // 4. Every call placed, then every message delivered (bounded).
     let deadline = Instant::now() + Duration::from_secs(600);

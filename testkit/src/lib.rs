@@ -12,6 +12,8 @@
 //! - Mail: [`SmtpServer`] (Debian's `python3 -m aiosmtpd`, messages written to a Maildir),
 //!   [`maildir_messages`]; [`Dovecot`] (an IMAP server of its own in a directory) and
 //!   [`ImapClient`] (a test-side IMAP session).
+//! - SIP: [`Kamailio`] (a registrar or proxy of its own, configured by the test's file and
+//!   [`KamailioOptions`], queried with `kamcmd`).
 //! - Databases: [`Postgres`] (a throwaway PostgreSQL cluster on 127.0.0.1, for the shared
 //!   store).
 //! - Audio: [`write_wav`], [`read_wav`], [`wav_duration_ms`].
@@ -30,6 +32,8 @@ pub use tempfile::TempDir;
 
 mod dovecot;
 pub use dovecot::{DOVECOT_PASSWORD, DOVECOT_USER, Dovecot, ImapClient};
+mod kamailio;
+pub use kamailio::{Kamailio, KamailioOptions};
 mod postgres;
 pub use postgres::Postgres;
 

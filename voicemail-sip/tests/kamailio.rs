@@ -21,13 +21,13 @@
 //! Needs the Debian packages `kamailio`, `kamailio-tls-modules` and `sip-tester` (SIPp). Without them the tests print
 //! `SKIPPED` and pass, unless `VOICEMAIL_REQUIRE_INTEROP=1` is set (meant for CI), which
 //! turns a missing tool into a failure. Everything runs on 127.0.0.1 with free ports; every
-//! Kamailio is started in its own process group and stopped by that id.
+//! Kamailio (`voicemail_testkit::Kamailio`) is started in its own process group and stopped by
+//! that id.
 #![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rsipstack::EndpointBuilder;
@@ -35,187 +35,56 @@ use rsipstack::transport::TransportLayer;
 use rsipstack::transport::udp::UdpConnection;
 use tokio_util::sync::CancellationToken;
 use voicemail_sip::register::{Account, RegistrationState, spawn_registrations};
+use voicemail_testkit::{IssuedCert, Kamailio, KamailioOptions, TestCa, free_port, temp_dir, tool};
 
 const KAMAILIO_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kamailio/kamailio.cfg");
-const MODULE_DIRS: [&str; 3] = [
-    "/usr/lib/x86_64-linux-gnu/kamailio/modules",
-    "/usr/lib/aarch64-linux-gnu/kamailio/modules",
-    "/usr/lib/kamailio/modules",
-];
 const USER: &str = "voicemail";
 
-/// A fresh directory under the system temp dir, removed on drop (kept with
-/// `VOICEMAIL_KEEP_TEMP=1`).
-fn temp_dir(tag: &str) -> tempfile::TempDir {
-    let keep = std::env::var_os("VOICEMAIL_KEEP_TEMP").is_some();
-    tempfile::Builder::new().prefix(&format!("voicemail-{tag}-")).disable_cleanup(keep).tempdir().unwrap()
-}
-
-fn find_tool(name: &str, candidates: &[&str]) -> Option<PathBuf> {
-    let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
-        .unwrap_or_default();
-    candidates.iter().map(PathBuf::from).chain(from_path).find(|p| p.is_file())
-}
-
-/// The tools, or `None` after printing why the test is skipped (a failure when
-/// `VOICEMAIL_REQUIRE_INTEROP` is set).
-fn tools(need_sipp: bool) -> Option<(PathBuf, PathBuf, Option<PathBuf>)> {
-    let kamailio = find_tool("kamailio", &["/usr/sbin/kamailio"]);
-    let kamcmd = find_tool("kamcmd", &["/usr/sbin/kamcmd"]);
-    let sipp = find_tool("sipp", &["/usr/bin/sipp"]);
-    let missing: Vec<&str> = [
-        kamailio.is_none().then_some("kamailio (Debian package kamailio)"),
-        kamcmd.is_none().then_some("kamcmd (Debian package kamailio)"),
-        (need_sipp && sipp.is_none()).then_some("sipp (Debian package sip-tester)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !missing.is_empty() {
-        let message = format!("SKIPPED: missing {}", missing.join(", "));
-        let required = std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_some_and(|v| v == "1");
-        assert!(!required, "{message}, and VOICEMAIL_REQUIRE_INTEROP=1");
-        eprintln!("{message}");
-        return None;
-    }
-    Some((kamailio?, kamcmd?, sipp))
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-/// A Kamailio running `examples/kamailio/kamailio.cfg` in the foreground, in its own process
-/// group; stopped (SIGTERM, then SIGKILL) by that group id on drop.
-struct Kamailio {
-    child: Child,
-    port: u16,
-    /// The TLS listener's port, when started with a certificate.
-    tls_port: Option<u16>,
-    kamcmd: PathBuf,
-    ctl: String,
-    log: PathBuf,
-}
-
-impl Kamailio {
-    fn start(binary: &Path, kamcmd: &Path, dir: &Path, password: &str) -> Kamailio {
-        Self::start_tls(binary, kamcmd, dir, password, None, None)
-    }
-
-    /// [`Kamailio::start`], with a TLS listener presenting `tls` when given.
-    fn start_tls(
-        binary: &Path,
-        kamcmd: &Path,
-        dir: &Path,
-        password: &str,
-        tls: Option<&voicemail_testkit::IssuedCert>,
-        auth_user: Option<&str>,
-    ) -> Kamailio {
-        let port = free_port();
-        let tls_port = tls.map(|_| free_port());
-        let ctl = format!("unix:{}", dir.join("kamailio.ctl").display());
-        let log = dir.join("kamailio.log");
-        // `timeout` bounds Kamailio's life even if this test process is killed before its
-        // Drop runs; it shares Kamailio's process group, which Drop signals.
-        let mut command = Command::new("timeout");
-        command
-            .args(["-s", "TERM", "600"])
-            .arg(binary)
-            .args(["-DD", "-E", "-f", KAMAILIO_CFG])
-            .args(["-A", &format!("LISTEN_PORT={port}")])
-            .args(["-A", &format!("VM_USER=\"{USER}\"")])
-            .args(["-A", &format!("VM_PASSWORD=\"{password}\"")])
-            .args(["-A", &format!("CTL_SOCKET=\"{ctl}\"")])
-            .args(["-Y", &dir.display().to_string()])
-            .args(["-P", &dir.join("kamailio.pid").display().to_string()])
-            .args(["-w", &dir.display().to_string()])
-            .args(["-m", "32", "-M", "4"]);
-        if let (Some(cert), Some(tls_port)) = (tls, tls_port) {
-            command
-                .args(["-A", &format!("TLS_PORT={tls_port}")])
-                .args(["-A", &format!("TLS_CERT=\"{}\"", cert.chain.display())])
-                .args(["-A", &format!("TLS_KEY=\"{}\"", cert.key.display())]);
-        }
-        if let Some(auth_user) = auth_user {
-            command.args(["-A", &format!("AUTH_USER=\"{auth_user}\"")]);
-        }
-        if let Some(modules) = MODULE_DIRS.iter().find(|d| Path::new(d).is_dir()) {
-            command.args(["-L", modules]);
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut kamailio = Kamailio { child, port, tls_port, kamcmd: kamcmd.to_owned(), ctl, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = kamailio.child.try_wait().unwrap() {
-                panic!("kamailio exited with {status}:\n{}", kamailio.log_text());
-            }
-            if kamailio.rpc(&["core.version"]).is_some() {
-                return kamailio;
-            }
-            assert!(Instant::now() < deadline, "kamailio did not start:\n{}", kamailio.log_text());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn rpc(&self, args: &[&str]) -> Option<String> {
-        let output = Command::new(&self.kamcmd).args(["-s", &self.ctl]).args(args).output().ok()?;
-        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// The location table (`ul.dump`).
-    fn locations(&self) -> String {
-        self.rpc(&["ul.dump"]).unwrap_or_default()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `ul.dump` satisfies `check`.
-    async fn wait_locations(&self, timeout: Duration, check: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let dump = self.locations();
-            if check(&dump) {
-                return Some(dump);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+/// The options of `examples/kamailio/kamailio.cfg` as the registrar of [`USER`] with
+/// `password` (and the digest user `auth_user` when given).
+fn registrar_options(password: &str, auth_user: Option<&str>) -> KamailioOptions {
+    let options = KamailioOptions::new().define_str("VM_USER", USER).define_str("VM_PASSWORD", password);
+    match auth_user {
+        Some(auth_user) => options.define_str("AUTH_USER", auth_user),
+        None => options,
     }
 }
 
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+/// Kamailio, the registrar of [`USER`] with `password`, its files in `dir`; `None` after
+/// `SKIPPED` when it is not installed.
+fn registrar(dir: &Path, password: &str) -> Option<Kamailio> {
+    Kamailio::start(Path::new(KAMAILIO_CFG), dir, registrar_options(password, None))
+}
+
+/// [`registrar`], with a TLS listener presenting `cert` (its port second) and the digest user
+/// `auth_user` when given.
+fn tls_registrar(dir: &Path, password: &str, cert: &IssuedCert, auth_user: Option<&str>) -> Option<(Kamailio, u16)> {
+    let tls_port = free_port();
+    let options = registrar_options(password, auth_user)
+        .define("TLS_PORT", tls_port)
+        .define_str("TLS_CERT", cert.chain.display())
+        .define_str("TLS_KEY", cert.key.display())
+        .module("tls.so", "kamailio-tls-modules");
+    Some((Kamailio::start(Path::new(KAMAILIO_CFG), dir, options)?, tls_port))
+}
+
+/// The location table (`ul.dump`).
+fn locations(kam: &Kamailio) -> String {
+    kam.rpc(&["ul.dump"]).unwrap_or_default()
+}
+
+/// Waits until `ul.dump` satisfies `check`.
+async fn wait_locations(kam: &Kamailio, timeout: Duration, check: impl Fn(&str) -> bool) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let dump = locations(kam);
+        if check(&dump) {
+            return Some(dump);
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -248,9 +117,8 @@ fn password() -> String {
 
 #[test]
 fn registrar_challenges_with_digest_md5_qop_auth() {
-    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
     let dir = temp_dir("kam-challenge");
-    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password());
+    let Some(kam) = registrar(dir.path(), &password()) else { return };
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let local = socket.local_addr().unwrap();
@@ -260,9 +128,9 @@ fn registrar_challenges_with_digest_md5_qop_auth() {
          Call-ID: challenge-{}@127.0.0.1\r\nCSeq: 1 REGISTER\r\nContact: <sip:{USER}@{local}>\r\nExpires: 60\r\n\
          Content-Length: 0\r\n\r\n",
         std::process::id(),
-        port = kam.port
+        port = kam.port()
     );
-    socket.send_to(register.as_bytes(), ("127.0.0.1", kam.port)).unwrap();
+    socket.send_to(register.as_bytes(), ("127.0.0.1", kam.port())).unwrap();
     let mut buf = [0u8; 4096];
     let (n, _) = socket.recv_from(&mut buf).unwrap();
     let response = String::from_utf8_lossy(&buf[..n]);
@@ -275,20 +143,19 @@ fn registrar_challenges_with_digest_md5_qop_auth() {
     assert!(challenge.contains("qop=\"auth\""), "{challenge}");
     // RFC 2617: no algorithm parameter means MD5.
     assert!(!challenge.contains("algorithm=") || challenge.contains("algorithm=MD5"), "{challenge}");
-    assert!(!kam.locations().contains(&format!("AoR: {USER}")), "an unauthenticated REGISTER was saved");
+    assert!(!locations(&kam).contains(&format!("AoR: {USER}")), "an unauthenticated REGISTER was saved");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_refreshes_and_unregisters_with_digest_auth() {
-    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
     let dir = temp_dir("kam-register");
     let password = password();
-    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password);
+    let Some(kam) = registrar(dir.path(), &password) else { return };
     let token = CancellationToken::new();
     let (endpoint, local) = sip_endpoint(&token).await;
 
     let account = Account {
-        registrar: format!("sip:127.0.0.1:{}", kam.port),
+        registrar: format!("sip:127.0.0.1:{}", kam.port()),
         username: USER.into(),
         password,
         expires: 4,
@@ -302,20 +169,20 @@ async fn registers_refreshes_and_unregisters_with_digest_auth() {
     assert_eq!(handle.status()[0].state, RegistrationState::Registered { expires: 4 });
 
     let contact = format!("sip:vm@{local}");
-    let dump = kam
-        .wait_locations(Duration::from_secs(5), |d| d.contains(&format!("AoR: {USER}")) && d.contains(&contact))
-        .await
-        .unwrap_or_else(|| panic!("binding {contact} not in ul.dump:\n{}", kam.locations()));
+    let dump =
+        wait_locations(&kam, Duration::from_secs(5), |d| d.contains(&format!("AoR: {USER}")) && d.contains(&contact))
+            .await
+            .unwrap_or_else(|| panic!("binding {contact} not in ul.dump:\n{}", locations(&kam)));
     eprintln!("ul.dump after registration:\n{dump}");
     let first_cseq = cseq_of(&dump).unwrap();
 
     // Granted 4 s: rsipstack refreshes at 75 % (3 s), each refresh being challenged again
     // (REGISTER + authenticated REGISTER, CSeq + 2); two refreshes within 8 s.
-    kam.wait_locations(Duration::from_secs(8), |d| {
+    wait_locations(&kam, Duration::from_secs(8), |d| {
         d.contains(&contact) && cseq_of(d).is_some_and(|c| c >= first_cseq + 4)
     })
     .await
-    .unwrap_or_else(|| panic!("binding was not refreshed twice within 8 s:\n{}", kam.locations()));
+    .unwrap_or_else(|| panic!("binding was not refreshed twice within 8 s:\n{}", locations(&kam)));
     assert!(handle.all_registered(), "{:?}", handle.status());
 
     // Shutdown sends Expires: 0; the binding goes away at once, not when it expires.
@@ -324,20 +191,19 @@ async fn registers_refreshes_and_unregisters_with_digest_auth() {
     handle.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(6));
     assert_eq!(status.borrow()[0].state, RegistrationState::Unregistered);
-    let dump = kam.locations();
+    let dump = locations(&kam);
     assert!(!dump.contains(&contact), "binding still present after unregistration:\n{dump}");
     token.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_reported_as_failing() {
-    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
     let dir = temp_dir("kam-badpw");
-    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password());
+    let Some(kam) = registrar(dir.path(), &password()) else { return };
     let token = CancellationToken::new();
     let (endpoint, _) = sip_endpoint(&token).await;
     let account = Account {
-        registrar: format!("sip:127.0.0.1:{}", kam.port),
+        registrar: format!("sip:127.0.0.1:{}", kam.port()),
         username: USER.into(),
         password: "not-the-password".into(),
         expires: 60,
@@ -365,7 +231,7 @@ async fn wrong_password_is_reported_as_failing() {
         other => panic!("{other:?}"),
     }
     assert!(!handle.all_registered());
-    assert!(!kam.locations().contains(&format!("AoR: {USER}")));
+    assert!(!locations(&kam).contains(&format!("AoR: {USER}")));
     handle.shutdown().await;
     token.cancel();
 }
@@ -510,23 +376,15 @@ async fn registration_over_tls_through_an_outbound_proxy_then_a_call() {
 async fn a_tls_registrar_with_an_unknown_ca_is_refused() {
     use voicemail_sip::{Endpoint, SipConfig};
 
-    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
-    if !MODULE_DIRS.iter().any(|d| Path::new(d).join("tls.so").is_file()) {
-        let message = "SKIPPED: missing kamailio's tls.so (Debian package kamailio-tls-modules)";
-        let required = std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_some_and(|v| v == "1");
-        assert!(!required, "{message}, and VOICEMAIL_REQUIRE_INTEROP=1");
-        eprintln!("{message}");
-        return;
-    }
     if let Ok(filter) = std::env::var("VOICEMAIL_TEST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     }
     let dir = temp_dir("kam-unknown-ca");
     let password = password();
-    let ca = voicemail_testkit::TestCa::new(&dir.path().join("ca"));
-    let other_ca = voicemail_testkit::TestCa::new(&dir.path().join("other-ca"));
+    let ca = TestCa::new(&dir.path().join("ca"));
+    let other_ca = TestCa::new(&dir.path().join("other-ca"));
     let kamailio_cert = ca.issue("kamailio", &["127.0.0.1"]);
-    let kam = Kamailio::start_tls(&kamailio, &kamcmd, dir.path(), &password, Some(&kamailio_cert), None);
+    let Some((kam, tls_port)) = tls_registrar(dir.path(), &password, &kamailio_cert, None) else { return };
     let config = format!(
         r#"
 mailbox = "unknown CA"
@@ -545,7 +403,6 @@ expires = 60
 "#,
         spool = dir.path().join("spool").display(),
         other = other_ca.ca_file().display(),
-        tls_port = kam.tls_port.unwrap(),
     );
     let mut mailbox = voicemail_core::config::Config::from_toml_str_in(&config, dir.path()).unwrap();
     mailbox.load_prompts().unwrap();
@@ -565,8 +422,8 @@ expires = 60
     };
     eprintln!("registration over TLS to a server of an unknown CA: {last_error}");
     assert!(last_error.to_ascii_lowercase().contains("certificate"), "{last_error}");
-    assert!(!kam.log_text().contains("REGISTER"), "{}", kam.log_text());
-    assert!(!kam.locations().contains(&format!("AoR: {USER}")));
+    assert!(!kam.log().contains("REGISTER"), "{}", kam.log());
+    assert!(!locations(&kam).contains(&format!("AoR: {USER}")));
     handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
 }
@@ -574,14 +431,13 @@ expires = 60
 /// Credentials for another realm are not offered to this registrar: the registration fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_for_another_realm_are_not_answered() {
-    let Some((kamailio, kamcmd, _)) = tools(false) else { return };
     let dir = temp_dir("kam-realm");
     let password = password();
-    let kam = Kamailio::start(&kamailio, &kamcmd, dir.path(), &password);
+    let Some(kam) = registrar(dir.path(), &password) else { return };
     let token = CancellationToken::new();
     let (endpoint, _) = sip_endpoint(&token).await;
     let account = Account {
-        registrar: format!("sip:127.0.0.1:{}", kam.port),
+        registrar: format!("sip:127.0.0.1:{}", kam.port()),
         username: USER.into(),
         password,
         expires: 60,
@@ -603,7 +459,7 @@ async fn credentials_for_another_realm_are_not_answered() {
         RegistrationState::Failing { last_error, .. } => assert!(last_error.contains("realm"), "{last_error}"),
         other => panic!("{other:?}"),
     }
-    assert!(!kam.locations().contains(&format!("AoR: {USER}")));
+    assert!(!locations(&kam).contains(&format!("AoR: {USER}")));
     handle.shutdown().await;
     token.cancel();
 }
@@ -621,33 +477,25 @@ enum Transport {
 async fn call_through_kamailio(transport: Transport, proxied: bool) {
     use voicemail_sip::{Endpoint, SipConfig};
 
-    let Some((kamailio, kamcmd, Some(sipp))) = tools(true) else { return };
-    if transport == Transport::Tls && !MODULE_DIRS.iter().any(|d| Path::new(d).join("tls.so").is_file()) {
-        let message = "SKIPPED: missing kamailio's tls.so (Debian package kamailio-tls-modules)";
-        let required = std::env::var_os("VOICEMAIL_REQUIRE_INTEROP").is_some_and(|v| v == "1");
-        assert!(!required, "{message}, and VOICEMAIL_REQUIRE_INTEROP=1");
-        eprintln!("{message}");
-        return;
-    }
+    let Some(sipp) = tool("sipp", "sip-tester") else { return };
     let dir = temp_dir(&format!("kam-call-{transport:?}").to_lowercase());
     let password = password();
-    let ca = voicemail_testkit::TestCa::new(&dir.path().join("ca"));
+    let ca = TestCa::new(&dir.path().join("ca"));
     let kamailio_cert = ca.issue("kamailio", &["127.0.0.1"]);
     let endpoint_cert = ca.issue("endpoint", &["127.0.0.1"]);
     const AUTH_USER: &str = "vm-auth";
     let auth_user = proxied.then_some(AUTH_USER);
-    let kam = Kamailio::start_tls(&kamailio, &kamcmd, dir.path(), &password, Some(&kamailio_cert), auth_user);
-    let tls_port = kam.tls_port.unwrap();
+    let Some((kam, kam_tls_port)) = tls_registrar(dir.path(), &password, &kamailio_cert, auth_user) else { return };
     let host = if proxied { "voicemail.test".to_owned() } else { "127.0.0.1".to_owned() };
     let (port, tls_port) =
-        if proxied { (String::new(), String::new()) } else { (format!(":{}", kam.port), format!(":{tls_port}")) };
+        if proxied { (String::new(), String::new()) } else { (format!(":{}", kam.port()), format!(":{kam_tls_port}")) };
     let registrar = match transport {
         Transport::Udp => format!("sip:{host}{port}"),
         Transport::Tcp => format!("sip:{host}{port};transport=tcp"),
         Transport::Tls => format!("sips:{host}{tls_port}"),
     };
     let proxy_lines = if proxied {
-        let proxy_port = if transport == Transport::Tls { kam.tls_port.unwrap() } else { kam.port };
+        let proxy_port = if transport == Transport::Tls { kam_tls_port } else { kam.port() };
         format!(
             "outbound_proxy = \"sip:127.0.0.1:{proxy_port}\"\nauth_username = \"{AUTH_USER}\"\nrealm = \"{host}\"\n"
         )
@@ -715,15 +563,15 @@ expires = 60
     };
     // (rsipstack writes `transport=TCP`; transport values compare case-insensitively, RFC 3261 §19.1.4.)
     let has_contact = |d: &str| d.to_ascii_lowercase().contains(&contact.to_ascii_lowercase());
-    kam.wait_locations(Duration::from_secs(15), |d| d.contains(&format!("AoR: {USER}")) && has_contact(d))
+    wait_locations(&kam, Duration::from_secs(15), |d| d.contains(&format!("AoR: {USER}")) && has_contact(d))
         .await
         .unwrap_or_else(|| {
-            panic!("endpoint not registered: {:?}\nul.dump:\n{}", handle.registrations(), kam.locations())
+            panic!("endpoint not registered: {:?}\nul.dump:\n{}", handle.registrations(), locations(&kam))
         });
     // Kamailio stores the binding before its 200 OK reaches the endpoint: wait for that too.
     let deadline = Instant::now() + Duration::from_secs(15);
     while !matches!(handle.registrations()[0].state, RegistrationState::Registered { .. }) {
-        assert!(Instant::now() < deadline, "not registered: {:?}\n{}", handle.registrations(), kam.log_text());
+        assert!(Instant::now() < deadline, "not registered: {:?}\n{}", handle.registrations(), kam.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -742,7 +590,7 @@ expires = 60
     let media_port = free_port();
     let mut command = Command::new(&sipp);
     command
-        .arg(format!("127.0.0.1:{}", kam.port))
+        .arg(format!("127.0.0.1:{}", kam.port()))
         .args(["-sf", &scenario.display().to_string()])
         .args(["-s", USER, "-i", "127.0.0.1", "-mi", "127.0.0.1"])
         .args(["-p", &sipp_port.to_string(), "-mp", &media_port.to_string()])
@@ -764,10 +612,10 @@ expires = 60
         String::from_utf8_lossy(&output.stderr),
         sipp_log,
         std::fs::read_to_string(dir.path().join("sipp-errors.log")).unwrap_or_default(),
-        kam.log_text()
+        kam.log()
     );
     // The INVITE really went through the proxy: the endpoint's answer is record-routed by it.
-    assert!(sipp_log.contains(&format!("Record-Route: <sip:127.0.0.1:{}", kam.port)), "{sipp_log}");
+    assert!(sipp_log.contains(&format!("Record-Route: <sip:127.0.0.1:{}", kam.port())), "{sipp_log}");
 
     // The delivered message.
     let meta = tokio::time::timeout(Duration::from_secs(20), messages.recv())
@@ -797,6 +645,6 @@ expires = 60
     handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
     // Shutdown unregistered the endpoint.
-    let dump = kam.locations();
+    let dump = locations(&kam);
     assert!(!has_contact(&dump), "binding left after shutdown:\n{dump}");
 }
