@@ -7,12 +7,16 @@
 //! SIGKILL if it is still there after 10 s. PostgreSQL refuses to run as root, so as root
 //! `initdb`, `createdb` and the server run as the user `postgres` (`runuser`), in a
 //! directory that user owns.
+//!
+//! [`Postgres::start_tls`] serves TLS with a certificate of the caller's (a [`crate::TestCa`]'s)
+//! and accepts TCP connections only over TLS (`hostssl` in `pg_hba.conf`): a client that does
+//! not use TLS is refused.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{ChildGuard, TempDir, free_port, missing, temp_dir, wait_until};
+use crate::{ChildGuard, IssuedCert, TempDir, free_port, missing, temp_dir, wait_until};
 
 /// A PostgreSQL server of its own on 127.0.0.1, stopped on drop.
 #[derive(Debug)]
@@ -65,6 +69,17 @@ impl Postgres {
     /// Makes and starts a cluster; `None` after [`missing`] said why when PostgreSQL is not
     /// installed (a failure instead when `VOICEMAIL_REQUIRE_INTEROP` is set).
     pub fn start() -> Option<Postgres> {
+        Self::start_with(None)
+    }
+
+    /// [`Postgres::start`], serving TLS with `server` (its leaf certificate and key; issue it
+    /// for `127.0.0.1`) and refusing TCP connections without TLS: `pg_hba.conf` has only
+    /// `hostssl` for 127.0.0.1 (and `local` for the unix socket).
+    pub fn start_tls(server: &IssuedCert) -> Option<Postgres> {
+        Self::start_with(Some(server))
+    }
+
+    fn start_with(tls: Option<&IssuedCert>) -> Option<Postgres> {
         let Some(bin) = bin_dir() else {
             missing("PostgreSQL not found (initdb and postgres; Debian package postgresql)");
             return None;
@@ -90,6 +105,30 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut tls_args = Vec::new();
+        if let Some(server) = tls {
+            // The server reads them as its user; it refuses a key others may read.
+            let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+            std::fs::copy(&server.cert, &cert).unwrap_or_else(|e| panic!("copy {}: {e}", server.cert.display()));
+            std::fs::copy(&server.key, &key).unwrap_or_else(|e| panic!("copy {}: {e}", server.key.display()));
+            if root {
+                let chown = Command::new("chown").arg("postgres:postgres").arg(&cert).arg(&key).status();
+                assert!(chown.is_ok_and(|s| s.success()), "chown postgres {}", key.display());
+            }
+            let chmod = Command::new("chmod").arg("600").arg(&key).status();
+            assert!(chmod.is_ok_and(|s| s.success()), "chmod 600 {}", key.display());
+            // Overwritten in place: the file keeps its owner.
+            std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
+                .unwrap_or_else(|e| panic!("pg_hba.conf: {e}"));
+            tls_args = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
         if root {
@@ -105,6 +144,7 @@ impl Postgres {
                 .arg(format!("unix_socket_directories={}", dir.path().display()))
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
                 .args(["-c", "max_connections=100", "-c", "logging_collector=off"])
+                .args(&tls_args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log),

@@ -12,6 +12,7 @@
 //! min_free = "10MB"        # refuse new calls when less is free on the spool's file system
 //! # url = "postgres://voicemail@db.example.com:5432/voicemail"   # a store shared by nodes
 //! # node = "vm1"           # this node's name in a shared store (default: the host name)
+//! # ca_file = "db-ca.pem"  # the CA of the database's TLS certificate (default: public CAs)
 //!
 //! [recording]
 //! max_length = "3m"
@@ -321,6 +322,12 @@ pub struct StoreConfig {
     /// records in progress are its own, recovered by it when it restarts (or by an operator,
     /// [`crate::Mailbox::recover_spool`]). Every node of one database needs its own name.
     pub node: String,
+    /// The CA certificates (PEM) the database server's TLS certificate must chain to
+    /// (`ca_file`, only with `url`; relative to the configuration file): for a database with a
+    /// company CA or a self-signed certificate. `None` (the default): the public web roots.
+    /// TLS itself is the URL's `sslmode`: `require` always, `prefer` (the default) when the
+    /// server offers it, `disable` never; the certificate is always verified.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -329,6 +336,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("min_free_bytes", &self.min_free_bytes)
             .field("url", &self.url.as_deref().map(crate::store::redact_url))
             .field("node", &self.node)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -338,7 +346,7 @@ const DEFAULT_MIN_FREE_BYTES: u64 = 10_000_000;
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { min_free_bytes: DEFAULT_MIN_FREE_BYTES, url: None, node: default_node() }
+        StoreConfig { min_free_bytes: DEFAULT_MIN_FREE_BYTES, url: None, node: default_node(), ca_file: None }
     }
 }
 
@@ -1132,6 +1140,7 @@ struct RawStore {
     min_free: Option<RawSize>,
     url: Option<String>,
     node: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 /// A size written as a string with a unit (`"10MB"`) or as a TOML integer of bytes.
@@ -1307,7 +1316,8 @@ impl RawConfig {
             return Err(ConfigError::invalid("spool", "expected a directory path, found an empty string"));
         }
         let spool = resolve(&self.spool);
-        let store = self.store.validate()?;
+        let mut store = self.store.validate()?;
+        store.ca_file = store.ca_file.as_deref().map(resolve);
 
         let recording = self.recording.validate()?;
         let media = self.media.validate()?;
@@ -1555,8 +1565,19 @@ impl RawStore {
         };
         let url = match &self.url {
             None => None,
-            Some(url) => Some(check_store_url(url)?),
+            Some(url) => Some(check_store_url(url, self.ca_file.is_some())?),
         };
+        if let Some(ca_file) = &self.ca_file {
+            if url.is_none() {
+                return Err(ConfigError::invalid(
+                    "store.ca_file",
+                    "a CA file is for the TLS of a PostgreSQL store: set store.url too, or remove the key",
+                ));
+            }
+            if ca_file.as_os_str().is_empty() {
+                return Err(ConfigError::invalid("store.ca_file", "expected a file path, found an empty string"));
+            }
+        }
         let node = match &self.node {
             None => default_node(),
             Some(node) => {
@@ -1570,20 +1591,27 @@ impl RawStore {
                 node.to_owned()
             }
         };
-        Ok(StoreConfig { min_free_bytes, url, node })
+        Ok(StoreConfig { min_free_bytes, url, node, ca_file: self.ca_file.clone() })
     }
 }
 
-/// Checks `[store] url`: a PostgreSQL URL, and a program built to use one.
-fn check_store_url(url: &str) -> Result<String, ConfigError> {
+/// Checks `[store] url`: a PostgreSQL URL, and a program built to use one; with a CA file
+/// (`has_ca_file`), one that may use TLS.
+fn check_store_url(url: &str, has_ca_file: bool) -> Result<String, ConfigError> {
     #[cfg(feature = "postgres")]
     {
-        crate::store::postgres::parse_url(url).map_err(|m| ConfigError::invalid("store.url", m))?;
+        let config = crate::store::postgres::parse_url(url).map_err(|m| ConfigError::invalid("store.url", m))?;
+        if has_ca_file && config.get_ssl_mode() == postgres::config::SslMode::Disable {
+            return Err(ConfigError::invalid(
+                "store.ca_file",
+                "store.url says sslmode=disable (no TLS), so no CA file is used: remove one of them",
+            ));
+        }
         Ok(url.to_owned())
     }
     #[cfg(not(feature = "postgres"))]
     {
-        let _ = url;
+        let _ = (url, has_ca_file);
         Err(ConfigError::invalid(
             "store.url",
             "this program was built without PostgreSQL support (cargo feature `postgres` of voicemail-core): \

@@ -368,7 +368,11 @@ fn open_store(config: &Config, spool: &Spool) -> Result<Box<dyn Store>, MailboxE
     match &config.store.url {
         None => Ok(Box::new(SqliteStore::open(&spool.db_path())?)),
         #[cfg(feature = "postgres")]
-        Some(url) => Ok(Box::new(crate::store::PostgresStore::open(url, &config.store.node)?)),
+        Some(url) => Ok(Box::new(crate::store::PostgresStore::open_with_ca_file(
+            url,
+            &config.store.node,
+            config.store.ca_file.as_deref(),
+        )?)),
         #[cfg(not(feature = "postgres"))]
         Some(url) => Err(StoreError::Database {
             action: "opening the database",

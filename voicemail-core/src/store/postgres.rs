@@ -1,12 +1,15 @@
 //! The shared store on PostgreSQL: [`PostgresStore`].
 
+use std::path::Path;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use postgres::config::SslMode;
 use postgres::error::SqlState;
-use postgres::{Client, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, IsolationLevel, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     Attempt, Claim, Delivery, DeliveryState, HandOff, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery,
@@ -131,8 +134,22 @@ const MIGRATIONS: &[&str] = &[
 /// message, stream it to the web queue or hand it to Python, with no shared file system, and
 /// one database backup holds everything. Deleting the message deletes it.
 ///
-/// The connection has no TLS (`sslmode=require` is refused when the configuration is read):
-/// keep the database on a local socket, a private network or behind a TLS tunnel.
+/// # TLS
+///
+/// The URL's `sslmode` says whether connections use TLS (rustls):
+///
+/// - `disable`: never; the password and every record travel in clear.
+/// - `prefer` (the default): when the server offers it (a server without TLS is spoken to in
+///   clear). When it does, its certificate is verified like with `require`, and a certificate
+///   that does not verify fails the connection: there is no fallback to plain text.
+/// - `require`: always; a server without TLS is refused.
+///
+/// The server's certificate must chain to a CA of the CA file (`[store] ca_file`,
+/// [`PostgresStore::open_with_ca_file`]), or to a public CA (the webpki roots) without one,
+/// and name the URL's host (a DNS name, or an IP address in the certificate). An unverified
+/// certificate is never accepted, so `require` gives what libpq calls `verify-full`.
+/// `sslmode=verify-ca` and `verify-full` are refused with a pointer to `require`; client
+/// certificates (`sslcert`, `sslkey`) are not supported.
 ///
 /// # Schema
 ///
@@ -142,6 +159,8 @@ const MIGRATIONS: &[&str] = &[
 /// program knows is refused with a clear error.
 pub struct PostgresStore {
     config: postgres::Config,
+    /// TLS for connections whose `sslmode` asks for it.
+    tls: MakeRustlsConnect,
     /// The URL without its password, for errors and logs.
     shown: String,
     node: String,
@@ -174,15 +193,55 @@ fn db(action: &'static str) -> impl Fn(postgres::Error) -> TxError {
     move |e| TxError::Db(action, e)
 }
 
-/// The server's own words (with its detail) when it sent an error; the client's otherwise.
+/// The server's own words (with its detail) when it sent an error; the client's otherwise
+/// (with their cause: "error performing TLS handshake: server does not support TLS").
 fn words(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => match d.detail() {
             Some(detail) => format!("{}: {detail}", d.message()),
             None => d.message().to_owned(),
         },
-        None => e.to_string(),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
+}
+
+/// Why connecting failed: [`words`], with what failed in TLS when it did.
+fn connect_words(e: &postgres::Error) -> String {
+    use std::error::Error as _;
+    // The adapter's handshake error is an `io::Error` around rustls's.
+    let cause = e.source();
+    let io = cause.and_then(|c| c.downcast_ref::<std::io::Error>());
+    match io.and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(why)) => format!(
+            "TLS failed: the server's certificate did not verify ({why}); it must be issued by a CA \
+             of [store] ca_file (a public CA without it) for the URL's host"
+        ),
+        Some(other) => format!("TLS failed: {other}"),
+        None => words(e),
+    }
+}
+
+/// The TLS of connections: rustls (ring), verifying the server's certificate against the CAs
+/// of `ca_file`, or the public web roots without one.
+fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            for certificate in crate::deliver::read_ca_file(path).map_err(|e| format!("store.{e}"))? {
+                roots.add(certificate).map_err(|e| format!("store.ca_file {}: {e}", path.display()))?;
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 fn store_error(action: &'static str, e: &postgres::Error) -> StoreError {
@@ -237,16 +296,19 @@ pub(crate) fn parse_url(url: &str) -> Result<postgres::Config, String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(format!("expected a URL like \"postgres://user@host:5432/database\", found {:?}", redact_url(url)));
     }
+    // libpq's stricter modes: `require` here verifies what they verify (and the host name).
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    for mode in query.split('&').filter_map(|p| p.strip_prefix("sslmode=")) {
+        if mode == "verify-ca" || mode == "verify-full" {
+            return Err(format!(
+                "sslmode={mode}: use sslmode=require, which with this program always verifies the server's \
+                 certificate (against [store] ca_file, or the public CAs) and its host name"
+            ));
+        }
+    }
     let mut config = postgres::Config::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
     if config.get_hosts().is_empty() {
         return Err("the PostgreSQL URL names no host".to_owned());
-    }
-    // The client is built without TLS (no TLS crate for it): a URL that requires TLS is
-    // refused here rather than failing at every connection.
-    if matches!(config.get_ssl_mode(), postgres::config::SslMode::Require) {
-        return Err("sslmode=require: this program connects to PostgreSQL without TLS; use a local socket, \
-                    a private network or a TLS tunnel, and sslmode=disable or prefer"
-            .to_owned());
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -267,15 +329,28 @@ pub(crate) fn parse_url(url: &str) -> Result<postgres::Config, String> {
 
 impl PostgresStore {
     /// Connects to the database at `url` as node `node` (the name calls in progress are
-    /// recorded under) and brings its schema up to date.
+    /// recorded under) and brings its schema up to date. TLS, when the URL's `sslmode` asks
+    /// for it, trusts the public CAs (see [`PostgresStore::open_with_ca_file`]).
     pub fn open(url: &str, node: &str) -> Result<Self, StoreError> {
-        let config = parse_url(url).map_err(|message| StoreError::Database {
-            action: "opening the database",
-            message,
-            full: false,
-        })?;
+        Self::open_with_ca_file(url, node, None)
+    }
+
+    /// [`PostgresStore::open`], where the server's TLS certificate must chain to a CA of
+    /// `ca_file` (PEM certificates; `[store] ca_file`) instead of a public CA when `Some`.
+    /// See [TLS](PostgresStore#tls).
+    pub fn open_with_ca_file(url: &str, node: &str, ca_file: Option<&Path>) -> Result<Self, StoreError> {
+        let failed = |message| StoreError::Database { action: "opening the database", message, full: false };
+        let config = parse_url(url).map_err(failed)?;
+        if ca_file.is_some() && config.get_ssl_mode() == SslMode::Disable {
+            return Err(failed(format!(
+                "{}: sslmode=disable (no TLS) with a CA file: remove one of them",
+                redact_url(url)
+            )));
+        }
+        let tls = tls_connector(ca_file).map_err(failed)?;
         let store = Self {
             config,
+            tls,
             shown: redact_url(url),
             node: node.to_owned(),
             pool: Mutex::new(Vec::with_capacity(POOL_SIZE)),
@@ -291,9 +366,9 @@ impl PostgresStore {
     }
 
     fn connect(&self) -> Result<Client, StoreError> {
-        self.config.connect(NoTls).map_err(|e| StoreError::Database {
+        self.config.connect(self.tls.clone()).map_err(|e| StoreError::Database {
             action: "connecting",
-            message: format!("{}: {}", self.shown, words(&e)),
+            message: format!("{}: {}", self.shown, connect_words(&e)),
             full: false,
         })
     }
@@ -1265,7 +1340,35 @@ mod tests {
         assert!(parse_url("mysql://vm@db/vm").unwrap_err().contains("expected a URL like"));
         assert!(parse_url("postgres://vm@127.0.0.1:notaport/vm").unwrap_err().contains("invalid PostgreSQL URL"));
         assert!(!parse_url("mysql://vm:pw@db/vm").unwrap_err().contains("pw"));
-        assert!(parse_url("postgres://vm@db/vm?sslmode=require").unwrap_err().contains("without TLS"));
         assert!(parse_url("postgres://vm@db/vm?sslmode=disable").is_ok());
+    }
+
+    #[test]
+    fn sslmodes_are_read() {
+        let mode = |url: &str| parse_url(url).map(|c| c.get_ssl_mode());
+        assert_eq!(mode("postgres://vm@db/vm?sslmode=require"), Ok(SslMode::Require));
+        assert_eq!(mode("postgres://vm@db/vm?sslmode=disable"), Ok(SslMode::Disable));
+        assert_eq!(mode("postgres://vm@db/vm"), Ok(SslMode::Prefer));
+        for strict in ["verify-ca", "verify-full"] {
+            let e = parse_url(&format!("postgres://vm@db/vm?connect_timeout=5&sslmode={strict}")).unwrap_err();
+            assert!(e.contains(&format!("sslmode={strict}: use sslmode=require")), "{e}");
+        }
+        assert!(parse_url("postgres://vm@db/vm?sslmode=sometimes").unwrap_err().contains("invalid PostgreSQL URL"));
+    }
+
+    #[test]
+    fn ca_files_are_checked() {
+        assert!(tls_connector(None).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = tls_connector(Some(&missing)).err().unwrap();
+        assert!(e.starts_with("store.ca_file ") && e.contains("missing.pem"), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert!(tls_connector(Some(&empty)).err().unwrap().contains("no CERTIFICATE"));
+        let e = PostgresStore::open_with_ca_file("postgres://vm:pw@127.0.0.1:1/vm?sslmode=disable", "n", Some(&empty))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sslmode=disable") && !e.contains("pw"), "{e}");
     }
 }
