@@ -121,7 +121,7 @@ impl MasterKey {
     }
 
     /// The `inline:` form: base64 with padding (RFC 4568 §6.1).
-    pub fn to_base64(&self) -> String {
+    pub fn to_base64(self) -> String {
         STANDARD.encode(self.0)
     }
 
