@@ -12,10 +12,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pyo3::PyTraverseError;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyUserWarning, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
+use voicemail_core::config::MailboxesConfig;
 use voicemail_core::{Mailboxes, MessageMeta};
 use voicemail_sip::hooks::HookSettings;
 use voicemail_sip::{Endpoint, EndpointHandle, SipConfig};
@@ -96,6 +97,28 @@ fn hand_over(messages: &std_mpsc::Receiver<MessageMeta>, on_message: &Py<PyAny>)
     }
 }
 
+/// Warns (`UserWarning`, at the line that made the `voicemail.SipEndpoint`, the Python class
+/// that makes this one: two frames up) about the tables of `file` that only the
+/// `answering_machine` program serves: without it, a `[metrics]` or `[web]` table passed to a
+/// `SipEndpoint` would silently open no port.
+fn warn_unserved(py: Python<'_>, file: &MailboxesConfig) -> PyResult<()> {
+    let unserved: Vec<&str> = [
+        (file.web.is_some(), "[web] (the callback queue)"),
+        (file.ops.metrics.is_some(), "[metrics] (the Prometheus endpoint)"),
+        (file.ops.log.is_some(), "[log] (records go to Python's logging, logger \"voicemail\")"),
+    ]
+    .into_iter()
+    .filter_map(|(present, what)| present.then_some(what))
+    .collect();
+    if unserved.is_empty() {
+        return Ok(());
+    }
+    let message =
+        format!("SipEndpoint does not serve {}: only the answering_machine program does", unserved.join(", "));
+    let message = std::ffi::CString::new(message).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    PyErr::warn(py, &py.get_type::<PyUserWarning>(), &message, 2)
+}
+
 #[pymethods]
 impl PySipEndpoint {
     #[new]
@@ -123,6 +146,7 @@ impl PySipEndpoint {
             .ok()
             .filter(|d| !d.is_zero() && *d <= Duration::from_secs(60))
             .ok_or_else(|| PyValueError::new_err("decision_timeout must be more than 0 and at most 60 seconds"))?;
+        warn_unserved(py, &config.get().file)?;
         let call_hooks = hooks::hooks(on_call, on_dtmf, on_state);
         let installed = call_hooks.clone();
         let file = config.get().file.as_ref().clone();

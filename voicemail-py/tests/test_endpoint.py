@@ -134,3 +134,20 @@ def test_shutdown_before_run_returns_at_once(tmp_path: Path) -> None:
     assert not t.is_alive()
     with pytest.raises(TypeError, match="callable"):
         voicemail.SipEndpoint(make_config(tmp_path), on_message=42)  # type: ignore[arg-type]
+
+
+def test_tables_only_the_answering_machine_serves_are_warned_about(tmp_path: Path) -> None:
+    config = voicemail.Config.from_toml(
+        'mailbox = "x"\ntimezone = "UTC"\nspool = "spool"\n[sip]\nlisten = "127.0.0.1:0"\nrtp_ports = "30000-39999"\n'
+        '[metrics]\nlisten = "127.0.0.1:0"\n[log]\nformat = "json"\n',
+        base_dir=tmp_path,
+    )
+    with pytest.warns(UserWarning, match=r"does not serve \[metrics\] .*, \[log\] ") as warned:
+        endpoint = voicemail.SipEndpoint(config, deliver=False)
+    assert len(warned) == 1
+    assert warned[0].filename == __file__, "the warning points at the caller's line"
+    del endpoint
+    # Without them nothing is said (pytest turns any warning into an error here).
+    (tmp_path / "plain").mkdir()
+    plain = voicemail.SipEndpoint(make_config(tmp_path / "plain"), deliver=False)
+    del plain
