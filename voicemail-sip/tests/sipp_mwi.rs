@@ -173,27 +173,40 @@ fn next_notify(socket: &UdpSocket) -> String {
         if !text.starts_with("NOTIFY ") {
             continue;
         }
-        let headers: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                let l = l.to_ascii_lowercase();
-                ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h))
-            })
-            .collect();
-        let ok = format!("SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n", headers.join("\r\n"));
-        socket.send_to(ok.as_bytes(), from).unwrap();
+        answer_notify(socket, from, &text);
         return text;
     }
     panic!("no NOTIFY");
 }
 
+/// The fields of a SUBSCRIBE the tests vary: `call` names the dialog (`Call-ID`, `From` tag),
+/// `to_tag` puts it in the dialog, `branch` makes a new transaction.
+struct Subscribe<'a> {
+    user: &'a str,
+    event: &'a str,
+    call: u32,
+    to_tag: Option<&'a str>,
+    cseq: u32,
+    branch: &'a str,
+    expires: u32,
+}
+
+impl Subscribe<'_> {
+    fn send(&self, socket: &UdpSocket, ep: &TestEndpoint) {
+        let local = socket.local_addr().unwrap();
+        let Subscribe { user, event, call, to_tag, cseq, branch, expires } = self;
+        let to_tag = to_tag.map_or(String::new(), |t| format!(";tag={t}"));
+        let req = format!(
+            "SUBSCRIBE sip:{user}@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{branch}\r\nFrom: <sip:{user}@{local}>;tag=t{call}\r\nTo: <sip:{user}@{addr}>{to_tag}\r\nCall-ID: mwi-{call}@test\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\nEvent: {event}\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
+            addr = ep.addr
+        );
+        socket.send_to(req.as_bytes(), ep.addr).unwrap();
+    }
+}
+
 fn send_subscribe(socket: &UdpSocket, ep: &TestEndpoint, user: &str, event: &str, expires: u32, n: u32) {
-    let local = socket.local_addr().unwrap();
-    let req = format!(
-        "SUBSCRIBE sip:{user}@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-mwi-{n}\r\nFrom: <sip:{user}@{local}>;tag=t{n}\r\nTo: <sip:{user}@{addr}>\r\nCall-ID: mwi-{n}@test\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\nEvent: {event}\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
-        addr = ep.addr
-    );
-    socket.send_to(req.as_bytes(), ep.addr).unwrap();
+    let branch = format!("mwi-{n}");
+    Subscribe { user, event, call: n, to_tag: None, cseq: 1, branch: &branch, expires }.send(socket, ep);
 }
 
 #[test]
@@ -257,13 +270,8 @@ fn subscribe_in(
     expires: u32,
     notifies: &mut Vec<String>,
 ) -> String {
-    let local = socket.local_addr().unwrap();
-    let to_tag = to_tag.map_or(String::new(), |t| format!(";tag={t}"));
-    let req = format!(
-        "SUBSCRIBE sip:201@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{branch}\r\nFrom: <sip:201@{local}>;tag=t{call}\r\nTo: <sip:201@{addr}>{to_tag}\r\nCall-ID: mwi-{call}@test\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:201@{local}>\r\nMax-Forwards: 70\r\nEvent: message-summary\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
-        addr = ep.addr
-    );
-    socket.send_to(req.as_bytes(), ep.addr).unwrap();
+    let event = "message-summary";
+    Subscribe { user: "201", event, call, to_tag, cseq, branch, expires }.send(socket, ep);
     let mut buf = vec![0u8; 65536];
     // Bounded: at most 20 datagrams.
     for _ in 0..20 {
