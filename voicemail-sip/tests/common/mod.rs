@@ -520,6 +520,16 @@ pub fn wav_ms(meta: &MessageMeta) -> u64 {
     read_recording(meta).len() as u64 / 8
 }
 
+/// Where a tone lies in a recording at 8 kHz: the silence before it, the tone itself (first to
+/// last sample louder than `threshold`) and the silence after it, in samples.
+pub fn tone_span(samples: &[i16], threshold: i16) -> (usize, usize, usize) {
+    let loud = |s: &i16| s.unsigned_abs() > threshold.unsigned_abs();
+    match (samples.iter().position(loud), samples.iter().rposition(loud)) {
+        (Some(first), Some(last)) => (first, last + 1 - first, samples.len() - 1 - last),
+        _ => (samples.len(), 0, 0),
+    }
+}
+
 /// Logs the endpoint's tracing output to stderr when `VOICEMAIL_TEST_LOG` holds a filter
 /// (like `debug` or `info,rsipstack=debug`); for debugging a test.
 pub fn log_to_stderr() {
