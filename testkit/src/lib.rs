@@ -270,6 +270,49 @@ pub fn wav_duration_ms(path: &Path) -> u64 {
     u64::from(r.duration()) * 1000 / u64::from(r.spec().sample_rate)
 }
 
+/// Where a tone lies in a recording: the samples of silence before it, of the tone itself
+/// (first to last sample louder than `threshold`) and of silence after it.
+pub fn tone_span(samples: &[i16], threshold: i16) -> (usize, usize, usize) {
+    let loud = |s: &i16| s.unsigned_abs() > threshold.unsigned_abs();
+    match (samples.iter().position(loud), samples.iter().rposition(loud)) {
+        (Some(first), Some(last)) => (first, last + 1 - first, samples.len() - 1 - last),
+        _ => (samples.len(), 0, 0),
+    }
+}
+
+/// Checks that a recording at `rate` Hz of a call that streamed a steady tone (louder than
+/// 1000) in packets of `packet_ms` holds every one of the `packets` received after the beep,
+/// one after the other: the tone lasts exactly their length (half a packet allowed at its
+/// ragged ends), and that length is within `expected_ms` (the sender may send a packet more
+/// or less than its file holds). The silence around the tone (from the beep to the first
+/// packet, and from the last packet to the hang-up) follows the sender's pauses and the
+/// machine's load: it is only bounded, at 2 s. Returns the silence before, the tone and the
+/// silence after, in milliseconds, or what is wrong.
+pub fn check_tone_recording(
+    samples: &[i16],
+    rate: u32,
+    packets: u64,
+    packet_ms: u64,
+    expected_ms: std::ops::RangeInclusive<u64>,
+) -> Result<(u64, u64, u64), String> {
+    let (lead, span, tail) = tone_span(samples, 1000);
+    let ms = |n: usize| n as u64 * 1000 / u64::from(rate);
+    let per_packet = (packet_ms * u64::from(rate) / 1000) as usize;
+    let sent = packets as usize * per_packet;
+    let found = (ms(lead), ms(span), ms(tail));
+    if span.abs_diff(sent) > per_packet / 2 || !expected_ms.contains(&ms(sent)) || ms(lead + tail) > 2000 {
+        return Err(format!(
+            "the WAV's {} ms are {} ms of silence, {} ms of tone and {} ms of silence, for {packets} packets              received ({} ms; expected {expected_ms:?})",
+            ms(samples.len()),
+            found.0,
+            found.1,
+            found.2,
+            ms(sent)
+        ));
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,8 @@ use voicemail_sip::{Endpoint, EndpointHandle, SipConfig};
 
 pub mod netns;
 
+pub use voicemail_testkit::check_tone_recording;
+
 /// A fresh directory under the system temp dir, removed on drop (kept with
 /// `VOICEMAIL_KEEP_TEMP=1`).
 pub fn temp_dir(tag: &str) -> tempfile::TempDir {
@@ -520,14 +522,13 @@ pub fn wav_ms(meta: &MessageMeta) -> u64 {
     read_recording(meta).len() as u64 / 8
 }
 
-/// Where a tone lies in a recording at 8 kHz: the silence before it, the tone itself (first to
-/// last sample louder than `threshold`) and the silence after it, in samples.
-pub fn tone_span(samples: &[i16], threshold: i16) -> (usize, usize, usize) {
-    let loud = |s: &i16| s.unsigned_abs() > threshold.unsigned_abs();
-    match (samples.iter().position(loud), samples.iter().rposition(loud)) {
-        (Some(first), Some(last)) => (first, last + 1 - first, samples.len() - 1 - last),
-        _ => (samples.len(), 0, 0),
-    }
+/// [`check_tone_recording`] for a message whose caller streamed a tone in packets of 20 ms:
+/// every packet it received after the beep is in its WAV. Returns the silence before the tone,
+/// the tone and the silence after it, in milliseconds.
+pub fn check_message_tone(meta: &MessageMeta, expected_ms: std::ops::RangeInclusive<u64>) -> Result<(u64, u64, u64), String> {
+    let (rate, samples) = read_wav(meta);
+    check_tone_recording(&samples, rate, meta.media.packets_received, 20, expected_ms)
+        .map_err(|e| format!("{}: {e} ({:?})", meta.id, meta.media))
 }
 
 /// Logs the endpoint's tracing output to stderr when `VOICEMAIL_TEST_LOG` holds a filter
