@@ -48,6 +48,8 @@ const CALLS: usize = 200;
 /// Calls a second, and at most this many at once.
 const RATE: u32 = 4;
 const LIMIT: u32 = 40;
+/// Calls placed at once to a full node and another.
+const FULL_CALLS: usize = 16;
 /// Node A is killed once this many messages are stored (both nodes).
 const KILL_AFTER: usize = 70;
 /// ... and started again once B stored this many more.
@@ -77,6 +79,48 @@ fn dispatcher_flags(kam: &Kamailio, port: u16) -> Option<String> {
     lines.find_map(|l| l.trim().strip_prefix("FLAGS:")).map(|f| f.trim().to_owned())
 }
 
+/// SIPp placing a call through the proxy on `proxy` for each of `callers` (in this order),
+/// `rate` a second and at most `limit` at once (`examples/cluster/call.xml`, 3 s of a tone
+/// after the greeting); its files in `dir`. Returns SIPp and its log file (see [`sipp_log`]).
+fn place_calls(sipp_bin: &Path, dir: &Path, proxy: u16, callers: &[String], rate: u32, limit: u32) -> (ChildGuard, PathBuf) {
+    let csv: String = std::iter::once("SEQUENTIAL".to_owned())
+        .chain(callers.iter().map(|c| format!("{c};")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("callers.csv"), csv + "\n").unwrap();
+    ulaw_tone(&dir.join("caller-ulaw.wav"), 3.0, 440.0);
+    let log = dir.join("sipp-logs.log");
+    let sipp = ChildGuard::spawn(
+        "sipp",
+        Command::new(sipp_bin)
+            .current_dir(dir)
+            .arg(format!("127.0.0.1:{proxy}"))
+            .arg("-sf")
+            .arg(examples_dir().join("cluster/call.xml"))
+            .args(["-inf", "callers.csv", "-s", "voicemail", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string()])
+            .args(["-m", &callers.len().to_string(), "-r", &rate.to_string(), "-l", &limit.to_string()])
+            .args(["-d", &greeting_ms().to_string()])
+            .args(["-timeout", "600s", "-nostdin", "-trace_logs", "-trace_err"])
+            .arg("-log_file")
+            .arg(&log)
+            .arg("-error_file")
+            .arg(dir.join("sipp-errors.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    (sipp, log)
+}
+
+/// Waits until the nodes on `ports` answer Kamailio's probes (active in its dispatcher).
+fn wait_active(kam: &Kamailio, ports: &[u16]) {
+    let active = wait_until(Duration::from_secs(30), || {
+        ports.iter().all(|p| dispatcher_flags(kam, *p).is_some_and(|f| f.starts_with('A')))
+    });
+    assert!(active, "the nodes are not active in kamailio: {:?}", kam.rpc(&["dispatcher.list"]));
+}
+
 /// One voicemail node: its configuration, SIP port and the running process (if any).
 struct Node {
     name: &'static str,
@@ -88,18 +132,20 @@ struct Node {
 }
 
 impl Node {
-    fn new(name: &'static str, dir: &Path, maildir: &Path, rtp: &str, store_url: &str) -> Node {
+    /// A node of a shared store at `store_url` (its own SQLite store with `None`), with
+    /// `sip_extra` in its `[sip]` table.
+    fn new(name: &'static str, dir: &Path, maildir: &Path, rtp: &str, store_url: Option<&str>, sip_extra: &str) -> Node {
         let port = free_port();
         let home = dir.join(name);
         std::fs::create_dir_all(&home).unwrap();
         let config = home.join("vm.toml");
+        let store = store_url.map_or(String::new(), |url| format!("[store]\nurl = \"{url}\"\nnode = \"{name}\"\n\n"));
         std::fs::write(
             &config,
             format!(
                 "mailbox = \"Sales\"\ntimezone = \"UTC\"\nspool = \"spool\"\n\n\
-                 [sip]\nlisten = \"127.0.0.1:{port}\"\nrtp_ports = \"{rtp}\"\ninvite_rate = 0\n\n\
-                 [store]\nurl = \"{store_url}\"\nnode = \"{name}\"\n\n\
-                 [delivery.maildir]\nroot = \"{}\"\nfolder = \"Voicemail\"\n",
+                 [sip]\nlisten = \"127.0.0.1:{port}\"\nrtp_ports = \"{rtp}\"\ninvite_rate = 0\n{sip_extra}\n\n\
+                 {store}[delivery.maildir]\nroot = \"{}\"\nfolder = \"Voicemail\"\n",
                 maildir.display()
             ),
         )
@@ -213,46 +259,15 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     let dir = temp_dir("cluster");
     let maildir = dir.path().join("Maildir");
     let folder = maildir.join(".Voicemail");
-    let mut a = Node::new("a", dir.path(), &maildir, "42000-42399", &store_url);
-    let mut b = Node::new("b", dir.path(), &maildir, "42400-42799", &store_url);
+    let mut a = Node::new("a", dir.path(), &maildir, "42000-42399", Some(&store_url), "");
+    let mut b = Node::new("b", dir.path(), &maildir, "42400-42799", Some(&store_url), "");
     a.start();
     b.start();
     let Some(kam) = start_kamailio(dir.path(), &[a.port, b.port]) else { return };
-    // Both nodes answer the probes before the first call.
-    let both_active = wait_until(Duration::from_secs(30), || {
-        [a.port, b.port].iter().all(|p| dispatcher_flags(&kam, *p).is_some_and(|f| f.starts_with('A')))
-    });
-    assert!(both_active, "the nodes are not active in kamailio: {:?}", kam.rpc(&["dispatcher.list"]));
+    wait_active(&kam, &[a.port, b.port]);
 
-    // The callers, the audio, the scenario.
     let callers: Vec<String> = (1..=CALLS).map(|i| format!("+7495100{i:04}")).collect();
-    let csv: String = std::iter::once("SEQUENTIAL".to_owned())
-        .chain(callers.iter().map(|c| format!("{c};")))
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(dir.path().join("callers.csv"), csv + "\n").unwrap();
-    ulaw_tone(&dir.path().join("caller-ulaw.wav"), 3.0, 440.0);
-    let log = dir.path().join("sipp-logs.log");
-    let mut sipp = ChildGuard::spawn(
-        "sipp",
-        Command::new(&sipp_bin)
-            .current_dir(dir.path())
-            .arg(format!("127.0.0.1:{}", kam.port()))
-            .arg("-sf")
-            .arg(examples_dir().join("cluster/call.xml"))
-            .args(["-inf", "callers.csv", "-s", "voicemail", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string()])
-            .args(["-m", &CALLS.to_string(), "-r", &RATE.to_string(), "-l", &LIMIT.to_string()])
-            .args(["-d", &greeting_ms().to_string()])
-            .args(["-timeout", "600s", "-nostdin", "-trace_logs", "-trace_err"])
-            .arg("-log_file")
-            .arg(&log)
-            .arg("-error_file")
-            .arg(dir.path().join("sipp-errors.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let (mut sipp, log) = place_calls(&sipp_bin, dir.path(), kam.port(), &callers, RATE, LIMIT);
 
     let stored = |a: &Node, b: &Node| a.messages.len() + b.messages.len();
     // 1. Calls flow to both nodes; then node A dies with calls in progress.
@@ -430,4 +445,61 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     assert_eq!(listed["followup"]["state"], "called-back", "{listed}");
     drop(kam);
     drop(postgres);
+}
+
+/// Node A takes two calls at once (`[sip] max_calls = 2`), node B as many as come; each node
+/// has its own SQLite store, both deliver into one Maildir folder. SIPp places 16 calls
+/// through Kamailio, 8 a second, all of them in progress together: A answers the INVITEs
+/// beyond its two with 503 and `Retry-After` (full, not busy), Kamailio hands each of them to
+/// B, and every call is answered and becomes exactly one message, with its caller's number.
+#[test]
+fn a_full_node_hands_its_calls_to_the_other() {
+    let Some(sipp_bin) = sipp() else { return };
+    if !Kamailio::installed(&kamailio_options()) {
+        return;
+    }
+    let dir = temp_dir("cluster-full");
+    let maildir = dir.path().join("Maildir");
+    let folder = maildir.join(".Voicemail");
+    let mut a = Node::new("a", dir.path(), &maildir, "42800-42999", None, "max_calls = 2");
+    let mut b = Node::new("b", dir.path(), &maildir, "43000-43199", None, "");
+    a.start();
+    b.start();
+    let Some(kam) = start_kamailio(dir.path(), &[a.port, b.port]) else { return };
+    wait_active(&kam, &[a.port, b.port]);
+    let callers: Vec<String> = (1..=FULL_CALLS).map(|i| format!("+7495200{i:04}")).collect();
+    let (mut sipp, log) = place_calls(&sipp_bin, dir.path(), kam.port(), &callers, 8, FULL_CALLS as u32);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sipp.exited().is_none() {
+        assert!(Instant::now() < deadline, "sipp did not finish its {FULL_CALLS} calls");
+        a.poll(Duration::from_millis(100));
+        b.poll(Duration::from_millis(100));
+    }
+    let (answered, _) = sipp_log(&log);
+    let all_in = wait_until(Duration::from_secs(60), || {
+        let delivered: BTreeSet<String> = mails(&folder).into_iter().map(|(_, c)| c).collect();
+        callers.iter().all(|c| delivered.contains(c))
+    });
+    for node in [&mut a, &mut b] {
+        let status = node.stop("TERM");
+        assert!(status.success(), "node {} exited with {status:?} after SIGTERM", node.name);
+    }
+    let refused_by_a = kam.log().matches(&format!("sip:127.0.0.1:{} failed (503)", a.port)).count();
+    let by_a = answered.iter().filter(|c| c.node_port == a.port).count();
+    let mut delivered: Vec<String> = mails(&folder).into_iter().map(|(_, c)| c).collect();
+    delivered.sort();
+    eprintln!(
+        "cluster, a full node: {FULL_CALLS} calls placed, {} answered ({by_a} by A, {} by B); \
+         A answered {refused_by_a} INVITEs 503; {} messages in the Maildir",
+        answered.len(),
+        answered.len() - by_a,
+        delivered.len()
+    );
+    let errors = std::fs::read_to_string(dir.path().join("sipp-errors.log")).unwrap_or_default();
+    assert_eq!(answered.len(), FULL_CALLS, "every call is answered; SIPp's errors:\n{errors}\n{}", kam.log());
+    assert!(refused_by_a > 0, "node A never answered 503 though full:\n{}", kam.log());
+    assert!(all_in, "not every call reached the Maildir within 60 s: {delivered:?}");
+    assert_eq!(delivered, callers, "one message per call, each with its caller's number");
+    assert_eq!(a.messages.len() + b.messages.len(), FULL_CALLS, "each node printed the messages it stored");
+    drop(kam);
 }

@@ -14,8 +14,11 @@
 //! syntax), 416 for an unsupported Request-URI scheme, 420 for a `Require`d extension, 415 for
 //! a body that is not SDP, 481 for a request in an unknown dialog, 405 for methods the
 //! endpoint knows but does not accept (REGISTER, SUBSCRIBE without `[sip.mwi]`, ...), 505
-//! for another SIP version, 403 for INVITEs from a source outside the allow-list, 503 while shutting down,
-//! 486 at the call limit, and 488 or 400 from the SDP offer/answer. Malformed request lines,
+//! for another SIP version, 403 for INVITEs from a source outside the allow-list, 503 with
+//! `Retry-After` while shutting down and at the call limit (RFC 3261 §21.5.4: the server is
+//! overloaded, not the callee busy, so a proxy in front of several nodes tries the next one;
+//! FreeSWITCH answers its session limit the same way), and 488 or 400 from the SDP
+//! offer/answer. Malformed request lines,
 //! unknown methods and `Content-Length` errors never get here: rsipstack's parser refuses
 //! them and its transport answers them.
 
@@ -115,6 +118,14 @@ pub enum ReplyExtra {
     /// `Retry-After` in seconds (503).
     RetryAfter(u32),
 }
+
+/// Why an INVITE got 503 while the endpoint shuts down.
+pub(crate) const SHUTTING_DOWN: &str = "shutting down";
+/// Why an INVITE got 503 at `max_calls`.
+pub(crate) const CALL_LIMIT: &str = "call limit reached";
+/// `Retry-After` of the 503 at `max_calls`: calls last minutes, but a proxy that honours it
+/// should not keep the node out of its rotation for long.
+pub(crate) const CALL_LIMIT_RETRY_AFTER_S: u32 = 5;
 
 /// A response to send without creating a dialog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,7 +262,7 @@ fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decisi
         return Decision::Reply(Reply::new(403, format!("source {source} is not in sip.allow_from")));
     }
     if !policy.accepting {
-        return Decision::Reply(Reply::new(503, "shutting down").with(ReplyExtra::RetryAfter(30)));
+        return Decision::Reply(Reply::new(503, SHUTTING_DOWN).with(ReplyExtra::RetryAfter(30)));
     }
     if req.contact_header().is_err() && !is_rfc2543(req) {
         // RFC 3261 §8.1.1.8; RFC 2543 made it optional (the dialog then answers to From).
@@ -276,7 +287,7 @@ fn classify_invite(req: &Request, source: IpAddr, policy: &Policy<'_>) -> Decisi
         return Decision::Reply(Reply::new(406, "the caller does not accept SDP").with(policy.allow_accept()));
     }
     if policy.active_calls >= policy.max_calls {
-        return Decision::Reply(Reply::new(486, "call limit reached"));
+        return Decision::Reply(Reply::new(503, CALL_LIMIT).with(ReplyExtra::RetryAfter(CALL_LIMIT_RETRY_AFTER_S)));
     }
     // Identity headers are believed only from the sources the operator trusts.
     let trusted = policy.allow_from.iter().any(|r| r.contains(source));
@@ -645,7 +656,8 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-eve
         let closing = Policy { accepting: false, ..Policy::permissive() };
         assert_eq!(classify_bytes(msg.as_bytes(), localhost(), &closing).status(), Some(503));
         let full = Policy { active_calls: 3, max_calls: 3, ..Policy::permissive() };
-        assert_eq!(classify_bytes(msg.as_bytes(), localhost(), &full).status(), Some(486));
+        let Decision::Reply(reply) = classify_bytes(msg.as_bytes(), localhost(), &full) else { panic!("no reply") };
+        assert_eq!((reply.status, reply.extra), (503, ReplyExtra::RetryAfter(CALL_LIMIT_RETRY_AFTER_S)));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! advertise_ip = "192.0.2.10"      # Contact and SDP address, when listen is a wildcard
 //! rtp_ports = "20000-20999"        # even ports are used
 //! shared_rtp_ports = 0             # per media thread; 0: an RTP port per call
-//! max_calls = 100                  # more get 486 Busy Here
+//! max_calls = 100                  # more get 503 + Retry-After (a proxy tries another node)
 //! ring_delay = "0s"                # between 180 Ringing and 200 OK
 //! allow_from = ["127.0.0.1", "192.0.2.0/24"]   # empty: INVITEs from anywhere, PAI from nobody
 //! user = "voicemail"               # user part of our Contact
@@ -153,7 +153,9 @@ pub struct SipConfig {
     /// SDP names) is latched only while it is the one new call from its SIP address.
     /// The ports come from `rtp_ports`, bound at start.
     pub shared_rtp_ports: usize,
-    /// The most calls at once (`max_calls`, default 100); more INVITEs get 486 Busy Here.
+    /// The most calls at once (`max_calls`, default 100); more INVITEs get 503 Service
+    /// Unavailable with `Retry-After: 5` (the server is full, not the callee busy: a proxy in
+    /// front of several nodes tries the next).
     pub max_calls: usize,
     /// Time between 180 Ringing and 200 OK (`ring_delay`, default `"0s"`).
     pub ring_delay: Duration,

@@ -741,8 +741,14 @@ fn on_transaction(shared: &Arc<Shared>, tx: Transaction) {
         Decision::Reply(reply) => {
             if reply.status >= 400 {
                 tracing::debug!(method = %tx.original.method, status = reply.status, why = %reply.why, %source, "rejected");
+                if reply.why == classify::CALL_LIMIT
+                    && let Some(suppressed) = shared.log_limit.allow("call-limit", Instant::now())
+                {
+                    let max_calls = shared.sip.max_calls;
+                    tracing::warn!(%source, max_calls, suppressed, "sip.max_calls calls in progress: a new call refused with 503");
+                }
                 if tx.original.method == Method::Invite && !classify::has_to_tag(&tx.original) {
-                    telemetry::invite_refused(reply.status);
+                    telemetry::invite_refused(reply.status, &reply.why);
                 }
             }
             tokio::spawn(send_reply(tx, reply));
@@ -885,7 +891,7 @@ async fn set_up_call(
             Ok(n) => n,
             Err(e) => {
                 let status = if matches!(e, SdpError::Malformed(_)) { 400 } else { 488 };
-                telemetry::invite_refused(status);
+                telemetry::invite_refused(status, "");
                 send_reply(tx, Reply { status, extra: ReplyExtra::None, why: e.to_string() }).await;
                 return None;
             }

@@ -59,12 +59,13 @@ pub(crate) fn rejected(reason: &'static str) {
     metrics::counter!(REJECTIONS, "reason" => reason).increment(1);
 }
 
-/// Counts an INVITE refused by the request checks ([`crate::classify`]) with `status`.
-pub(crate) fn invite_refused(status: u16) {
+/// Counts an INVITE refused by the request checks ([`crate::classify`]) with `status`, for
+/// `why`.
+pub(crate) fn invite_refused(status: u16, why: &str) {
     rejected(match status {
         403 => "not_allowed",
-        486 => "call_limit",
-        503 => "shutting_down",
+        503 if why == crate::classify::CALL_LIMIT => "call_limit",
+        503 if why == crate::classify::SHUTTING_DOWN => "shutting_down",
         488 => "sdp_not_acceptable",
         500..=599 => "internal",
         _ => "bad_request",

@@ -3,7 +3,7 @@
 //! REGISTER and, without `[sip.mwi]`, SUBSCRIBE get 405 with `Allow`; an unknown method 501 with `Allow`;
 //! BYE and INFO outside a dialog get 481; an INVITE without a common codec gets 488, one with
 //! a non-SDP body 415, one requiring an extension 420; an INVITE from outside
-//! `sip.allow_from` gets 403; beyond `sip.max_calls` 486; after a shutdown request 503 (and
+//! `sip.allow_from` gets 403; beyond `sip.max_calls` 503 with `Retry-After: 5`; after a shutdown request 503 (and
 //! the ringing call is ended with 480 and still becomes a message). A truncated request gets 400; garbage gets no answer; neither changes anything:
 //! the endpoint keeps answering.
 
@@ -209,7 +209,8 @@ fn call_limit_and_shutdown() {
     assert_eq!(ep.handle.active_calls(), 1);
     let mut second = Peer::new(ep.addr);
     let r = second.request("INVITE", "call-2", "Content-Type: application/sdp\r\n", SDP_PCMU);
-    assert_eq!(final_status(&r), 486, "{r:?}");
+    assert_eq!(final_status(&r), 503, "{r:?}");
+    assert_eq!(header(r.last().unwrap(), "Retry-After"), Some("5"));
 
     ep.handle.shutdown();
     // The ringing call is ended (480) and still leaves a message.
