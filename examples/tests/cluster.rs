@@ -82,7 +82,14 @@ fn dispatcher_flags(kam: &Kamailio, port: u16) -> Option<String> {
 /// SIPp placing a call through the proxy on `proxy` for each of `callers` (in this order),
 /// `rate` a second and at most `limit` at once (`examples/cluster/call.xml`, 3 s of a tone
 /// after the greeting); its files in `dir`. Returns SIPp and its log file (see [`sipp_log`]).
-fn place_calls(sipp_bin: &Path, dir: &Path, proxy: u16, callers: &[String], rate: u32, limit: u32) -> (ChildGuard, PathBuf) {
+fn place_calls(
+    sipp_bin: &Path,
+    dir: &Path,
+    proxy: u16,
+    callers: &[String],
+    rate: u32,
+    limit: u32,
+) -> (ChildGuard, PathBuf) {
     let csv: String = std::iter::once("SEQUENTIAL".to_owned())
         .chain(callers.iter().map(|c| format!("{c};")))
         .collect::<Vec<_>>()
@@ -134,7 +141,14 @@ struct Node {
 impl Node {
     /// A node of a shared store at `store_url` (its own SQLite store with `None`), with
     /// `sip_extra` in its `[sip]` table.
-    fn new(name: &'static str, dir: &Path, maildir: &Path, rtp: &str, store_url: Option<&str>, sip_extra: &str) -> Node {
+    fn new(
+        name: &'static str,
+        dir: &Path,
+        maildir: &Path,
+        rtp: &str,
+        store_url: Option<&str>,
+        sip_extra: &str,
+    ) -> Node {
         let port = free_port();
         let home = dir.join(name);
         std::fs::create_dir_all(&home).unwrap();

@@ -163,13 +163,14 @@ fn load(tag: &str, shared: usize) {
         }
         // Complete: every packet received is in the WAV, one after the other (the 3 s SIPp
         // streams, a packet more or less), whatever the silence around them.
-        let (lead, span, _) = match common::check_tone_recording(&samples, 8000, meta.media.packets_received, 20, 2900..=3100) {
-            Ok(found) => found,
-            Err(e) => {
-                failures.push(format!("{}: {e} ({:?})", meta.id, meta.media));
-                continue;
-            }
-        };
+        let (lead, span, _) =
+            match common::check_tone_recording(&samples, 8000, meta.media.packets_received, 20, 2900..=3100) {
+                Ok(found) => found,
+                Err(e) => {
+                    failures.push(format!("{}: {e} ({:?})", meta.id, meta.media));
+                    continue;
+                }
+            };
         leads.push(lead);
         let (lead, span) = (lead as usize * 8, span as usize * 8);
         let f = common::dominant_frequency(&samples[lead + 800..lead + span - 800]);

@@ -525,7 +525,10 @@ pub fn wav_ms(meta: &MessageMeta) -> u64 {
 /// [`check_tone_recording`] for a message whose caller streamed a tone in packets of 20 ms:
 /// every packet it received after the beep is in its WAV. Returns the silence before the tone,
 /// the tone and the silence after it, in milliseconds.
-pub fn check_message_tone(meta: &MessageMeta, expected_ms: std::ops::RangeInclusive<u64>) -> Result<(u64, u64, u64), String> {
+pub fn check_message_tone(
+    meta: &MessageMeta,
+    expected_ms: std::ops::RangeInclusive<u64>,
+) -> Result<(u64, u64, u64), String> {
     let (rate, samples) = read_wav(meta);
     check_tone_recording(&samples, rate, meta.media.packets_received, 20, expected_ms)
         .map_err(|e| format!("{}: {e} ({:?})", meta.id, meta.media))
