@@ -62,14 +62,19 @@ pub(crate) fn rejected(reason: &'static str) {
 /// Counts an INVITE refused by the request checks ([`crate::classify`]) with `status`, for
 /// `why`.
 pub(crate) fn invite_refused(status: u16, why: &str) {
-    rejected(match status {
+    rejected(refusal_reason(status, why));
+}
+
+/// The [`REJECTIONS`] reason of a refusal by the request checks.
+fn refusal_reason(status: u16, why: &str) -> &'static str {
+    match status {
         403 => "not_allowed",
         503 if why == crate::classify::CALL_LIMIT => "call_limit",
         503 if why == crate::classify::SHUTTING_DOWN => "shutting_down",
         488 => "sdp_not_acceptable",
         500..=599 => "internal",
         _ => "bad_request",
-    });
+    }
 }
 
 /// A call's outcome, counted in [`CALLS`] when the call's supervisor ends (also when it
@@ -121,5 +126,21 @@ impl MessageInspector for Inspector {
 
     fn after_received(&self, msg: SipMessage, _from: Option<&SipAddr>) -> SipMessage {
         msg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_told_apart_by_reason_not_only_by_status() {
+        use crate::classify::{CALL_LIMIT, SHUTTING_DOWN};
+        assert_eq!(refusal_reason(503, CALL_LIMIT), "call_limit");
+        assert_eq!(refusal_reason(503, SHUTTING_DOWN), "shutting_down");
+        assert_eq!(refusal_reason(503, "anything else"), "internal");
+        assert_eq!(refusal_reason(403, ""), "not_allowed");
+        assert_eq!(refusal_reason(488, ""), "sdp_not_acceptable");
+        assert_eq!(refusal_reason(420, ""), "bad_request");
     }
 }
