@@ -502,3 +502,43 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 }
+
+// The column encodings both backends share.
+
+/// A timestamp column: milliseconds since the epoch.
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// A timestamp column read back (the epoch for a value out of range).
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A JSON column.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Database {
+        action: "encoding a record",
+        message: e.to_string(),
+        full: false,
+    })
+}
+
+/// A JSON column of message `id` read back.
+fn from_json<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { id: id.to_owned(), message: e.to_string() })
+}
+
+/// The `lifecycle` column read back.
+fn lifecycle(text: &str) -> Lifecycle {
+    match text {
+        "recording" => Lifecycle::Recording,
+        "deleted" => Lifecycle::Deleted,
+        _ => Lifecycle::Stored,
+    }
+}
+
+/// The `step` column of a delivery: `''` for the message's own e-mail.
+fn step_key(reminder: Option<ReminderStep>) -> String {
+    reminder.map(ReminderStep::key).unwrap_or_default()
+}

@@ -13,7 +13,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     Attempt, Claim, Delivery, DeliveryState, HandOff, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery,
-    NewReminder, Outcome, Store, StoreError, StoredMessage, redact_url,
+    NewReminder, Outcome, Store, StoreError, StoredMessage, from_json, lifecycle, ms, redact_url, step_key, to_json,
+    ts,
 };
 use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
@@ -256,39 +257,6 @@ fn lost_connection(e: &postgres::Error) -> bool {
 
 fn retryable(e: &postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn ts(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Database {
-        action: "encoding a record",
-        message: e.to_string(),
-        full: false,
-    })
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { id: id.to_owned(), message: e.to_string() })
-}
-
-fn lifecycle(text: &str) -> Lifecycle {
-    match text {
-        "recording" => Lifecycle::Recording,
-        "deleted" => Lifecycle::Deleted,
-        _ => Lifecycle::Stored,
-    }
-}
-
-/// The `step` column of a delivery: `''` for the message's own e-mail.
-fn step_key(reminder: Option<ReminderStep>) -> String {
-    reminder.map(ReminderStep::key).unwrap_or_default()
 }
 
 /// Parses a `postgres://` (or `postgresql://`) URL; the error says what is wrong.

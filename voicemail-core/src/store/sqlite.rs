@@ -32,7 +32,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     Attempt, Claim, Delivery, DeliveryState, HandOff, ImapCopy, ImapCopyState, Imported, Lifecycle, NewDelivery,
-    NewReminder, Outcome, Store, StoreError, StoredMessage,
+    NewReminder, Outcome, Store, StoreError, StoredMessage, from_json, lifecycle, ms, step_key, to_json, ts,
 };
 use crate::followup::{Change, Event, FollowUp, HistoryEntry, ReminderStep};
 use crate::message::{MessageId, MessageMeta};
@@ -195,34 +195,6 @@ fn query_one<T>(
     f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     conn.prepare_cached(sql)?.query_row(params, f)
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn ts(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Database {
-        action: "encoding a record",
-        message: e.to_string(),
-        full: false,
-    })
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { id: id.to_owned(), message: e.to_string() })
-}
-
-fn lifecycle(text: &str) -> Lifecycle {
-    match text {
-        "recording" => Lifecycle::Recording,
-        "deleted" => Lifecycle::Deleted,
-        _ => Lifecycle::Stored,
-    }
 }
 
 impl SqliteStore {
@@ -491,11 +463,6 @@ fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Deliver
 
 const DELIVERY_COLUMNS: &str =
     "message_id, target, extra_to, state, attempts, next_ms, last_attempt_ms, last_error, delivered_ms, ack, step";
-
-/// The `step` column of a delivery: `''` for the message's own e-mail.
-fn step_key(reminder: Option<ReminderStep>) -> String {
-    reminder.map(ReminderStep::key).unwrap_or_default()
-}
 
 /// The deliveries of a target due at `?2` and not leased, at most `?3` of them.
 const CLAIM_SQL: &str = "SELECT d.message_id, d.extra_to, d.attempts, m.meta, d.step, m.followup,
