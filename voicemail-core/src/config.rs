@@ -495,12 +495,7 @@ impl Config {
     /// Reads a configuration file, resolves relative paths against its directory, and loads
     /// (and so validates) every greeting file and the client directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let base = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let (text, base) = read_file(path)?;
         let mut config = Self::parse(&text, Some(&base))?;
         config.load_prompts()?;
         config.load_directory()?;
@@ -663,6 +658,17 @@ impl From<Config> for MailboxesConfig {
     }
 }
 
+/// A configuration file's text and the directory its relative paths are resolved against.
+fn read_file(path: &Path) -> Result<(String, PathBuf), ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((text, base))
+}
+
 impl MailboxesConfig {
     /// Parses and validates a file of either shape without touching the file system
     /// (relative paths stay relative); see [`Config::from_toml_str`].
@@ -678,12 +684,7 @@ impl MailboxesConfig {
     /// Reads a file of either shape, resolves relative paths against its directory, and loads
     /// every mailbox's greetings and client directory (see [`Config::load`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let base = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let (text, base) = read_file(path)?;
         let mut config = Self::parse(&text, Some(&base))?;
         config.load_prompts()?;
         config.load_directories()?;

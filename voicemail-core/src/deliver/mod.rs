@@ -114,12 +114,17 @@ fn deserialize_poll_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Resu
 }
 
 fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    parse_duration_within(text, MIN_POLL_INTERVAL..=MAX_POLL_INTERVAL, "an interval between 1s and 29m")
+}
+
+/// A duration string whose value lies in `range`; the error says it `expected` that.
+fn parse_duration_within(
+    text: &str,
+    range: std::ops::RangeInclusive<Duration>,
+    expected: &str,
+) -> Result<Duration, String> {
     let value = crate::config::parse_duration(text)?;
-    if (MIN_POLL_INTERVAL..=MAX_POLL_INTERVAL).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("expected an interval between 1s and 29m, found {text:?}"))
-    }
+    if range.contains(&value) { Ok(value) } else { Err(format!("expected {expected}, found {text:?}")) }
 }
 
 fn default_connect_timeout() -> Duration {
@@ -139,12 +144,7 @@ fn deserialize_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let value = crate::config::parse_duration(text)?;
-    if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("expected a timeout between 100ms and 10m, found {text:?}"))
-    }
+    parse_duration_within(text, MIN_TIMEOUT..=MAX_TIMEOUT, "a timeout between 100ms and 10m")
 }
 
 /// How a target's connection is secured (`tls = "none" | "starttls" | "implicit"`).
