@@ -989,11 +989,10 @@ async fn set_up_call(
         id: &id,
     };
     let acked = answer::answer(answering).await;
-    let mut offer_state = OfferState { offer, negotiated, media_config, srtp: (srtp_offer, srtp_keys) };
-    if let answer::AckOutcome::Acked(Some((n, answer_sdp, keys))) = &acked {
-        // The caller's SDP of a late offer is its answer: later re-INVITEs without SDP build on it.
+    let mut offer_state = OfferState { negotiated, media_config, srtp: (srtp_offer, srtp_keys), reoffer: None };
+    if let answer::AckOutcome::Acked(Some((n, keys))) = &acked {
+        // The caller's SDP of a late offer is its answer: the session is what it settled.
         offer_state.negotiated = n.clone();
-        offer_state.offer = answer_sdp.clone();
         offer_state.srtp.1 = *keys;
     }
     let discard = matches!(acked, answer::AckOutcome::NotAcked);
@@ -1064,15 +1063,13 @@ impl LiveCall {
             id,
             _slot,
         } = self;
-        // What the answers that list our methods carry (in-dialog OPTIONS, 405, 415).
-        let allow_accept = ReplyExtra::AllowAccept { subscriptions: shared.mwi.is_some() };
         // 6. The call, until its media ends.
         let outcome = loop {
             tokio::select! {
                 r = &mut media => break r,
                 st = states.recv() => match st {
                     Some(state) => {
-                        Box::pin(on_dialog_state(state, &allow_accept, &mut local, &mut offer_state, &commands, &mut call_state))
+                        Box::pin(on_dialog_state(state, &dialog, &shared, &mut local, &mut offer_state, &commands, &mut call_state))
                             .await;
                     }
                     None => {
@@ -1257,12 +1254,14 @@ struct CallSignal {
 }
 
 struct OfferState {
-    offer: Vec<u8>,
     negotiated: Negotiated,
     /// The codec preference; a new offer keeps the call's codec when it still has it.
     media_config: voicemail_core::config::MediaConfig,
     /// The SRTP policy with our key (kept for the whole call) and the keys in use.
     srtp: (SrtpOffer, Option<SrtpKeys>),
+    /// Our offer in the 200 OK of a re-INVITE without one, with that re-INVITE's CSeq number:
+    /// its ACK brings the answer.
+    reoffer: Option<(u32, sdp::LocalOffer)>,
 }
 
 /// The SRTP policy of a new call, with a fresh master key of ours (`None` when the system's
@@ -1282,16 +1281,18 @@ fn srtp_offer(shared: &Shared) -> Option<SrtpOffer> {
     Some(SrtpOffer { mode, local_key })
 }
 
-/// A state change of a call's dialog; `allow_accept` is what answers that list the endpoint's
-/// methods carry (OPTIONS, 405, 415).
+/// A state change of a call's dialog.
 async fn on_dialog_state(
     state: DialogState,
-    allow_accept: &ReplyExtra,
+    dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
+    shared: &Shared,
     local: &mut LocalMedia,
     offers: &mut OfferState,
     commands: &media::Commands,
     call: &mut CallSignal,
 ) {
+    // What the answers that list our methods carry (in-dialog OPTIONS, 405, 415).
+    let allow_accept = &ReplyExtra::AllowAccept { subscriptions: shared.mwi.is_some() };
     match state {
         DialogState::Terminated(_, reason) => {
             if !matches!(reason, TerminatedReason::UasBye) && !call.remote_ended {
@@ -1324,19 +1325,27 @@ async fn on_dialog_state(
         | DialogState::Publish(_, _, handle) => {
             let _ = handle.respond(StatusCode::MethodNotAllowed, Some(extra_headers(allow_accept)), None).await;
         }
-        DialogState::Calling(_)
-        | DialogState::Trying(_)
-        | DialogState::Early(..)
-        | DialogState::WaitAck(..)
-        | DialogState::Confirmed(..) => {}
+        DialogState::Confirmed(..) => {
+            // After a re-INVITE without an offer, its ACK brings the answer to ours (also
+            // notified after other requests: only that re-INVITE's ACK counts).
+            if let Some((cseq, _)) = &offers.reoffer
+                && let Some(ack) = dialog.last_remote_ack()
+                && ack_cseq(&ack) == Some(*cseq)
+                && let Some((_, offer)) = offers.reoffer.take()
+            {
+                on_reoffer_answer(&ack.body, &offer, offers, commands, &shared.log_limit);
+            }
+        }
+        DialogState::Calling(_) | DialogState::Trying(_) | DialogState::Early(..) | DialogState::WaitAck(..) => {}
     }
 }
 
 /// A re-INVITE or UPDATE: answer a new offer (hold, unhold, a new address, another codec) or,
-/// without one, offer the session as it is. The call's codec is kept while the offer still
-/// has it; an offer without it gets the first of ours that it has, and the call follows
-/// ([`MediaCommand::Codec`]: the recording keeps its rate, the greeting goes on in the new
-/// codec).
+/// for a re-INVITE without one, make ours ([`sdp::make_reoffer`]; the answer comes in the ACK,
+/// [`on_reoffer_answer`]); an UPDATE without an offer changes nothing. The call's codec is
+/// kept while the offer still has it; an offer without it gets the first of ours that it has,
+/// and the call follows ([`MediaCommand::Codec`]: the recording keeps its rate, the greeting
+/// goes on in the new codec).
 async fn on_offer(
     req: Request,
     handle: TransactionHandle,
@@ -1345,9 +1354,25 @@ async fn on_offer(
     commands: &media::Commands,
 ) {
     let sdp_header = || vec![Header::ContentType(rsipstack::sip::ContentType::new("application/sdp"))];
-    let body = if req.body.is_empty() { offers.offer.clone() } else { req.body.clone() };
     let mut next = *local;
     next.version = local.version.saturating_add(1);
+    if req.body.is_empty() {
+        if req.method == Method::Update {
+            // RFC 3311 §5.2: an UPDATE without an offer changes nothing; its 200 has no SDP.
+            let _ = handle.respond(StatusCode::OK, None, None).await;
+            return;
+        }
+        // RFC 3261 §14.2: the 200 OK of a re-INVITE without an offer carries ours; the ACK
+        // brings the answer (`on_reoffer_answer`).
+        let srtp_key = offers.srtp.1.as_ref().map(|_| offers.srtp.0.local_key);
+        let offer = sdp::make_reoffer(&next, &offers.negotiated, &offers.media_config, srtp_key);
+        let body = offer.sdp.clone().into_bytes();
+        *local = next;
+        offers.reoffer = ack_cseq(&req).map(|cseq| (cseq, offer));
+        let _ = handle.respond(StatusCode::OK, Some(sdp_header()), Some(body)).await;
+        return;
+    }
+    let body = req.body.clone();
     let mut keep = offers.media_config.clone();
     keep.codecs.retain(|c| *c != offers.negotiated.codec);
     keep.codecs.insert(0, offers.negotiated.codec);
@@ -1379,9 +1404,6 @@ async fn on_offer(
             commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold });
             tracing::debug!(direction = ?n.direction, remote = ?n.remote_rtp, "session modified");
             let answer = n.answer.clone().into_bytes();
-            if !req.body.is_empty() {
-                offers.offer = req.body;
-            }
             offers.negotiated = n;
             let _ = handle.respond(StatusCode::OK, Some(sdp_header()), Some(answer)).await;
         }
@@ -1390,6 +1412,53 @@ async fn on_offer(
         }
         Err(SdpError::Malformed(_)) => {
             let _ = handle.respond(StatusCode::BadRequest, None, None).await;
+        }
+    }
+}
+
+/// The CSeq number of an in-dialog request.
+fn ack_cseq(req: &Request) -> Option<u32> {
+    rsipstack::sip::prelude::HeadersExt::cseq_header(req).ok().and_then(|c| c.seq().ok())
+}
+
+/// The answer (in the ACK) to our offer in the 200 OK of a re-INVITE without one: the call
+/// follows it (codec, keys, where to send, hold), as for a new offer. An ACK without an
+/// acceptable answer leaves the session as it was (logged at a bounded rate): the caller is
+/// still there, and hanging up would cut the message short.
+fn on_reoffer_answer(
+    body: &[u8],
+    offer: &sdp::LocalOffer,
+    offers: &mut OfferState,
+    commands: &media::Commands,
+    log_limit: &crate::limit::LogLimiter,
+) {
+    match sdp::accept_answer_srtp(body, offer) {
+        Ok((n, keys)) => {
+            let was = &offers.negotiated;
+            if (n.codec, n.payload_type, n.dtmf_payload_type) != (was.codec, was.payload_type, was.dtmf_payload_type) {
+                let change = CodecChange {
+                    codec: n.codec,
+                    payload_type: n.payload_type,
+                    dtmf_payload_type: n.dtmf_payload_type,
+                };
+                commands.send(MediaCommand::Codec(change));
+            }
+            let key_of = |k: &SrtpKeys| (k.suite, k.remote);
+            if keys.as_ref().map(key_of) != offers.srtp.1.as_ref().map(key_of)
+                && let Some(keys) = keys
+            {
+                commands.send(MediaCommand::Srtp(keys));
+            }
+            let hold = !may_send(&n) || !n.direction.remote_sends();
+            commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold });
+            tracing::debug!(direction = ?n.direction, remote = ?n.remote_rtp, codec = ?n.codec, "session modified by the answer in the ACK");
+            offers.srtp.1 = keys;
+            offers.negotiated = n;
+        }
+        Err(e) => {
+            if let Some(suppressed) = log_limit.allow("reoffer-answer", Instant::now()) {
+                tracing::warn!(error = %e, suppressed, "the ACK of a re-INVITE without an offer has no acceptable answer to ours: the session stays as it was");
+            }
         }
     }
 }

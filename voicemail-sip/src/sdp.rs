@@ -38,7 +38,7 @@
 
 mod offer;
 
-pub use offer::{LocalOffer, accept_answer_srtp, make_offer_srtp};
+pub use offer::{LocalOffer, accept_answer_srtp, make_offer_srtp, make_reoffer};
 // Without SRTP: for the tests and the fuzz targets (the endpoint always passes its SRTP policy).
 #[cfg(any(test, feature = "_internals"))]
 pub use offer::{accept_answer, make_offer};

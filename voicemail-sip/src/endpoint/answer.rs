@@ -27,9 +27,9 @@ use crate::srtp::SrtpKeys;
 
 /// How answering a call ended.
 pub(super) enum AckOutcome {
-    /// The ACK arrived; for a late offer, with the answer it carried, its SDP and the SRTP
-    /// keys it settled (when our offer was SRTP).
-    Acked(Option<(Negotiated, Vec<u8>, Option<SrtpKeys>)>),
+    /// The ACK arrived; for a late offer, with the answer it carried and the SRTP keys it
+    /// settled (when our offer was SRTP).
+    Acked(Option<(Negotiated, Option<SrtpKeys>)>),
     /// The call ended before the ACK (CANCEL, BYE, a shutdown, the dialog failing), or the
     /// ACK of a late offer had no acceptable answer: it becomes a message.
     Ended,
@@ -147,7 +147,7 @@ async fn acked(a: &mut Answering<'_>) -> AckOutcome {
             a.command(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold }).await;
             a.command(MediaCommand::Answered).await;
             tracing::debug!(id = %a.id, codec = ?n.codec, remote = ?n.remote_rtp, "late offer answered in the ACK");
-            AckOutcome::Acked(Some((n, body, keys)))
+            AckOutcome::Acked(Some((n, keys)))
         }
         Err(e) => {
             if let Some(suppressed) = a.shared.log_limit.allow("late-offer-answer", Instant::now()) {

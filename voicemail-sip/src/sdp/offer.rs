@@ -73,12 +73,8 @@ pub fn make_offer_srtp(local: &LocalMedia, media_config: &MediaConfig, srtp: &Sr
     let srtp_key = (srtp.mode == SrtpMode::Required).then_some(srtp.local_key);
     let mut formats: Vec<(CodecKind, u8)> = Vec::new();
     for &codec in &media_config.codecs {
-        let pt = codec.static_payload_type().unwrap_or(match codec {
-            CodecKind::Opus => OPUS_PAYLOAD_TYPE,
-            _ => L16_PAYLOAD_TYPE,
-        });
         if !formats.iter().any(|(c, _)| *c == codec) {
-            formats.push((codec, pt));
+            formats.push((codec, offered_payload_type(codec)));
         }
     }
     if formats.is_empty() {
@@ -88,6 +84,72 @@ pub fn make_offer_srtp(local: &LocalMedia, media_config: &MediaConfig, srtp: &Sr
         .into_iter()
         .filter(|(rate, _)| formats.iter().any(|(c, _)| c.clock_rate_hz() == *rate))
         .collect();
+    write_offer(local, media_config, formats, telephone_events, srtp_key)
+}
+
+/// Our offer in the 200 OK of a re-INVITE without one (RFC 3261 §14.2, RFC 3264 §8; the ACK
+/// brings the answer, read by [`accept_answer_srtp`]): the call's codec first, with the
+/// payload type it has now, then the other codecs of `media_config` whose payload types the
+/// session does not already use for something else (a third party the caller brings in, RFC
+/// 3725, may pick another codec), telephone-event as now, and `a=sendrecv`. With `srtp_key`
+/// (a call that uses SRTP) it is `RTP/SAVP` with our key, as [`make_offer_srtp`] writes it.
+pub fn make_reoffer(
+    local: &LocalMedia,
+    current: &Negotiated,
+    media_config: &MediaConfig,
+    srtp_key: Option<MasterKey>,
+) -> LocalOffer {
+    let clock = current.codec.clock_rate_hz();
+    let mut formats = vec![(current.codec, current.payload_type)];
+    let mut telephone_events: Vec<(u32, u8)> = current.dtmf_payload_type.map(|pt| (clock, pt)).into_iter().collect();
+    let taken = |pt: u8, formats: &[(CodecKind, u8)], events: &[(u32, u8)]| {
+        formats.iter().any(|&(_, p)| p == pt) || events.iter().any(|&(_, p)| p == pt)
+    };
+    // Our usual payload type, or another free dynamic one when the session already uses it.
+    let free = |pt: u8, formats: &[(CodecKind, u8)], events: &[(u32, u8)]| {
+        if !taken(pt, formats, events) {
+            Some(pt)
+        } else if pt >= 96 {
+            (96..=127).find(|&p| !taken(p, formats, events))
+        } else {
+            None
+        }
+    };
+    for &codec in &media_config.codecs {
+        if !formats.iter().any(|(c, _)| *c == codec)
+            && let Some(pt) = free(offered_payload_type(codec), &formats, &telephone_events)
+        {
+            formats.push((codec, pt));
+        }
+    }
+    for (rate, pt) in TELEPHONE_EVENTS {
+        let needed = formats.iter().any(|(c, _)| c.clock_rate_hz() == rate);
+        if needed
+            && !telephone_events.iter().any(|&(r, _)| r == rate)
+            && let Some(pt) = free(pt, &formats, &telephone_events)
+        {
+            telephone_events.push((rate, pt));
+        }
+    }
+    write_offer(local, media_config, formats, telephone_events, srtp_key)
+}
+
+/// The payload type our offers give `codec`: its static one, else our dynamic one.
+fn offered_payload_type(codec: CodecKind) -> u8 {
+    codec.static_payload_type().unwrap_or(match codec {
+        CodecKind::Opus => OPUS_PAYLOAD_TYPE,
+        _ => L16_PAYLOAD_TYPE,
+    })
+}
+
+/// The SDP of an offer of `formats` and `telephone_events` at `local`.
+fn write_offer(
+    local: &LocalMedia,
+    media_config: &MediaConfig,
+    formats: Vec<(CodecKind, u8)>,
+    telephone_events: Vec<(u32, u8)>,
+    srtp_key: Option<MasterKey>,
+) -> LocalOffer {
     let address = match local.ip {
         IpAddr::V4(ip) => format!("IN IP4 {ip}"),
         IpAddr::V6(ip) => format!("IN IP6 {ip}"),
@@ -252,6 +314,53 @@ mod tests {
         }
         // A plain offer takes no SRTP answer.
         assert!(accept_answer_srtp(good.as_bytes(), &plain).is_err());
+    }
+
+    fn current(codec: CodecKind, payload_type: u8, dtmf_payload_type: Option<u8>) -> Negotiated {
+        Negotiated {
+            answer: String::new(),
+            codec,
+            payload_type,
+            dtmf_payload_type,
+            ptime: DEFAULT_PTIME,
+            remote_rtp: None,
+            direction: Direction::SendRecv,
+        }
+    }
+
+    #[test]
+    fn a_reoffer_keeps_the_sessions_payload_types_and_adds_the_rest_around_them() {
+        // Opus as the caller's 111 and telephone-event/48000 as its 101: ours keep them, the
+        // other codecs keep their usual numbers, and telephone-event/8000 (usually 101) takes
+        // the first free dynamic one.
+        let o = make_reoffer(&LOCAL, &current(CodecKind::Opus, 111, Some(101)), &MediaConfig::default(), None);
+        assert!(o.sdp.contains("m=audio 40000 RTP/AVP 111 9 8 0 97 101 96\r\n"), "{}", o.sdp);
+        assert!(o.sdp.contains("a=rtpmap:111 opus/48000/2\r\n"), "{}", o.sdp);
+        assert!(o.sdp.contains("a=rtpmap:101 telephone-event/48000\r\n"), "{}", o.sdp);
+        assert!(o.sdp.contains("a=rtpmap:96 telephone-event/8000\r\n"), "{}", o.sdp);
+        assert!(o.sdp.contains("a=sendrecv\r\n") && !o.sdp.contains("a=crypto"), "{}", o.sdp);
+        // Opus (usually 96) moves when the session uses 96 for something else.
+        let o = make_reoffer(&LOCAL, &current(CodecKind::Pcmu, 0, Some(96)), &MediaConfig::default(), None);
+        assert!(o.sdp.contains("m=audio 40000 RTP/AVP 0 97 9 8 98 96 102\r\n"), "{}", o.sdp);
+        assert!(o.sdp.contains("a=rtpmap:97 opus/48000/2\r\n"), "{}", o.sdp);
+        assert!(o.sdp.contains("a=rtpmap:98 L16/"), "{}", o.sdp);
+        assert!(o.sdp.contains("a=rtpmap:96 telephone-event/8000\r\n"), "{}", o.sdp);
+
+        // The answer (the ACK's) picks the codec; a third party may pick another.
+        let same = answer("m=audio 5004 RTP/AVP 0 96\r\na=rtpmap:96 telephone-event/8000\r\na=recvonly\r\n");
+        let n = accept_answer(same.as_bytes(), &o).unwrap();
+        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (CodecKind::Pcmu, 0, Some(96)));
+        assert_eq!((n.remote_rtp.map(|a| a.port()), n.direction), (Some(5004), Direction::RecvOnly));
+        let other = answer("m=audio 6000 RTP/AVP 8\r\n");
+        let n = accept_answer(other.as_bytes(), &o).unwrap();
+        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (CodecKind::Pcma, 8, None));
+        assert!(accept_answer(answer("m=audio 6000 RTP/AVP 18\r\n").as_bytes(), &o).is_err());
+
+        // A call with SRTP: our key again, in the offer's two lines.
+        let key = MasterKey::from_bytes([7; 30]);
+        let o = make_reoffer(&LOCAL, &current(CodecKind::Pcmu, 0, Some(101)), &MediaConfig::default(), Some(key));
+        assert!(o.sdp.contains("m=audio 40000 RTP/SAVP 0 96 9 8 97 101 102\r\n"), "{}", o.sdp);
+        assert!(o.sdp.contains(&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n", key.to_base64())));
     }
 
     #[test]
