@@ -1330,7 +1330,7 @@ async fn on_dialog_state(
             // notified after other requests: only that re-INVITE's ACK counts).
             if let Some((cseq, _)) = &offers.reoffer
                 && let Some(ack) = dialog.last_remote_ack()
-                && ack_cseq(&ack) == Some(*cseq)
+                && cseq_number(&ack) == Some(*cseq)
                 && let Some((_, offer)) = offers.reoffer.take()
             {
                 on_reoffer_answer(&ack.body, &offer, offers, commands, &shared.log_limit);
@@ -1368,7 +1368,7 @@ async fn on_offer(
         let offer = sdp::make_reoffer(&next, &offers.negotiated, &offers.media_config, srtp_key);
         let body = offer.sdp.clone().into_bytes();
         *local = next;
-        offers.reoffer = ack_cseq(&req).map(|cseq| (cseq, offer));
+        offers.reoffer = cseq_number(&req).map(|cseq| (cseq, offer));
         let _ = handle.respond(StatusCode::OK, Some(sdp_header()), Some(body)).await;
         return;
     }
@@ -1381,30 +1381,9 @@ async fn on_offer(
     srtp_offer.mode = if keys_in_use.is_some() { crate::srtp::SrtpMode::Required } else { crate::srtp::SrtpMode::Off };
     match sdp::negotiate_srtp(&body, &next, &keep, &srtp_offer) {
         Ok((n, keys)) => {
-            let was = &offers.negotiated;
-            if (n.codec, n.payload_type, n.dtmf_payload_type) != (was.codec, was.payload_type, was.dtmf_payload_type) {
-                let change = CodecChange {
-                    codec: n.codec,
-                    payload_type: n.payload_type,
-                    dtmf_payload_type: n.dtmf_payload_type,
-                };
-                tracing::debug!(from = ?was.codec, to = ?n.codec, payload_type = n.payload_type, "codec changed");
-                commands.send(MediaCommand::Codec(change));
-            }
-            let key_of = |k: &SrtpKeys| (k.suite, k.remote);
-            if keys.as_ref().map(key_of) != keys_in_use.as_ref().map(key_of)
-                && let Some(keys) = keys
-            {
-                commands.send(MediaCommand::Srtp(keys));
-            }
-            offers.srtp.1 = keys;
             *local = next;
-            // Any direction that is not two-way is a hold (RFC 3264 §8.4; `c=0.0.0.0` is RFC 2543's).
-            let hold = !may_send(&n) || !n.direction.remote_sends();
-            commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold });
-            tracing::debug!(direction = ?n.direction, remote = ?n.remote_rtp, "session modified");
             let answer = n.answer.clone().into_bytes();
-            offers.negotiated = n;
+            follow_session(offers, n, keys, commands);
             let _ = handle.respond(StatusCode::OK, Some(sdp_header()), Some(answer)).await;
         }
         Err(SdpError::NotAcceptable(_)) => {
@@ -1416,8 +1395,32 @@ async fn on_offer(
     }
 }
 
+/// The call follows a new offer/answer exchange: its codec and SRTP keys when they changed,
+/// where to send, and whether it is on hold; `n` and `keys` become the session's.
+fn follow_session(offers: &mut OfferState, n: Negotiated, keys: Option<SrtpKeys>, commands: &media::Commands) {
+    let was = &offers.negotiated;
+    if (n.codec, n.payload_type, n.dtmf_payload_type) != (was.codec, was.payload_type, was.dtmf_payload_type) {
+        let change =
+            CodecChange { codec: n.codec, payload_type: n.payload_type, dtmf_payload_type: n.dtmf_payload_type };
+        tracing::debug!(from = ?was.codec, to = ?n.codec, payload_type = n.payload_type, "codec changed");
+        commands.send(MediaCommand::Codec(change));
+    }
+    let key_of = |k: &SrtpKeys| (k.suite, k.remote);
+    if keys.as_ref().map(key_of) != offers.srtp.1.as_ref().map(key_of)
+        && let Some(keys) = keys
+    {
+        commands.send(MediaCommand::Srtp(keys));
+    }
+    // Any direction that is not two-way is a hold (RFC 3264 §8.4; `c=0.0.0.0` is RFC 2543's).
+    let hold = !may_send(&n) || !n.direction.remote_sends();
+    commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold });
+    tracing::debug!(direction = ?n.direction, remote = ?n.remote_rtp, "session modified");
+    offers.srtp.1 = keys;
+    offers.negotiated = n;
+}
+
 /// The CSeq number of an in-dialog request.
-fn ack_cseq(req: &Request) -> Option<u32> {
+fn cseq_number(req: &Request) -> Option<u32> {
     rsipstack::sip::prelude::HeadersExt::cseq_header(req).ok().and_then(|c| c.seq().ok())
 }
 
@@ -1433,28 +1436,7 @@ fn on_reoffer_answer(
     log_limit: &crate::limit::LogLimiter,
 ) {
     match sdp::accept_answer_srtp(body, offer) {
-        Ok((n, keys)) => {
-            let was = &offers.negotiated;
-            if (n.codec, n.payload_type, n.dtmf_payload_type) != (was.codec, was.payload_type, was.dtmf_payload_type) {
-                let change = CodecChange {
-                    codec: n.codec,
-                    payload_type: n.payload_type,
-                    dtmf_payload_type: n.dtmf_payload_type,
-                };
-                commands.send(MediaCommand::Codec(change));
-            }
-            let key_of = |k: &SrtpKeys| (k.suite, k.remote);
-            if keys.as_ref().map(key_of) != offers.srtp.1.as_ref().map(key_of)
-                && let Some(keys) = keys
-            {
-                commands.send(MediaCommand::Srtp(keys));
-            }
-            let hold = !may_send(&n) || !n.direction.remote_sends();
-            commands.send(MediaCommand::Remote { addr: n.remote_rtp, send: may_send(&n), hold });
-            tracing::debug!(direction = ?n.direction, remote = ?n.remote_rtp, codec = ?n.codec, "session modified by the answer in the ACK");
-            offers.srtp.1 = keys;
-            offers.negotiated = n;
-        }
+        Ok((n, keys)) => follow_session(offers, n, keys, commands),
         Err(e) => {
             if let Some(suppressed) = log_limit.allow("reoffer-answer", Instant::now()) {
                 tracing::warn!(error = %e, suppressed, "the ACK of a re-INVITE without an offer has no acceptable answer to ours: the session stays as it was");
