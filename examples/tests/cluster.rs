@@ -120,6 +120,18 @@ fn place_calls(
     (sipp, log)
 }
 
+/// Waits (at most `limit`) until SIPp has placed all its calls, taking the messages the nodes
+/// print meanwhile.
+fn until_sipp_ends(sipp: &mut ChildGuard, nodes: &mut [&mut Node], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while sipp.exited().is_none() {
+        assert!(Instant::now() < deadline, "sipp did not finish its calls within {limit:?}");
+        for node in nodes.iter_mut() {
+            node.poll(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Waits until the nodes on `ports` answer Kamailio's probes (active in its dispatcher).
 fn wait_active(kam: &Kamailio, ports: &[u16]) {
     let active = wait_until(Duration::from_secs(30), || {
@@ -331,12 +343,7 @@ fn two_nodes_behind_kamailio_lose_and_duplicate_nothing_when_one_is_killed() {
     assert!(back, "kamailio did not take node A back: {:?}", dispatcher_flags(&kam, a.port));
 
     // 4. Every call placed, then every message delivered (bounded).
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while sipp.exited().is_none() {
-        assert!(Instant::now() < deadline, "sipp did not finish its {CALLS} calls");
-        a.poll(Duration::from_millis(100));
-        b.poll(Duration::from_millis(100));
-    }
+    until_sipp_ends(&mut sipp, &mut [&mut a, &mut b], Duration::from_secs(600));
     let (answered, bye_lost) = sipp_log(&log);
     let answered_callers: BTreeSet<&str> = answered.iter().map(|c| c.caller.as_str()).collect();
     assert_eq!(answered_callers.len(), answered.len(), "a call was answered twice");
@@ -483,12 +490,7 @@ fn a_full_node_hands_its_calls_to_the_other() {
     wait_active(&kam, &[a.port, b.port]);
     let callers: Vec<String> = (1..=FULL_CALLS).map(|i| format!("+7495200{i:04}")).collect();
     let (mut sipp, log) = place_calls(&sipp_bin, dir.path(), kam.port(), &callers, 8, FULL_CALLS as u32);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while sipp.exited().is_none() {
-        assert!(Instant::now() < deadline, "sipp did not finish its {FULL_CALLS} calls");
-        a.poll(Duration::from_millis(100));
-        b.poll(Duration::from_millis(100));
-    }
+    until_sipp_ends(&mut sipp, &mut [&mut a, &mut b], Duration::from_secs(120));
     let (answered, _) = sipp_log(&log);
     let all_in = wait_until(Duration::from_secs(60), || {
         let delivered: BTreeSet<String> = mails(&folder).into_iter().map(|(_, c)| c).collect();
