@@ -66,15 +66,7 @@ fn phone(socket: UdpSocket) -> std::sync::mpsc::Receiver<String> {
             if !text.starts_with("NOTIFY ") {
                 continue;
             }
-            let headers: Vec<&str> = text
-                .lines()
-                .filter(|l| {
-                    let l = l.to_ascii_lowercase();
-                    ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h))
-                })
-                .collect();
-            let ok = format!("SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n", headers.join("\r\n"));
-            let _ = socket.send_to(ok.as_bytes(), from);
+            answer_notify(&socket, from, &text);
             let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_owned());
             if tx.send(body).is_err() {
                 return;
